@@ -1,0 +1,91 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace edgeloop::store {
+
+enum class Dialect { kSqlite, kPostgres };
+
+/// Binary data, bound as BLOB (SQLite) or BYTEA (PostgreSQL).
+struct Bytes {
+  std::string data;
+};
+
+/// A statement parameter or a result cell. monostate is SQL NULL.
+using Value = std::variant<std::monostate, int64_t, double, std::string, Bytes>;
+
+/// One result row. Accessors convert between the representations the two drivers return
+/// (SQLite gives typed cells, PostgreSQL text), so callers read columns the same way.
+class Row {
+ public:
+  explicit Row(std::vector<Value> cells) : cells_(std::move(cells)) {}
+  size_t size() const { return cells_.size(); }
+  bool IsNull(size_t i) const;
+  int64_t Int(size_t i) const;  // NULL reads as 0
+  double Real(size_t i) const;
+  std::string Text(size_t i) const;  // NULL reads as ""
+  std::string Blob(size_t i) const;  // bytea/BLOB contents
+
+ private:
+  std::vector<Value> cells_;
+};
+using Rows = std::vector<Row>;
+
+/// A database transaction. Statements use `$1, $2, ...` placeholders in both dialects and are
+/// always sent with bound parameters, never with values spliced into the SQL text.
+/// Destroying an uncommitted transaction rolls it back. Not thread-safe.
+///
+/// Errors: a unique-constraint violation is ALREADY_EXISTS; a serialisation failure or
+/// deadlock is ABORTED (retry the whole transaction); a lost connection is UNAVAILABLE.
+class Transaction {
+ public:
+  virtual ~Transaction() = default;
+  virtual absl::StatusOr<Rows> Query(absl::string_view sql, const std::vector<Value>& params = {}) = 0;
+  /// Runs a statement and returns the number of rows it changed.
+  virtual absl::StatusOr<int64_t> Execute(absl::string_view sql,
+                                          const std::vector<Value>& params = {}) = 0;
+  /// Runs several parameterless statements (schema changes).
+  virtual absl::Status ExecuteScript(absl::string_view sql) = 0;
+  virtual absl::Status Commit() = 0;
+};
+
+struct DatabaseOptions {
+  /// `sqlite:///abs/path.db` or `postgresql://user@host:port/db?host=/socket/dir`.
+  std::string url;
+  /// Connections kept open. SQLite serialises writers itself; readers run in parallel (WAL).
+  int pool_size = 8;
+};
+
+/// A pool of connections to one database. Thread-safe: every method may be called from
+/// any thread; each transaction holds one pooled connection until it ends.
+class Database {
+ public:
+  virtual ~Database() = default;
+
+  /// Opens the database the URL names. Does not apply migrations (see migrations.h).
+  static absl::StatusOr<std::unique_ptr<Database>> Open(const DatabaseOptions& options);
+
+  virtual Dialect dialect() const = 0;
+  /// Starts a transaction that may write. On SQLite this takes the write lock at once
+  /// (BEGIN IMMEDIATE) so that two writers never deadlock on lock upgrade.
+  virtual absl::StatusOr<std::unique_ptr<Transaction>> Begin() = 0;
+  /// Runs one read statement outside an explicit transaction.
+  virtual absl::StatusOr<Rows> Query(absl::string_view sql, const std::vector<Value>& params = {}) = 0;
+  /// Cheap round trip used by /readyz.
+  virtual absl::Status Ping() = 0;
+};
+
+/// Runs `body` in a transaction and commits it, retrying a few times when the database
+/// reports a serialisation conflict (ABORTED). `body` must be safe to run again.
+absl::Status RunInTransaction(Database& db, const std::function<absl::Status(Transaction&)>& body);
+
+}  // namespace edgeloop::store

@@ -1,0 +1,152 @@
+#include "store/migrations.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/logging.h"
+#include "common/status.h"
+
+namespace edgeloop::store {
+namespace {
+
+// Arbitrary constant that names "edgeloop schema migration" among advisory locks.
+constexpr int64_t kMigrationLockKey = 0x6564676c6f6f70;  // "edgloop"
+
+std::string Expand(const std::string& sql, Dialect dialect) {
+  if (dialect == Dialect::kSqlite) {
+    return absl::StrReplaceAll(sql, {{"{{SERIAL}}", "INTEGER PRIMARY KEY AUTOINCREMENT"},
+                                     {"{{BYTES}}", "BLOB"}});
+  }
+  return absl::StrReplaceAll(sql, {{"{{SERIAL}}", "BIGSERIAL PRIMARY KEY"}, {"{{BYTES}}", "BYTEA"}});
+}
+
+}  // namespace
+
+const std::vector<Migration>& SchemaMigrations() {
+  static const auto* migrations = new std::vector<Migration>{
+      {1, "registry", R"sql(
+CREATE TABLE models (
+  id {{SERIAL}},
+  name TEXT NOT NULL UNIQUE,
+  description TEXT NOT NULL,
+  labels TEXT NOT NULL,
+  next_version BIGINT NOT NULL DEFAULT 1,
+  created_at_ms BIGINT NOT NULL,
+  created_by TEXT NOT NULL
+);
+CREATE TABLE model_versions (
+  model_id BIGINT NOT NULL REFERENCES models(id),
+  version BIGINT NOT NULL,
+  onnx_digest TEXT NOT NULL,
+  onnx_size BIGINT NOT NULL,
+  status TEXT NOT NULL,
+  status_message TEXT NOT NULL,
+  details TEXT NOT NULL,
+  created_at_ms BIGINT NOT NULL,
+  created_by TEXT NOT NULL,
+  PRIMARY KEY (model_id, version)
+);
+CREATE TABLE aliases (
+  model_id BIGINT NOT NULL REFERENCES models(id),
+  alias TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  updated_at_ms BIGINT NOT NULL,
+  updated_by TEXT NOT NULL,
+  PRIMARY KEY (model_id, alias),
+  FOREIGN KEY (model_id, version) REFERENCES model_versions(model_id, version)
+);
+CREATE TABLE alias_history (
+  id {{SERIAL}},
+  model_id BIGINT NOT NULL REFERENCES models(id),
+  alias TEXT NOT NULL,
+  from_version BIGINT NOT NULL,
+  to_version BIGINT NOT NULL,
+  actor TEXT NOT NULL,
+  at_ms BIGINT NOT NULL
+);
+CREATE INDEX alias_history_by_alias ON alias_history (model_id, alias, id);
+CREATE TABLE registry_events (
+  sequence BIGINT PRIMARY KEY,
+  type TEXT NOT NULL,
+  model TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  alias TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  at_ms BIGINT NOT NULL
+);
+CREATE TABLE registry_event_counter (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  last_sequence BIGINT NOT NULL
+);
+INSERT INTO registry_event_counter (id, last_sequence) VALUES (1, 0);
+)sql"},
+      {2, "api_tokens", R"sql(
+CREATE TABLE api_tokens (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  role TEXT NOT NULL,
+  secret_hash TEXT NOT NULL UNIQUE,
+  created_at_ms BIGINT NOT NULL,
+  created_by TEXT NOT NULL,
+  expires_at_ms BIGINT NOT NULL,
+  revoked_at_ms BIGINT NOT NULL
+);
+)sql"},
+      {3, "blobs", R"sql(
+CREATE TABLE blobs (
+  digest TEXT PRIMARY KEY,
+  size BIGINT NOT NULL,
+  created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE blob_chunks (
+  digest TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  data {{BYTES}} NOT NULL,
+  PRIMARY KEY (digest, seq)
+);
+)sql"},
+  };
+  return *migrations;
+}
+
+absl::StatusOr<int> CurrentSchemaVersion(Database& db) {
+  // The table is created with the first migration run; before that the schema is empty.
+  auto rows = db.Query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});
+  if (!rows.ok()) return 0;
+  return static_cast<int>((*rows)[0].Int(0));
+}
+
+absl::StatusOr<int> ApplyMigrations(Database& db) {
+  int current = 0;
+  std::vector<std::string> applied;
+  RETURN_IF_ERROR(RunInTransaction(db, [&](Transaction& tx) -> absl::Status {
+    applied.clear();
+    if (db.dialect() == Dialect::kPostgres) {
+      RETURN_IF_ERROR(tx.Query("SELECT pg_advisory_xact_lock($1)", {kMigrationLockKey}).status());
+    }
+    RETURN_IF_ERROR(tx.ExecuteScript(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+        "name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)"));
+    ASSIGN_OR_RETURN(Rows rows, tx.Query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+    current = static_cast<int>(rows[0].Int(0));
+    const auto& all = SchemaMigrations();
+    if (current > all.back().version) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "database schema version ", current, " is newer than this binary supports (",
+          all.back().version, "); upgrade edgeloop-server"));
+    }
+    for (const Migration& m : all) {
+      if (m.version <= current) continue;
+      RETURN_IF_ERROR(tx.ExecuteScript(Expand(m.sql, db.dialect())));
+      RETURN_IF_ERROR(tx.Execute(
+          "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
+          {int64_t{m.version}, m.name, absl::ToUnixMillis(absl::Now())}).status());
+      applied.push_back(m.name);
+      current = m.version;
+    }
+    return absl::OkStatus();
+  }));
+  for (const std::string& name : applied) Log(LogLevel::kInfo, "applied migration", {{"name", name}});
+  return current;
+}
+
+}  // namespace edgeloop::store

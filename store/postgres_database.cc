@@ -1,0 +1,199 @@
+#include "store/postgres_database.h"
+
+#include <optional>
+#include <pqxx/pqxx>
+#include <string>
+#include <unordered_set>
+
+#include "absl/strings/str_cat.h"
+#include "common/sha256.h"
+#include "common/status.h"
+#include "store/connection_pool_internal.h"
+
+namespace edgeloop::store {
+namespace {
+
+struct PgConnection {
+  explicit PgConnection(const std::string& url) : conn(url) {}
+  pqxx::connection conn;
+  std::unordered_set<std::string> prepared;
+};
+
+using Pool = ConnectionPool<PgConnection>;
+
+/// Translates a libpqxx exception into a Status; `broken` is set when the connection is gone.
+absl::Status FromException(const std::exception& e, bool* broken) {
+  *broken = false;
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+    *broken = true;
+    return absl::UnavailableError(absl::StrCat("postgresql connection lost: ", e.what()));
+  }
+  if (dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr) {
+    return absl::AlreadyExistsError(e.what());
+  }
+  if (dynamic_cast<const pqxx::serialization_failure*>(&e) != nullptr ||
+      dynamic_cast<const pqxx::deadlock_detected*>(&e) != nullptr) {
+    return absl::AbortedError(e.what());
+  }
+  if (dynamic_cast<const pqxx::disk_full*>(&e) != nullptr) {
+    return absl::ResourceExhaustedError(e.what());
+  }
+  if (dynamic_cast<const pqxx::integrity_constraint_violation*>(&e) != nullptr) {
+    return absl::FailedPreconditionError(e.what());
+  }
+  if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
+    *broken = true;
+    return absl::UnavailableError(absl::StrCat("commit outcome unknown: ", e.what()));
+  }
+  return absl::InternalError(absl::StrCat("postgresql: ", e.what()));
+}
+
+std::vector<std::optional<std::string>> ToParams(const std::vector<Value>& params) {
+  std::vector<std::optional<std::string>> out;
+  out.reserve(params.size());
+  for (const Value& v : params) {
+    if (auto* n = std::get_if<int64_t>(&v)) {
+      out.emplace_back(std::to_string(*n));
+    } else if (auto* d = std::get_if<double>(&v)) {
+      out.emplace_back(absl::StrCat(*d));
+    } else if (auto* s = std::get_if<std::string>(&v)) {
+      out.emplace_back(*s);
+    } else if (auto* b = std::get_if<Bytes>(&v)) {
+      // bytea in its text input form; the value still travels as a bound parameter.
+      out.emplace_back(absl::StrCat("\\x", HexEncode(b->data)));
+    } else {
+      out.emplace_back(std::nullopt);
+    }
+  }
+  return out;
+}
+
+Rows ToRows(const pqxx::result& result) {
+  Rows rows;
+  rows.reserve(result.size());
+  for (const pqxx::row& r : result) {
+    std::vector<Value> cells;
+    cells.reserve(r.size());
+    for (const pqxx::field& f : r) {
+      if (f.is_null()) {
+        cells.emplace_back(std::monostate{});
+      } else {
+        cells.emplace_back(std::string(f.c_str(), f.size()));
+      }
+    }
+    rows.emplace_back(std::move(cells));
+  }
+  return rows;
+}
+
+/// Runs a statement as a prepared statement on `conn`, preparing it on first use.
+pqxx::result RunPrepared(PgConnection& conn, pqxx::transaction_base& tx, absl::string_view sql,
+                         const std::vector<Value>& params) {
+  std::string name = "s" + Sha256Hex(sql).substr(0, 16);
+  if (conn.prepared.insert(name).second) conn.conn.prepare(name, std::string(sql));
+  auto values = ToParams(params);
+  return tx.exec_prepared(name, pqxx::prepare::make_dynamic_params(values));
+}
+
+class PostgresTransaction final : public Transaction {
+ public:
+  explicit PostgresTransaction(Pool::Lease lease)
+      : lease_(std::move(lease)), work_(std::make_unique<pqxx::work>(lease_->conn)) {}
+  ~PostgresTransaction() override {
+    try {
+      work_.reset();  // aborts when not committed
+    } catch (const std::exception&) {
+      lease_.Discard();
+    }
+    if (broken_) lease_.Discard();
+  }
+
+  absl::StatusOr<Rows> Query(absl::string_view sql, const std::vector<Value>& params) override {
+    try {
+      return ToRows(RunPrepared(*lease_, *work_, sql, params));
+    } catch (const std::exception& e) {
+      return FromException(e, &broken_);
+    }
+  }
+  absl::StatusOr<int64_t> Execute(absl::string_view sql, const std::vector<Value>& params) override {
+    try {
+      return static_cast<int64_t>(RunPrepared(*lease_, *work_, sql, params).affected_rows());
+    } catch (const std::exception& e) {
+      return FromException(e, &broken_);
+    }
+  }
+  absl::Status ExecuteScript(absl::string_view sql) override {
+    try {
+      work_->exec(std::string(sql));
+      return absl::OkStatus();
+    } catch (const std::exception& e) {
+      return FromException(e, &broken_);
+    }
+  }
+  absl::Status Commit() override {
+    try {
+      work_->commit();
+      return absl::OkStatus();
+    } catch (const std::exception& e) {
+      return FromException(e, &broken_);
+    }
+  }
+
+ private:
+  Pool::Lease lease_;
+  std::unique_ptr<pqxx::work> work_;
+  bool broken_ = false;
+};
+
+class PostgresDatabaseImpl final : public Database {
+ public:
+  PostgresDatabaseImpl(std::string url, int pool_size)
+      : url_(std::move(url)), pool_(pool_size, [this]() -> absl::StatusOr<std::unique_ptr<PgConnection>> {
+          try {
+            return std::make_unique<PgConnection>(url_);
+          } catch (const std::exception& e) {
+            return absl::UnavailableError(absl::StrCat("cannot connect to postgresql: ", e.what()));
+          }
+        }) {}
+
+  Dialect dialect() const override { return Dialect::kPostgres; }
+
+  absl::StatusOr<std::unique_ptr<Transaction>> Begin() override {
+    ASSIGN_OR_RETURN(Pool::Lease lease, pool_.Acquire());
+    try {
+      return std::unique_ptr<Transaction>(new PostgresTransaction(std::move(lease)));
+    } catch (const std::exception& e) {
+      bool broken = false;
+      return FromException(e, &broken);
+    }
+  }
+
+  absl::StatusOr<Rows> Query(absl::string_view sql, const std::vector<Value>& params) override {
+    ASSIGN_OR_RETURN(Pool::Lease lease, pool_.Acquire());
+    try {
+      pqxx::nontransaction tx(lease->conn);
+      return ToRows(RunPrepared(*lease, tx, sql, params));
+    } catch (const std::exception& e) {
+      bool broken = false;
+      absl::Status s = FromException(e, &broken);
+      if (broken) lease.Discard();
+      return s;
+    }
+  }
+
+  absl::Status Ping() override { return Query("SELECT 1", {}).status(); }
+
+ private:
+  std::string url_;
+  Pool pool_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Database>> PostgresDatabase::Create(const DatabaseOptions& options) {
+  auto db = std::make_unique<PostgresDatabaseImpl>(options.url, options.pool_size);
+  RETURN_IF_ERROR(db->Ping());
+  return std::unique_ptr<Database>(std::move(db));
+}
+
+}  // namespace edgeloop::store

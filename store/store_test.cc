@@ -1,0 +1,297 @@
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/random.h"
+#include "common/sha256.h"
+#include "common/status.h"
+#include "gtest/gtest.h"
+#include "store/blob_store.h"
+#include "store/database.h"
+#include "store/migrations.h"
+#include "store/testing/postgres_cluster.h"
+
+namespace edgeloop::store {
+namespace {
+namespace fs = std::filesystem;
+
+std::string TempDir() {
+  std::string dir = absl::StrCat(::testing::TempDir(), "edgeloop-store-", RandomHex(6));
+  fs::create_directories(dir);
+  return dir;
+}
+
+/// The same suite runs on the embedded SQLite database and on a real PostgreSQL cluster.
+class DatabaseTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir();
+    std::string url;
+    if (GetParam() == "sqlite") {
+      url = absl::StrCat("sqlite://", dir_, "/test.db");
+    } else {
+      auto pg = testing::NewTestDatabase();
+      ASSERT_TRUE(pg.ok()) << pg.status();
+      url = *pg;
+    }
+    auto db = Database::Open({.url = url, .pool_size = 8});
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = std::move(*db);
+    auto version = ApplyMigrations(*db_);
+    ASSERT_TRUE(version.ok()) << version.status();
+    ASSERT_EQ(*version, SchemaMigrations().back().version);
+  }
+  void TearDown() override {
+    db_.reset();
+    fs::remove_all(dir_);
+  }
+
+  std::string dir_;
+  std::unique_ptr<Database> db_;
+};
+
+TEST_P(DatabaseTest, MigrationsAreIdempotentAndConcurrentSafe) {
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      auto v = ApplyMigrations(*db_);
+      if (!v.ok() || *v != SchemaMigrations().back().version) ++failures;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures, 0);
+  auto rows = db_->Query("SELECT COUNT(*) FROM schema_migrations", {});
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ((*rows)[0].Int(0), static_cast<int64_t>(SchemaMigrations().size()));
+  EXPECT_EQ(*CurrentSchemaVersion(*db_), SchemaMigrations().back().version);
+}
+
+TEST_P(DatabaseTest, ValuesRoundTripThroughParameters) {
+  // Create the table with the dialect's binary type.
+  std::string bytes_type = db_->dialect() == Dialect::kSqlite ? "BLOB" : "BYTEA";
+  ASSERT_TRUE(RunInTransaction(*db_, [&](Transaction& tx) {
+    return tx.ExecuteScript("CREATE TABLE roundtrip (i BIGINT, d DOUBLE PRECISION, s TEXT, b " +
+                            bytes_type + ", n TEXT)");
+  }).ok());
+  std::string binary("\x00\x01\xff'\"\\x", 7);
+  std::string tricky = "it's \"quoted\"; DROP TABLE roundtrip; --";
+  ASSERT_TRUE(RunInTransaction(*db_, [&](Transaction& tx) {
+    return tx.Execute("INSERT INTO roundtrip (i, d, s, b, n) VALUES ($1, $2, $3, $4, $5)",
+                      {int64_t{-9007199254740993}, 2.5, tricky, Bytes{binary}, std::monostate{}})
+        .status();
+  }).ok());
+  auto rows = db_->Query("SELECT i, d, s, b, n FROM roundtrip WHERE s = $1", {tricky});
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 1u);
+  const Row& r = (*rows)[0];
+  EXPECT_EQ(r.Int(0), -9007199254740993);
+  EXPECT_DOUBLE_EQ(r.Real(1), 2.5);
+  EXPECT_EQ(r.Text(2), tricky);
+  EXPECT_EQ(r.Blob(3), binary);
+  EXPECT_TRUE(r.IsNull(4));
+}
+
+TEST_P(DatabaseTest, UncommittedTransactionRollsBack) {
+  {
+    auto tx = db_->Begin();
+    ASSERT_TRUE(tx.ok()) << tx.status();
+    ASSERT_TRUE((*tx)->Execute("INSERT INTO blobs (digest, size, created_at_ms) VALUES ($1, 1, 1)",
+                               {std::string("x")}).ok());
+  }
+  auto rows = db_->Query("SELECT COUNT(*) FROM blobs", {});
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ((*rows)[0].Int(0), 0);
+}
+
+TEST_P(DatabaseTest, UniqueViolationIsAlreadyExists) {
+  auto insert = [&](Transaction& tx) {
+    return tx.Execute("INSERT INTO blobs (digest, size, created_at_ms) VALUES ($1, 1, 1)",
+                      {std::string("same")}).status();
+  };
+  ASSERT_TRUE(RunInTransaction(*db_, insert).ok());
+  EXPECT_EQ(RunInTransaction(*db_, insert).code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_P(DatabaseTest, ConcurrentTransactionsLoseNoUpdate) {
+  constexpr int kThreads = 8, kIncrements = 25;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kIncrements; ++i) {
+        absl::Status s = RunInTransaction(*db_, [](Transaction& tx) -> absl::Status {
+          ASSIGN_OR_RETURN(Rows rows, tx.Query("UPDATE registry_event_counter SET last_sequence = "
+                                               "last_sequence + 1 WHERE id = 1 RETURNING last_sequence"));
+          if (rows.size() != 1) return absl::InternalError("no counter row");
+          return absl::OkStatus();
+        });
+        if (!s.ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures, 0);
+  auto rows = db_->Query("SELECT last_sequence FROM registry_event_counter", {});
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ((*rows)[0].Int(0), kThreads * kIncrements);
+}
+
+TEST_P(DatabaseTest, SyntaxErrorIsReportedNotThrown) {
+  auto rows = db_->Query("SELEC nonsense", {});
+  EXPECT_FALSE(rows.ok());
+  // The pool recovers: the next statement works.
+  EXPECT_TRUE(db_->Ping().ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Drivers, DatabaseTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+/// Blob stores: files under a directory (with SQLite) and chunks in PostgreSQL.
+class BlobStoreTest : public DatabaseTest {
+ protected:
+  void SetUp() override {
+    DatabaseTest::SetUp();
+    if (HasFatalFailure()) return;
+    BlobStoreOptions options;
+    options.staging_dir = dir_ + "/staging";
+    options.database = db_.get();
+    options.url = GetParam() == "sqlite" ? absl::StrCat("file://", dir_, "/blobs") : "postgresql";
+    auto store = BlobStore::Create(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+  }
+  void TearDown() override {
+    store_.reset();
+    DatabaseTest::TearDown();
+  }
+
+  // Files left in staging directories (excluding the per-process lock files).
+  int StagedFiles() {
+    int n = 0;
+    for (const auto& e : fs::recursive_directory_iterator(dir_)) {
+      if (e.is_regular_file() && e.path().filename().string().rfind("upload-", 0) == 0) ++n;
+    }
+    return n;
+  }
+
+  std::unique_ptr<BlobStore> store_;
+};
+
+TEST_P(BlobStoreTest, StreamsCommitsAndReadsBack) {
+  std::string data;
+  for (int i = 0; i < 3 * 1024 * 1024 + 17; ++i) data.push_back(static_cast<char>(i * 31));
+  auto writer = store_->NewWriter(int64_t{1} << 30);
+  ASSERT_TRUE(writer.ok());
+  for (size_t off = 0; off < data.size(); off += 65536) {
+    ASSERT_TRUE((*writer)->Write(absl::string_view(data).substr(off, 65536)).ok());
+  }
+  std::string expected = DigestFromHex(Sha256Hex(data));
+  auto info = (*writer)->Commit(expected);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->digest, expected);
+  EXPECT_EQ(info->size, static_cast<int64_t>(data.size()));
+
+  auto stat = store_->Stat(expected);
+  ASSERT_TRUE(stat.ok());
+  EXPECT_EQ(stat->size, static_cast<int64_t>(data.size()));
+  auto reader = store_->Open(expected);
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ(*ReadWholeBlob(**reader), data);
+  // Random access across a chunk boundary.
+  std::string part;
+  ASSERT_TRUE((*reader)->ReadAt((1 << 20) - 5, 10, &part).ok());
+  EXPECT_EQ(part, data.substr((1 << 20) - 5, 10));
+  EXPECT_EQ(StagedFiles(), 0);
+}
+
+TEST_P(BlobStoreTest, SameBytesTwiceKeepOneBlob) {
+  for (int i = 0; i < 2; ++i) {
+    auto writer = store_->NewWriter(1024);
+    ASSERT_TRUE((*writer)->Write("hello").ok());
+    auto info = (*writer)->Commit("");
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(info->digest, DigestFromHex(Sha256Hex("hello")));
+  }
+  EXPECT_EQ(StagedFiles(), 0);
+}
+
+TEST_P(BlobStoreTest, EmptyBlobIsStorable) {
+  auto writer = store_->NewWriter(1024);
+  auto info = (*writer)->Commit("");
+  ASSERT_TRUE(info.ok()) << info.status();
+  auto reader = store_->Open(info->digest);
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ((*reader)->size(), 0);
+}
+
+TEST_P(BlobStoreTest, DigestMismatchStoresNothing) {
+  auto writer = store_->NewWriter(1024);
+  ASSERT_TRUE((*writer)->Write("actual bytes").ok());
+  std::string claimed = DigestFromHex(Sha256Hex("other bytes"));
+  auto info = (*writer)->Commit(claimed);
+  EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(info.status().message().find("digest mismatch"), std::string::npos);
+  writer->reset();
+  EXPECT_EQ(store_->Stat(claimed).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Stat(DigestFromHex(Sha256Hex("actual bytes"))).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(StagedFiles(), 0);
+}
+
+TEST_P(BlobStoreTest, OversizedUploadIsRefusedAndLeavesNothing) {
+  auto writer = store_->NewWriter(10);
+  ASSERT_TRUE((*writer)->Write("0123456789").ok());
+  absl::Status s = (*writer)->Write("x");
+  EXPECT_TRUE(IsPayloadTooLarge(s)) << s;
+  EXPECT_EQ(StagedFiles(), 0);
+  EXPECT_FALSE((*writer)->Commit("").ok());
+}
+
+TEST_P(BlobStoreTest, AbandonedUploadLeavesNothing) {
+  {
+    auto writer = store_->NewWriter(1024);
+    ASSERT_TRUE((*writer)->Write("half an upload").ok());
+    EXPECT_EQ(StagedFiles(), 1);
+  }
+  EXPECT_EQ(StagedFiles(), 0);
+  EXPECT_EQ(store_->Stat(DigestFromHex(Sha256Hex("half an upload"))).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(BlobStoreTest, MalformedAndUnknownDigests) {
+  EXPECT_EQ(store_->Open("sha256:xyz").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->Open("../../etc/passwd").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->Open(DigestFromHex(Sha256Hex("never stored"))).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, BlobStoreTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+TEST(StagingTest, CrashLeftoversAreSweptAtStart) {
+  std::string dir = TempDir();
+  // A staging directory with no live owner: what a kill -9 during an upload leaves.
+  fs::create_directories(dir + "/blobs/staging/deadbeef");
+  { std::ofstream(dir + "/blobs/staging/deadbeef/.lock"); }
+  { std::ofstream(dir + "/blobs/staging/deadbeef/upload-1") << "partial"; }
+  BlobStoreOptions options;
+  options.url = absl::StrCat("file://", dir, "/blobs");
+  auto store = BlobStore::Create(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_FALSE(fs::exists(dir + "/blobs/staging/deadbeef"));
+  // A second store on the same directory (another replica) keeps the first one's area.
+  auto second = BlobStore::Create(options);
+  ASSERT_TRUE(second.ok());
+  int areas = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir + "/blobs/staging")) ++areas;
+  EXPECT_EQ(areas, 2);
+  store->reset();
+  second->reset();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace edgeloop::store
