@@ -1,0 +1,124 @@
+#include "server/metrics.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "prometheus/text_serializer.h"
+
+namespace edgeloop::server {
+namespace {
+
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+  return *buckets;
+}
+
+// Process metrics in the names Prometheus client libraries use, read from /proc at scrape.
+std::string ProcessMetrics() {
+  std::string out;
+  std::ifstream stat_file("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may contain spaces) start past the last ')'.
+  size_t close = stat.rfind(')');
+  if (close != std::string::npos) {
+    std::vector<std::string> f = absl::StrSplit(stat.substr(close + 2), ' ');
+    // f[0] is field 3 (state); utime=14, stime=15, starttime=22, rss=24 (1-based).
+    if (f.size() > 21) {
+      const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+      const double cpu = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+      double boot_time = 0;
+      std::ifstream proc_stat("/proc/stat");
+      for (std::string line; std::getline(proc_stat, line);) {
+        if (line.rfind("btime ", 0) == 0) boot_time = std::stod(line.substr(6));
+      }
+      const double start = boot_time + std::stod(f[19]) / ticks;
+      const double rss = std::stod(f[21]) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+      absl::StrAppend(&out, "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n",
+                      "# TYPE process_cpu_seconds_total counter\n", "process_cpu_seconds_total ", cpu, "\n",
+                      "# HELP process_resident_memory_bytes Resident memory size in bytes.\n",
+                      "# TYPE process_resident_memory_bytes gauge\n", "process_resident_memory_bytes ", rss, "\n",
+                      "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n",
+                      "# TYPE process_start_time_seconds gauge\n", "process_start_time_seconds ",
+                      absl::StrFormat("%.3f", start), "\n");
+    }
+  }
+  int fds = 0;
+  if (DIR* dir = ::opendir("/proc/self/fd")) {
+    while (struct dirent* e = ::readdir(dir)) {
+      if (e->d_name[0] != '.') ++fds;
+    }
+    ::closedir(dir);
+  }
+  absl::StrAppend(&out, "# HELP process_open_fds Number of open file descriptors.\n",
+                  "# TYPE process_open_fds gauge\n", "process_open_fds ", fds, "\n");
+  return out;
+}
+
+}  // namespace
+
+ServerMetrics::ServerMetrics(registry::Registry* registry)
+    : registry_(registry), prometheus_(std::make_shared<prometheus::Registry>()) {
+  http_requests_ = &prometheus::BuildCounter()
+                        .Name("edgeloop_http_requests_total")
+                        .Help("REST requests by method, route template and HTTP status code.")
+                        .Register(*prometheus_);
+  http_latency_ = &prometheus::BuildHistogram()
+                       .Name("edgeloop_http_request_duration_seconds")
+                       .Help("REST request latency by method and route template.")
+                       .Register(*prometheus_);
+  grpc_requests_ = &prometheus::BuildCounter()
+                        .Name("edgeloop_grpc_requests_total")
+                        .Help("gRPC calls by method and status code.")
+                        .Register(*prometheus_);
+  grpc_latency_ = &prometheus::BuildHistogram()
+                       .Name("edgeloop_grpc_request_duration_seconds")
+                       .Help("gRPC call latency by method.")
+                       .Register(*prometheus_);
+  auto& sizes = prometheus::BuildGauge()
+                    .Name("edgeloop_registry_objects")
+                    .Help("Objects in the model registry by kind.")
+                    .Register(*prometheus_);
+  models_ = &sizes.Add({{"kind", "model"}});
+  versions_ = &sizes.Add({{"kind", "version"}});
+  aliases_ = &sizes.Add({{"kind", "alias"}});
+  registry_errors_ = &prometheus::BuildGauge()
+                          .Name("edgeloop_registry_scrape_error")
+                          .Help("1 when the last scrape could not read registry sizes from the database.")
+                          .Register(*prometheus_)
+                          .Add({});
+}
+
+void ServerMetrics::ObserveHttp(absl::string_view method, absl::string_view route, int code,
+                                absl::Duration elapsed) {
+  std::string m(method), r(route);
+  http_requests_->Add({{"method", m}, {"route", r}, {"code", std::to_string(code)}}).Increment();
+  http_latency_->Add({{"method", m}, {"route", r}}, LatencyBuckets()).Observe(absl::ToDoubleSeconds(elapsed));
+}
+
+void ServerMetrics::ObserveGrpc(absl::string_view method, absl::string_view code, absl::Duration elapsed) {
+  std::string m(method);
+  grpc_requests_->Add({{"method", m}, {"code", std::string(code)}}).Increment();
+  grpc_latency_->Add({{"method", m}}, LatencyBuckets()).Observe(absl::ToDoubleSeconds(elapsed));
+}
+
+std::string ServerMetrics::Render() {
+  auto sizes = registry_->Sizes();
+  if (sizes.ok()) {
+    models_->Set(static_cast<double>(sizes->models));
+    versions_->Set(static_cast<double>(sizes->versions));
+    aliases_->Set(static_cast<double>(sizes->aliases));
+  }
+  registry_errors_->Set(sizes.ok() ? 0 : 1);
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, prometheus_->Collect());
+  return out.str() + ProcessMetrics();
+}
+
+}  // namespace edgeloop::server

@@ -1,0 +1,44 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "registry/registry.h"
+
+namespace edgeloop::server {
+
+/// The server's Prometheus metrics: requests per transport, route and code, latency
+/// histograms, registry sizes and process metrics. Routes are the templates
+/// ("/v1/models/{model}"), never raw paths, so label cardinality stays bounded.
+/// Thread-safe.
+class ServerMetrics {
+ public:
+  explicit ServerMetrics(registry::Registry* registry);
+
+  void ObserveHttp(absl::string_view method, absl::string_view route, int code, absl::Duration elapsed);
+  void ObserveGrpc(absl::string_view method, absl::string_view code, absl::Duration elapsed);
+
+  /// The text exposition (format 0.0.4) of everything, sizes read at call time.
+  std::string Render();
+
+ private:
+  registry::Registry* registry_;
+  std::shared_ptr<prometheus::Registry> prometheus_;
+  prometheus::Family<prometheus::Counter>* http_requests_;
+  prometheus::Family<prometheus::Histogram>* http_latency_;
+  prometheus::Family<prometheus::Counter>* grpc_requests_;
+  prometheus::Family<prometheus::Histogram>* grpc_latency_;
+  prometheus::Gauge* models_;
+  prometheus::Gauge* versions_;
+  prometheus::Gauge* aliases_;
+  prometheus::Gauge* registry_errors_;
+};
+
+}  // namespace edgeloop::server

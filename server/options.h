@@ -1,0 +1,33 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace edgeloop::server {
+
+/// Everything `edgeloop-server` is configured with. Each flag `--foo-bar` can also be given
+/// as the environment variable `EDGELOOP_FOO_BAR`; a flag wins over the environment.
+struct ServerOptions {
+  std::string data_dir = "./var";
+  std::string db;            // default sqlite://<data-dir>/edgeloop.db
+  std::string blobs;         // default file://<data-dir>/blobs
+  std::string http_listen = "127.0.0.1:8080";
+  std::string grpc_listen = "127.0.0.1:9090";
+  int64_t max_upload_bytes = int64_t{2} << 30;
+  int64_t max_json_body_bytes = 4 << 20;
+  int http_threads = 8;
+  int db_pool_size = 16;
+  std::string log_level = "info";
+  int shutdown_grace_seconds = 20;
+};
+
+/// Parses argv (without argv[0]) and the environment. INVALID_ARGUMENT names the bad flag.
+/// Sets `*help` instead when --help is given.
+absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>& args, bool* help);
+
+/// The --help text.
+std::string ServerUsage();
+
+}  // namespace edgeloop::server

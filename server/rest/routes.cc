@@ -1,0 +1,177 @@
+#include "server/rest/routes.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/rest/json.h"
+
+namespace edgeloop::server::rest {
+namespace {
+
+template <typename Req, typename Resp>
+using ApiCall = absl::StatusOr<Resp> (Api::*)(const Principal&, const Req&);
+
+/// How a route fills its request message from the path, query and body.
+template <typename Req>
+using Binder = std::function<absl::Status(const RestRequest&, Req*)>;
+
+template <typename Req, typename Resp>
+RestHandler Json(Api* api, ApiCall<Req, Resp> call, Binder<Req> bind, int success_status = 200) {
+  return [api, call, bind, success_status](const RestRequest& request) -> absl::StatusOr<RestResponse> {
+    Req message;
+    absl::Status bound = bind(request, &message);
+    if (!bound.ok()) return bound;
+    absl::StatusOr<Resp> result = (api->*call)(*request.principal, message);
+    if (!result.ok()) return result.status();
+    return RestResponse{success_status, "application/json", PrintJson(*result)};
+  };
+}
+
+absl::Status QueryInt(const RestRequest& r, const std::string& key, int64_t* out) {
+  auto it = r.query.find(key);
+  if (it == r.query.end() || it->second.empty()) return absl::OkStatus();
+  if (!absl::SimpleAtoi(it->second, out)) {
+    return absl::InvalidArgumentError(absl::StrCat("query parameter ", key, " must be an integer"));
+  }
+  return absl::OkStatus();
+}
+
+std::string Query(const RestRequest& r, const std::string& key) {
+  auto it = r.query.find(key);
+  return it == r.query.end() ? "" : it->second;
+}
+
+// The path names the model; a body that names another one is a client bug worth reporting.
+absl::Status ModelFromPath(const RestRequest& r, std::string* model) {
+  const std::string& from_path = r.path.at("model");
+  if (!model->empty() && *model != from_path) {
+    return absl::InvalidArgumentError(absl::StrCat("body names model \"", *model, "\" but the path names \"",
+                                                   from_path, "\""));
+  }
+  *model = from_path;
+  return absl::OkStatus();
+}
+
+absl::Status Body(const RestRequest& r, google::protobuf::Message* m) { return ParseJson(r.body, m); }
+
+}  // namespace
+
+Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status()> readiness) {
+  Router router;
+
+  router.Add("GET", "/healthz", RouteKind::kPublic, [](const RestRequest&) -> absl::StatusOr<RestResponse> {
+    return RestResponse{200, "application/json", "{\"status\":\"ok\"}"};
+  });
+  router.Add("GET", "/readyz", RouteKind::kPublic, [readiness](const RestRequest&) -> absl::StatusOr<RestResponse> {
+    absl::Status ready = readiness();
+    if (!ready.ok()) return absl::UnavailableError(absl::StrCat("not ready: ", ready.message()));
+    return RestResponse{200, "application/json", "{\"status\":\"ready\"}"};
+  });
+  router.Add("GET", "/metrics", RouteKind::kPublic, [metrics](const RestRequest&) -> absl::StatusOr<RestResponse> {
+    return RestResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics->Render()};
+  });
+
+  router.Add("POST", "/v1/blobs", RouteKind::kBlobUpload);
+  router.Add("GET", "/v1/blobs/{digest}", RouteKind::kBlobDownload);
+
+  router.Add("POST", "/v1/models", RouteKind::kJson,
+             Json<v1::CreateModelRequest, v1::Model>(api, &Api::CreateModel, Body, 201));
+  router.Add("GET", "/v1/models", RouteKind::kJson,
+             Json<v1::ListModelsRequest, v1::ListModelsResponse>(
+                 api, &Api::ListModels, [](const RestRequest& r, v1::ListModelsRequest* m) {
+                   int64_t size = 0;
+                   absl::Status s = QueryInt(r, "pageSize", &size);
+                   m->set_page_size(static_cast<int32_t>(std::clamp<int64_t>(size, 0, 100000)));
+                   m->set_page_token(Query(r, "pageToken"));
+                   return s;
+                 }));
+  router.Add("GET", "/v1/models/{model}", RouteKind::kJson,
+             Json<v1::GetModelRequest, v1::Model>(api, &Api::GetModel, [](const RestRequest& r, v1::GetModelRequest* m) {
+               m->set_model(r.path.at("model"));
+               return absl::OkStatus();
+             }));
+  router.Add("POST", "/v1/models/{model}/versions", RouteKind::kJson,
+             Json<v1::CreateVersionRequest, v1::ModelVersion>(
+                 api, &Api::CreateVersion,
+                 [](const RestRequest& r, v1::CreateVersionRequest* m) {
+                   absl::Status s = Body(r, m);
+                   if (!s.ok()) return s;
+                   return ModelFromPath(r, m->mutable_model());
+                 },
+                 201));
+  router.Add("GET", "/v1/models/{model}/versions", RouteKind::kJson,
+             Json<v1::ListVersionsRequest, v1::ListVersionsResponse>(
+                 api, &Api::ListVersions, [](const RestRequest& r, v1::ListVersionsRequest* m) {
+                   m->set_model(r.path.at("model"));
+                   int64_t size = 0;
+                   absl::Status s = QueryInt(r, "pageSize", &size);
+                   m->set_page_size(static_cast<int32_t>(std::clamp<int64_t>(size, 0, 100000)));
+                   m->set_page_token(Query(r, "pageToken"));
+                   return s;
+                 }));
+  // A version segment is a number or an alias: /versions/3 and /versions/production.
+  router.Add("GET", "/v1/models/{model}/versions/{version}", RouteKind::kJson,
+             Json<v1::GetVersionRequest, v1::ModelVersion>(
+                 api, &Api::GetVersion, [](const RestRequest& r, v1::GetVersionRequest* m) {
+                   m->set_model(r.path.at("model"));
+                   const std::string& v = r.path.at("version");
+                   int64_t number = 0;
+                   if (!v.empty() && absl::ascii_isdigit(static_cast<unsigned char>(v[0]))) {
+                     if (!absl::SimpleAtoi(v, &number) || number <= 0) {
+                       return absl::InvalidArgumentError(absl::StrCat("invalid version \"", v, "\""));
+                     }
+                     m->set_version(number);
+                   } else {
+                     m->set_alias(v);
+                   }
+                   return absl::OkStatus();
+                 }));
+  router.Add("PUT", "/v1/models/{model}/aliases/{alias}", RouteKind::kJson,
+             Json<v1::SetAliasRequest, v1::Alias>(api, &Api::SetAlias, [](const RestRequest& r, v1::SetAliasRequest* m) {
+               absl::Status s = Body(r, m);
+               if (!s.ok()) return s;
+               if (!m->alias().empty() && m->alias() != r.path.at("alias")) {
+                 return absl::InvalidArgumentError("body names a different alias than the path");
+               }
+               m->set_alias(r.path.at("alias"));
+               return ModelFromPath(r, m->mutable_model());
+             }));
+  router.Add("GET", "/v1/models/{model}/aliases/{alias}", RouteKind::kJson,
+             Json<v1::GetAliasRequest, v1::Alias>(api, &Api::GetAlias, [](const RestRequest& r, v1::GetAliasRequest* m) {
+               m->set_model(r.path.at("model"));
+               m->set_alias(r.path.at("alias"));
+               return absl::OkStatus();
+             }));
+  router.Add("GET", "/v1/models/{model}/aliases/{alias}/history", RouteKind::kJson,
+             Json<v1::GetAliasHistoryRequest, v1::GetAliasHistoryResponse>(
+                 api, &Api::GetAliasHistory, [](const RestRequest& r, v1::GetAliasHistoryRequest* m) {
+                   m->set_model(r.path.at("model"));
+                   m->set_alias(r.path.at("alias"));
+                   return absl::OkStatus();
+                 }));
+  router.Add("GET", "/v1/events", RouteKind::kJson,
+             Json<v1::ListEventsRequest, v1::ListEventsResponse>(
+                 api, &Api::ListEvents, [](const RestRequest& r, v1::ListEventsRequest* m) {
+                   int64_t after = 0, limit = 0;
+                   absl::Status s = QueryInt(r, "afterSequence", &after);
+                   if (s.ok()) s = QueryInt(r, "limit", &limit);
+                   m->set_after_sequence(after);
+                   m->set_limit(static_cast<int32_t>(std::clamp<int64_t>(limit, 0, 100000)));
+                   return s;
+                 }));
+
+  router.Add("POST", "/v1/tokens", RouteKind::kJson,
+             Json<v1::CreateTokenRequest, v1::CreateTokenResponse>(api, &Api::CreateToken, Body, 201));
+  router.Add("GET", "/v1/tokens", RouteKind::kJson,
+             Json<v1::ListTokensRequest, v1::ListTokensResponse>(api, &Api::ListTokens, Body));
+  router.Add("POST", "/v1/tokens/{id}:revoke", RouteKind::kJson,
+             Json<v1::RevokeTokenRequest, v1::ApiToken>(api, &Api::RevokeToken,
+                                                         [](const RestRequest& r, v1::RevokeTokenRequest* m) {
+                                                           m->set_id(r.path.at("id"));
+                                                           return absl::OkStatus();
+                                                         }));
+  router.Add("GET", "/v1/ping", RouteKind::kJson, Json<v1::PingRequest, v1::PingResponse>(api, &Api::Ping, Body));
+  return router;
+}
+
+}  // namespace edgeloop::server::rest
