@@ -4,9 +4,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/proto_json.h"
 #include "common/sha256.h"
 #include "common/status.h"
-#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "registry/names.h"
 #include "registry/onnx_inspector.h"
@@ -22,16 +22,11 @@ using store::Value;
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
 
-std::string ToJson(const google::protobuf::Message& message) {
-  std::string out;
-  // Serialising a message we built cannot fail.
-  (void)google::protobuf::util::MessageToJsonString(message, &out);
-  return out;
-}
-
+// Descriptive fields are stored as JSON; records written by a newer release may carry
+// fields this one does not know, which it ignores rather than refusing to read.
 absl::Status FromJson(const std::string& json, google::protobuf::Message* message) {
-  auto status = google::protobuf::util::JsonStringToMessage(json, message);
-  if (!status.ok()) return absl::DataLossError(absl::StrCat("stored record is corrupt: ", status.ToString()));
+  absl::Status status = ParseProtoJson(json, message, /*ignore_unknown_fields=*/true);
+  if (!status.ok()) return absl::DataLossError(absl::StrCat("stored record is corrupt: ", status.message()));
   return absl::OkStatus();
 }
 
@@ -130,7 +125,7 @@ absl::StatusOr<v1::Model> Registry::CreateModel(const v1::CreateModelRequest& re
   absl::Status status = store::RunInTransaction(*options_.database, [&](Transaction& tx) -> absl::Status {
     RETURN_IF_ERROR(tx.Execute("INSERT INTO models (name, description, labels, next_version, created_at_ms, "
                                "created_by) VALUES ($1, $2, $3, 1, $4, $5)",
-                               {request.name(), request.description(), ToJson(labels_only), now,
+                               {request.name(), request.description(), PrintProtoJson(labels_only), now,
                                 std::string(actor)})
                         .status());
     return AppendEvent(tx, "model.created", request.name(), 0, "", actor, now);
@@ -215,7 +210,7 @@ absl::StatusOr<v1::ModelVersion> Registry::CreateVersion(const v1::CreateVersion
   for (auto& spec : summary.outputs) *details.add_outputs() = spec;
   details.set_opset(summary.opset);
   details.set_producer(summary.producer);
-  const std::string details_json = ToJson(details);
+  const std::string details_json = PrintProtoJson(details);
   const int64_t now = absl::ToUnixMillis(options_.clock->Now());
   const int64_t onnx_size = (*onnx)->size();
 

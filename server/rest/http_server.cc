@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "common/proto_json.h"
 #include "server/rest/json.h"
 
 namespace edgeloop::server::rest {
@@ -315,7 +316,7 @@ asio::awaitable<bool> HttpServer::Impl::Upload(beast::tcp_stream& stream, beast:
   auto blob = api->FinishBlobUpload(**writer, expected);
   if (!blob.ok()) co_return co_await WriteError(stream, version, *keep_alive, blob.status(), code);
   *code = 201;
-  co_return co_await Write(stream, version, *keep_alive, 201, "application/json", PrintJson(*blob));
+  co_return co_await Write(stream, version, *keep_alive, 201, "application/json", PrintProtoJson(*blob));
 }
 
 asio::awaitable<bool> HttpServer::Impl::Download(beast::tcp_stream& stream, const http::request<http::empty_body>& req,

@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/proto_json.h"
 #include "server/rest/json.h"
 
 namespace edgeloop::server::rest {
@@ -23,7 +24,7 @@ RestHandler Json(Api* api, ApiCall<Req, Resp> call, Binder<Req> bind, int succes
     if (!bound.ok()) return bound;
     absl::StatusOr<Resp> result = (api->*call)(*request.principal, message);
     if (!result.ok()) return result.status();
-    return RestResponse{success_status, "application/json", PrintJson(*result)};
+    return RestResponse{success_status, "application/json", PrintProtoJson(*result)};
   };
 }
 
@@ -52,7 +53,11 @@ absl::Status ModelFromPath(const RestRequest& r, std::string* model) {
   return absl::OkStatus();
 }
 
-absl::Status Body(const RestRequest& r, google::protobuf::Message* m) { return ParseJson(r.body, m); }
+absl::Status Body(const RestRequest& r, google::protobuf::Message* m) {
+  absl::Status s = ParseProtoJson(r.body, m);
+  if (s.ok()) return s;
+  return absl::InvalidArgumentError(absl::StrCat("malformed request body: ", s.message()));
+}
 
 }  // namespace
 
