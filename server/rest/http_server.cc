@@ -5,6 +5,7 @@
 
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
+#include <limits>
 #include <optional>
 
 #include "absl/strings/match.h"
@@ -185,6 +186,9 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
   for (;;) {
     http::request_parser<http::empty_body> head;
     head.header_limit(16 * 1024);
+    // Each route sets its own limit once it knows the route. (Not boost::none: Beast 1.74
+    // compares Content-Length against the optional itself and rejects every body.)
+    head.body_limit(std::numeric_limits<std::uint64_t>::max());
     stream.expires_after(std::chrono::seconds(options.idle_timeout_seconds));
     beast::error_code ec;
     co_await http::async_read_header(stream, buffer, head, asio::redirect_error(asio::use_awaitable, ec));
@@ -238,6 +242,14 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
         ok = co_await Upload(stream, buffer, head, *principal, &keep_alive, &code);
       } else if (route.kind == RouteKind::kBlobDownload) {
         ok = co_await Download(stream, req, *principal, match.params["digest"], keep_alive, &code);
+      } else if (auto length = head.content_length(); length && *length > static_cast<uint64_t>(options.max_json_body_bytes)) {
+        // Beast checks Content-Length against the limit only while parsing the header, which
+        // ran before the route was known; so the declared size is checked here.
+        keep_alive = false;
+        ok = co_await WriteError(stream, version, false,
+                                 PayloadTooLargeError(absl::StrCat("request body exceeds ", options.max_json_body_bytes,
+                                                                   " bytes")),
+                                 &code);
       } else {
         ok = co_await MaybeContinue(stream, head);
         http::request_parser<http::string_body> parser(std::move(head));
@@ -273,8 +285,16 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
     in_flight.fetch_sub(1);
     if (!ok || !keep_alive) break;
   }
-  beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  // Half-close, then read and drop what the client still sends (an upload refused midway)
+  // for a moment: closing with unread bytes would reset the connection and the client
+  // might never read the error response we just sent.
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.expires_after(std::chrono::seconds(2));
+  std::vector<char> sink(kStreamBufferBytes);
+  for (size_t drained = 0; !ec && drained < (8u << 20);) {
+    drained += co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+  }
 }
 
 asio::awaitable<bool> HttpServer::Impl::Upload(beast::tcp_stream& stream, beast::flat_buffer& buffer,
@@ -297,7 +317,7 @@ asio::awaitable<bool> HttpServer::Impl::Upload(beast::tcp_stream& stream, beast:
   }
   if (!co_await MaybeContinue(stream, head)) co_return false;
   http::request_parser<http::buffer_body> parser(std::move(head));
-  parser.body_limit(boost::none);  // the blob writer enforces the upload limit while streaming
+  parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // the blob writer enforces the limit
   std::vector<char> chunk(kStreamBufferBytes);
   while (!parser.is_done()) {
     parser.get().body().data = chunk.data();

@@ -1,0 +1,125 @@
+// Faults: kill -9 during uploads and version creation, graceful SIGTERM.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "common/proto_json.h"
+#include "common/sha256.h"
+#include "edgeloop/v1/registry.pb.h"
+#include "registry/testing/onnx_models.h"
+#include "tests/testing/fixture.h"
+#include "tests/testing/http_client.h"
+
+namespace edgeloop::tests {
+namespace {
+
+class FaultTest : public ServerTest {
+ protected:
+  HttpResponse Call(const std::string& method, const std::string& target, const std::string& body = "") {
+    auto r = HttpClient(server_->http_port()).Request(method, target, body, {{"Authorization", Bearer(admin_)}});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : HttpResponse{};
+  }
+
+  bool WaitFor(const std::function<bool()>& condition) {
+    for (int i = 0; i < 500 && !condition(); ++i) absl::SleepFor(absl::Milliseconds(10));
+    return condition();
+  }
+};
+
+TEST_P(FaultTest, KillDuringUploadLeavesNoBlob) {
+  const std::string full(1'000'000, 'q');
+  auto fd = StartPartialUpload(server_->http_port(), "/v1/blobs", admin_, full.size(), full.substr(0, 300'000));
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_TRUE(WaitFor([&] { return StagedUploads() == 1; }));
+  ASSERT_EQ(*server_->Stop(SIGKILL), 128 + SIGKILL);
+  ::close(*fd);
+  StartServer();
+  EXPECT_EQ(StagedUploads(), 0);  // the dead process's staging area was swept at start
+  EXPECT_EQ(Call("GET", "/v1/blobs/" + DigestFromHex(Sha256Hex(full))).status, 404);
+  EXPECT_EQ(Call("GET", "/v1/blobs/" + DigestFromHex(Sha256Hex(full.substr(0, 300'000)))).status, 404);
+}
+
+TEST_P(FaultTest, KillDuringVersionCreationLeavesConsistentRegistry) {
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"crashy"})").status, 201);
+  auto upload = Call("POST", "/v1/blobs", registry::testing::MlpOnnx(8, 32, 4));
+  v1::Blob blob;
+  ASSERT_TRUE(ParseProtoJson(upload.body, &blob).ok());
+  const std::string body = absl::StrCat(R"({"onnxDigest":")", blob.digest(), "\"}");
+  std::atomic<int> acknowledged{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> pushers;
+  const int port = server_->http_port();
+  const std::string token = admin_;
+  for (int t = 0; t < 3; ++t) {
+    pushers.emplace_back([&, port, token] {
+      HttpClient client(port);
+      while (!stop) {
+        auto r = client.Request("POST", "/v1/models/crashy/versions", body, {{"Authorization", Bearer(token)}});
+        if (!r.ok()) return;  // the server is gone
+        if (r->status == 201) ++acknowledged;
+      }
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return acknowledged.load() >= 10; }));
+  ASSERT_EQ(*server_->Stop(SIGKILL), 128 + SIGKILL);
+  stop = true;
+  for (auto& t : pushers) t.join();
+  StartServer();
+
+  // Every acknowledged version survived; numbering has no holes; each version is whole.
+  HttpResponse model = Call("GET", "/v1/models/crashy");
+  v1::Model m;
+  ASSERT_TRUE(ParseProtoJson(model.body, &m).ok());
+  EXPECT_GE(m.latest_version(), acknowledged.load());
+  HttpResponse list = Call("GET", "/v1/models/crashy/versions?pageSize=1000");
+  v1::ListVersionsResponse versions;
+  ASSERT_TRUE(ParseProtoJson(list.body, &versions).ok());
+  ASSERT_EQ(versions.versions_size(), m.latest_version());
+  for (int i = 0; i < versions.versions_size(); ++i) {
+    EXPECT_EQ(versions.versions(i).version(), i + 1);
+    EXPECT_EQ(versions.versions(i).inputs_size(), 1);
+    EXPECT_EQ(versions.versions(i).status(), v1::REGISTERED);
+  }
+  HttpResponse events = Call("GET", "/v1/events?limit=1000");
+  v1::ListEventsResponse log;
+  ASSERT_TRUE(ParseProtoJson(events.body, &log).ok());
+  int created = 0;
+  for (const auto& e : log.events()) created += e.type() == "version.created";
+  EXPECT_EQ(created, m.latest_version());
+  // And the next push continues the sequence.
+  HttpResponse next = Call("POST", "/v1/models/crashy/versions", body);
+  v1::ModelVersion v;
+  ASSERT_TRUE(ParseProtoJson(next.body, &v).ok()) << next.body;
+  EXPECT_EQ(v.version(), m.latest_version() + 1);
+}
+
+TEST_P(FaultTest, SigtermFinishesTheUploadInFlight) {
+  const std::string full(500'000, 'g');
+  auto fd = StartPartialUpload(server_->http_port(), "/v1/blobs", admin_, full.size(), full.substr(0, 200'000));
+  ASSERT_TRUE(fd.ok());
+  ASSERT_TRUE(WaitFor([&] { return StagedUploads() == 1; }));
+  ::kill(server_->pid(), SIGTERM);
+  absl::SleepFor(absl::Milliseconds(200));
+  std::string rest = full.substr(200'000);
+  ASSERT_EQ(::write(*fd, rest.data(), rest.size()), static_cast<ssize_t>(rest.size()));
+  std::string response;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(*fd, buf, sizeof buf)) > 0;) response.append(buf, static_cast<size_t>(n));
+  ::close(*fd);
+  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 201")) << response;
+  EXPECT_TRUE(absl::StrContains(response, DigestFromHex(Sha256Hex(full))));
+  EXPECT_EQ(*server_->Stop(0), 0);  // signal 0: just wait for the exit already under way
+  EXPECT_TRUE(absl::StrContains(server_->log(), "\"msg\":\"stopped\""));
+  StartServer();
+  EXPECT_EQ(Call("GET", "/v1/blobs/" + DigestFromHex(Sha256Hex(full))).status, 200);
+}
+
+INSTANTIATE_TEST_SUITE_P(Storage, FaultTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace edgeloop::tests

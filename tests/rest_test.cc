@@ -1,0 +1,267 @@
+// REST API integration tests against the real edgeloop-server binary.
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "common/proto_json.h"
+#include "common/sha256.h"
+#include "edgeloop/v1/admin.pb.h"
+#include "edgeloop/v1/registry.pb.h"
+#include "registry/testing/onnx_models.h"
+#include "tests/testing/fixture.h"
+#include "tests/testing/http_client.h"
+
+namespace edgeloop::tests {
+namespace {
+
+class RestTest : public ServerTest {
+ protected:
+  HttpResponse Call(const std::string& method, const std::string& target, const std::string& body = "",
+                    const std::string& token = "<admin>") {
+    std::map<std::string, std::string> headers;
+    if (!token.empty()) headers["Authorization"] = Bearer(token == "<admin>" ? admin_ : token);
+    auto response = HttpClient(server_->http_port()).Request(method, target, body, headers);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? *response : HttpResponse{};
+  }
+
+  std::string Upload(const std::string& bytes) {
+    HttpResponse r = Call("POST", "/v1/blobs", bytes);
+    EXPECT_EQ(r.status, 201) << r.body;
+    v1::Blob blob;
+    EXPECT_TRUE(ParseProtoJson(r.body, &blob).ok()) << r.body;
+    return blob.digest();
+  }
+
+  std::string Token(const std::string& role) {
+    HttpResponse r = Call("POST", "/v1/tokens", absl::StrCat(R"({"name":")", role, R"(-token","role":")", role, "\"}"));
+    EXPECT_EQ(r.status, 201) << r.body;
+    v1::CreateTokenResponse created;
+    EXPECT_TRUE(ParseProtoJson(r.body, &created).ok());
+    return created.secret();
+  }
+
+  static std::string Code(const HttpResponse& r) {
+    // The error body is not a proto message; read its code field directly.
+    size_t at = r.body.find("\"code\":\"");
+    if (at == std::string::npos) return "";
+    return r.body.substr(at + 8, r.body.find('"', at + 8) - at - 8);
+  }
+};
+
+TEST_P(RestTest, HealthReadinessAndMetricsThatPromtoolAccepts) {
+  EXPECT_EQ(Call("GET", "/healthz", "", "").status, 200);
+  EXPECT_EQ(Call("GET", "/readyz", "", "").status, 200);
+  Call("GET", "/v1/models/nope");
+  HttpResponse metrics = Call("GET", "/metrics", "", "");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_TRUE(absl::StartsWith(metrics.headers["content-type"], "text/plain; version=0.0.4"));
+  EXPECT_NE(metrics.body.find(R"(edgeloop_http_requests_total{code="404",method="GET",route="/v1/models/{model}"} 1)"),
+            std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("edgeloop_http_request_duration_seconds_bucket"), std::string::npos);
+  EXPECT_NE(metrics.body.find(R"(edgeloop_registry_objects{kind="model"} 0)"), std::string::npos);
+  EXPECT_NE(metrics.body.find("process_resident_memory_bytes"), std::string::npos);
+  std::string file = options_.data_dir + "/metrics.txt";
+  std::ofstream(file) << metrics.body;
+  CommandResult check = RunCommand({"/bin/sh", "-c", "promtool check metrics < " + file});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+}
+
+TEST_P(RestTest, AuthenticationAndRoles) {
+  HttpResponse missing = Call("GET", "/v1/models", "", "");
+  EXPECT_EQ(missing.status, 401);
+  EXPECT_EQ(Code(missing), "UNAUTHENTICATED");
+  EXPECT_EQ(missing.headers["www-authenticate"], "Bearer");
+  EXPECT_EQ(Call("GET", "/v1/models", "", "edgeloop_wrong").status, 401);
+
+  std::string viewer = Token("VIEWER");
+  std::string operator_token = Token("OPERATOR");
+  EXPECT_EQ(Call("GET", "/v1/models", "", viewer).status, 200);
+  HttpResponse denied = Call("POST", "/v1/models", R"({"name":"m"})", viewer);
+  EXPECT_EQ(denied.status, 403);
+  EXPECT_EQ(Code(denied), "PERMISSION_DENIED");
+  EXPECT_EQ(Call("POST", "/v1/blobs", "bytes", viewer).status, 403);
+  EXPECT_EQ(Call("POST", "/v1/models", R"({"name":"m"})", operator_token).status, 201);
+  EXPECT_EQ(Call("POST", "/v1/tokens", R"({"name":"x","role":"ADMIN"})", operator_token).status, 403);
+
+  // Revocation takes effect at once.
+  HttpResponse list = Call("GET", "/v1/tokens");
+  ASSERT_EQ(list.status, 200);
+  v1::ListTokensResponse tokens;
+  ASSERT_TRUE(ParseProtoJson(list.body, &tokens).ok());
+  std::string viewer_id;
+  for (const auto& t : tokens.tokens()) {
+    if (t.name() == "VIEWER-token") viewer_id = t.id();
+  }
+  ASSERT_FALSE(viewer_id.empty());
+  EXPECT_EQ(Call("POST", "/v1/tokens/" + viewer_id + ":revoke").status, 200);
+  EXPECT_EQ(Call("GET", "/v1/models", "", viewer).status, 401);
+  // Secrets are never listed.
+  EXPECT_EQ(list.body.find(viewer), std::string::npos);
+}
+
+TEST_P(RestTest, ModelVersionAliasLifecycle) {
+  HttpResponse created = Call("POST", "/v1/models", R"({"name":"detector","description":"finds things","labels":{"team":"vision"}})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(Call("POST", "/v1/models", R"({"name":"detector"})").status, 409);
+
+  std::string onnx = registry::testing::MlpOnnx(8, 16, 4);
+  std::string digest = Upload(onnx);
+  EXPECT_EQ(digest, DigestFromHex(Sha256Hex(onnx)));
+  HttpResponse pushed = Call("POST", "/v1/models/detector/versions",
+                             absl::StrCat(R"({"onnxDigest":")", digest,
+                                          R"(","metrics":{"accuracy":0.9},"lineage":{"source":"git:abc"}})"));
+  ASSERT_EQ(pushed.status, 201) << pushed.body;
+  v1::ModelVersion version;
+  ASSERT_TRUE(ParseProtoJson(pushed.body, &version).ok());
+  EXPECT_EQ(version.version(), 1);
+  EXPECT_EQ(version.status(), v1::REGISTERED);
+  EXPECT_NE(pushed.body.find(R"("status":"REGISTERED")"), std::string::npos);
+  ASSERT_EQ(version.inputs_size(), 1);
+  EXPECT_EQ(version.inputs(0).shape(1), 8);
+  ASSERT_EQ(Call("POST", "/v1/models/detector/versions", absl::StrCat(R"({"onnxDigest":")", digest, "\"}")).status, 201);
+
+  HttpResponse alias = Call("PUT", "/v1/models/detector/aliases/production", R"({"version":"1"})");
+  ASSERT_EQ(alias.status, 200) << alias.body;
+  ASSERT_EQ(Call("PUT", "/v1/models/detector/aliases/production", R"({"version":2})").status, 200);
+  HttpResponse by_alias = Call("GET", "/v1/models/detector/versions/production");
+  ASSERT_EQ(by_alias.status, 200);
+  ASSERT_TRUE(ParseProtoJson(by_alias.body, &version).ok());
+  EXPECT_EQ(version.version(), 2);
+  HttpResponse history = Call("GET", "/v1/models/detector/aliases/production/history");
+  ASSERT_EQ(history.status, 200);
+  v1::GetAliasHistoryResponse moves;
+  ASSERT_TRUE(ParseProtoJson(history.body, &moves).ok());
+  ASSERT_EQ(moves.moves_size(), 2);
+  EXPECT_EQ(moves.moves(1).from_version(), 1);
+  EXPECT_EQ(moves.moves(1).to_version(), 2);
+  EXPECT_EQ(moves.moves(1).actor(), "admin (bootstrap)");
+
+  HttpResponse model = Call("GET", "/v1/models/detector");
+  EXPECT_NE(model.body.find(R"("latestVersion":"2")"), std::string::npos) << model.body;
+  HttpResponse versions = Call("GET", "/v1/models/detector/versions?pageSize=1");
+  v1::ListVersionsResponse page;
+  ASSERT_TRUE(ParseProtoJson(versions.body, &page).ok());
+  EXPECT_EQ(page.versions_size(), 1);
+  EXPECT_EQ(page.next_page_token(), "1");
+  HttpResponse events = Call("GET", "/v1/events?afterSequence=1");
+  v1::ListEventsResponse log;
+  ASSERT_TRUE(ParseProtoJson(events.body, &log).ok()) << events.body;
+  ASSERT_EQ(log.events_size(), 4);  // 2 versions + 2 alias moves after model.created
+  EXPECT_EQ(log.events(3).type(), "alias.moved");
+}
+
+TEST_P(RestTest, ClearErrorsForBadInput) {
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"m"})").status, 201);
+  HttpResponse not_onnx = Call("POST", "/v1/models/m/versions",
+                               absl::StrCat(R"({"onnxDigest":")", Upload("plain text, not a model"), "\"}"));
+  EXPECT_EQ(not_onnx.status, 400);
+  EXPECT_NE(not_onnx.body.find("not an ONNX model"), std::string::npos) << not_onnx.body;
+  HttpResponse checker = Call("POST", "/v1/models/m/versions",
+                              absl::StrCat(R"({"onnxDigest":")", Upload(registry::testing::DanglingInputOnnx()), "\"}"));
+  EXPECT_EQ(checker.status, 400);
+  EXPECT_NE(checker.body.find("checker"), std::string::npos);
+
+  EXPECT_EQ(Call("POST", "/v1/models", R"({"name": )").status, 400);           // malformed JSON
+  EXPECT_EQ(Call("POST", "/v1/models", R"({"name":"x","colour":1})").status, 400);  // unknown field
+  HttpResponse bad_enum = Call("POST", "/v1/tokens", R"({"name":"t","role":"SUPERUSER"})");
+  EXPECT_EQ(bad_enum.status, 400);
+  EXPECT_EQ(Code(bad_enum), "INVALID_ARGUMENT");
+  EXPECT_EQ(Call("POST", "/v1/models", R"({"name":"Bad Name"})").status, 400);
+
+  EXPECT_EQ(Call("GET", "/v1/models/ghost").status, 404);
+  EXPECT_EQ(Call("GET", "/v1/models/m/versions/7").status, 404);
+  EXPECT_EQ(Call("GET", "/v1/models/m/versions/staging").status, 404);
+  EXPECT_EQ(Call("GET", "/v1/models/m/aliases/staging/history").status, 404);
+  EXPECT_EQ(Call("PUT", "/v1/models/m/aliases/prod", R"({"version":3})").status, 404);
+  EXPECT_EQ(Call("GET", "/v1/no/such/route").status, 404);
+  EXPECT_EQ(Call("DELETE", "/v1/models/m").status, 405);
+
+  // A digest that does not match the bytes is refused and stores nothing.
+  std::string claimed = DigestFromHex(Sha256Hex("something else"));
+  HttpResponse mismatch = Call("POST", "/v1/blobs?digest=" + claimed, "actual bytes");
+  EXPECT_EQ(mismatch.status, 400);
+  EXPECT_NE(mismatch.body.find("digest mismatch"), std::string::npos);
+  EXPECT_EQ(Call("GET", "/v1/blobs/" + claimed).status, 404);
+  EXPECT_EQ(Call("GET", "/v1/blobs/" + DigestFromHex(Sha256Hex("actual bytes"))).status, 404);
+  EXPECT_EQ(Call("GET", "/v1/blobs/sha256:zzz").status, 400);
+
+  // Nothing above created a version.
+  HttpResponse model = Call("GET", "/v1/models/m");
+  EXPECT_NE(model.body.find(R"("latestVersion":"0")"), std::string::npos);
+}
+
+TEST_P(RestTest, OversizedUploadsAre413AndLeaveNothing) {
+  std::string big(3'000'001, 'x');  // the server runs with --max-upload-bytes 3000000
+  HttpResponse declared = Call("POST", "/v1/blobs", big);
+  EXPECT_EQ(declared.status, 413);
+  EXPECT_EQ(Code(declared), "RESOURCE_EXHAUSTED");
+  // Without Content-Length (chunked), the limit trips while streaming.
+  auto chunked = HttpClient(server_->http_port())
+                     .Request("POST", "/v1/blobs", big, {{"Authorization", Bearer(admin_)}, {"Transfer-Encoding", "chunked"}});
+  ASSERT_TRUE(chunked.ok()) << chunked.status();
+  EXPECT_EQ(chunked->status, 413);
+  EXPECT_EQ(StagedUploads(), 0);
+  EXPECT_EQ(Call("GET", "/v1/blobs/" + DigestFromHex(Sha256Hex(big))).status, 404);
+  // A JSON body over its own limit.
+  EXPECT_EQ(Call("POST", "/v1/models", std::string(5 << 20, ' ')).status, 413);
+  // The server is still fine.
+  EXPECT_EQ(Call("POST", "/v1/models", R"({"name":"after"})").status, 201);
+}
+
+TEST_P(RestTest, DownloadsWithRangeAndETag) {
+  std::string data;
+  for (int i = 0; i < 200'000; ++i) data.push_back(static_cast<char>('a' + i % 26));
+  std::string digest = Upload(data);
+  HttpResponse full = Call("GET", "/v1/blobs/" + digest);
+  ASSERT_EQ(full.status, 200);
+  EXPECT_EQ(full.body, data);
+  EXPECT_EQ(full.headers["etag"], "\"" + digest + "\"");
+  auto client = HttpClient(server_->http_port());
+  auto part = client.Get("/v1/blobs/" + digest, {{"Authorization", Bearer(admin_)}, {"Range", "bytes=70000-70009"}});
+  ASSERT_TRUE(part.ok());
+  EXPECT_EQ(part->status, 206);
+  EXPECT_EQ(part->body, data.substr(70000, 10));
+  EXPECT_EQ(part->headers["content-range"], "bytes 70000-70009/200000");
+  auto tail = client.Get("/v1/blobs/" + digest, {{"Authorization", Bearer(admin_)}, {"Range", "bytes=-5"}});
+  EXPECT_EQ(tail->body, data.substr(199995));
+  auto cached = client.Get("/v1/blobs/" + digest, {{"Authorization", Bearer(admin_)}, {"If-None-Match", "\"" + digest + "\""}});
+  EXPECT_EQ(cached->status, 304);
+  auto bad = client.Get("/v1/blobs/" + digest, {{"Authorization", Bearer(admin_)}, {"Range", "bytes=300000-"}});
+  EXPECT_EQ(bad->status, 416);
+}
+
+TEST_P(RestTest, ConcurrentPushesGetDistinctVersions) {
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"race"})").status, 201);
+  std::string body = absl::StrCat(R"({"onnxDigest":")", Upload(registry::testing::MlpOnnx(4, 4, 2)), "\"}");
+  constexpr int kClients = 4, kEach = 5;
+  std::mutex mu;
+  std::vector<int64_t> numbers;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&] {
+      HttpClient client(server_->http_port());
+      for (int i = 0; i < kEach; ++i) {
+        auto r = client.Request("POST", "/v1/models/race/versions", body, {{"Authorization", Bearer(admin_)}});
+        v1::ModelVersion v;
+        if (r.ok() && r->status == 201 && ParseProtoJson(r->body, &v).ok()) {
+          std::lock_guard lock(mu);
+          numbers.push_back(v.version());
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<int64_t> distinct(numbers.begin(), numbers.end());
+  EXPECT_EQ(numbers.size(), static_cast<size_t>(kClients * kEach));
+  EXPECT_EQ(distinct.size(), numbers.size());
+  EXPECT_EQ(*distinct.rbegin(), kClients * kEach);
+}
+
+INSTANTIATE_TEST_SUITE_P(Storage, RestTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace edgeloop::tests

@@ -1,0 +1,60 @@
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "store/testing/postgres_cluster.h"
+#include "tests/testing/server_process.h"
+
+namespace edgeloop::tests {
+
+/// Runs a real edgeloop-server for each test, on SQLite with file blobs ("sqlite") or on a
+/// throwaway PostgreSQL database with blobs in PostgreSQL ("postgres").
+class ServerTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    options_.data_dir = NewTempDir("edgeloop-it");
+    if (GetParam() == "postgres") {
+      auto url = store::testing::NewTestDatabase();
+      ASSERT_TRUE(url.ok()) << url.status();
+      options_.db = *url;
+      options_.blobs = "postgresql";
+    }
+    options_.extra_flags = ExtraFlags();
+    StartServer();
+  }
+  void TearDown() override {
+    server_.reset();
+    std::filesystem::remove_all(options_.data_dir);
+  }
+
+  virtual std::vector<std::string> ExtraFlags() { return {"--max-upload-bytes", "3000000"}; }
+
+  void StartServer() {
+    server_ = std::make_unique<ServerProcess>(options_);
+    absl::Status started = server_->Start();
+    ASSERT_TRUE(started.ok()) << started;
+    admin_ = server_->admin_token();
+    ASSERT_FALSE(admin_.empty());
+  }
+
+  /// Staged upload files anywhere under the data dir (none once uploads finished or failed).
+  int StagedUploads() const {
+    int n = 0;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(options_.data_dir)) {
+      if (e.is_regular_file() && e.path().filename().string().rfind("upload-", 0) == 0) ++n;
+    }
+    return n;
+  }
+
+  ServerProcess::Options options_;
+  std::unique_ptr<ServerProcess> server_;
+  std::string admin_;
+};
+
+inline std::string Bearer(const std::string& token) { return absl::StrCat("Bearer ", token); }
+
+}  // namespace edgeloop::tests

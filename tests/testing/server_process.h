@@ -1,0 +1,63 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace edgeloop::tests {
+
+/// Path of a built binary: build/bin/<name>.
+std::string BinaryPath(const std::string& name);
+
+/// A real `edgeloop-server` child process on ports it picks itself (port 0), found through
+/// `<data-dir>/ports.json`. Killed (SIGKILL) on destruction if still running.
+class ServerProcess {
+ public:
+  struct Options {
+    std::string data_dir;          // created when missing
+    std::string db;                // empty: the SQLite default under data_dir
+    std::string blobs;             // empty: files under data_dir
+    std::vector<std::string> extra_flags;
+    std::map<std::string, std::string> env;
+  };
+
+  explicit ServerProcess(Options options) : options_(std::move(options)) {}
+  ~ServerProcess();
+
+  /// Starts the server and waits until it serves /readyz (up to `timeout`).
+  absl::Status Start(absl::Duration timeout = absl::Seconds(30));
+  /// Sends `signal` and waits for the exit; returns the exit status (or 128+signal).
+  absl::StatusOr<int> Stop(int signal, absl::Duration timeout = absl::Seconds(30));
+
+  int http_port() const { return http_port_; }
+  int grpc_port() const { return grpc_port_; }
+  std::string grpc_address() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
+  std::string admin_token() const;
+  const std::string& data_dir() const { return options_.data_dir; }
+  std::string log() const;  // what the server wrote to stderr
+  pid_t pid() const { return pid_; }
+
+ private:
+  Options options_;
+  pid_t pid_ = -1;
+  int http_port_ = 0;
+  int grpc_port_ = 0;
+};
+
+/// Runs a command (argv) to completion; returns its exit code and captured stdout + stderr.
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {});
+
+/// A fresh temporary directory.
+std::string NewTempDir(const std::string& prefix);
+
+}  // namespace edgeloop::tests
