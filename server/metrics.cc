@@ -71,7 +71,7 @@ ServerMetrics::ServerMetrics(registry::Registry* registry)
                         .Register(*prometheus_);
   http_latency_ = &prometheus::BuildHistogram()
                        .Name("edgeloop_http_request_duration_seconds")
-                       .Help("REST request latency by method and route template.")
+                       .Help("REST request latency by method, route template and HTTP status code.")
                        .Register(*prometheus_);
   grpc_requests_ = &prometheus::BuildCounter()
                         .Name("edgeloop_grpc_requests_total")
@@ -79,7 +79,7 @@ ServerMetrics::ServerMetrics(registry::Registry* registry)
                         .Register(*prometheus_);
   grpc_latency_ = &prometheus::BuildHistogram()
                        .Name("edgeloop_grpc_request_duration_seconds")
-                       .Help("gRPC call latency by method.")
+                       .Help("gRPC call latency by method and status code.")
                        .Register(*prometheus_);
   auto& sizes = prometheus::BuildGauge()
                     .Name("edgeloop_registry_objects")
@@ -97,15 +97,16 @@ ServerMetrics::ServerMetrics(registry::Registry* registry)
 
 void ServerMetrics::ObserveHttp(absl::string_view method, absl::string_view route, int code,
                                 absl::Duration elapsed) {
-  std::string m(method), r(route);
-  http_requests_->Add({{"method", m}, {"route", r}, {"code", std::to_string(code)}}).Increment();
-  http_latency_->Add({{"method", m}, {"route", r}}, LatencyBuckets()).Observe(absl::ToDoubleSeconds(elapsed));
+  const prometheus::Labels labels{{"method", std::string(method)}, {"route", std::string(route)},
+                                  {"code", std::to_string(code)}};
+  http_requests_->Add(labels).Increment();
+  http_latency_->Add(labels, LatencyBuckets()).Observe(absl::ToDoubleSeconds(elapsed));
 }
 
 void ServerMetrics::ObserveGrpc(absl::string_view method, absl::string_view code, absl::Duration elapsed) {
-  std::string m(method);
-  grpc_requests_->Add({{"method", m}, {"code", std::string(code)}}).Increment();
-  grpc_latency_->Add({{"method", m}}, LatencyBuckets()).Observe(absl::ToDoubleSeconds(elapsed));
+  const prometheus::Labels labels{{"method", std::string(method)}, {"code", std::string(code)}};
+  grpc_requests_->Add(labels).Increment();
+  grpc_latency_->Add(labels, LatencyBuckets()).Observe(absl::ToDoubleSeconds(elapsed));
 }
 
 std::string ServerMetrics::Render() {

@@ -260,6 +260,35 @@ TEST_P(RestTest, ConcurrentPushesGetDistinctVersions) {
   EXPECT_EQ(*distinct.rbegin(), kClients * kEach);
 }
 
+// A 1 GiB upload streams to disk: the server's peak resident memory stays far below the
+// upload's size.
+TEST(LargeUploadTest, OneGibibyteStreamsWithBoundedMemory) {
+  ServerProcess::Options options;
+  options.data_dir = NewTempDir("edgeloop-large");
+  ServerProcess server(options);
+  ASSERT_TRUE(server.Start().ok());
+  constexpr int64_t kBytes = int64_t{1} << 30;
+  std::string digest;
+  auto response = StreamUpload(server.http_port(), server.admin_token(), kBytes, &digest);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_TRUE(absl::StartsWith(*response, "HTTP/1.1 201")) << *response;
+  EXPECT_TRUE(absl::StrContains(*response, digest)) << *response;
+  std::ifstream status("/proc/" + std::to_string(server.pid()) + "/status");
+  int64_t peak_kb = 0;
+  for (std::string line; std::getline(status, line);) {
+    if (absl::StartsWith(line, "VmHWM:")) peak_kb = std::stoll(line.substr(6));
+  }
+  std::printf("server peak RSS while receiving 1 GiB: %lld kB\n", static_cast<long long>(peak_kb));
+  EXPECT_GT(peak_kb, 0);
+  EXPECT_LT(peak_kb, 128 * 1024) << "peak RSS " << peak_kb << " kB while uploading 1 GiB";
+  auto tail = HttpClient(server.http_port())
+                  .Get("/v1/blobs/" + digest, {{"Authorization", Bearer(server.admin_token())}, {"Range", "bytes=-4"}});
+  ASSERT_TRUE(tail.ok());
+  EXPECT_EQ(tail->status, 206);
+  EXPECT_EQ(tail->headers["content-range"], absl::StrCat("bytes ", kBytes - 4, "-", kBytes - 1, "/", kBytes));
+  std::filesystem::remove_all(options.data_dir);
+}
+
 INSTANTIATE_TEST_SUITE_P(Storage, RestTest, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/time/clock.h"
+#include "common/logging.h"
 #include "common/status.h"
 #include "server/api.h"
 #include "server/metrics.h"
@@ -39,7 +40,12 @@ grpc::Status Unary(Api& api, ServerMetrics& metrics, const char* method, grpc::S
       status = result.status();
     }
   }
-  metrics.ObserveGrpc(method, StatusCodeName(status.code()), absl::Now() - start);
+  const absl::Duration elapsed = absl::Now() - start;
+  metrics.ObserveGrpc(method, StatusCodeName(status.code()), elapsed);
+  const int http = HttpStatusFor(status);
+  Log(http >= 500 ? LogLevel::kWarning : http >= 400 ? LogLevel::kInfo : LogLevel::kDebug, "grpc call",
+      {{"method", method}, {"code", StatusCodeName(status.code())}, {"duration_ms", absl::ToDoubleMilliseconds(elapsed)},
+       {"error", std::string(status.message())}});
   return ToGrpcStatus(status);
 }
 

@@ -281,7 +281,12 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
         }
       }
     }
-    metrics->ObserveHttp(method, route_label, code, absl::Now() - start);
+    const absl::Duration elapsed = absl::Now() - start;
+    metrics->ObserveHttp(method, route_label, code, elapsed);
+    // Successes are routine (debug); failures are worth a line at info, server errors a warning.
+    Log(code >= 500 ? LogLevel::kWarning : code >= 400 ? LogLevel::kInfo : LogLevel::kDebug, "http request",
+        {{"method", method}, {"path", path}, {"route", route_label}, {"code", code},
+         {"duration_ms", absl::ToDoubleMilliseconds(elapsed)}});
     in_flight.fetch_sub(1);
     if (!ok || !keep_alive) break;
   }

@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/sha256.h"
 
 namespace edgeloop::tests {
 namespace asio = boost::asio;
@@ -93,6 +94,36 @@ absl::StatusOr<int> StartPartialUpload(int port, const std::string& target, cons
   if (!ec) asio::write(socket, asio::buffer(partial), ec);
   if (ec) return absl::UnavailableError(ec.message());
   return socket.release();
+}
+
+absl::StatusOr<std::string> StreamUpload(int port, const std::string& token, int64_t total_bytes, std::string* digest) {
+  asio::io_context io;
+  tcp::socket socket(io);
+  beast::error_code ec;
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)), ec);
+  if (ec) return absl::UnavailableError(ec.message());
+  std::string head = absl::StrCat("POST /v1/blobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ", token,
+                                  "\r\nContent-Length: ", total_bytes, "\r\nConnection: close\r\n\r\n");
+  asio::write(socket, asio::buffer(head), ec);
+  std::string chunk(1 << 20, '\0');
+  for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>((i * 7919) >> 3);
+  Sha256 hash;
+  for (int64_t sent = 0; !ec && sent < total_bytes;) {
+    size_t n = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(chunk.size()), total_bytes - sent));
+    hash.Update(absl::string_view(chunk.data(), n));
+    asio::write(socket, asio::buffer(chunk.data(), n), ec);
+    sent += static_cast<int64_t>(n);
+  }
+  if (ec) return absl::UnavailableError(ec.message());
+  *digest = DigestFromHex(hash.HexDigest());
+  std::string response;
+  char buf[4096];
+  for (;;) {
+    size_t n = socket.read_some(asio::buffer(buf), ec);
+    response.append(buf, n);
+    if (ec) break;
+  }
+  return response;
 }
 
 }  // namespace edgeloop::tests

@@ -39,4 +39,9 @@ class HttpClient {
 absl::StatusOr<int> StartPartialUpload(int port, const std::string& target, const std::string& token,
                                        int64_t content_length, const std::string& partial);
 
+/// Uploads `total_bytes` of a repeating pattern to POST /v1/blobs over a raw socket in 1 MiB
+/// writes, never holding the whole body, and returns the raw HTTP response text. Sets
+/// `*digest` to the "sha256:…" of what was sent.
+absl::StatusOr<std::string> StreamUpload(int port, const std::string& token, int64_t total_bytes, std::string* digest);
+
 }  // namespace edgeloop::tests
