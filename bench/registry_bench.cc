@@ -5,7 +5,6 @@
 //   build/bin/registry_bench [--seconds 3] [--clients 4] [--backends sqlite,postgres]
 //                            [--json bench/results/registry_bench.json]
 #include <grpcpp/grpcpp.h>
-
 #include <signal.h>
 
 #include <algorithm>
@@ -100,11 +99,14 @@ class Target {
     c->AddMetadata("authorization", "Bearer " + server_.admin_token());
     return c;
   }
-  std::map<std::string, std::string> Auth() const { return {{"Authorization", "Bearer " + server_.admin_token()}}; }
+  std::map<std::string, std::string> Auth() const {
+    return {{"Authorization", "Bearer " + server_.admin_token()}};
+  }
   std::shared_ptr<grpc::Channel> Channel() const {
     grpc::ChannelArguments args;
     args.SetInt("grpc.use_local_subchannel_pool", 1);  // one connection per client thread
-    return grpc::CreateCustomChannel(server_.grpc_address(), grpc::InsecureChannelCredentials(), args);
+    return grpc::CreateCustomChannel(server_.grpc_address(), grpc::InsecureChannelCredentials(),
+                                     args);
   }
   int http_port() const { return server_.http_port(); }
 
@@ -138,8 +140,8 @@ std::vector<Row> BenchBackend(const std::string& backend, const Options& options
     auto blob = setup.Request("POST", "/v1/blobs", models[0], target.Auth());
     v1::Blob b;
     (void)ParseProtoJson(blob->body, &b);
-    (void)setup.Request("POST", "/v1/models/bench/versions", absl::StrCat(R"({"onnxDigest":")", b.digest(), "\"}"),
-                        target.Auth());
+    (void)setup.Request("POST", "/v1/models/bench/versions",
+                        absl::StrCat(R"({"onnxDigest":")", b.digest(), "\"}"), target.Auth());
   }
   const int clients = options.clients;
   const double secs = options.seconds;
@@ -153,7 +155,9 @@ std::vector<Row> BenchBackend(const std::string& backend, const Options& options
     };
   };
   auto grpc_ping = [&] {
-    return [stub = std::shared_ptr<v1::AdminService::Stub>(v1::AdminService::NewStub(target.Channel())), &target] {
+    return [stub = std::shared_ptr<v1::AdminService::Stub>(
+                v1::AdminService::NewStub(target.Channel())),
+            &target] {
       v1::PingResponse out;
       return stub->Ping(target.Context().get(), v1::PingRequest(), &out).ok();
     };
@@ -174,7 +178,8 @@ std::vector<Row> BenchBackend(const std::string& backend, const Options& options
     Row grpc{backend, "gRPC", "GetVersion", {}, {}};
     grpc.baseline = Run(clients, secs, grpc_ping);
     grpc.op = Run(clients, secs, [&] {
-      return [stub = std::shared_ptr<v1::RegistryService::Stub>(v1::RegistryService::NewStub(target.Channel())),
+      return [stub = std::shared_ptr<v1::RegistryService::Stub>(
+                  v1::RegistryService::NewStub(target.Channel())),
               &target] {
         v1::GetVersionRequest request;
         request.set_model("bench");
@@ -195,8 +200,8 @@ std::vector<Row> BenchBackend(const std::string& backend, const Options& options
         if (!blob.ok() || blob->status != 201) return false;
         v1::Blob b;
         if (!ParseProtoJson(blob->body, &b).ok()) return false;
-        auto v = c->Request("POST", "/v1/models/bench/versions", absl::StrCat(R"({"onnxDigest":")", b.digest(), "\"}"),
-                            target.Auth());
+        auto v = c->Request("POST", "/v1/models/bench/versions",
+                            absl::StrCat(R"({"onnxDigest":")", b.digest(), "\"}"), target.Auth());
         return v.ok() && v->status == 201;
       };
     });
@@ -204,7 +209,8 @@ std::vector<Row> BenchBackend(const std::string& backend, const Options& options
     Row grpc{backend, "gRPC", "push 1 MB", {}, {}};
     grpc.baseline = Run(clients, secs, grpc_ping);
     grpc.op = Run(clients, secs, [&] {
-      return [stub = std::shared_ptr<v1::RegistryService::Stub>(v1::RegistryService::NewStub(target.Channel())),
+      return [stub = std::shared_ptr<v1::RegistryService::Stub>(
+                  v1::RegistryService::NewStub(target.Channel())),
               &target, &next_model] {
         const std::string& bytes = next_model();
         v1::Blob blob;
@@ -234,8 +240,9 @@ std::vector<Row> BenchBackend(const std::string& backend, const Options& options
 }
 
 std::string MeasurementJson(const Measurement& m) {
-  return absl::StrFormat(R"({"ops":%d,"errors":%d,"seconds":%.3f,"ops_per_second":%.1f,"p50_ms":%.3f,"p99_ms":%.3f})",
-                         m.ops, m.errors, m.seconds, m.rate(), m.p50_ms, m.p99_ms);
+  return absl::StrFormat(
+      R"({"ops":%d,"errors":%d,"seconds":%.3f,"ops_per_second":%.1f,"p50_ms":%.3f,"p99_ms":%.3f})",
+      m.ops, m.errors, m.seconds, m.rate(), m.p50_ms, m.p99_ms);
 }
 
 }  // namespace
@@ -261,7 +268,8 @@ int main(int argc, char** argv) {
   }
   // Eight distinct 1 MB models, so pushes are not all the same bytes.
   std::vector<std::string> models;
-  for (uint32_t seed = 1; seed <= 8; ++seed) models.push_back(edgeloop::registry::testing::OnnxOfAtLeast(1 << 20, seed));
+  for (uint32_t seed = 1; seed <= 8; ++seed)
+    models.push_back(edgeloop::registry::testing::OnnxOfAtLeast(1 << 20, seed));
 
   std::vector<Row> rows;
   for (const std::string& backend : options.backends) {
@@ -270,20 +278,24 @@ int main(int argc, char** argv) {
     rows.insert(rows.end(), part.begin(), part.end());
   }
 
-  std::printf("\nregistry_bench: %d clients, %.1f s per measurement, model %zu bytes\n\n", options.clients,
-              options.seconds, models[0].size());
-  std::printf("%-9s %-5s %-11s %10s %8s %8s | %10s %8s %8s | %7s %6s\n", "backend", "via", "operation", "ops/s",
-              "p50 ms", "p99 ms", "ping ops/s", "p50 ms", "p99 ms", "rate x", "errors");
+  std::printf("\nregistry_bench: %d clients, %.1f s per measurement, model %zu bytes\n\n",
+              options.clients, options.seconds, models[0].size());
+  std::printf("%-9s %-5s %-11s %10s %8s %8s | %10s %8s %8s | %7s %6s\n", "backend", "via",
+              "operation", "ops/s", "p50 ms", "p99 ms", "ping ops/s", "p50 ms", "p99 ms", "rate x",
+              "errors");
   std::string json = "[";
   for (const Row& r : rows) {
     double ratio = r.baseline.rate() > 0 ? r.op.rate() / r.baseline.rate() : 0;
-    std::printf("%-9s %-5s %-11s %10.1f %8.3f %8.3f | %10.1f %8.3f %8.3f | %7.3f %6lld\n", r.backend.c_str(),
-                r.transport.c_str(), r.operation.c_str(), r.op.rate(), r.op.p50_ms, r.op.p99_ms, r.baseline.rate(),
-                r.baseline.p50_ms, r.baseline.p99_ms, ratio, static_cast<long long>(r.op.errors + r.baseline.errors));
-    absl::StrAppend(&json, json.size() > 1 ? ",\n " : "\n ",
-                    absl::StrFormat(R"({"backend":"%s","transport":"%s","operation":"%s","op":%s,"baseline":%s,"rate_ratio":%.4f})",
-                                    r.backend, r.transport, r.operation, MeasurementJson(r.op),
-                                    MeasurementJson(r.baseline), ratio));
+    std::printf("%-9s %-5s %-11s %10.1f %8.3f %8.3f | %10.1f %8.3f %8.3f | %7.3f %6lld\n",
+                r.backend.c_str(), r.transport.c_str(), r.operation.c_str(), r.op.rate(),
+                r.op.p50_ms, r.op.p99_ms, r.baseline.rate(), r.baseline.p50_ms, r.baseline.p99_ms,
+                ratio, static_cast<long long>(r.op.errors + r.baseline.errors));
+    absl::StrAppend(
+        &json, json.size() > 1 ? ",\n " : "\n ",
+        absl::StrFormat(
+            R"({"backend":"%s","transport":"%s","operation":"%s","op":%s,"baseline":%s,"rate_ratio":%.4f})",
+            r.backend, r.transport, r.operation, MeasurementJson(r.op), MeasurementJson(r.baseline),
+            ratio));
   }
   json += "\n]\n";
   std::filesystem::create_directories(std::filesystem::path(options.json).parent_path());

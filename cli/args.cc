@@ -19,7 +19,8 @@ std::vector<std::string> Args::All(const std::string& name) const {
   return out;
 }
 
-absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv, const std::vector<std::string>& boolean_flags) {
+absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv,
+                               const std::vector<std::string>& boolean_flags) {
   Args args;
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& a = argv[i];
@@ -30,7 +31,8 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv, const std::
       std::string name = a.substr(2);
       if (size_t eq = name.find('='); eq != std::string::npos) {
         args.flags.emplace(name.substr(0, eq), name.substr(eq + 1));
-      } else if (std::find(boolean_flags.begin(), boolean_flags.end(), name) != boolean_flags.end()) {
+      } else if (std::find(boolean_flags.begin(), boolean_flags.end(), name) !=
+                 boolean_flags.end()) {
         args.flags.emplace(name, "true");
       } else if (i + 1 < argv.size()) {
         args.flags.emplace(name, argv[++i]);
@@ -45,12 +47,13 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv, const std::
 }
 
 absl::StatusOr<std::map<std::string, std::string>> ParsePairs(const std::vector<std::string>& pairs,
-                                                             const std::string& flag) {
+                                                              const std::string& flag) {
   std::map<std::string, std::string> out;
   for (const std::string& p : pairs) {
     size_t eq = p.find('=');
     if (eq == std::string::npos || eq == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("--", flag, " takes key=value, got \"", p, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, " takes key=value, got \"", p, "\""));
     }
     out[p.substr(0, eq)] = p.substr(eq + 1);
   }

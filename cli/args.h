@@ -20,10 +20,11 @@ struct Args {
 };
 
 /// Flags in `boolean_flags` take no value.
-absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv, const std::vector<std::string>& boolean_flags);
+absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv,
+                               const std::vector<std::string>& boolean_flags);
 
 /// "k=v" pairs into a map; INVALID_ARGUMENT when one lacks '='.
 absl::StatusOr<std::map<std::string, std::string>> ParsePairs(const std::vector<std::string>& pairs,
-                                                             const std::string& flag);
+                                                              const std::string& flag);
 
 }  // namespace edgeloop::cli

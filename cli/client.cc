@@ -7,19 +7,21 @@
 
 namespace edgeloop::cli {
 
-absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& server, const std::string& token_file) {
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& server,
+                                                        const std::string& token_file) {
   auto client = std::make_unique<Client>();
   auto token = ReadFile(token_file);
   if (!token.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot read the token file ", token_file, ": ",
-                                                      token.status().message(),
-                                                      " (set --token-file or EDGELOOP_TOKEN_FILE)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot read the token file ", token_file, ": ", token.status().message(),
+                     " (set --token-file or EDGELOOP_TOKEN_FILE)"));
   }
   std::string first_line = token->substr(0, token->find('\n'));
   client->token_ = std::string(absl::StripAsciiWhitespace(first_line));
   grpc::ChannelArguments channel_args;
   channel_args.SetMaxReceiveMessageSize(64 << 20);
-  client->channel_ = grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), channel_args);
+  client->channel_ =
+      grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), channel_args);
   client->registry_ = v1::RegistryService::NewStub(client->channel_);
   client->admin_ = v1::AdminService::NewStub(client->channel_);
   return client;

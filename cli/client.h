@@ -16,7 +16,8 @@ namespace edgeloop::cli {
 class Client {
  public:
   /// `server` is HOST:PORT; the token is read from `token_file` (first line).
-  static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& server, const std::string& token_file);
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& server,
+                                                         const std::string& token_file);
 
   /// A fresh context carrying the token and a deadline.
   std::unique_ptr<grpc::ClientContext> Context(int timeout_seconds = 30) const;

@@ -40,25 +40,28 @@ std::string Pairs(const google::protobuf::Map<std::string, std::string>& m) {
 }
 
 absl::Status Need(const Args& args, size_t words, const char* usage) {
-  if (args.words.size() < words) return absl::InvalidArgumentError(absl::StrCat("usage: edgeloop ", usage));
+  if (args.words.size() < words)
+    return absl::InvalidArgumentError(absl::StrCat("usage: edgeloop ", usage));
   return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> Number(const std::string& text, const char* what) {
   int64_t n = 0;
   if (!absl::SimpleAtoi(text, &n) || n <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " must be a positive number, got \"", text, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " must be a positive number, got \"", text, "\""));
   }
   return n;
 }
 
-void PrintModels(const std::vector<const v1::Model*>& models, OutputFormat format, std::ostream& out) {
+void PrintModels(const std::vector<const v1::Model*>& models, OutputFormat format,
+                 std::ostream& out) {
   Table table({"NAME", "LATEST", "ALIASES", "LABELS", "CREATED"});
   for (const v1::Model* m : models) {
     std::map<std::string, int64_t> aliases(m->aliases().begin(), m->aliases().end());
     table.Add({m->name(), m->latest_version() ? std::to_string(m->latest_version()) : "-",
-               aliases.empty() ? "-" : absl::StrJoin(aliases, ",", absl::PairFormatter("=")), Pairs(m->labels()),
-               Time(m->create_time())});
+               aliases.empty() ? "-" : absl::StrJoin(aliases, ",", absl::PairFormatter("=")),
+               Pairs(m->labels()), Time(m->create_time())});
   }
   (void)format;
   out << table.Render();
@@ -77,8 +80,10 @@ void PrintVersion(const v1::ModelVersion& v, std::ostream& out) {
   std::map<std::string, double> metrics(v.metrics().begin(), v.metrics().end());
   for (const auto& [k, val] : metrics) table.Add({"metric", absl::StrCat(k, "=", val)});
   table.Add({"labels", Pairs(v.labels())});
-  if (v.lineage().parent_version() > 0) table.Add({"parent", std::to_string(v.lineage().parent_version())});
-  if (!v.lineage().training_run_id().empty()) table.Add({"training run", v.lineage().training_run_id()});
+  if (v.lineage().parent_version() > 0)
+    table.Add({"parent", std::to_string(v.lineage().parent_version())});
+  if (!v.lineage().training_run_id().empty())
+    table.Add({"training run", v.lineage().training_run_id()});
   if (!v.lineage().dataset_digest().empty()) table.Add({"dataset", v.lineage().dataset_digest()});
   if (!v.lineage().source().empty()) table.Add({"source", v.lineage().source()});
   table.Add({"created", absl::StrCat(Time(v.create_time()), " by ", v.created_by())});
@@ -112,12 +117,14 @@ absl::StatusOr<v1::Blob> UploadFile(Client& client, const std::string& path) {
   RETURN_IF_ERROR(FromGrpc(writer->Finish()));
   const std::string local = DigestFromHex(hash.HexDigest());
   if (blob.digest() != local) {
-    return absl::DataLossError(absl::StrCat("server stored ", blob.digest(), " but the file hashes to ", local));
+    return absl::DataLossError(
+        absl::StrCat("server stored ", blob.digest(), " but the file hashes to ", local));
   }
   return blob;
 }
 
-absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format, std::ostream& out) {
+absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
+                          std::ostream& out) {
   RETURN_IF_ERROR(Need(args, 2, "model create|push|list|show|alias ..."));
   const std::string& verb = args.words[1];
   if (verb == "create") {
@@ -128,7 +135,8 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
     ASSIGN_OR_RETURN(auto labels, ParsePairs(args.All("label"), "label"));
     request.mutable_labels()->insert(labels.begin(), labels.end());
     v1::Model model;
-    RETURN_IF_ERROR(FromGrpc(client.registry().CreateModel(client.Context().get(), request, &model)));
+    RETURN_IF_ERROR(
+        FromGrpc(client.registry().CreateModel(client.Context().get(), request, &model)));
     if (format == OutputFormat::kJson) {
       out << PrintProtoJson(model, true) << "\n";
     } else {
@@ -141,7 +149,8 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
     std::vector<v1::ListModelsResponse> pages;
     do {
       v1::ListModelsResponse page;
-      RETURN_IF_ERROR(FromGrpc(client.registry().ListModels(client.Context().get(), request, &page)));
+      RETURN_IF_ERROR(
+          FromGrpc(client.registry().ListModels(client.Context().get(), request, &page)));
       request.set_page_token(page.next_page_token());
       pages.push_back(std::move(page));
     } while (!request.page_token().empty());
@@ -170,7 +179,8 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
         request.set_alias(args.words[3]);
       }
       v1::ModelVersion version;
-      RETURN_IF_ERROR(FromGrpc(client.registry().GetVersion(client.Context().get(), request, &version)));
+      RETURN_IF_ERROR(
+          FromGrpc(client.registry().GetVersion(client.Context().get(), request, &version)));
       if (format == OutputFormat::kJson) {
         out << PrintProtoJson(version, true) << "\n";
       } else {
@@ -187,13 +197,14 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
     v1::ListVersionsResponse versions;
     do {
       v1::ListVersionsResponse page;
-      RETURN_IF_ERROR(FromGrpc(client.registry().ListVersions(client.Context().get(), list, &page)));
+      RETURN_IF_ERROR(
+          FromGrpc(client.registry().ListVersions(client.Context().get(), list, &page)));
       versions.mutable_versions()->MergeFrom(page.versions());
       list.set_page_token(page.next_page_token());
     } while (!list.page_token().empty());
     if (format == OutputFormat::kJson) {
-      out << "{\"model\": " << PrintProtoJson(model, true) << ",\n\"versions\": " << PrintProtoJson(versions, true)
-          << "}\n";
+      out << "{\"model\": " << PrintProtoJson(model, true)
+          << ",\n\"versions\": " << PrintProtoJson(versions, true) << "}\n";
       return absl::OkStatus();
     }
     PrintModels({&model}, format, out);
@@ -203,16 +214,18 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
     for (const auto& v : versions.versions()) {
       std::vector<std::string> inputs;
       for (const auto& i : v.inputs()) inputs.push_back(Shape(i));
-      table.Add({std::to_string(v.version()), v1::VersionStatus_Name(v.status()), v.onnx_digest().substr(0, 19),
-                 std::to_string(v.onnx_size()), absl::StrJoin(inputs, " "), Time(v.create_time()), v.created_by()});
+      table.Add({std::to_string(v.version()), v1::VersionStatus_Name(v.status()),
+                 v.onnx_digest().substr(0, 19), std::to_string(v.onnx_size()),
+                 absl::StrJoin(inputs, " "), Time(v.create_time()), v.created_by()});
     }
     out << table.Render();
     return absl::OkStatus();
   }
   if (verb == "push") {
-    RETURN_IF_ERROR(Need(args, 4,
-                         "model push NAME FILE.onnx [--label k=v] [--metric k=v] [--parent N] [--training-run ID] "
-                         "[--dataset-digest sha256:...] [--source TEXT] [--validation FILE] [--calibration FILE]"));
+    RETURN_IF_ERROR(Need(
+        args, 4,
+        "model push NAME FILE.onnx [--label k=v] [--metric k=v] [--parent N] [--training-run ID] "
+        "[--dataset-digest sha256:...] [--source TEXT] [--validation FILE] [--calibration FILE]"));
     v1::CreateVersionRequest request;
     request.set_model(args.words[2]);
     ASSIGN_OR_RETURN(v1::Blob onnx, UploadFile(client, args.words[3]));
@@ -231,7 +244,8 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
     for (const auto& [k, v] : metrics) {
       double value = 0;
       if (!absl::SimpleAtod(v, &value)) {
-        return absl::InvalidArgumentError(absl::StrCat("--metric ", k, " must be a number, got \"", v, "\""));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--metric ", k, " must be a number, got \"", v, "\""));
       }
       (*request.mutable_metrics())[k] = value;
     }
@@ -239,20 +253,25 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
       ASSIGN_OR_RETURN(int64_t parent, Number(args.Flag("parent"), "--parent"));
       request.mutable_lineage()->set_parent_version(parent);
     }
-    if (args.Has("training-run")) request.mutable_lineage()->set_training_run_id(args.Flag("training-run"));
-    if (args.Has("dataset-digest")) request.mutable_lineage()->set_dataset_digest(args.Flag("dataset-digest"));
+    if (args.Has("training-run"))
+      request.mutable_lineage()->set_training_run_id(args.Flag("training-run"));
+    if (args.Has("dataset-digest"))
+      request.mutable_lineage()->set_dataset_digest(args.Flag("dataset-digest"));
     if (args.Has("source")) request.mutable_lineage()->set_source(args.Flag("source"));
     v1::ModelVersion version;
-    RETURN_IF_ERROR(FromGrpc(client.registry().CreateVersion(client.Context(600).get(), request, &version)));
+    RETURN_IF_ERROR(
+        FromGrpc(client.registry().CreateVersion(client.Context(600).get(), request, &version)));
     if (format == OutputFormat::kJson) {
       out << PrintProtoJson(version, true) << "\n";
     } else {
-      out << "pushed " << version.model() << " version " << version.version() << " " << version.onnx_digest() << "\n";
+      out << "pushed " << version.model() << " version " << version.version() << " "
+          << version.onnx_digest() << "\n";
     }
     return absl::OkStatus();
   }
   if (verb == "alias") {
-    RETURN_IF_ERROR(Need(args, 5, "model alias set NAME ALIAS VERSION | model alias history NAME ALIAS"));
+    RETURN_IF_ERROR(
+        Need(args, 5, "model alias set NAME ALIAS VERSION | model alias history NAME ALIAS"));
     const std::string& action = args.words[2];
     if (action == "set") {
       RETURN_IF_ERROR(Need(args, 6, "model alias set NAME ALIAS VERSION"));
@@ -262,7 +281,8 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
       ASSIGN_OR_RETURN(int64_t number, Number(args.words[5], "VERSION"));
       request.set_version(number);
       v1::Alias alias;
-      RETURN_IF_ERROR(FromGrpc(client.registry().SetAlias(client.Context().get(), request, &alias)));
+      RETURN_IF_ERROR(
+          FromGrpc(client.registry().SetAlias(client.Context().get(), request, &alias)));
       if (format == OutputFormat::kJson) {
         out << PrintProtoJson(alias, true) << "\n";
       } else {
@@ -275,7 +295,8 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
       request.set_model(args.words[3]);
       request.set_alias(args.words[4]);
       v1::GetAliasHistoryResponse history;
-      RETURN_IF_ERROR(FromGrpc(client.registry().GetAliasHistory(client.Context().get(), request, &history)));
+      RETURN_IF_ERROR(
+          FromGrpc(client.registry().GetAliasHistory(client.Context().get(), request, &history)));
       if (format == OutputFormat::kJson) {
         out << PrintProtoJson(history, true) << "\n";
         return absl::OkStatus();
@@ -289,10 +310,12 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
       return absl::OkStatus();
     }
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown command \"model ", verb, "\" (see edgeloop --help)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown command \"model ", verb, "\" (see edgeloop --help)"));
 }
 
-absl::Status TokenCommand(const Args& args, Client& client, OutputFormat format, std::ostream& out) {
+absl::Status TokenCommand(const Args& args, Client& client, OutputFormat format,
+                          std::ostream& out) {
   RETURN_IF_ERROR(Need(args, 2, "token create|list|revoke ..."));
   const std::string& verb = args.words[1];
   if (verb == "create") {
@@ -311,13 +334,16 @@ absl::Status TokenCommand(const Args& args, Client& client, OutputFormat format,
       }
       request.set_ttl_seconds(absl::ToInt64Seconds(ttl));
     }
-    if (request.name().empty()) return absl::InvalidArgumentError("usage: edgeloop token create --name NAME --role ROLE");
+    if (request.name().empty())
+      return absl::InvalidArgumentError("usage: edgeloop token create --name NAME --role ROLE");
     v1::CreateTokenResponse response;
-    RETURN_IF_ERROR(FromGrpc(client.admin().CreateToken(client.Context().get(), request, &response)));
+    RETURN_IF_ERROR(
+        FromGrpc(client.admin().CreateToken(client.Context().get(), request, &response)));
     if (format == OutputFormat::kJson) {
       out << PrintProtoJson(response, true) << "\n";
     } else {
-      out << "token " << response.token().id() << " (" << absl::AsciiStrToLower(v1::Role_Name(response.token().role()))
+      out << "token " << response.token().id() << " ("
+          << absl::AsciiStrToLower(v1::Role_Name(response.token().role()))
           << ") created; its secret is shown only now:\n"
           << response.secret() << "\n";
     }
@@ -325,15 +351,16 @@ absl::Status TokenCommand(const Args& args, Client& client, OutputFormat format,
   }
   if (verb == "list") {
     v1::ListTokensResponse response;
-    RETURN_IF_ERROR(FromGrpc(client.admin().ListTokens(client.Context().get(), v1::ListTokensRequest(), &response)));
+    RETURN_IF_ERROR(FromGrpc(
+        client.admin().ListTokens(client.Context().get(), v1::ListTokensRequest(), &response)));
     if (format == OutputFormat::kJson) {
       out << PrintProtoJson(response, true) << "\n";
       return absl::OkStatus();
     }
     Table table({"ID", "NAME", "ROLE", "CREATED", "EXPIRES", "REVOKED"});
     for (const auto& t : response.tokens()) {
-      table.Add({t.id(), t.name(), absl::AsciiStrToLower(v1::Role_Name(t.role())), Time(t.create_time()),
-                 Time(t.expire_time()), Time(t.revoke_time())});
+      table.Add({t.id(), t.name(), absl::AsciiStrToLower(v1::Role_Name(t.role())),
+                 Time(t.create_time()), Time(t.expire_time()), Time(t.revoke_time())});
     }
     out << table.Render();
     return absl::OkStatus();
@@ -351,7 +378,8 @@ absl::Status TokenCommand(const Args& args, Client& client, OutputFormat format,
     }
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown command \"token ", verb, "\" (see edgeloop --help)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown command \"token ", verb, "\" (see edgeloop --help)"));
 }
 
 }  // namespace
@@ -376,11 +404,13 @@ const char* Usage() {
 }
 
 absl::Status RunCommand(const Args& args, Client& client, OutputFormat format, std::ostream& out) {
-  if (args.words.empty()) return absl::InvalidArgumentError("missing command (see edgeloop --help)");
+  if (args.words.empty())
+    return absl::InvalidArgumentError("missing command (see edgeloop --help)");
   const std::string& noun = args.words[0];
   if (noun == "model") return ModelCommand(args, client, format, out);
   if (noun == "token") return TokenCommand(args, client, format, out);
-  return absl::InvalidArgumentError(absl::StrCat("unknown command \"", noun, "\" (see edgeloop --help)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown command \"", noun, "\" (see edgeloop --help)"));
 }
 
 }  // namespace edgeloop::cli

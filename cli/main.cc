@@ -3,10 +3,10 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "absl/strings/match.h"
 #include "cli/args.h"
 #include "cli/client.h"
 #include "cli/commands.h"
-#include "absl/strings/match.h"
 #include "common/status.h"
 
 namespace {
@@ -34,15 +34,16 @@ int main(int argc, char** argv) {
     std::cerr << "edgeloop: -o takes table or json\n";
     return 2;
   }
-  auto client = cli::Client::Connect(args->Flag("server", EnvOr("EDGELOOP_SERVER", "127.0.0.1:9090")),
-                                     args->Flag("token-file", EnvOr("EDGELOOP_TOKEN_FILE", "./var/admin.token")));
+  auto client = cli::Client::Connect(
+      args->Flag("server", EnvOr("EDGELOOP_SERVER", "127.0.0.1:9090")),
+      args->Flag("token-file", EnvOr("EDGELOOP_TOKEN_FILE", "./var/admin.token")));
   if (!client.ok()) {
     std::cerr << "edgeloop: " << client.status().message() << "\n";
     return 1;
   }
-  absl::Status status = cli::RunCommand(*args, **client,
-                                        output == "json" ? cli::OutputFormat::kJson : cli::OutputFormat::kTable,
-                                        std::cout);
+  absl::Status status = cli::RunCommand(
+      *args, **client, output == "json" ? cli::OutputFormat::kJson : cli::OutputFormat::kTable,
+      std::cout);
   if (!status.ok()) {
     std::cerr << "edgeloop: " << StatusCodeName(status.code()) << ": " << status.message() << "\n";
     return absl::IsInvalidArgument(status) && absl::StartsWith(status.message(), "usage") ? 2 : 1;

@@ -1,9 +1,10 @@
 #pragma once
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
+
+#include "absl/strings/string_view.h"
 
 namespace edgeloop {
 
@@ -16,8 +17,8 @@ struct LogField {
   LogField(absl::string_view k, const char* v) : key(k), value(v) {}
   LogField(absl::string_view k, const std::string& v) : key(k), value(v) {}
   template <typename N>
-    requires std::is_arithmetic_v<N>
-  LogField(absl::string_view k, N n) : key(k), value(std::to_string(n)), raw(true) {}
+  requires std::is_arithmetic_v<N> LogField(absl::string_view k, N n)
+      : key(k), value(std::to_string(n)), raw(true) {}
   std::string key;
   std::string value;
   bool raw = false;

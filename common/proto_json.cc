@@ -5,12 +5,13 @@
 
 namespace edgeloop {
 
-absl::Status ParseProtoJson(absl::string_view json, google::protobuf::Message* message, bool ignore_unknown_fields) {
+absl::Status ParseProtoJson(absl::string_view json, google::protobuf::Message* message,
+                            bool ignore_unknown_fields) {
   if (json.find_first_not_of(" \t\r\n") == absl::string_view::npos) json = "{}";
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = ignore_unknown_fields;
-  auto status = google::protobuf::util::JsonStringToMessage(google::protobuf::StringPiece(json.data(), json.size()),
-                                                            message, options);
+  auto status = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), message, options);
   if (!status.ok()) return absl::InvalidArgumentError(std::string(status.message().as_string()));
   return absl::OkStatus();
 }

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+
 #include "absl/strings/string_view.h"
 
 typedef struct evp_md_ctx_st EVP_MD_CTX;

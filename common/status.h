@@ -1,14 +1,13 @@
 #pragma once
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 /// Returns from the enclosing function when `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                     \
-  do {                                            \
-    ::absl::Status edgeloop_status_ = (expr);     \
+#define RETURN_IF_ERROR(expr)                            \
+  do {                                                   \
+    ::absl::Status edgeloop_status_ = (expr);            \
     if (!edgeloop_status_.ok()) return edgeloop_status_; \
   } while (0)
 

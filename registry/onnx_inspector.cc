@@ -36,23 +36,40 @@ class BlobInputStream final : public google::protobuf::io::CopyingInputStream {
 
 std::string DtypeName(int32_t elem_type) {
   switch (elem_type) {
-    case onnx::TensorProto::FLOAT: return "float32";
-    case onnx::TensorProto::DOUBLE: return "float64";
-    case onnx::TensorProto::FLOAT16: return "float16";
-    case onnx::TensorProto::BFLOAT16: return "bfloat16";
-    case onnx::TensorProto::INT8: return "int8";
-    case onnx::TensorProto::UINT8: return "uint8";
-    case onnx::TensorProto::INT16: return "int16";
-    case onnx::TensorProto::UINT16: return "uint16";
-    case onnx::TensorProto::INT32: return "int32";
-    case onnx::TensorProto::UINT32: return "uint32";
-    case onnx::TensorProto::INT64: return "int64";
-    case onnx::TensorProto::UINT64: return "uint64";
-    case onnx::TensorProto::BOOL: return "bool";
-    case onnx::TensorProto::STRING: return "string";
-    case onnx::TensorProto::COMPLEX64: return "complex64";
-    case onnx::TensorProto::COMPLEX128: return "complex128";
-    default: return "undefined";
+    case onnx::TensorProto::FLOAT:
+      return "float32";
+    case onnx::TensorProto::DOUBLE:
+      return "float64";
+    case onnx::TensorProto::FLOAT16:
+      return "float16";
+    case onnx::TensorProto::BFLOAT16:
+      return "bfloat16";
+    case onnx::TensorProto::INT8:
+      return "int8";
+    case onnx::TensorProto::UINT8:
+      return "uint8";
+    case onnx::TensorProto::INT16:
+      return "int16";
+    case onnx::TensorProto::UINT16:
+      return "uint16";
+    case onnx::TensorProto::INT32:
+      return "int32";
+    case onnx::TensorProto::UINT32:
+      return "uint32";
+    case onnx::TensorProto::INT64:
+      return "int64";
+    case onnx::TensorProto::UINT64:
+      return "uint64";
+    case onnx::TensorProto::BOOL:
+      return "bool";
+    case onnx::TensorProto::STRING:
+      return "string";
+    case onnx::TensorProto::COMPLEX64:
+      return "complex64";
+    case onnx::TensorProto::COMPLEX128:
+      return "complex128";
+    default:
+      return "undefined";
   }
 }
 

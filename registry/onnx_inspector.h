@@ -11,10 +11,10 @@ namespace edgeloop::registry {
 
 /// What the registry records about an ONNX file.
 struct OnnxSummary {
-  std::vector<v1::TensorSpec> inputs;   // graph inputs that are not initialisers, in order
+  std::vector<v1::TensorSpec> inputs;  // graph inputs that are not initialisers, in order
   std::vector<v1::TensorSpec> outputs;
-  int64_t opset = 0;                    // default-domain opset import
-  std::string producer;                 // "pytorch 2.1", "" when not set
+  int64_t opset = 0;     // default-domain opset import
+  std::string producer;  // "pytorch 2.1", "" when not set
 };
 
 /// Parses an ONNX model from a blob with libonnx, runs ONNX's checker on it and reads its

@@ -26,7 +26,8 @@ constexpr int kMaxPageSize = 1000;
 // fields this one does not know, which it ignores rather than refusing to read.
 absl::Status FromJson(const std::string& json, google::protobuf::Message* message) {
   absl::Status status = ParseProtoJson(json, message, /*ignore_unknown_fields=*/true);
-  if (!status.ok()) return absl::DataLossError(absl::StrCat("stored record is corrupt: ", status.message()));
+  if (!status.ok())
+    return absl::DataLossError(absl::StrCat("stored record is corrupt: ", status.message()));
   return absl::OkStatus();
 }
 
@@ -48,43 +49,54 @@ absl::Status NoSuchModel(absl::string_view name) {
 absl::Status ValidateVersionRequest(const v1::CreateVersionRequest& r) {
   RETURN_IF_ERROR(ValidateModelName(r.model()));
   RETURN_IF_ERROR(ValidateDigest("onnxDigest", r.onnx_digest()));
-  if (!r.validation_digest().empty()) RETURN_IF_ERROR(ValidateDigest("validationDigest", r.validation_digest()));
-  if (!r.calibration_digest().empty()) RETURN_IF_ERROR(ValidateDigest("calibrationDigest", r.calibration_digest()));
+  if (!r.validation_digest().empty())
+    RETURN_IF_ERROR(ValidateDigest("validationDigest", r.validation_digest()));
+  if (!r.calibration_digest().empty())
+    RETURN_IF_ERROR(ValidateDigest("calibrationDigest", r.calibration_digest()));
   if (r.metrics().size() > 256) return absl::InvalidArgumentError("too many metrics (at most 256)");
   for (const auto& [name, value] : r.metrics()) {
     if (name.empty() || name.size() > 128) {
       return absl::InvalidArgumentError("metric names must have 1-128 characters");
     }
     if (!std::isfinite(value)) {
-      return absl::InvalidArgumentError(absl::StrCat("metric \"", name, "\" is not a finite number"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("metric \"", name, "\" is not a finite number"));
     }
   }
   RETURN_IF_ERROR(ValidateLabels(r.labels()));
   const v1::Lineage& lineage = r.lineage();
-  if (lineage.parent_version() < 0) return absl::InvalidArgumentError("lineage.parentVersion is negative");
+  if (lineage.parent_version() < 0)
+    return absl::InvalidArgumentError("lineage.parentVersion is negative");
   if (!lineage.dataset_digest().empty()) {
     RETURN_IF_ERROR(ValidateDigest("lineage.datasetDigest", lineage.dataset_digest()));
   }
-  if (lineage.training_run_id().size() > 256) return absl::InvalidArgumentError("lineage.trainingRunId is too long");
-  if (lineage.source().size() > 4096) return absl::InvalidArgumentError("lineage.source is too long (4096)");
+  if (lineage.training_run_id().size() > 256)
+    return absl::InvalidArgumentError("lineage.trainingRunId is too long");
+  if (lineage.source().size() > 4096)
+    return absl::InvalidArgumentError("lineage.source is too long (4096)");
   return absl::OkStatus();
 }
 
 /// Appends one event; the counter row's lock orders events by commit.
 absl::Status AppendEvent(Transaction& tx, absl::string_view type, absl::string_view model,
-                         int64_t version, absl::string_view alias, absl::string_view actor, int64_t at_ms) {
-  ASSIGN_OR_RETURN(Rows rows, tx.Query("UPDATE registry_event_counter SET last_sequence = last_sequence + 1 "
-                                       "WHERE id = 1 RETURNING last_sequence"));
+                         int64_t version, absl::string_view alias, absl::string_view actor,
+                         int64_t at_ms) {
+  ASSIGN_OR_RETURN(Rows rows,
+                   tx.Query("UPDATE registry_event_counter SET last_sequence = last_sequence + 1 "
+                            "WHERE id = 1 RETURNING last_sequence"));
   if (rows.size() != 1) return absl::InternalError("registry event counter row is missing");
-  return tx.Execute("INSERT INTO registry_events (sequence, type, model, version, alias, actor, at_ms) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    {rows[0].Int(0), std::string(type), std::string(model), version, std::string(alias),
-                     std::string(actor), at_ms})
+  return tx
+      .Execute(
+          "INSERT INTO registry_events (sequence, type, model, version, alias, actor, at_ms) "
+          "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+          {rows[0].Int(0), std::string(type), std::string(model), version, std::string(alias),
+           std::string(actor), at_ms})
       .status();
 }
 
 constexpr char kVersionColumns[] =
-    "v.version, v.onnx_digest, v.onnx_size, v.status, v.status_message, v.details, v.created_at_ms, "
+    "v.version, v.onnx_digest, v.onnx_size, v.status, v.status_message, v.details, "
+    "v.created_at_ms, "
     "v.created_by";
 
 absl::StatusOr<v1::ModelVersion> VersionFromRow(absl::string_view model, const store::Row& row) {
@@ -122,14 +134,17 @@ absl::StatusOr<v1::Model> Registry::CreateModel(const v1::CreateModelRequest& re
   v1::Model labels_only;
   *labels_only.mutable_labels() = request.labels();
   const int64_t now = absl::ToUnixMillis(options_.clock->Now());
-  absl::Status status = store::RunInTransaction(*options_.database, [&](Transaction& tx) -> absl::Status {
-    RETURN_IF_ERROR(tx.Execute("INSERT INTO models (name, description, labels, next_version, created_at_ms, "
-                               "created_by) VALUES ($1, $2, $3, 1, $4, $5)",
-                               {request.name(), request.description(), PrintProtoJson(labels_only), now,
-                                std::string(actor)})
-                        .status());
-    return AppendEvent(tx, "model.created", request.name(), 0, "", actor, now);
-  });
+  absl::Status status =
+      store::RunInTransaction(*options_.database, [&](Transaction& tx) -> absl::Status {
+        RETURN_IF_ERROR(
+            tx.Execute(
+                  "INSERT INTO models (name, description, labels, next_version, created_at_ms, "
+                  "created_by) VALUES ($1, $2, $3, 1, $4, $5)",
+                  {request.name(), request.description(), PrintProtoJson(labels_only), now,
+                   std::string(actor)})
+                .status());
+        return AppendEvent(tx, "model.created", request.name(), 0, "", actor, now);
+      });
   if (status.code() == absl::StatusCode::kAlreadyExists) {
     return absl::AlreadyExistsError(absl::StrCat("model \"", request.name(), "\" already exists"));
   }
@@ -141,10 +156,12 @@ absl::StatusOr<v1::Model> Registry::CreateModel(const v1::CreateModelRequest& re
 
 absl::StatusOr<v1::Model> Registry::GetModel(const v1::GetModelRequest& request) {
   RETURN_IF_ERROR(ValidateModelName(request.model()));
-  ASSIGN_OR_RETURN(Rows rows, options_.database->Query(
-                                  "SELECT id, name, description, labels, next_version, created_at_ms, created_by "
-                                  "FROM models WHERE name = $1",
-                                  {request.model()}));
+  ASSIGN_OR_RETURN(
+      Rows rows,
+      options_.database->Query(
+          "SELECT id, name, description, labels, next_version, created_at_ms, created_by "
+          "FROM models WHERE name = $1",
+          {request.model()}));
   if (rows.empty()) return NoSuchModel(request.model());
   const store::Row& row = rows[0];
   v1::Model model;
@@ -155,7 +172,8 @@ absl::StatusOr<v1::Model> Registry::GetModel(const v1::GetModelRequest& request)
   *model.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int(5));
   model.set_created_by(row.Text(6));
   ASSIGN_OR_RETURN(Rows aliases,
-                   options_.database->Query("SELECT alias, version FROM aliases WHERE model_id = $1", {row.Int(0)}));
+                   options_.database->Query(
+                       "SELECT alias, version FROM aliases WHERE model_id = $1", {row.Int(0)}));
   for (const store::Row& a : aliases) (*model.mutable_aliases())[a.Text(0)] = a.Int(1);
   return model;
 }
@@ -180,7 +198,8 @@ absl::StatusOr<v1::ModelVersion> Registry::CreateVersion(const v1::CreateVersion
                                                          absl::string_view actor) {
   RETURN_IF_ERROR(ValidateVersionRequest(request));
   // Cheap checks first: a push to a missing model should not read a large file.
-  ASSIGN_OR_RETURN(Rows exists, options_.database->Query("SELECT 1 FROM models WHERE name = $1", {request.model()}));
+  ASSIGN_OR_RETURN(Rows exists, options_.database->Query("SELECT 1 FROM models WHERE name = $1",
+                                                         {request.model()}));
   if (exists.empty()) return NoSuchModel(request.model());
 
   auto onnx = options_.blobs->Open(request.onnx_digest());
@@ -190,12 +209,14 @@ absl::StatusOr<v1::ModelVersion> Registry::CreateVersion(const v1::CreateVersion
   }
   RETURN_IF_ERROR(onnx.status());
   ASSIGN_OR_RETURN(OnnxSummary summary, InspectOnnx(**onnx));
-  for (const auto& [field, digest] : {std::pair<const char*, const std::string*>{"validationDigest", &request.validation_digest()},
+  for (const auto& [field, digest] : {std::pair<const char*, const std::string*>{
+                                          "validationDigest", &request.validation_digest()},
                                       {"calibrationDigest", &request.calibration_digest()}}) {
     if (digest->empty()) continue;
     auto info = options_.blobs->Stat(*digest);
     if (absl::IsNotFound(info.status())) {
-      return absl::FailedPreconditionError(absl::StrCat(field, " blob ", *digest, " has not been uploaded"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(field, " blob ", *digest, " has not been uploaded"));
     }
     RETURN_IF_ERROR(info.status());
   }
@@ -217,27 +238,31 @@ absl::StatusOr<v1::ModelVersion> Registry::CreateVersion(const v1::CreateVersion
   int64_t number = 0;
   RETURN_IF_ERROR(store::RunInTransaction(*options_.database, [&](Transaction& tx) -> absl::Status {
     // The row lock taken by this UPDATE serialises version allocation per model.
-    ASSIGN_OR_RETURN(Rows rows, tx.Query("UPDATE models SET next_version = next_version + 1 WHERE name = $1 "
-                                         "RETURNING id, next_version - 1",
-                                         {request.model()}));
+    ASSIGN_OR_RETURN(Rows rows,
+                     tx.Query("UPDATE models SET next_version = next_version + 1 WHERE name = $1 "
+                              "RETURNING id, next_version - 1",
+                              {request.model()}));
     if (rows.empty()) return NoSuchModel(request.model());
     const int64_t model_id = rows[0].Int(0);
     number = rows[0].Int(1);
     const int64_t parent = request.lineage().parent_version();
     if (parent > 0) {
-      ASSIGN_OR_RETURN(Rows p, tx.Query("SELECT 1 FROM model_versions WHERE model_id = $1 AND version = $2",
-                                        {model_id, parent}));
+      ASSIGN_OR_RETURN(Rows p,
+                       tx.Query("SELECT 1 FROM model_versions WHERE model_id = $1 AND version = $2",
+                                {model_id, parent}));
       if (p.empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("lineage.parentVersion ", parent, " is not a version of model \"", request.model(), "\""));
+        return absl::InvalidArgumentError(absl::StrCat("lineage.parentVersion ", parent,
+                                                       " is not a version of model \"",
+                                                       request.model(), "\""));
       }
     }
-    RETURN_IF_ERROR(tx.Execute("INSERT INTO model_versions (model_id, version, onnx_digest, onnx_size, status, "
-                               "status_message, details, created_at_ms, created_by) "
-                               "VALUES ($1, $2, $3, $4, $5, '', $6, $7, $8)",
-                               {model_id, number, request.onnx_digest(), onnx_size,
-                                v1::VersionStatus_Name(v1::REGISTERED), details_json, now, std::string(actor)})
-                        .status());
+    RETURN_IF_ERROR(
+        tx.Execute("INSERT INTO model_versions (model_id, version, onnx_digest, onnx_size, status, "
+                   "status_message, details, created_at_ms, created_by) "
+                   "VALUES ($1, $2, $3, $4, $5, '', $6, $7, $8)",
+                   {model_id, number, request.onnx_digest(), onnx_size,
+                    v1::VersionStatus_Name(v1::REGISTERED), details_json, now, std::string(actor)})
+            .status());
     return AppendEvent(tx, "version.created", request.model(), number, "", actor, now);
   }));
   v1::GetVersionRequest get;
@@ -258,43 +283,54 @@ absl::StatusOr<v1::ModelVersion> Registry::GetVersion(const v1::GetVersionReques
   } else if (number <= 0) {
     return absl::InvalidArgumentError("version must be a positive number (or give an alias)");
   }
-  ASSIGN_OR_RETURN(Rows rows, options_.database->Query(
-                                  absl::StrCat("SELECT ", kVersionColumns, " FROM model_versions v JOIN models m ON "
-                                               "m.id = v.model_id WHERE m.name = $1 AND v.version = $2"),
-                                  {request.model(), number}));
+  ASSIGN_OR_RETURN(Rows rows,
+                   options_.database->Query(
+                       absl::StrCat("SELECT ", kVersionColumns,
+                                    " FROM model_versions v JOIN models m ON "
+                                    "m.id = v.model_id WHERE m.name = $1 AND v.version = $2"),
+                       {request.model(), number}));
   if (rows.empty()) {
-    ASSIGN_OR_RETURN(Rows model, options_.database->Query("SELECT 1 FROM models WHERE name = $1", {request.model()}));
+    ASSIGN_OR_RETURN(Rows model, options_.database->Query("SELECT 1 FROM models WHERE name = $1",
+                                                          {request.model()}));
     if (model.empty()) return NoSuchModel(request.model());
-    return absl::NotFoundError(absl::StrCat("model \"", request.model(), "\" has no version ", number));
+    return absl::NotFoundError(
+        absl::StrCat("model \"", request.model(), "\" has no version ", number));
   }
   return VersionFromRow(request.model(), rows[0]);
 }
 
-absl::StatusOr<v1::ListVersionsResponse> Registry::ListVersions(const v1::ListVersionsRequest& request) {
+absl::StatusOr<v1::ListVersionsResponse> Registry::ListVersions(
+    const v1::ListVersionsRequest& request) {
   RETURN_IF_ERROR(ValidateModelName(request.model()));
   int64_t after = 0;
   if (!request.page_token().empty() && !absl::SimpleAtoi(request.page_token(), &after)) {
     return absl::InvalidArgumentError("malformed page token");
   }
-  ASSIGN_OR_RETURN(Rows model, options_.database->Query("SELECT id FROM models WHERE name = $1", {request.model()}));
+  ASSIGN_OR_RETURN(Rows model, options_.database->Query("SELECT id FROM models WHERE name = $1",
+                                                        {request.model()}));
   if (model.empty()) return NoSuchModel(request.model());
   int page = PageSize(request.page_size());
-  ASSIGN_OR_RETURN(Rows rows, options_.database->Query(
-                                  absl::StrCat("SELECT ", kVersionColumns, " FROM model_versions v WHERE "
-                                               "v.model_id = $1 AND v.version > $2 ORDER BY v.version LIMIT $3"),
-                                  {model[0].Int(0), after, int64_t{page} + 1}));
+  ASSIGN_OR_RETURN(
+      Rows rows, options_.database->Query(
+                     absl::StrCat("SELECT ", kVersionColumns,
+                                  " FROM model_versions v WHERE "
+                                  "v.model_id = $1 AND v.version > $2 ORDER BY v.version LIMIT $3"),
+                     {model[0].Int(0), after, int64_t{page} + 1}));
   v1::ListVersionsResponse response;
   for (size_t i = 0; i < rows.size() && static_cast<int>(i) < page; ++i) {
     ASSIGN_OR_RETURN(*response.add_versions(), VersionFromRow(request.model(), rows[i]));
   }
-  if (static_cast<int>(rows.size()) > page) response.set_next_page_token(std::to_string(rows[page - 1].Int(0)));
+  if (static_cast<int>(rows.size()) > page)
+    response.set_next_page_token(std::to_string(rows[page - 1].Int(0)));
   return response;
 }
 
-absl::StatusOr<v1::Alias> Registry::SetAlias(const v1::SetAliasRequest& request, absl::string_view actor) {
+absl::StatusOr<v1::Alias> Registry::SetAlias(const v1::SetAliasRequest& request,
+                                             absl::string_view actor) {
   RETURN_IF_ERROR(ValidateModelName(request.model()));
   RETURN_IF_ERROR(ValidateAliasName(request.alias()));
-  if (request.version() <= 0) return absl::InvalidArgumentError("version must be a positive number");
+  if (request.version() <= 0)
+    return absl::InvalidArgumentError("version must be a positive number");
   const int64_t now = absl::ToUnixMillis(options_.clock->Now());
   const bool postgres = options_.database->dialect() == store::Dialect::kPostgres;
   RETURN_IF_ERROR(store::RunInTransaction(*options_.database, [&](Transaction& tx) -> absl::Status {
@@ -305,31 +341,39 @@ absl::StatusOr<v1::Alias> Registry::SetAlias(const v1::SetAliasRequest& request,
                                           {request.model()}));
     if (model.empty()) return NoSuchModel(request.model());
     const int64_t model_id = model[0].Int(0);
-    ASSIGN_OR_RETURN(Rows version, tx.Query("SELECT 1 FROM model_versions WHERE model_id = $1 AND version = $2",
-                                            {model_id, request.version()}));
+    ASSIGN_OR_RETURN(Rows version,
+                     tx.Query("SELECT 1 FROM model_versions WHERE model_id = $1 AND version = $2",
+                              {model_id, request.version()}));
     if (version.empty()) {
-      return absl::NotFoundError(absl::StrCat("model \"", request.model(), "\" has no version ", request.version()));
+      return absl::NotFoundError(
+          absl::StrCat("model \"", request.model(), "\" has no version ", request.version()));
     }
-    ASSIGN_OR_RETURN(Rows current, tx.Query("SELECT version FROM aliases WHERE model_id = $1 AND alias = $2",
-                                            {model_id, request.alias()}));
+    ASSIGN_OR_RETURN(Rows current,
+                     tx.Query("SELECT version FROM aliases WHERE model_id = $1 AND alias = $2",
+                              {model_id, request.alias()}));
     const int64_t from = current.empty() ? 0 : current[0].Int(0);
     if (from == request.version()) return absl::OkStatus();
     if (current.empty()) {
-      RETURN_IF_ERROR(tx.Execute("INSERT INTO aliases (model_id, alias, version, updated_at_ms, updated_by) "
-                                 "VALUES ($1, $2, $3, $4, $5)",
-                                 {model_id, request.alias(), request.version(), now, std::string(actor)})
-                          .status());
+      RETURN_IF_ERROR(
+          tx.Execute("INSERT INTO aliases (model_id, alias, version, updated_at_ms, updated_by) "
+                     "VALUES ($1, $2, $3, $4, $5)",
+                     {model_id, request.alias(), request.version(), now, std::string(actor)})
+              .status());
     } else {
-      RETURN_IF_ERROR(tx.Execute("UPDATE aliases SET version = $3, updated_at_ms = $4, updated_by = $5 "
-                                 "WHERE model_id = $1 AND alias = $2",
-                                 {model_id, request.alias(), request.version(), now, std::string(actor)})
-                          .status());
+      RETURN_IF_ERROR(
+          tx.Execute("UPDATE aliases SET version = $3, updated_at_ms = $4, updated_by = $5 "
+                     "WHERE model_id = $1 AND alias = $2",
+                     {model_id, request.alias(), request.version(), now, std::string(actor)})
+              .status());
     }
-    RETURN_IF_ERROR(tx.Execute("INSERT INTO alias_history (model_id, alias, from_version, to_version, actor, at_ms) "
-                               "VALUES ($1, $2, $3, $4, $5, $6)",
-                               {model_id, request.alias(), from, request.version(), std::string(actor), now})
-                        .status());
-    return AppendEvent(tx, "alias.moved", request.model(), request.version(), request.alias(), actor, now);
+    RETURN_IF_ERROR(
+        tx.Execute(
+              "INSERT INTO alias_history (model_id, alias, from_version, to_version, actor, at_ms) "
+              "VALUES ($1, $2, $3, $4, $5, $6)",
+              {model_id, request.alias(), from, request.version(), std::string(actor), now})
+            .status());
+    return AppendEvent(tx, "alias.moved", request.model(), request.version(), request.alias(),
+                       actor, now);
   }));
   v1::GetAliasRequest get;
   get.set_model(request.model());
@@ -340,14 +384,18 @@ absl::StatusOr<v1::Alias> Registry::SetAlias(const v1::SetAliasRequest& request,
 absl::StatusOr<v1::Alias> Registry::GetAlias(const v1::GetAliasRequest& request) {
   RETURN_IF_ERROR(ValidateModelName(request.model()));
   RETURN_IF_ERROR(ValidateAliasName(request.alias()));
-  ASSIGN_OR_RETURN(Rows rows, options_.database->Query(
-                                  "SELECT a.version, a.updated_at_ms, a.updated_by FROM aliases a JOIN models m ON "
-                                  "m.id = a.model_id WHERE m.name = $1 AND a.alias = $2",
-                                  {request.model(), request.alias()}));
+  ASSIGN_OR_RETURN(
+      Rows rows,
+      options_.database->Query(
+          "SELECT a.version, a.updated_at_ms, a.updated_by FROM aliases a JOIN models m ON "
+          "m.id = a.model_id WHERE m.name = $1 AND a.alias = $2",
+          {request.model(), request.alias()}));
   if (rows.empty()) {
-    ASSIGN_OR_RETURN(Rows model, options_.database->Query("SELECT 1 FROM models WHERE name = $1", {request.model()}));
+    ASSIGN_OR_RETURN(Rows model, options_.database->Query("SELECT 1 FROM models WHERE name = $1",
+                                                          {request.model()}));
     if (model.empty()) return NoSuchModel(request.model());
-    return absl::NotFoundError(absl::StrCat("model \"", request.model(), "\" has no alias \"", request.alias(), "\""));
+    return absl::NotFoundError(
+        absl::StrCat("model \"", request.model(), "\" has no alias \"", request.alias(), "\""));
   }
   v1::Alias alias;
   alias.set_model(request.model());
@@ -358,15 +406,18 @@ absl::StatusOr<v1::Alias> Registry::GetAlias(const v1::GetAliasRequest& request)
   return alias;
 }
 
-absl::StatusOr<v1::GetAliasHistoryResponse> Registry::GetAliasHistory(const v1::GetAliasHistoryRequest& request) {
+absl::StatusOr<v1::GetAliasHistoryResponse> Registry::GetAliasHistory(
+    const v1::GetAliasHistoryRequest& request) {
   v1::GetAliasRequest get;
   get.set_model(request.model());
   get.set_alias(request.alias());
   RETURN_IF_ERROR(GetAlias(get).status());
-  ASSIGN_OR_RETURN(Rows rows, options_.database->Query(
-                                  "SELECT h.from_version, h.to_version, h.actor, h.at_ms FROM alias_history h JOIN "
-                                  "models m ON m.id = h.model_id WHERE m.name = $1 AND h.alias = $2 ORDER BY h.id",
-                                  {request.model(), request.alias()}));
+  ASSIGN_OR_RETURN(
+      Rows rows,
+      options_.database->Query(
+          "SELECT h.from_version, h.to_version, h.actor, h.at_ms FROM alias_history h JOIN "
+          "models m ON m.id = h.model_id WHERE m.name = $1 AND h.alias = $2 ORDER BY h.id",
+          {request.model(), request.alias()}));
   v1::GetAliasHistoryResponse response;
   for (const store::Row& row : rows) {
     v1::AliasMove* move = response.add_moves();
@@ -381,10 +432,12 @@ absl::StatusOr<v1::GetAliasHistoryResponse> Registry::GetAliasHistory(const v1::
 }
 
 absl::StatusOr<v1::ListEventsResponse> Registry::ListEvents(const v1::ListEventsRequest& request) {
-  ASSIGN_OR_RETURN(Rows rows, options_.database->Query(
-                                  "SELECT sequence, type, model, version, alias, actor, at_ms FROM registry_events "
-                                  "WHERE sequence > $1 ORDER BY sequence LIMIT $2",
-                                  {request.after_sequence(), int64_t{PageSize(request.limit())}}));
+  ASSIGN_OR_RETURN(
+      Rows rows,
+      options_.database->Query(
+          "SELECT sequence, type, model, version, alias, actor, at_ms FROM registry_events "
+          "WHERE sequence > $1 ORDER BY sequence LIMIT $2",
+          {request.after_sequence(), int64_t{PageSize(request.limit())}}));
   v1::ListEventsResponse response;
   for (const store::Row& row : rows) {
     v1::RegistryEvent* event = response.add_events();
@@ -400,10 +453,11 @@ absl::StatusOr<v1::ListEventsResponse> Registry::ListEvents(const v1::ListEvents
 }
 
 absl::StatusOr<RegistrySizes> Registry::Sizes() {
-  ASSIGN_OR_RETURN(Rows rows, options_.database->Query(
-                                  "SELECT (SELECT COUNT(*) FROM models), (SELECT COUNT(*) FROM model_versions), "
-                                  "(SELECT COUNT(*) FROM aliases)",
-                                  {}));
+  ASSIGN_OR_RETURN(
+      Rows rows, options_.database->Query(
+                     "SELECT (SELECT COUNT(*) FROM models), (SELECT COUNT(*) FROM model_versions), "
+                     "(SELECT COUNT(*) FROM aliases)",
+                     {}));
   return RegistrySizes{rows[0].Int(0), rows[0].Int(1), rows[0].Int(2)};
 }
 

@@ -13,8 +13,8 @@
 namespace edgeloop::registry {
 
 struct RegistryOptions {
-  store::Database* database = nullptr;   // not owned; migrations already applied
-  store::BlobStore* blobs = nullptr;     // not owned
+  store::Database* database = nullptr;  // not owned; migrations already applied
+  store::BlobStore* blobs = nullptr;    // not owned
   const Clock* clock = SystemClock::Get();
 };
 
@@ -36,7 +36,8 @@ class Registry {
  public:
   static absl::StatusOr<std::unique_ptr<Registry>> Create(const RegistryOptions& options);
 
-  absl::StatusOr<v1::Model> CreateModel(const v1::CreateModelRequest& request, absl::string_view actor);
+  absl::StatusOr<v1::Model> CreateModel(const v1::CreateModelRequest& request,
+                                        absl::string_view actor);
   absl::StatusOr<v1::Model> GetModel(const v1::GetModelRequest& request);
   absl::StatusOr<v1::ListModelsResponse> ListModels(const v1::ListModelsRequest& request);
 
@@ -51,7 +52,8 @@ class Registry {
   /// the version it already names changes nothing and records nothing.
   absl::StatusOr<v1::Alias> SetAlias(const v1::SetAliasRequest& request, absl::string_view actor);
   absl::StatusOr<v1::Alias> GetAlias(const v1::GetAliasRequest& request);
-  absl::StatusOr<v1::GetAliasHistoryResponse> GetAliasHistory(const v1::GetAliasHistoryRequest& request);
+  absl::StatusOr<v1::GetAliasHistoryResponse> GetAliasHistory(
+      const v1::GetAliasHistoryRequest& request);
 
   /// Events with sequence > after_sequence, oldest first. Sequences are assigned in commit
   /// order, so a consumer that remembers the last sequence it handled never misses one.

@@ -35,13 +35,15 @@ class RegistryTest : public ::testing::TestWithParam<std::string> {
     db_ = std::move(*db);
     ASSERT_TRUE(store::ApplyMigrations(*db_).ok());
     store::BlobStoreOptions blob_options;
-    blob_options.url = GetParam() == "postgres" ? "postgresql" : absl::StrCat("file://", dir_, "/blobs");
+    blob_options.url =
+        GetParam() == "postgres" ? "postgresql" : absl::StrCat("file://", dir_, "/blobs");
     blob_options.staging_dir = dir_ + "/staging";
     blob_options.database = db_.get();
     auto blobs = store::BlobStore::Create(blob_options);
     ASSERT_TRUE(blobs.ok()) << blobs.status();
     blobs_ = std::move(*blobs);
-    auto registry = Registry::Create({.database = db_.get(), .blobs = blobs_.get(), .clock = &clock_});
+    auto registry =
+        Registry::Create({.database = db_.get(), .blobs = blobs_.get(), .clock = &clock_});
     ASSERT_TRUE(registry.ok());
     registry_ = std::move(*registry);
   }
@@ -75,8 +77,8 @@ class RegistryTest : public ::testing::TestWithParam<std::string> {
     return registry_->CreateVersion(r, "alice");
   }
 
-  absl::StatusOr<v1::Alias> SetAlias(const std::string& model, const std::string& alias, int64_t version,
-                                     const std::string& actor = "bob") {
+  absl::StatusOr<v1::Alias> SetAlias(const std::string& model, const std::string& alias,
+                                     int64_t version, const std::string& actor = "bob") {
     v1::SetAliasRequest r;
     r.set_model(model);
     r.set_alias(alias);
@@ -141,8 +143,9 @@ TEST_P(RegistryTest, PushRecordsSignatureFromTheOnnxGraph) {
   ASSERT_EQ(version->inputs_size(), 1);  // the initialisers are not inputs
   EXPECT_EQ(version->inputs(0).name(), "input");
   EXPECT_EQ(version->inputs(0).dtype(), "float32");
-  EXPECT_EQ(std::vector<int64_t>(version->inputs(0).shape().begin(), version->inputs(0).shape().end()),
-            (std::vector<int64_t>{-1, 8}));
+  EXPECT_EQ(
+      std::vector<int64_t>(version->inputs(0).shape().begin(), version->inputs(0).shape().end()),
+      (std::vector<int64_t>{-1, 8}));
   EXPECT_EQ(version->inputs(0).dim_names(0), "batch");
   ASSERT_EQ(version->outputs_size(), 1);
   EXPECT_EQ(version->outputs(0).name(), "probabilities");
@@ -162,7 +165,8 @@ TEST_P(RegistryTest, BadInputIsRefusedAndRecordsNothing) {
   ASSERT_TRUE(CreateModel("m").ok());
   auto not_onnx = Push("m", Upload("this is a text file, not a model"));
   EXPECT_EQ(not_onnx.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(not_onnx.status().message().find("not an ONNX model"), std::string::npos) << not_onnx.status();
+  EXPECT_NE(not_onnx.status().message().find("not an ONNX model"), std::string::npos)
+      << not_onnx.status();
 
   auto rejected = Push("m", Upload(testing::DanglingInputOnnx()));
   EXPECT_EQ(rejected.status().code(), absl::StatusCode::kInvalidArgument);
@@ -171,7 +175,8 @@ TEST_P(RegistryTest, BadInputIsRefusedAndRecordsNothing) {
   auto missing_blob = Push("m", DigestFromHex(Sha256Hex("never uploaded")));
   EXPECT_EQ(missing_blob.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Push("m", "sha256:nothex").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Push("nope", Upload(testing::MlpOnnx(2, 2, 2))).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Push("nope", Upload(testing::MlpOnnx(2, 2, 2))).status().code(),
+            absl::StatusCode::kNotFound);
 
   v1::CreateVersionRequest r;
   r.set_model("m");
@@ -287,7 +292,8 @@ TEST_P(RegistryTest, EventsAreOrderedAndResumable) {
       EXPECT_EQ(all->events(i).sequence(), all->events(i - 1).sequence() + 1);
     }
   }
-  EXPECT_EQ(types, (std::vector<std::string>{"model.created", "version.created", "version.created", "alias.moved"}));
+  EXPECT_EQ(types, (std::vector<std::string>{"model.created", "version.created", "version.created",
+                                             "alias.moved"}));
   EXPECT_EQ(all->events(2).version(), 2);
   EXPECT_EQ(all->events(3).alias(), "production");
 
@@ -308,7 +314,8 @@ TEST_P(RegistryTest, ListsPageThroughEverything) {
     for (const auto& m : page->models()) names.push_back(m.name());
     r.set_page_token(page->next_page_token());
   } while (!r.page_token().empty());
-  EXPECT_EQ(names, (std::vector<std::string>{"model-0", "model-1", "model-2", "model-3", "model-4"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"model-0", "model-1", "model-2", "model-3", "model-4"}));
 
   std::string digest = Upload(testing::MlpOnnx(2, 2, 2));
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(Push("model-0", digest).ok());

@@ -16,22 +16,26 @@ absl::StatusOr<v1::Model> Api::GetModel(const Principal& p, const v1::GetModelRe
   return options_.registry->GetModel(r);
 }
 
-absl::StatusOr<v1::ListModelsResponse> Api::ListModels(const Principal& p, const v1::ListModelsRequest& r) {
+absl::StatusOr<v1::ListModelsResponse> Api::ListModels(const Principal& p,
+                                                       const v1::ListModelsRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
   return options_.registry->ListModels(r);
 }
 
-absl::StatusOr<v1::ModelVersion> Api::CreateVersion(const Principal& p, const v1::CreateVersionRequest& r) {
+absl::StatusOr<v1::ModelVersion> Api::CreateVersion(const Principal& p,
+                                                    const v1::CreateVersionRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
   return options_.registry->CreateVersion(r, p.actor());
 }
 
-absl::StatusOr<v1::ModelVersion> Api::GetVersion(const Principal& p, const v1::GetVersionRequest& r) {
+absl::StatusOr<v1::ModelVersion> Api::GetVersion(const Principal& p,
+                                                 const v1::GetVersionRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
   return options_.registry->GetVersion(r);
 }
 
-absl::StatusOr<v1::ListVersionsResponse> Api::ListVersions(const Principal& p, const v1::ListVersionsRequest& r) {
+absl::StatusOr<v1::ListVersionsResponse> Api::ListVersions(const Principal& p,
+                                                           const v1::ListVersionsRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
   return options_.registry->ListVersions(r);
 }
@@ -46,23 +50,26 @@ absl::StatusOr<v1::Alias> Api::GetAlias(const Principal& p, const v1::GetAliasRe
   return options_.registry->GetAlias(r);
 }
 
-absl::StatusOr<v1::GetAliasHistoryResponse> Api::GetAliasHistory(const Principal& p,
-                                                                  const v1::GetAliasHistoryRequest& r) {
+absl::StatusOr<v1::GetAliasHistoryResponse> Api::GetAliasHistory(
+    const Principal& p, const v1::GetAliasHistoryRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
   return options_.registry->GetAliasHistory(r);
 }
 
-absl::StatusOr<v1::ListEventsResponse> Api::ListEvents(const Principal& p, const v1::ListEventsRequest& r) {
+absl::StatusOr<v1::ListEventsResponse> Api::ListEvents(const Principal& p,
+                                                       const v1::ListEventsRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
   return options_.registry->ListEvents(r);
 }
 
-absl::StatusOr<v1::CreateTokenResponse> Api::CreateToken(const Principal& p, const v1::CreateTokenRequest& r) {
+absl::StatusOr<v1::CreateTokenResponse> Api::CreateToken(const Principal& p,
+                                                         const v1::CreateTokenRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::ADMIN));
   return options_.tokens->Create(r, p.actor());
 }
 
-absl::StatusOr<v1::ListTokensResponse> Api::ListTokens(const Principal& p, const v1::ListTokensRequest&) {
+absl::StatusOr<v1::ListTokensResponse> Api::ListTokens(const Principal& p,
+                                                       const v1::ListTokensRequest&) {
   RETURN_IF_ERROR(RequireRole(p, v1::ADMIN));
   return options_.tokens->List();
 }
@@ -77,18 +84,22 @@ absl::StatusOr<v1::PingResponse> Api::Ping(const Principal& p, const v1::PingReq
   return v1::PingResponse();
 }
 
-absl::StatusOr<std::unique_ptr<store::BlobWriter>> Api::BeginBlobUpload(const Principal& p, int64_t declared_size) {
+absl::StatusOr<std::unique_ptr<store::BlobWriter>> Api::BeginBlobUpload(const Principal& p,
+                                                                        int64_t declared_size) {
   RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
   if (declared_size > options_.max_upload_bytes) {
-    return PayloadTooLargeError(absl::StrCat("upload of ", declared_size, " bytes exceeds the limit of ",
+    return PayloadTooLargeError(absl::StrCat("upload of ", declared_size,
+                                             " bytes exceeds the limit of ",
                                              options_.max_upload_bytes, " bytes"));
   }
   return options_.blobs->NewWriter(options_.max_upload_bytes);
 }
 
-absl::StatusOr<v1::Blob> Api::FinishBlobUpload(store::BlobWriter& writer, absl::string_view expected_digest) {
+absl::StatusOr<v1::Blob> Api::FinishBlobUpload(store::BlobWriter& writer,
+                                               absl::string_view expected_digest) {
   if (!expected_digest.empty() && !IsValidDigest(expected_digest)) {
-    return absl::InvalidArgumentError(absl::StrCat("expected digest \"", expected_digest.substr(0, 80),
+    return absl::InvalidArgumentError(absl::StrCat("expected digest \"",
+                                                   expected_digest.substr(0, 80),
                                                    "\" is not of the form sha256:<64 hex>"));
   }
   ASSIGN_OR_RETURN(store::BlobInfo info, writer.Commit(expected_digest));
@@ -98,7 +109,8 @@ absl::StatusOr<v1::Blob> Api::FinishBlobUpload(store::BlobWriter& writer, absl::
   return blob;
 }
 
-absl::StatusOr<std::unique_ptr<store::BlobReader>> Api::OpenBlob(const Principal& p, absl::string_view digest) {
+absl::StatusOr<std::unique_ptr<store::BlobReader>> Api::OpenBlob(const Principal& p,
+                                                                 absl::string_view digest) {
   RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
   return options_.blobs->Open(digest);
 }

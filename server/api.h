@@ -27,26 +27,35 @@ class Api {
 
   absl::StatusOr<v1::Model> CreateModel(const Principal& p, const v1::CreateModelRequest& r);
   absl::StatusOr<v1::Model> GetModel(const Principal& p, const v1::GetModelRequest& r);
-  absl::StatusOr<v1::ListModelsResponse> ListModels(const Principal& p, const v1::ListModelsRequest& r);
-  absl::StatusOr<v1::ModelVersion> CreateVersion(const Principal& p, const v1::CreateVersionRequest& r);
+  absl::StatusOr<v1::ListModelsResponse> ListModels(const Principal& p,
+                                                    const v1::ListModelsRequest& r);
+  absl::StatusOr<v1::ModelVersion> CreateVersion(const Principal& p,
+                                                 const v1::CreateVersionRequest& r);
   absl::StatusOr<v1::ModelVersion> GetVersion(const Principal& p, const v1::GetVersionRequest& r);
-  absl::StatusOr<v1::ListVersionsResponse> ListVersions(const Principal& p, const v1::ListVersionsRequest& r);
+  absl::StatusOr<v1::ListVersionsResponse> ListVersions(const Principal& p,
+                                                        const v1::ListVersionsRequest& r);
   absl::StatusOr<v1::Alias> SetAlias(const Principal& p, const v1::SetAliasRequest& r);
   absl::StatusOr<v1::Alias> GetAlias(const Principal& p, const v1::GetAliasRequest& r);
   absl::StatusOr<v1::GetAliasHistoryResponse> GetAliasHistory(const Principal& p,
-                                                               const v1::GetAliasHistoryRequest& r);
-  absl::StatusOr<v1::ListEventsResponse> ListEvents(const Principal& p, const v1::ListEventsRequest& r);
+                                                              const v1::GetAliasHistoryRequest& r);
+  absl::StatusOr<v1::ListEventsResponse> ListEvents(const Principal& p,
+                                                    const v1::ListEventsRequest& r);
 
-  absl::StatusOr<v1::CreateTokenResponse> CreateToken(const Principal& p, const v1::CreateTokenRequest& r);
-  absl::StatusOr<v1::ListTokensResponse> ListTokens(const Principal& p, const v1::ListTokensRequest& r);
+  absl::StatusOr<v1::CreateTokenResponse> CreateToken(const Principal& p,
+                                                      const v1::CreateTokenRequest& r);
+  absl::StatusOr<v1::ListTokensResponse> ListTokens(const Principal& p,
+                                                    const v1::ListTokensRequest& r);
   absl::StatusOr<v1::ApiToken> RevokeToken(const Principal& p, const v1::RevokeTokenRequest& r);
   absl::StatusOr<v1::PingResponse> Ping(const Principal& p, const v1::PingRequest& r);
 
   /// Starts a blob upload. `declared_size` (-1 when unknown) lets an oversized upload be
   /// refused before any byte is read.
-  absl::StatusOr<std::unique_ptr<store::BlobWriter>> BeginBlobUpload(const Principal& p, int64_t declared_size);
-  absl::StatusOr<v1::Blob> FinishBlobUpload(store::BlobWriter& writer, absl::string_view expected_digest);
-  absl::StatusOr<std::unique_ptr<store::BlobReader>> OpenBlob(const Principal& p, absl::string_view digest);
+  absl::StatusOr<std::unique_ptr<store::BlobWriter>> BeginBlobUpload(const Principal& p,
+                                                                     int64_t declared_size);
+  absl::StatusOr<v1::Blob> FinishBlobUpload(store::BlobWriter& writer,
+                                            absl::string_view expected_digest);
+  absl::StatusOr<std::unique_ptr<store::BlobReader>> OpenBlob(const Principal& p,
+                                                              absl::string_view digest);
 
   TokenStore& tokens() { return *options_.tokens; }
 

@@ -40,9 +40,9 @@ constexpr char kTokenColumns[] =
 absl::Status RequireRole(const Principal& principal, v1::Role needed) {
   if (principal.role >= needed) return absl::OkStatus();
   std::string role = v1::Role_Name(needed);
-  return absl::PermissionDeniedError(absl::StrCat("this call needs the ", absl::AsciiStrToLower(role),
-                                                  " role; token \"", principal.actor(), "\" is ",
-                                                  absl::AsciiStrToLower(v1::Role_Name(principal.role))));
+  return absl::PermissionDeniedError(absl::StrCat(
+      "this call needs the ", absl::AsciiStrToLower(role), " role; token \"", principal.actor(),
+      "\" is ", absl::AsciiStrToLower(v1::Role_Name(principal.role))));
 }
 
 absl::StatusOr<Principal> TokenStore::Authenticate(absl::string_view header) {
@@ -51,7 +51,8 @@ absl::StatusOr<Principal> TokenStore::Authenticate(absl::string_view header) {
   }
   absl::string_view secret = header;
   if (!absl::ConsumePrefix(&secret, "Bearer ") && !absl::ConsumePrefix(&secret, "bearer ")) {
-    return absl::UnauthenticatedError("malformed Authorization header: expected \"Bearer <token>\"");
+    return absl::UnauthenticatedError(
+        "malformed Authorization header: expected \"Bearer <token>\"");
   }
   secret = absl::StripAsciiWhitespace(secret);
   if (secret.empty() || secret.size() > 256) return absl::UnauthenticatedError("invalid token");
@@ -72,12 +73,15 @@ absl::StatusOr<Principal> TokenStore::Authenticate(absl::string_view header) {
 }
 
 absl::Status TokenStore::InsertToken(const std::string& id, const std::string& name, v1::Role role,
-                                     const std::string& secret, int64_t expires_at_ms, absl::string_view actor) {
+                                     const std::string& secret, int64_t expires_at_ms,
+                                     absl::string_view actor) {
   return store::RunInTransaction(*db_, [&](store::Transaction& tx) {
-    return tx.Execute("INSERT INTO api_tokens (id, name, role, secret_hash, created_at_ms, created_by, "
-                      "expires_at_ms, revoked_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 0)",
-                      {id, name, v1::Role_Name(role), Sha256Hex(secret), absl::ToUnixMillis(clock_->Now()),
-                       std::string(actor), expires_at_ms})
+    return tx
+        .Execute(
+            "INSERT INTO api_tokens (id, name, role, secret_hash, created_at_ms, created_by, "
+            "expires_at_ms, revoked_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 0)",
+            {id, name, v1::Role_Name(role), Sha256Hex(secret), absl::ToUnixMillis(clock_->Now()),
+             std::string(actor), expires_at_ms})
         .status();
   });
 }
@@ -93,9 +97,10 @@ absl::StatusOr<v1::CreateTokenResponse> TokenStore::Create(const v1::CreateToken
   if (request.ttl_seconds() < 0) return absl::InvalidArgumentError("ttlSeconds is negative");
   const std::string id = RandomHex(8);
   const std::string secret = absl::StrCat(kSecretPrefix, RandomHex(32));
-  const int64_t expires = request.ttl_seconds() > 0
-                              ? absl::ToUnixMillis(clock_->Now() + absl::Seconds(request.ttl_seconds()))
-                              : 0;
+  const int64_t expires =
+      request.ttl_seconds() > 0
+          ? absl::ToUnixMillis(clock_->Now() + absl::Seconds(request.ttl_seconds()))
+          : 0;
   RETURN_IF_ERROR(InsertToken(id, request.name(), request.role(), secret, expires, actor));
   v1::CreateTokenResponse response;
   ASSIGN_OR_RETURN(*response.mutable_token(), Get(id));
@@ -104,7 +109,8 @@ absl::StatusOr<v1::CreateTokenResponse> TokenStore::Create(const v1::CreateToken
 }
 
 absl::StatusOr<v1::ApiToken> TokenStore::Get(absl::string_view id) {
-  ASSIGN_OR_RETURN(store::Rows rows, db_->Query(absl::StrCat("SELECT ", kTokenColumns, " FROM api_tokens WHERE id = $1"),
+  ASSIGN_OR_RETURN(store::Rows rows, db_->Query(absl::StrCat("SELECT ", kTokenColumns,
+                                                             " FROM api_tokens WHERE id = $1"),
                                                 {std::string(id)}));
   if (rows.empty()) return absl::NotFoundError(absl::StrCat("token \"", id, "\" not found"));
   return TokenFromRow(rows[0]);
@@ -112,7 +118,9 @@ absl::StatusOr<v1::ApiToken> TokenStore::Get(absl::string_view id) {
 
 absl::StatusOr<v1::ListTokensResponse> TokenStore::List() {
   ASSIGN_OR_RETURN(store::Rows rows,
-                   db_->Query(absl::StrCat("SELECT ", kTokenColumns, " FROM api_tokens ORDER BY created_at_ms, id"), {}));
+                   db_->Query(absl::StrCat("SELECT ", kTokenColumns,
+                                           " FROM api_tokens ORDER BY created_at_ms, id"),
+                              {}));
   v1::ListTokensResponse response;
   for (const store::Row& row : rows) *response.add_tokens() = TokenFromRow(row);
   return response;
@@ -122,15 +130,17 @@ absl::StatusOr<v1::ApiToken> TokenStore::Revoke(absl::string_view id) {
   ASSIGN_OR_RETURN(v1::ApiToken token, Get(id));
   if (!token.has_revoke_time()) {
     RETURN_IF_ERROR(store::RunInTransaction(*db_, [&](store::Transaction& tx) {
-      return tx.Execute("UPDATE api_tokens SET revoked_at_ms = $2 WHERE id = $1 AND revoked_at_ms = 0",
-                        {std::string(id), absl::ToUnixMillis(clock_->Now())})
+      return tx
+          .Execute("UPDATE api_tokens SET revoked_at_ms = $2 WHERE id = $1 AND revoked_at_ms = 0",
+                   {std::string(id), absl::ToUnixMillis(clock_->Now())})
           .status();
     }));
   }
   return Get(id);
 }
 
-absl::Status TokenStore::BootstrapAdmin(const std::string& token_file, const std::string& env_secret) {
+absl::Status TokenStore::BootstrapAdmin(const std::string& token_file,
+                                        const std::string& env_secret) {
   std::string secret = env_secret;
   std::string name = "admin (EDGELOOP_ADMIN_TOKEN)";
   if (secret.empty()) {
@@ -146,9 +156,10 @@ absl::Status TokenStore::BootstrapAdmin(const std::string& token_file, const std
       return existing.status();
     }
   }
-  if (secret.size() < 16) return absl::InvalidArgumentError("admin token must have at least 16 characters");
-  ASSIGN_OR_RETURN(store::Rows rows,
-                   db_->Query("SELECT 1 FROM api_tokens WHERE secret_hash = $1", {Sha256Hex(secret)}));
+  if (secret.size() < 16)
+    return absl::InvalidArgumentError("admin token must have at least 16 characters");
+  ASSIGN_OR_RETURN(store::Rows rows, db_->Query("SELECT 1 FROM api_tokens WHERE secret_hash = $1",
+                                                {Sha256Hex(secret)}));
   if (!rows.empty()) return absl::OkStatus();
   absl::Status status = InsertToken(RandomHex(8), name, v1::ADMIN, secret, 0, "edgeloop-server");
   // Another replica inserted the same secret at the same moment.

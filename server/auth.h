@@ -34,7 +34,8 @@ class TokenStore {
   /// missing, malformed, unknown, expired or revoked.
   absl::StatusOr<Principal> Authenticate(absl::string_view authorization_header);
 
-  absl::StatusOr<v1::CreateTokenResponse> Create(const v1::CreateTokenRequest& request, absl::string_view actor);
+  absl::StatusOr<v1::CreateTokenResponse> Create(const v1::CreateTokenRequest& request,
+                                                 absl::string_view actor);
   absl::StatusOr<v1::ListTokensResponse> List();
   absl::StatusOr<v1::ApiToken> Revoke(absl::string_view id);
 
@@ -45,7 +46,8 @@ class TokenStore {
 
  private:
   absl::Status InsertToken(const std::string& id, const std::string& name, v1::Role role,
-                           const std::string& secret, int64_t expires_at_ms, absl::string_view actor);
+                           const std::string& secret, int64_t expires_at_ms,
+                           absl::string_view actor);
   absl::StatusOr<v1::ApiToken> Get(absl::string_view id);
 
   store::Database* db_;

@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
   }
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
-  Log(LogLevel::kInfo, "received stop signal", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  Log(LogLevel::kInfo, "received stop signal",
+      {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
   (*server)->Shutdown();
   return 0;
 }

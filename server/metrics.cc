@@ -40,13 +40,17 @@ std::string ProcessMetrics() {
       }
       const double start = boot_time + std::stod(f[19]) / ticks;
       const double rss = std::stod(f[21]) * static_cast<double>(::sysconf(_SC_PAGESIZE));
-      absl::StrAppend(&out, "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n",
-                      "# TYPE process_cpu_seconds_total counter\n", "process_cpu_seconds_total ", cpu, "\n",
-                      "# HELP process_resident_memory_bytes Resident memory size in bytes.\n",
-                      "# TYPE process_resident_memory_bytes gauge\n", "process_resident_memory_bytes ", rss, "\n",
-                      "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n",
-                      "# TYPE process_start_time_seconds gauge\n", "process_start_time_seconds ",
-                      absl::StrFormat("%.3f", start), "\n");
+      absl::StrAppend(
+          &out,
+          "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n",
+          "# TYPE process_cpu_seconds_total counter\n", "process_cpu_seconds_total ", cpu, "\n",
+          "# HELP process_resident_memory_bytes Resident memory size in bytes.\n",
+          "# TYPE process_resident_memory_bytes gauge\n", "process_resident_memory_bytes ", rss,
+          "\n",
+          "# HELP process_start_time_seconds Start time of the process since unix epoch in "
+          "seconds.\n",
+          "# TYPE process_start_time_seconds gauge\n", "process_start_time_seconds ",
+          absl::StrFormat("%.3f", start), "\n");
     }
   }
   int fds = 0;
@@ -88,22 +92,25 @@ ServerMetrics::ServerMetrics(registry::Registry* registry)
   models_ = &sizes.Add({{"kind", "model"}});
   versions_ = &sizes.Add({{"kind", "version"}});
   aliases_ = &sizes.Add({{"kind", "alias"}});
-  registry_errors_ = &prometheus::BuildGauge()
-                          .Name("edgeloop_registry_scrape_error")
-                          .Help("1 when the last scrape could not read registry sizes from the database.")
-                          .Register(*prometheus_)
-                          .Add({});
+  registry_errors_ =
+      &prometheus::BuildGauge()
+           .Name("edgeloop_registry_scrape_error")
+           .Help("1 when the last scrape could not read registry sizes from the database.")
+           .Register(*prometheus_)
+           .Add({});
 }
 
 void ServerMetrics::ObserveHttp(absl::string_view method, absl::string_view route, int code,
                                 absl::Duration elapsed) {
-  const prometheus::Labels labels{{"method", std::string(method)}, {"route", std::string(route)},
+  const prometheus::Labels labels{{"method", std::string(method)},
+                                  {"route", std::string(route)},
                                   {"code", std::to_string(code)}};
   http_requests_->Add(labels).Increment();
   http_latency_->Add(labels, LatencyBuckets()).Observe(absl::ToDoubleSeconds(elapsed));
 }
 
-void ServerMetrics::ObserveGrpc(absl::string_view method, absl::string_view code, absl::Duration elapsed) {
+void ServerMetrics::ObserveGrpc(absl::string_view method, absl::string_view code,
+                                absl::Duration elapsed) {
   const prometheus::Labels labels{{"method", std::string(method)}, {"code", std::string(code)}};
   grpc_requests_->Add(labels).Increment();
   grpc_latency_->Add(labels, LatencyBuckets()).Observe(absl::ToDoubleSeconds(elapsed));

@@ -22,7 +22,8 @@ class ServerMetrics {
  public:
   explicit ServerMetrics(registry::Registry* registry);
 
-  void ObserveHttp(absl::string_view method, absl::string_view route, int code, absl::Duration elapsed);
+  void ObserveHttp(absl::string_view method, absl::string_view route, int code,
+                   absl::Duration elapsed);
   void ObserveGrpc(absl::string_view method, absl::string_view code, absl::Duration elapsed);
 
   /// The text exposition (format 0.0.4) of everything, sizes read at call time.

@@ -82,7 +82,8 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
   *help = false;
   for (const auto& [flag, set] : Flags()) {
     if (const char* env = std::getenv(EnvName(flag).c_str()); env != nullptr && *env != '\0') {
-      if (!set(options, env)) return absl::InvalidArgumentError(absl::StrCat("bad value for ", EnvName(flag)));
+      if (!set(options, env))
+        return absl::InvalidArgumentError(absl::StrCat("bad value for ", EnvName(flag)));
     }
   }
   for (size_t i = 0; i < args.size(); ++i) {
@@ -91,7 +92,8 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
       *help = true;
       return options;
     }
-    if (!absl::StartsWith(arg, "--")) return absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", arg, "\""));
+    if (!absl::StartsWith(arg, "--"))
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", arg, "\""));
     std::string name = arg.substr(2), value;
     if (size_t eq = name.find('='); eq != std::string::npos) {
       value = name.substr(eq + 1);
@@ -102,7 +104,8 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
       return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
     }
     auto it = Flags().find(name);
-    if (it == Flags().end()) return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, " (see --help)"));
+    if (it == Flags().end())
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, " (see --help)"));
     if (!it->second(options, value)) {
       return absl::InvalidArgumentError(absl::StrCat("bad value \"", value, "\" for --", name));
     }

@@ -11,8 +11,8 @@ namespace edgeloop::server {
 /// as the environment variable `EDGELOOP_FOO_BAR`; a flag wins over the environment.
 struct ServerOptions {
   std::string data_dir = "./var";
-  std::string db;            // default sqlite://<data-dir>/edgeloop.db
-  std::string blobs;         // default file://<data-dir>/blobs
+  std::string db;     // default sqlite://<data-dir>/edgeloop.db
+  std::string blobs;  // default file://<data-dir>/blobs
   std::string http_listen = "127.0.0.1:8080";
   std::string grpc_listen = "127.0.0.1:9090";
   int64_t max_upload_bytes = int64_t{2} << 30;

@@ -43,7 +43,8 @@ struct Server::Impl {
     RETURN_IF_ERROR(db->Ping());
     ASSIGN_OR_RETURN(int version, store::CurrentSchemaVersion(*db));
     if (version < store::SchemaMigrations().back().version) {
-      return absl::UnavailableError(absl::StrCat("schema at version ", version, ", migrations pending"));
+      return absl::UnavailableError(
+          absl::StrCat("schema at version ", version, ", migrations pending"));
     }
     return absl::OkStatus();
   }
@@ -57,18 +58,21 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   s->options = options;
   RETURN_IF_ERROR(MakeDirectories(options.data_dir, 0700));
 
-  ASSIGN_OR_RETURN(s->db, store::Database::Open({.url = options.db, .pool_size = options.db_pool_size}));
+  ASSIGN_OR_RETURN(s->db,
+                   store::Database::Open({.url = options.db, .pool_size = options.db_pool_size}));
   ASSIGN_OR_RETURN(int schema, store::ApplyMigrations(*s->db));
   store::BlobStoreOptions blob_options;
   blob_options.url = options.blobs;
   blob_options.staging_dir = options.data_dir + "/staging";
   blob_options.database = s->db.get();
   ASSIGN_OR_RETURN(s->blobs, store::BlobStore::Create(blob_options));
-  ASSIGN_OR_RETURN(s->registry, registry::Registry::Create({.database = s->db.get(), .blobs = s->blobs.get()}));
+  ASSIGN_OR_RETURN(s->registry,
+                   registry::Registry::Create({.database = s->db.get(), .blobs = s->blobs.get()}));
 
   s->tokens = std::make_unique<TokenStore>(s->db.get(), SystemClock::Get());
   const char* env_token = std::getenv("EDGELOOP_ADMIN_TOKEN");
-  RETURN_IF_ERROR(s->tokens->BootstrapAdmin(options.data_dir + "/admin.token", env_token ? env_token : ""));
+  RETURN_IF_ERROR(
+      s->tokens->BootstrapAdmin(options.data_dir + "/admin.token", env_token ? env_token : ""));
 
   s->metrics = std::make_unique<ServerMetrics>(s->registry.get());
   s->api = std::make_unique<Api>(ApiOptions{.registry = s->registry.get(),
@@ -81,11 +85,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   http_options.listen = options.http_listen;
   http_options.threads = options.http_threads;
   http_options.max_json_body_bytes = options.max_json_body_bytes;
-  ASSIGN_OR_RETURN(s->http, rest::HttpServer::Create(http_options, &s->router, s->api.get(), s->metrics.get()));
+  ASSIGN_OR_RETURN(
+      s->http, rest::HttpServer::Create(http_options, &s->router, s->api.get(), s->metrics.get()));
   s->registry_service = std::make_unique<grpc_api::RegistryService>(s->api.get(), s->metrics.get());
   s->admin_service = std::make_unique<grpc_api::AdminService>(s->api.get(), s->metrics.get());
-  Log(LogLevel::kInfo, "storage ready", {{"db", options.db.substr(0, options.db.find("://") + 3) + "…"},
-                                         {"blobs", options.blobs}, {"schema_version", schema}});
+  Log(LogLevel::kInfo, "storage ready",
+      {{"db", options.db.substr(0, options.db.find("://") + 3) + "…"},
+       {"blobs", options.blobs},
+       {"schema_version", schema}});
   return std::unique_ptr<Server>(new Server(std::move(s)));
 }
 
@@ -102,11 +109,13 @@ absl::Status Server::Start() {
   s.grpc = builder.BuildAndStart();
   if (s.grpc == nullptr || s.grpc_port == 0) {
     s.http->Shutdown(absl::ZeroDuration());
-    return absl::UnavailableError(absl::StrCat("cannot listen on --grpc-listen ", s.options.grpc_listen));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on --grpc-listen ", s.options.grpc_listen));
   }
   s.started = true;
-  RETURN_IF_ERROR(WriteFileAtomically(s.options.data_dir + "/ports.json",
-                                      absl::StrCat("{\"http\": ", s.http_port, ", \"grpc\": ", s.grpc_port, "}\n")));
+  RETURN_IF_ERROR(WriteFileAtomically(
+      s.options.data_dir + "/ports.json",
+      absl::StrCat("{\"http\": ", s.http_port, ", \"grpc\": ", s.grpc_port, "}\n")));
   Log(LogLevel::kInfo, "edgeloop-server listening",
       {{"http_port", s.http_port}, {"grpc_port", s.grpc_port}, {"data_dir", s.options.data_dir}});
   return absl::OkStatus();

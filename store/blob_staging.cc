@@ -71,8 +71,7 @@ absl::Status StagingFile::Write(absl::string_view bytes) {
   if (fd_ < 0) return absl::FailedPreconditionError("upload already finished or discarded");
   if (size_ + static_cast<int64_t>(bytes.size()) > max_bytes_) {
     Discard();
-    return PayloadTooLargeError(
-        absl::StrCat("upload exceeds the limit of ", max_bytes_, " bytes"));
+    return PayloadTooLargeError(absl::StrCat("upload exceeds the limit of ", max_bytes_, " bytes"));
   }
   hash_.Update(bytes);
   size_t done = 0;
@@ -104,8 +103,8 @@ absl::StatusOr<std::string> StagingFile::Finish() {
 
 absl::Status StagingFile::CheckExpected(absl::string_view expected, const std::string& actual) {
   if (expected.empty() || expected == actual) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "digest mismatch: the uploaded bytes hash to ", actual, ", not ", expected));
+  return absl::InvalidArgumentError(
+      absl::StrCat("digest mismatch: the uploaded bytes hash to ", actual, ", not ", expected));
 }
 
 }  // namespace edgeloop::store

@@ -3,10 +3,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/sha256.h"
 
 namespace edgeloop::store {
@@ -31,7 +31,8 @@ class StagingArea {
 /// is unlinked on destruction unless it was moved away (`Release`).
 class StagingFile {
  public:
-  static absl::StatusOr<std::unique_ptr<StagingFile>> Create(const StagingArea& area, int64_t max_bytes);
+  static absl::StatusOr<std::unique_ptr<StagingFile>> Create(const StagingArea& area,
+                                                             int64_t max_bytes);
   ~StagingFile();
 
   absl::Status Write(absl::string_view bytes);

@@ -12,7 +12,8 @@ absl::StatusOr<std::unique_ptr<BlobStore>> BlobStore::Create(const BlobStoreOpti
   if (absl::StartsWith(options.url, "file://")) {
     std::string root = options.url.substr(absl::string_view("file://").size());
     if (root.empty() || root[0] != '/') {
-      return absl::InvalidArgumentError(absl::StrCat("blob URL needs an absolute path: ", options.url));
+      return absl::InvalidArgumentError(
+          absl::StrCat("blob URL needs an absolute path: ", options.url));
     }
     return NewFileBlobStore(root);
   }
@@ -22,8 +23,8 @@ absl::StatusOr<std::unique_ptr<BlobStore>> BlobStore::Create(const BlobStoreOpti
     }
     return NewDatabaseBlobStore(options.database, options.staging_dir);
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unsupported blob store \"", options.url, "\": expected file:///dir or postgresql"));
+  return absl::InvalidArgumentError(absl::StrCat("unsupported blob store \"", options.url,
+                                                 "\": expected file:///dir or postgresql"));
 }
 
 absl::StatusOr<std::string> ReadWholeBlob(BlobReader& reader) {

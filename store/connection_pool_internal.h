@@ -50,7 +50,8 @@ class ConnectionPool {
     std::unique_ptr<Conn> conn_;
   };
 
-  ConnectionPool(int max_size, Factory factory) : max_size_(max_size), factory_(std::move(factory)) {}
+  ConnectionPool(int max_size, Factory factory)
+      : max_size_(max_size), factory_(std::move(factory)) {}
 
   absl::StatusOr<Lease> Acquire() {
     std::unique_lock lock(mu_);

@@ -74,7 +74,8 @@ std::string Row::Blob(size_t i) const {
 
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& options) {
   if (absl::StartsWith(options.url, "sqlite://")) return SqliteDatabase::Create(options);
-  if (absl::StartsWith(options.url, "postgresql://") || absl::StartsWith(options.url, "postgres://")) {
+  if (absl::StartsWith(options.url, "postgresql://") ||
+      absl::StartsWith(options.url, "postgres://")) {
     return PostgresDatabase::Create(options);
   }
   return absl::InvalidArgumentError(

@@ -4,12 +4,12 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace edgeloop::store {
 
@@ -49,7 +49,8 @@ using Rows = std::vector<Row>;
 class Transaction {
  public:
   virtual ~Transaction() = default;
-  virtual absl::StatusOr<Rows> Query(absl::string_view sql, const std::vector<Value>& params = {}) = 0;
+  virtual absl::StatusOr<Rows> Query(absl::string_view sql,
+                                     const std::vector<Value>& params = {}) = 0;
   /// Runs a statement and returns the number of rows it changed.
   virtual absl::StatusOr<int64_t> Execute(absl::string_view sql,
                                           const std::vector<Value>& params = {}) = 0;
@@ -79,7 +80,8 @@ class Database {
   /// (BEGIN IMMEDIATE) so that two writers never deadlock on lock upgrade.
   virtual absl::StatusOr<std::unique_ptr<Transaction>> Begin() = 0;
   /// Runs one read statement outside an explicit transaction.
-  virtual absl::StatusOr<Rows> Query(absl::string_view sql, const std::vector<Value>& params = {}) = 0;
+  virtual absl::StatusOr<Rows> Query(absl::string_view sql,
+                                     const std::vector<Value>& params = {}) = 0;
   /// Cheap round trip used by /readyz.
   virtual absl::Status Ping() = 0;
 };

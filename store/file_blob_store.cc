@@ -23,7 +23,8 @@ class FileBlobReader final : public BlobReader {
   absl::Status ReadAt(int64_t offset, size_t max_bytes, std::string* out) override {
     out->clear();
     if (offset < 0 || offset >= size_) return absl::OkStatus();
-    size_t want = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(max_bytes), size_ - offset));
+    size_t want =
+        static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(max_bytes), size_ - offset));
     out->resize(want);
     size_t got = 0;
     while (got < want) {

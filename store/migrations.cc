@@ -13,10 +13,11 @@ constexpr int64_t kMigrationLockKey = 0x6564676c6f6f70;  // "edgloop"
 
 std::string Expand(const std::string& sql, Dialect dialect) {
   if (dialect == Dialect::kSqlite) {
-    return absl::StrReplaceAll(sql, {{"{{SERIAL}}", "INTEGER PRIMARY KEY AUTOINCREMENT"},
-                                     {"{{BYTES}}", "BLOB"}});
+    return absl::StrReplaceAll(
+        sql, {{"{{SERIAL}}", "INTEGER PRIMARY KEY AUTOINCREMENT"}, {"{{BYTES}}", "BLOB"}});
   }
-  return absl::StrReplaceAll(sql, {{"{{SERIAL}}", "BIGSERIAL PRIMARY KEY"}, {"{{BYTES}}", "BYTEA"}});
+  return absl::StrReplaceAll(sql,
+                             {{"{{SERIAL}}", "BIGSERIAL PRIMARY KEY"}, {"{{BYTES}}", "BYTEA"}});
 }
 
 }  // namespace
@@ -126,26 +127,30 @@ absl::StatusOr<int> ApplyMigrations(Database& db) {
     RETURN_IF_ERROR(tx.ExecuteScript(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
         "name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)"));
-    ASSIGN_OR_RETURN(Rows rows, tx.Query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+    ASSIGN_OR_RETURN(Rows rows,
+                     tx.Query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
     current = static_cast<int>(rows[0].Int(0));
     const auto& all = SchemaMigrations();
     if (current > all.back().version) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "database schema version ", current, " is newer than this binary supports (",
-          all.back().version, "); upgrade edgeloop-server"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("database schema version ", current, " is newer than this binary supports (",
+                       all.back().version, "); upgrade edgeloop-server"));
     }
     for (const Migration& m : all) {
       if (m.version <= current) continue;
       RETURN_IF_ERROR(tx.ExecuteScript(Expand(m.sql, db.dialect())));
-      RETURN_IF_ERROR(tx.Execute(
-          "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
-          {int64_t{m.version}, m.name, absl::ToUnixMillis(absl::Now())}).status());
+      RETURN_IF_ERROR(
+          tx.Execute(
+                "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
+                {int64_t{m.version}, m.name, absl::ToUnixMillis(absl::Now())})
+              .status());
       applied.push_back(m.name);
       current = m.version;
     }
     return absl::OkStatus();
   }));
-  for (const std::string& name : applied) Log(LogLevel::kInfo, "applied migration", {{"name", name}});
+  for (const std::string& name : applied)
+    Log(LogLevel::kInfo, "applied migration", {{"name", name}});
   return current;
 }
 

@@ -33,14 +33,17 @@ class DatabaseBlobReader final : public BlobReader {
     while (offset < size_ && out->size() < max_bytes) {
       int64_t seq = offset / kChunkBytes;
       if (seq != cached_seq_) {
-        ASSIGN_OR_RETURN(Rows rows, db_->Query("SELECT data FROM blob_chunks WHERE digest = $1 AND seq = $2",
-                                               {digest_, seq}));
-        if (rows.empty()) return absl::DataLossError(absl::StrCat("blob ", digest_, " is missing chunk ", seq));
+        ASSIGN_OR_RETURN(Rows rows,
+                         db_->Query("SELECT data FROM blob_chunks WHERE digest = $1 AND seq = $2",
+                                    {digest_, seq}));
+        if (rows.empty())
+          return absl::DataLossError(absl::StrCat("blob ", digest_, " is missing chunk ", seq));
         cached_ = rows[0].Blob(0);
         cached_seq_ = seq;
       }
       int64_t within = offset - seq * kChunkBytes;
-      size_t take = std::min<size_t>(max_bytes - out->size(), cached_.size() - static_cast<size_t>(within));
+      size_t take =
+          std::min<size_t>(max_bytes - out->size(), cached_.size() - static_cast<size_t>(within));
       if (take == 0) break;
       out->append(cached_, static_cast<size_t>(within), take);
       offset += static_cast<int64_t>(take);
@@ -58,7 +61,8 @@ class DatabaseBlobReader final : public BlobReader {
 
 class DatabaseBlobWriter final : public BlobWriter {
  public:
-  DatabaseBlobWriter(Database* db, std::unique_ptr<StagingFile> file) : db_(db), file_(std::move(file)) {}
+  DatabaseBlobWriter(Database* db, std::unique_ptr<StagingFile> file)
+      : db_(db), file_(std::move(file)) {}
   absl::Status Write(absl::string_view bytes) override {
     if (!file_) return absl::FailedPreconditionError("upload already committed");
     return file_->Write(bytes);
@@ -78,14 +82,16 @@ class DatabaseBlobWriter final : public BlobWriter {
       for (int64_t seq = 0, offset = 0; offset < file_->size() || seq == 0; ++seq) {
         ssize_t n = ::pread(fd, chunk.data(), kChunkBytes, offset);
         if (n < 0) return ErrnoStatus("read staged upload", errno);
-        RETURN_IF_ERROR(tx.Execute("INSERT INTO blob_chunks (digest, seq, data) VALUES ($1, $2, $3)",
-                                   {digest, seq, Bytes{chunk.substr(0, static_cast<size_t>(n))}})
-                            .status());
+        RETURN_IF_ERROR(
+            tx.Execute("INSERT INTO blob_chunks (digest, seq, data) VALUES ($1, $2, $3)",
+                       {digest, seq, Bytes{chunk.substr(0, static_cast<size_t>(n))}})
+                .status());
         offset += n;
         if (n == 0) break;
       }
-      return tx.Execute("INSERT INTO blobs (digest, size, created_at_ms) VALUES ($1, $2, $3)",
-                        {digest, file_->size(), absl::ToUnixMillis(absl::Now())})
+      return tx
+          .Execute("INSERT INTO blobs (digest, size, created_at_ms) VALUES ($1, $2, $3)",
+                   {digest, file_->size(), absl::ToUnixMillis(absl::Now())})
           .status();
     });
     ::close(fd);
@@ -120,7 +126,8 @@ class DatabaseBlobStore final : public BlobStore {
   }
   absl::StatusOr<BlobInfo> Stat(absl::string_view digest) override {
     RETURN_IF_ERROR(CheckDigest(digest));
-    ASSIGN_OR_RETURN(Rows rows, db_->Query("SELECT size FROM blobs WHERE digest = $1", {std::string(digest)}));
+    ASSIGN_OR_RETURN(Rows rows,
+                     db_->Query("SELECT size FROM blobs WHERE digest = $1", {std::string(digest)}));
     if (rows.empty()) return absl::NotFoundError(absl::StrCat("blob ", digest, " not found"));
     return BlobInfo{std::string(digest), rows[0].Int(0)};
   }

@@ -115,7 +115,8 @@ class PostgresTransaction final : public Transaction {
       return FromException(e, &broken_);
     }
   }
-  absl::StatusOr<int64_t> Execute(absl::string_view sql, const std::vector<Value>& params) override {
+  absl::StatusOr<int64_t> Execute(absl::string_view sql,
+                                  const std::vector<Value>& params) override {
     try {
       return static_cast<int64_t>(RunPrepared(*lease_, *work_, sql, params).affected_rows());
     } catch (const std::exception& e) {
@@ -148,7 +149,8 @@ class PostgresTransaction final : public Transaction {
 class PostgresDatabaseImpl final : public Database {
  public:
   PostgresDatabaseImpl(std::string url, int pool_size)
-      : url_(std::move(url)), pool_(pool_size, [this]() -> absl::StatusOr<std::unique_ptr<PgConnection>> {
+      : url_(std::move(url)),
+        pool_(pool_size, [this]() -> absl::StatusOr<std::unique_ptr<PgConnection>> {
           try {
             return std::make_unique<PgConnection>(url_);
           } catch (const std::exception& e) {

@@ -23,9 +23,12 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view context) {
       }
       return absl::FailedPreconditionError(message);
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: return absl::AbortedError(message);
-    case SQLITE_FULL: return absl::ResourceExhaustedError(message);
-    default: return absl::InternalError(message);
+    case SQLITE_LOCKED:
+      return absl::AbortedError(message);
+    case SQLITE_FULL:
+      return absl::ResourceExhaustedError(message);
+    default:
+      return absl::InternalError(message);
   }
 }
 
@@ -39,14 +42,16 @@ class Connection {
 
   static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& path) {
     auto conn = std::unique_ptr<Connection>(new Connection());
-    int rc = sqlite3_open_v2(path.c_str(), &conn->db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    int rc =
+        sqlite3_open_v2(path.c_str(), &conn->db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) return SqliteError(conn->db_, rc, absl::StrCat("open ", path));
     // WAL lets readers run beside the one writer; FULL sync makes a commit survive power loss;
     // the busy timeout turns lock contention between pooled connections into waiting.
     sqlite3_busy_timeout(conn->db_, 30000);
-    RETURN_IF_ERROR(conn->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
-                               "PRAGMA foreign_keys=ON;"));
+    RETURN_IF_ERROR(
+        conn->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                   "PRAGMA foreign_keys=ON;"));
     return conn;
   }
 
@@ -62,7 +67,8 @@ class Connection {
   }
 
   /// Runs one statement with `$N` parameters; returns its rows and sets `changes`.
-  absl::StatusOr<Rows> Run(absl::string_view sql, const std::vector<Value>& params, int64_t* changes) {
+  absl::StatusOr<Rows> Run(absl::string_view sql, const std::vector<Value>& params,
+                           int64_t* changes) {
     ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql));
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
@@ -81,18 +87,24 @@ class Connection {
       cells.reserve(n);
       for (int c = 0; c < n; ++c) {
         switch (sqlite3_column_type(stmt, c)) {
-          case SQLITE_INTEGER: cells.emplace_back(int64_t{sqlite3_column_int64(stmt, c)}); break;
-          case SQLITE_FLOAT: cells.emplace_back(sqlite3_column_double(stmt, c)); break;
+          case SQLITE_INTEGER:
+            cells.emplace_back(int64_t{sqlite3_column_int64(stmt, c)});
+            break;
+          case SQLITE_FLOAT:
+            cells.emplace_back(sqlite3_column_double(stmt, c));
+            break;
           case SQLITE_TEXT:
-            cells.emplace_back(std::string(reinterpret_cast<const char*>(sqlite3_column_text(stmt, c)),
-                                           sqlite3_column_bytes(stmt, c)));
+            cells.emplace_back(
+                std::string(reinterpret_cast<const char*>(sqlite3_column_text(stmt, c)),
+                            sqlite3_column_bytes(stmt, c)));
             break;
           case SQLITE_BLOB: {
             const char* p = static_cast<const char*>(sqlite3_column_blob(stmt, c));
             cells.emplace_back(Bytes{std::string(p ? p : "", sqlite3_column_bytes(stmt, c))});
             break;
           }
-          default: cells.emplace_back(std::monostate{});
+          default:
+            cells.emplace_back(std::monostate{});
         }
       }
       rows.emplace_back(std::move(cells));
@@ -166,7 +178,8 @@ class SqliteTransaction final : public Transaction {
   absl::StatusOr<Rows> Query(absl::string_view sql, const std::vector<Value>& params) override {
     return lease_->Run(sql, params, nullptr);
   }
-  absl::StatusOr<int64_t> Execute(absl::string_view sql, const std::vector<Value>& params) override {
+  absl::StatusOr<int64_t> Execute(absl::string_view sql,
+                                  const std::vector<Value>& params) override {
     int64_t changes = 0;
     RETURN_IF_ERROR(lease_->Run(sql, params, &changes).status());
     return changes;

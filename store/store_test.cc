@@ -73,16 +73,19 @@ TEST_P(DatabaseTest, ValuesRoundTripThroughParameters) {
   // Create the table with the dialect's binary type.
   std::string bytes_type = db_->dialect() == Dialect::kSqlite ? "BLOB" : "BYTEA";
   ASSERT_TRUE(RunInTransaction(*db_, [&](Transaction& tx) {
-    return tx.ExecuteScript("CREATE TABLE roundtrip (i BIGINT, d DOUBLE PRECISION, s TEXT, b " +
-                            bytes_type + ", n TEXT)");
-  }).ok());
+                return tx.ExecuteScript(
+                    "CREATE TABLE roundtrip (i BIGINT, d DOUBLE PRECISION, s TEXT, b " +
+                    bytes_type + ", n TEXT)");
+              }).ok());
   std::string binary("\x00\x01\xff'\"\\x", 7);
   std::string tricky = "it's \"quoted\"; DROP TABLE roundtrip; --";
   ASSERT_TRUE(RunInTransaction(*db_, [&](Transaction& tx) {
-    return tx.Execute("INSERT INTO roundtrip (i, d, s, b, n) VALUES ($1, $2, $3, $4, $5)",
-                      {int64_t{-9007199254740993}, 2.5, tricky, Bytes{binary}, std::monostate{}})
-        .status();
-  }).ok());
+                return tx
+                    .Execute(
+                        "INSERT INTO roundtrip (i, d, s, b, n) VALUES ($1, $2, $3, $4, $5)",
+                        {int64_t{-9007199254740993}, 2.5, tricky, Bytes{binary}, std::monostate{}})
+                    .status();
+              }).ok());
   auto rows = db_->Query("SELECT i, d, s, b, n FROM roundtrip WHERE s = $1", {tricky});
   ASSERT_TRUE(rows.ok()) << rows.status();
   ASSERT_EQ(rows->size(), 1u);
@@ -98,8 +101,10 @@ TEST_P(DatabaseTest, UncommittedTransactionRollsBack) {
   {
     auto tx = db_->Begin();
     ASSERT_TRUE(tx.ok()) << tx.status();
-    ASSERT_TRUE((*tx)->Execute("INSERT INTO blobs (digest, size, created_at_ms) VALUES ($1, 1, 1)",
-                               {std::string("x")}).ok());
+    ASSERT_TRUE((*tx)
+                    ->Execute("INSERT INTO blobs (digest, size, created_at_ms) VALUES ($1, 1, 1)",
+                              {std::string("x")})
+                    .ok());
   }
   auto rows = db_->Query("SELECT COUNT(*) FROM blobs", {});
   ASSERT_TRUE(rows.ok());
@@ -108,8 +113,10 @@ TEST_P(DatabaseTest, UncommittedTransactionRollsBack) {
 
 TEST_P(DatabaseTest, UniqueViolationIsAlreadyExists) {
   auto insert = [&](Transaction& tx) {
-    return tx.Execute("INSERT INTO blobs (digest, size, created_at_ms) VALUES ($1, 1, 1)",
-                      {std::string("same")}).status();
+    return tx
+        .Execute("INSERT INTO blobs (digest, size, created_at_ms) VALUES ($1, 1, 1)",
+                 {std::string("same")})
+        .status();
   };
   ASSERT_TRUE(RunInTransaction(*db_, insert).ok());
   EXPECT_EQ(RunInTransaction(*db_, insert).code(), absl::StatusCode::kAlreadyExists);
@@ -123,8 +130,9 @@ TEST_P(DatabaseTest, ConcurrentTransactionsLoseNoUpdate) {
     threads.emplace_back([&] {
       for (int i = 0; i < kIncrements; ++i) {
         absl::Status s = RunInTransaction(*db_, [](Transaction& tx) -> absl::Status {
-          ASSIGN_OR_RETURN(Rows rows, tx.Query("UPDATE registry_event_counter SET last_sequence = "
-                                               "last_sequence + 1 WHERE id = 1 RETURNING last_sequence"));
+          ASSIGN_OR_RETURN(Rows rows,
+                           tx.Query("UPDATE registry_event_counter SET last_sequence = "
+                                    "last_sequence + 1 WHERE id = 1 RETURNING last_sequence"));
           if (rows.size() != 1) return absl::InternalError("no counter row");
           return absl::OkStatus();
         });

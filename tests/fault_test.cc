@@ -18,8 +18,10 @@ namespace {
 
 class FaultTest : public ServerTest {
  protected:
-  HttpResponse Call(const std::string& method, const std::string& target, const std::string& body = "") {
-    auto r = HttpClient(server_->http_port()).Request(method, target, body, {{"Authorization", Bearer(admin_)}});
+  HttpResponse Call(const std::string& method, const std::string& target,
+                    const std::string& body = "") {
+    auto r = HttpClient(server_->http_port())
+                 .Request(method, target, body, {{"Authorization", Bearer(admin_)}});
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : HttpResponse{};
   }
@@ -32,7 +34,8 @@ class FaultTest : public ServerTest {
 
 TEST_P(FaultTest, KillDuringUploadLeavesNoBlob) {
   const std::string full(1'000'000, 'q');
-  auto fd = StartPartialUpload(server_->http_port(), "/v1/blobs", admin_, full.size(), full.substr(0, 300'000));
+  auto fd = StartPartialUpload(server_->http_port(), "/v1/blobs", admin_, full.size(),
+                               full.substr(0, 300'000));
   ASSERT_TRUE(fd.ok()) << fd.status();
   ASSERT_TRUE(WaitFor([&] { return StagedUploads() == 1; }));
   ASSERT_EQ(*server_->Stop(SIGKILL), 128 + SIGKILL);
@@ -40,7 +43,8 @@ TEST_P(FaultTest, KillDuringUploadLeavesNoBlob) {
   StartServer();
   EXPECT_EQ(StagedUploads(), 0);  // the dead process's staging area was swept at start
   EXPECT_EQ(Call("GET", "/v1/blobs/" + DigestFromHex(Sha256Hex(full))).status, 404);
-  EXPECT_EQ(Call("GET", "/v1/blobs/" + DigestFromHex(Sha256Hex(full.substr(0, 300'000)))).status, 404);
+  EXPECT_EQ(Call("GET", "/v1/blobs/" + DigestFromHex(Sha256Hex(full.substr(0, 300'000)))).status,
+            404);
 }
 
 TEST_P(FaultTest, KillDuringVersionCreationLeavesConsistentRegistry) {
@@ -58,7 +62,8 @@ TEST_P(FaultTest, KillDuringVersionCreationLeavesConsistentRegistry) {
     pushers.emplace_back([&, port, token] {
       HttpClient client(port);
       while (!stop) {
-        auto r = client.Request("POST", "/v1/models/crashy/versions", body, {{"Authorization", Bearer(token)}});
+        auto r = client.Request("POST", "/v1/models/crashy/versions", body,
+                                {{"Authorization", Bearer(token)}});
         if (!r.ok()) return;  // the server is gone
         if (r->status == 201) ++acknowledged;
       }
@@ -99,7 +104,8 @@ TEST_P(FaultTest, KillDuringVersionCreationLeavesConsistentRegistry) {
 
 TEST_P(FaultTest, SigtermFinishesTheUploadInFlight) {
   const std::string full(500'000, 'g');
-  auto fd = StartPartialUpload(server_->http_port(), "/v1/blobs", admin_, full.size(), full.substr(0, 200'000));
+  auto fd = StartPartialUpload(server_->http_port(), "/v1/blobs", admin_, full.size(),
+                               full.substr(0, 200'000));
   ASSERT_TRUE(fd.ok());
   ASSERT_TRUE(WaitFor([&] { return StagedUploads() == 1; }));
   ::kill(server_->pid(), SIGTERM);
@@ -108,7 +114,8 @@ TEST_P(FaultTest, SigtermFinishesTheUploadInFlight) {
   ASSERT_EQ(::write(*fd, rest.data(), rest.size()), static_cast<ssize_t>(rest.size()));
   std::string response;
   char buf[4096];
-  for (ssize_t n; (n = ::read(*fd, buf, sizeof buf)) > 0;) response.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = ::read(*fd, buf, sizeof buf)) > 0;)
+    response.append(buf, static_cast<size_t>(n));
   ::close(*fd);
   EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 201")) << response;
   EXPECT_TRUE(absl::StrContains(response, DigestFromHex(Sha256Hex(full))));

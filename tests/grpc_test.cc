@@ -26,7 +26,8 @@ class GrpcTest : public ServerTest {
 
   std::unique_ptr<grpc::ClientContext> Context(const std::string& token = "<admin>") {
     auto c = std::make_unique<grpc::ClientContext>();
-    if (!token.empty()) c->AddMetadata("authorization", Bearer(token == "<admin>" ? admin_ : token));
+    if (!token.empty())
+      c->AddMetadata("authorization", Bearer(token == "<admin>" ? admin_ : token));
     c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     return c;
   }
@@ -58,7 +59,8 @@ TEST_P(GrpcTest, RegistryLifecycle) {
   (*create.mutable_labels())["site"] = "plant-3";
   v1::Model model;
   ASSERT_TRUE(registry_->CreateModel(Context().get(), create, &model).ok());
-  EXPECT_EQ(registry_->CreateModel(Context().get(), create, &model).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(registry_->CreateModel(Context().get(), create, &model).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
 
   std::string onnx = registry::testing::MlpOnnx(40, 64, 12);
   v1::Blob blob;
@@ -111,8 +113,10 @@ TEST_P(GrpcTest, ErrorsCarryTheRightCodes) {
   v1::GetModelRequest get;
   get.set_model("ghost");
   v1::Model model;
-  EXPECT_EQ(registry_->GetModel(Context().get(), get, &model).error_code(), grpc::StatusCode::NOT_FOUND);
-  EXPECT_EQ(registry_->GetModel(Context("").get(), get, &model).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(registry_->GetModel(Context().get(), get, &model).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(registry_->GetModel(Context("").get(), get, &model).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(registry_->GetModel(Context("edgeloop_bogus").get(), get, &model).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
 
@@ -126,13 +130,15 @@ TEST_P(GrpcTest, ErrorsCarryTheRightCodes) {
   EXPECT_EQ(registry_->CreateModel(Context(viewer.secret()).get(), create, &model).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   v1::Blob blob;
-  EXPECT_EQ(Upload("data", &blob, "", viewer.secret()).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Upload("data", &blob, "", viewer.secret()).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
 
   // Digest mismatch and oversize uploads are refused; nothing is left staged.
   grpc::Status mismatch = Upload("real bytes", &blob, DigestFromHex(Sha256Hex("other")));
   EXPECT_EQ(mismatch.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(absl::StrContains(mismatch.error_message(), "digest mismatch"));
-  EXPECT_EQ(Upload(std::string(3'100'000, 'z'), &blob).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(Upload(std::string(3'100'000, 'z'), &blob).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_EQ(StagedUploads(), 0);
 
   ASSERT_TRUE(registry_->CreateModel(Context().get(), create, &model).ok());
@@ -147,7 +153,8 @@ TEST_P(GrpcTest, ErrorsCarryTheRightCodes) {
   v1::GetVersionRequest get_version;
   get_version.set_model("m");
   get_version.set_version(1);
-  EXPECT_EQ(registry_->GetVersion(Context().get(), get_version, &version).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(registry_->GetVersion(Context().get(), get_version, &version).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_P(GrpcTest, CommandLineDrivesTheRegistry) {
@@ -155,14 +162,16 @@ TEST_P(GrpcTest, CommandLineDrivesTheRegistry) {
   std::ofstream(onnx_path, std::ios::binary) << registry::testing::MlpOnnx(16, 32, 5);
   const std::string token_file = options_.data_dir + "/admin.token";
   auto cli = [&](std::vector<std::string> words) {
-    std::vector<std::string> argv = {BinaryPath("edgeloop"), "--server", server_->grpc_address(), "--token-file",
-                                     token_file};
+    std::vector<std::string> argv = {BinaryPath("edgeloop"), "--server", server_->grpc_address(),
+                                     "--token-file", token_file};
     argv.insert(argv.end(), words.begin(), words.end());
     return RunCommand(argv);
   };
-  CommandResult created = cli({"model", "create", "gesture", "--label", "team=hci", "--description", "IMU gestures"});
+  CommandResult created =
+      cli({"model", "create", "gesture", "--label", "team=hci", "--description", "IMU gestures"});
   ASSERT_EQ(created.exit_code, 0) << created.err;
-  CommandResult pushed = cli({"model", "push", "gesture", onnx_path, "--metric", "accuracy=0.97", "--source", "ci"});
+  CommandResult pushed =
+      cli({"model", "push", "gesture", onnx_path, "--metric", "accuracy=0.97", "--source", "ci"});
   ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
   EXPECT_TRUE(absl::StrContains(pushed.out, "pushed gesture version 1 sha256:")) << pushed.out;
   ASSERT_EQ(cli({"model", "push", "gesture", onnx_path, "--parent", "1"}).exit_code, 0);
@@ -185,20 +194,21 @@ TEST_P(GrpcTest, CommandLineDrivesTheRegistry) {
   CommandResult history = cli({"model", "alias", "history", "gesture", "production"});
   EXPECT_TRUE(absl::StrContains(history.out, "admin (bootstrap)")) << history.out;
 
-  CommandResult token = cli({"-o", "json", "token", "create", "--name", "dashboard", "--role", "viewer", "--ttl", "24h"});
+  CommandResult token = cli(
+      {"-o", "json", "token", "create", "--name", "dashboard", "--role", "viewer", "--ttl", "24h"});
   ASSERT_EQ(token.exit_code, 0) << token.err;
   v1::CreateTokenResponse created_token;
   ASSERT_TRUE(ParseProtoJson(token.out, &created_token).ok());
   EXPECT_TRUE(created_token.token().has_expire_time());
   const std::string viewer_file = options_.data_dir + "/viewer.token";
   std::ofstream(viewer_file) << created_token.secret() << "\n";
-  CommandResult denied = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(), "--token-file",
-                                     viewer_file, "model", "create", "nope"});
+  CommandResult denied = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(),
+                                     "--token-file", viewer_file, "model", "create", "nope"});
   EXPECT_EQ(denied.exit_code, 1);
   EXPECT_TRUE(absl::StrContains(denied.err, "PERMISSION_DENIED")) << denied.err;
   ASSERT_EQ(cli({"token", "revoke", created_token.token().id()}).exit_code, 0);
-  CommandResult revoked = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(), "--token-file",
-                                      viewer_file, "model", "list"});
+  CommandResult revoked = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(),
+                                      "--token-file", viewer_file, "model", "list"});
   EXPECT_TRUE(absl::StrContains(revoked.err, "UNAUTHENTICATED")) << revoked.err;
 
   CommandResult missing = cli({"model", "show", "ghost"});

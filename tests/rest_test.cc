@@ -17,8 +17,8 @@ namespace {
 
 class RestTest : public ServerTest {
  protected:
-  HttpResponse Call(const std::string& method, const std::string& target, const std::string& body = "",
-                    const std::string& token = "<admin>") {
+  HttpResponse Call(const std::string& method, const std::string& target,
+                    const std::string& body = "", const std::string& token = "<admin>") {
     std::map<std::string, std::string> headers;
     if (!token.empty()) headers["Authorization"] = Bearer(token == "<admin>" ? admin_ : token);
     auto response = HttpClient(server_->http_port()).Request(method, target, body, headers);
@@ -35,7 +35,8 @@ class RestTest : public ServerTest {
   }
 
   std::string Token(const std::string& role) {
-    HttpResponse r = Call("POST", "/v1/tokens", absl::StrCat(R"({"name":")", role, R"(-token","role":")", role, "\"}"));
+    HttpResponse r = Call("POST", "/v1/tokens",
+                          absl::StrCat(R"({"name":")", role, R"(-token","role":")", role, "\"}"));
     EXPECT_EQ(r.status, 201) << r.body;
     v1::CreateTokenResponse created;
     EXPECT_TRUE(ParseProtoJson(r.body, &created).ok());
@@ -57,8 +58,10 @@ TEST_P(RestTest, HealthReadinessAndMetricsThatPromtoolAccepts) {
   HttpResponse metrics = Call("GET", "/metrics", "", "");
   ASSERT_EQ(metrics.status, 200);
   EXPECT_TRUE(absl::StartsWith(metrics.headers["content-type"], "text/plain; version=0.0.4"));
-  EXPECT_NE(metrics.body.find(R"(edgeloop_http_requests_total{code="404",method="GET",route="/v1/models/{model}"} 1)"),
-            std::string::npos)
+  EXPECT_NE(
+      metrics.body.find(
+          R"(edgeloop_http_requests_total{code="404",method="GET",route="/v1/models/{model}"} 1)"),
+      std::string::npos)
       << metrics.body;
   EXPECT_NE(metrics.body.find("edgeloop_http_request_duration_seconds_bucket"), std::string::npos);
   EXPECT_NE(metrics.body.find(R"(edgeloop_registry_objects{kind="model"} 0)"), std::string::npos);
@@ -84,7 +87,8 @@ TEST_P(RestTest, AuthenticationAndRoles) {
   EXPECT_EQ(Code(denied), "PERMISSION_DENIED");
   EXPECT_EQ(Call("POST", "/v1/blobs", "bytes", viewer).status, 403);
   EXPECT_EQ(Call("POST", "/v1/models", R"({"name":"m"})", operator_token).status, 201);
-  EXPECT_EQ(Call("POST", "/v1/tokens", R"({"name":"x","role":"ADMIN"})", operator_token).status, 403);
+  EXPECT_EQ(Call("POST", "/v1/tokens", R"({"name":"x","role":"ADMIN"})", operator_token).status,
+            403);
 
   // Revocation takes effect at once.
   HttpResponse list = Call("GET", "/v1/tokens");
@@ -103,16 +107,19 @@ TEST_P(RestTest, AuthenticationAndRoles) {
 }
 
 TEST_P(RestTest, ModelVersionAliasLifecycle) {
-  HttpResponse created = Call("POST", "/v1/models", R"({"name":"detector","description":"finds things","labels":{"team":"vision"}})");
+  HttpResponse created =
+      Call("POST", "/v1/models",
+           R"({"name":"detector","description":"finds things","labels":{"team":"vision"}})");
   ASSERT_EQ(created.status, 201) << created.body;
   EXPECT_EQ(Call("POST", "/v1/models", R"({"name":"detector"})").status, 409);
 
   std::string onnx = registry::testing::MlpOnnx(8, 16, 4);
   std::string digest = Upload(onnx);
   EXPECT_EQ(digest, DigestFromHex(Sha256Hex(onnx)));
-  HttpResponse pushed = Call("POST", "/v1/models/detector/versions",
-                             absl::StrCat(R"({"onnxDigest":")", digest,
-                                          R"(","metrics":{"accuracy":0.9},"lineage":{"source":"git:abc"}})"));
+  HttpResponse pushed =
+      Call("POST", "/v1/models/detector/versions",
+           absl::StrCat(R"({"onnxDigest":")", digest,
+                        R"(","metrics":{"accuracy":0.9},"lineage":{"source":"git:abc"}})"));
   ASSERT_EQ(pushed.status, 201) << pushed.body;
   v1::ModelVersion version;
   ASSERT_TRUE(ParseProtoJson(pushed.body, &version).ok());
@@ -121,7 +128,10 @@ TEST_P(RestTest, ModelVersionAliasLifecycle) {
   EXPECT_NE(pushed.body.find(R"("status":"REGISTERED")"), std::string::npos);
   ASSERT_EQ(version.inputs_size(), 1);
   EXPECT_EQ(version.inputs(0).shape(1), 8);
-  ASSERT_EQ(Call("POST", "/v1/models/detector/versions", absl::StrCat(R"({"onnxDigest":")", digest, "\"}")).status, 201);
+  ASSERT_EQ(Call("POST", "/v1/models/detector/versions",
+                 absl::StrCat(R"({"onnxDigest":")", digest, "\"}"))
+                .status,
+            201);
 
   HttpResponse alias = Call("PUT", "/v1/models/detector/aliases/production", R"({"version":"1"})");
   ASSERT_EQ(alias.status, 200) << alias.body;
@@ -155,16 +165,18 @@ TEST_P(RestTest, ModelVersionAliasLifecycle) {
 
 TEST_P(RestTest, ClearErrorsForBadInput) {
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"m"})").status, 201);
-  HttpResponse not_onnx = Call("POST", "/v1/models/m/versions",
-                               absl::StrCat(R"({"onnxDigest":")", Upload("plain text, not a model"), "\"}"));
+  HttpResponse not_onnx =
+      Call("POST", "/v1/models/m/versions",
+           absl::StrCat(R"({"onnxDigest":")", Upload("plain text, not a model"), "\"}"));
   EXPECT_EQ(not_onnx.status, 400);
   EXPECT_NE(not_onnx.body.find("not an ONNX model"), std::string::npos) << not_onnx.body;
-  HttpResponse checker = Call("POST", "/v1/models/m/versions",
-                              absl::StrCat(R"({"onnxDigest":")", Upload(registry::testing::DanglingInputOnnx()), "\"}"));
+  HttpResponse checker = Call(
+      "POST", "/v1/models/m/versions",
+      absl::StrCat(R"({"onnxDigest":")", Upload(registry::testing::DanglingInputOnnx()), "\"}"));
   EXPECT_EQ(checker.status, 400);
   EXPECT_NE(checker.body.find("checker"), std::string::npos);
 
-  EXPECT_EQ(Call("POST", "/v1/models", R"({"name": )").status, 400);           // malformed JSON
+  EXPECT_EQ(Call("POST", "/v1/models", R"({"name": )").status, 400);  // malformed JSON
   EXPECT_EQ(Call("POST", "/v1/models", R"({"name":"x","colour":1})").status, 400);  // unknown field
   HttpResponse bad_enum = Call("POST", "/v1/tokens", R"({"name":"t","role":"SUPERUSER"})");
   EXPECT_EQ(bad_enum.status, 400);
@@ -199,8 +211,10 @@ TEST_P(RestTest, OversizedUploadsAre413AndLeaveNothing) {
   EXPECT_EQ(declared.status, 413);
   EXPECT_EQ(Code(declared), "RESOURCE_EXHAUSTED");
   // Without Content-Length (chunked), the limit trips while streaming.
-  auto chunked = HttpClient(server_->http_port())
-                     .Request("POST", "/v1/blobs", big, {{"Authorization", Bearer(admin_)}, {"Transfer-Encoding", "chunked"}});
+  auto chunked =
+      HttpClient(server_->http_port())
+          .Request("POST", "/v1/blobs", big,
+                   {{"Authorization", Bearer(admin_)}, {"Transfer-Encoding", "chunked"}});
   ASSERT_TRUE(chunked.ok()) << chunked.status();
   EXPECT_EQ(chunked->status, 413);
   EXPECT_EQ(StagedUploads(), 0);
@@ -220,22 +234,27 @@ TEST_P(RestTest, DownloadsWithRangeAndETag) {
   EXPECT_EQ(full.body, data);
   EXPECT_EQ(full.headers["etag"], "\"" + digest + "\"");
   auto client = HttpClient(server_->http_port());
-  auto part = client.Get("/v1/blobs/" + digest, {{"Authorization", Bearer(admin_)}, {"Range", "bytes=70000-70009"}});
+  auto part = client.Get("/v1/blobs/" + digest,
+                         {{"Authorization", Bearer(admin_)}, {"Range", "bytes=70000-70009"}});
   ASSERT_TRUE(part.ok());
   EXPECT_EQ(part->status, 206);
   EXPECT_EQ(part->body, data.substr(70000, 10));
   EXPECT_EQ(part->headers["content-range"], "bytes 70000-70009/200000");
-  auto tail = client.Get("/v1/blobs/" + digest, {{"Authorization", Bearer(admin_)}, {"Range", "bytes=-5"}});
+  auto tail =
+      client.Get("/v1/blobs/" + digest, {{"Authorization", Bearer(admin_)}, {"Range", "bytes=-5"}});
   EXPECT_EQ(tail->body, data.substr(199995));
-  auto cached = client.Get("/v1/blobs/" + digest, {{"Authorization", Bearer(admin_)}, {"If-None-Match", "\"" + digest + "\""}});
+  auto cached = client.Get("/v1/blobs/" + digest, {{"Authorization", Bearer(admin_)},
+                                                   {"If-None-Match", "\"" + digest + "\""}});
   EXPECT_EQ(cached->status, 304);
-  auto bad = client.Get("/v1/blobs/" + digest, {{"Authorization", Bearer(admin_)}, {"Range", "bytes=300000-"}});
+  auto bad = client.Get("/v1/blobs/" + digest,
+                        {{"Authorization", Bearer(admin_)}, {"Range", "bytes=300000-"}});
   EXPECT_EQ(bad->status, 416);
 }
 
 TEST_P(RestTest, ConcurrentPushesGetDistinctVersions) {
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"race"})").status, 201);
-  std::string body = absl::StrCat(R"({"onnxDigest":")", Upload(registry::testing::MlpOnnx(4, 4, 2)), "\"}");
+  std::string body =
+      absl::StrCat(R"({"onnxDigest":")", Upload(registry::testing::MlpOnnx(4, 4, 2)), "\"}");
   constexpr int kClients = 4, kEach = 5;
   std::mutex mu;
   std::vector<int64_t> numbers;
@@ -244,7 +263,8 @@ TEST_P(RestTest, ConcurrentPushesGetDistinctVersions) {
     threads.emplace_back([&] {
       HttpClient client(server_->http_port());
       for (int i = 0; i < kEach; ++i) {
-        auto r = client.Request("POST", "/v1/models/race/versions", body, {{"Authorization", Bearer(admin_)}});
+        auto r = client.Request("POST", "/v1/models/race/versions", body,
+                                {{"Authorization", Bearer(admin_)}});
         v1::ModelVersion v;
         if (r.ok() && r->status == 201 && ParseProtoJson(r->body, &v).ok()) {
           std::lock_guard lock(mu);
@@ -282,10 +302,12 @@ TEST(LargeUploadTest, OneGibibyteStreamsWithBoundedMemory) {
   EXPECT_GT(peak_kb, 0);
   EXPECT_LT(peak_kb, 128 * 1024) << "peak RSS " << peak_kb << " kB while uploading 1 GiB";
   auto tail = HttpClient(server.http_port())
-                  .Get("/v1/blobs/" + digest, {{"Authorization", Bearer(server.admin_token())}, {"Range", "bytes=-4"}});
+                  .Get("/v1/blobs/" + digest,
+                       {{"Authorization", Bearer(server.admin_token())}, {"Range", "bytes=-4"}});
   ASSERT_TRUE(tail.ok());
   EXPECT_EQ(tail->status, 206);
-  EXPECT_EQ(tail->headers["content-range"], absl::StrCat("bytes ", kBytes - 4, "-", kBytes - 1, "/", kBytes));
+  EXPECT_EQ(tail->headers["content-range"],
+            absl::StrCat("bytes ", kBytes - 4, "-", kBytes - 1, "/", kBytes));
   std::filesystem::remove_all(options.data_dir);
 }
 

@@ -7,7 +7,8 @@
 namespace edgeloop::registry::testing {
 namespace {
 
-void AddWeights(onnx::GraphProto* graph, const std::string& name, int rows, int cols, uint32_t* state) {
+void AddWeights(onnx::GraphProto* graph, const std::string& name, int rows, int cols,
+                uint32_t* state) {
   onnx::TensorProto* t = graph->add_initializer();
   t->set_name(name);
   t->set_data_type(onnx::TensorProto::FLOAT);
@@ -16,7 +17,8 @@ void AddWeights(onnx::GraphProto* graph, const std::string& name, int rows, int 
   int n = rows * (cols > 0 ? cols : 1);
   for (int i = 0; i < n; ++i) {
     *state = *state * 1664525u + 1013904223u;  // LCG: deterministic, dependency-free
-    t->add_float_data(static_cast<float>(static_cast<int32_t>(*state >> 8) % 2001 - 1000) / 10000.0f);
+    t->add_float_data(static_cast<float>(static_cast<int32_t>(*state >> 8) % 2001 - 1000) /
+                      10000.0f);
   }
 }
 
@@ -28,8 +30,8 @@ void SetTensorType(onnx::ValueInfoProto* v, const std::string& name, int feature
   tensor->mutable_shape()->add_dim()->set_dim_value(features);
 }
 
-onnx::NodeProto* AddNode(onnx::GraphProto* graph, const std::string& op, std::vector<std::string> inputs,
-                         const std::string& output) {
+onnx::NodeProto* AddNode(onnx::GraphProto* graph, const std::string& op,
+                         std::vector<std::string> inputs, const std::string& output) {
   onnx::NodeProto* node = graph->add_node();
   node->set_op_type(op);
   node->set_name(output + "_" + op);

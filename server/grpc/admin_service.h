@@ -13,9 +13,12 @@ class AdminService final : public v1::AdminService::Service {
 
   grpc::Status CreateToken(grpc::ServerContext* c, const v1::CreateTokenRequest* r,
                            v1::CreateTokenResponse* out) override;
-  grpc::Status ListTokens(grpc::ServerContext* c, const v1::ListTokensRequest* r, v1::ListTokensResponse* out) override;
-  grpc::Status RevokeToken(grpc::ServerContext* c, const v1::RevokeTokenRequest* r, v1::ApiToken* out) override;
-  grpc::Status Ping(grpc::ServerContext* c, const v1::PingRequest* r, v1::PingResponse* out) override;
+  grpc::Status ListTokens(grpc::ServerContext* c, const v1::ListTokensRequest* r,
+                          v1::ListTokensResponse* out) override;
+  grpc::Status RevokeToken(grpc::ServerContext* c, const v1::RevokeTokenRequest* r,
+                           v1::ApiToken* out) override;
+  grpc::Status Ping(grpc::ServerContext* c, const v1::PingRequest* r,
+                    v1::PingResponse* out) override;
 
  private:
   Api& api_;

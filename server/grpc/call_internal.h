@@ -17,7 +17,8 @@ inline grpc::Status ToGrpcStatus(const absl::Status& status) {
 }
 
 /// The bearer token from the call's `authorization` metadata.
-inline absl::StatusOr<Principal> Authenticate(TokenStore& tokens, const grpc::ServerContext& context) {
+inline absl::StatusOr<Principal> Authenticate(TokenStore& tokens,
+                                              const grpc::ServerContext& context) {
   auto it = context.client_metadata().find("authorization");
   if (it == context.client_metadata().end()) return tokens.Authenticate("");
   return tokens.Authenticate(absl::string_view(it->second.data(), it->second.size()));
@@ -25,8 +26,8 @@ inline absl::StatusOr<Principal> Authenticate(TokenStore& tokens, const grpc::Se
 
 /// Authenticates, calls `call(principal)`, records metrics and maps the result.
 template <typename Resp, typename Call>
-grpc::Status Unary(Api& api, ServerMetrics& metrics, const char* method, grpc::ServerContext* context,
-                   Resp* response, Call call) {
+grpc::Status Unary(Api& api, ServerMetrics& metrics, const char* method,
+                   grpc::ServerContext* context, Resp* response, Call call) {
   const absl::Time start = absl::Now();
   absl::Status status;
   absl::StatusOr<Principal> principal = Authenticate(api.tokens(), *context);
@@ -43,8 +44,13 @@ grpc::Status Unary(Api& api, ServerMetrics& metrics, const char* method, grpc::S
   const absl::Duration elapsed = absl::Now() - start;
   metrics.ObserveGrpc(method, StatusCodeName(status.code()), elapsed);
   const int http = HttpStatusFor(status);
-  Log(http >= 500 ? LogLevel::kWarning : http >= 400 ? LogLevel::kInfo : LogLevel::kDebug, "grpc call",
-      {{"method", method}, {"code", StatusCodeName(status.code())}, {"duration_ms", absl::ToDoubleMilliseconds(elapsed)},
+  Log(http >= 500   ? LogLevel::kWarning
+      : http >= 400 ? LogLevel::kInfo
+                    : LogLevel::kDebug,
+      "grpc call",
+      {{"method", method},
+       {"code", StatusCodeName(status.code())},
+       {"duration_ms", absl::ToDoubleMilliseconds(elapsed)},
        {"error", std::string(status.message())}});
   return ToGrpcStatus(status);
 }

@@ -1,20 +1,19 @@
 // <utility> must precede Asio: Boost 1.74's awaitable.hpp uses std::exchange without it.
-#include <utility>
-
 #include "server/rest/http_server.h"
 
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
 #include <limits>
 #include <optional>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
-#include "common/status.h"
 #include "common/proto_json.h"
+#include "common/status.h"
 #include "server/rest/json.h"
 
 namespace edgeloop::server::rest {
@@ -37,16 +36,19 @@ struct ByteRange {
 // with the whole body, which RFC 9110 allows).
 absl::StatusOr<ByteRange> ParseRange(absl::string_view header, int64_t size) {
   ByteRange range{0, size - 1, false};
-  if (header.empty() || !absl::ConsumePrefix(&header, "bytes=") || header.find(',') != absl::string_view::npos) {
+  if (header.empty() || !absl::ConsumePrefix(&header, "bytes=") ||
+      header.find(',') != absl::string_view::npos) {
     return range;
   }
-  std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(header, absl::MaxSplits('-', 1));
+  std::pair<absl::string_view, absl::string_view> parts =
+      absl::StrSplit(header, absl::MaxSplits('-', 1));
   int64_t a = 0, b = 0;
   if (parts.first.empty()) {
     if (!absl::SimpleAtoi(parts.second, &b) || b <= 0) return absl::OutOfRangeError("bad range");
     range.first = std::max<int64_t>(0, size - b);
   } else {
-    if (!absl::SimpleAtoi(parts.first, &a) || a < 0 || a >= size) return absl::OutOfRangeError("bad range");
+    if (!absl::SimpleAtoi(parts.first, &a) || a < 0 || a >= size)
+      return absl::OutOfRangeError("bad range");
     range.first = a;
     if (!parts.second.empty()) {
       if (!absl::SimpleAtoi(parts.second, &b) || b < a) return absl::OutOfRangeError("bad range");
@@ -74,9 +76,10 @@ struct HttpServer::Impl {
   asio::awaitable<void> Session(tcp::socket socket);
 
   // Writes a complete response with a string body; false when the connection failed.
-  asio::awaitable<bool> Write(beast::tcp_stream& stream, unsigned version, bool keep_alive, int status,
-                              const std::string& content_type, std::string body,
-                              const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+  asio::awaitable<bool> Write(
+      beast::tcp_stream& stream, unsigned version, bool keep_alive, int status,
+      const std::string& content_type, std::string body,
+      const std::vector<std::pair<std::string, std::string>>& headers = {}) {
     http::response<http::string_body> res{static_cast<http::status>(status), version};
     res.set(http::field::server, "edgeloop");
     res.set(http::field::content_type, content_type);
@@ -93,11 +96,14 @@ struct HttpServer::Impl {
                                    const absl::Status& status, int* code) {
     *code = HttpStatusFor(status);
     std::vector<std::pair<std::string, std::string>> headers;
-    if (status.code() == absl::StatusCode::kUnauthenticated) headers.emplace_back("WWW-Authenticate", "Bearer");
-    co_return co_await Write(stream, version, keep_alive, *code, "application/json", ErrorJson(status), headers);
+    if (status.code() == absl::StatusCode::kUnauthenticated)
+      headers.emplace_back("WWW-Authenticate", "Bearer");
+    co_return co_await Write(stream, version, keep_alive, *code, "application/json",
+                             ErrorJson(status), headers);
   }
 
-  asio::awaitable<bool> MaybeContinue(beast::tcp_stream& stream, const http::request_parser<http::empty_body>& head) {
+  asio::awaitable<bool> MaybeContinue(beast::tcp_stream& stream,
+                                      const http::request_parser<http::empty_body>& head) {
     if (!beast::iequals(head.get()[http::field::expect], "100-continue")) co_return true;
     http::response<http::empty_body> res{http::status::continue_, head.get().version()};
     beast::error_code ec;
@@ -106,17 +112,20 @@ struct HttpServer::Impl {
   }
 
   asio::awaitable<bool> Upload(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                               http::request_parser<http::empty_body>& head, const Principal& principal,
-                               bool* keep_alive, int* code);
-  asio::awaitable<bool> Download(beast::tcp_stream& stream, const http::request<http::empty_body>& req,
-                                 const Principal& principal, const std::string& digest, bool keep_alive, int* code);
+                               http::request_parser<http::empty_body>& head,
+                               const Principal& principal, bool* keep_alive, int* code);
+  asio::awaitable<bool> Download(beast::tcp_stream& stream,
+                                 const http::request<http::empty_body>& req,
+                                 const Principal& principal, const std::string& digest,
+                                 bool keep_alive, int* code);
 };
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpServer::~HttpServer() { Shutdown(absl::ZeroDuration()); }
 
-absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(const HttpServerOptions& options, const Router* router,
-                                                                Api* api, ServerMetrics* metrics) {
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(const HttpServerOptions& options,
+                                                               const Router* router, Api* api,
+                                                               ServerMetrics* metrics) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->router = router;
@@ -129,25 +138,31 @@ absl::StatusOr<int> HttpServer::Start() {
   Impl& s = *impl_;
   size_t colon = s.options.listen.rfind(':');
   int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(s.options.listen.substr(colon + 1), &port) || port < 0 ||
-      port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("--http-listen must be host:port, got \"", s.options.listen, "\""));
+  if (colon == std::string::npos || !absl::SimpleAtoi(s.options.listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http-listen must be host:port, got \"", s.options.listen, "\""));
   }
   std::string host = s.options.listen.substr(0, colon);
   if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
   beast::error_code ec;
   auto address = asio::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
-  if (ec) return absl::InvalidArgumentError(absl::StrCat("bad listen address \"", host, "\": ", ec.message()));
+  if (ec)
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad listen address \"", host, "\": ", ec.message()));
   tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
   s.acceptor.emplace(s.io);
   s.acceptor->open(endpoint.protocol(), ec);
   if (!ec) s.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) s.acceptor->bind(endpoint, ec);
   if (!ec) s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot listen on ", s.options.listen, ": ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", s.options.listen, ": ", ec.message()));
   int bound = s.acceptor->local_endpoint().port();
   asio::co_spawn(s.io, s.Accept(), asio::detached);
-  for (int i = 0; i < std::max(1, s.options.threads); ++i) s.threads.emplace_back([&s] { s.io.run(); });
+  for (int i = 0; i < std::max(1, s.options.threads); ++i)
+    s.threads.emplace_back([&s] { s.io.run(); });
   return bound;
 }
 
@@ -169,7 +184,8 @@ void HttpServer::Shutdown(absl::Duration grace) {
 asio::awaitable<void> HttpServer::Impl::Accept() {
   while (!stopping) {
     beast::error_code ec;
-    tcp::socket socket = co_await acceptor->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    tcp::socket socket =
+        co_await acceptor->async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (stopping || ec == asio::error::operation_aborted) co_return;
       Log(LogLevel::kWarning, "accept failed", {{"error", ec.message()}});
@@ -191,13 +207,15 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
     head.body_limit(std::numeric_limits<std::uint64_t>::max());
     stream.expires_after(std::chrono::seconds(options.idle_timeout_seconds));
     beast::error_code ec;
-    co_await http::async_read_header(stream, buffer, head, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_read_header(stream, buffer, head,
+                                     asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
-      if (ec != http::error::end_of_stream && ec != beast::error::timeout && ec != asio::error::connection_reset &&
-          ec != asio::error::eof) {
+      if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
+          ec != asio::error::connection_reset && ec != asio::error::eof) {
         int code = 0;
-        co_await WriteError(stream, 11, false, absl::InvalidArgumentError(absl::StrCat("bad HTTP request: ", ec.message())),
-                            &code);
+        co_await WriteError(
+            stream, 11, false,
+            absl::InvalidArgumentError(absl::StrCat("bad HTTP request: ", ec.message())), &code);
       }
       break;
     }
@@ -216,16 +234,20 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
     int code = 500;
     bool ok = true;
     // A body we will not read leaves the connection unusable for the next request.
-    const bool has_body = req.has_content_length() ? (req[http::field::content_length] != "0") : req.chunked();
+    const bool has_body =
+        req.has_content_length() ? (req[http::field::content_length] != "0") : req.chunked();
 
     if (match.route == nullptr) {
       if (has_body) keep_alive = false;
-      absl::Status status = match.other_method
-                                ? absl::Status(absl::StatusCode::kUnimplemented, absl::StrCat("method ", method, " not allowed on ", path))
-                                : absl::NotFoundError(absl::StrCat("no route for ", method, " ", path));
+      absl::Status status =
+          match.other_method
+              ? absl::Status(absl::StatusCode::kUnimplemented,
+                             absl::StrCat("method ", method, " not allowed on ", path))
+              : absl::NotFoundError(absl::StrCat("no route for ", method, " ", path));
       if (match.other_method) {
         code = 405;
-        ok = co_await Write(stream, version, keep_alive, 405, "application/json", ErrorJson(status));
+        ok =
+            co_await Write(stream, version, keep_alive, 405, "application/json", ErrorJson(status));
       } else {
         ok = co_await WriteError(stream, version, keep_alive, status, &code);
       }
@@ -242,39 +264,45 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
         ok = co_await Upload(stream, buffer, head, *principal, &keep_alive, &code);
       } else if (route.kind == RouteKind::kBlobDownload) {
         ok = co_await Download(stream, req, *principal, match.params["digest"], keep_alive, &code);
-      } else if (auto length = head.content_length(); length && *length > static_cast<uint64_t>(options.max_json_body_bytes)) {
+      } else if (auto length = head.content_length();
+                 length && *length > static_cast<uint64_t>(options.max_json_body_bytes)) {
         // Beast checks Content-Length against the limit only while parsing the header, which
         // ran before the route was known; so the declared size is checked here.
         keep_alive = false;
-        ok = co_await WriteError(stream, version, false,
-                                 PayloadTooLargeError(absl::StrCat("request body exceeds ", options.max_json_body_bytes,
-                                                                   " bytes")),
-                                 &code);
+        ok = co_await WriteError(
+            stream, version, false,
+            PayloadTooLargeError(
+                absl::StrCat("request body exceeds ", options.max_json_body_bytes, " bytes")),
+            &code);
       } else {
         ok = co_await MaybeContinue(stream, head);
         http::request_parser<http::string_body> parser(std::move(head));
         parser.body_limit(static_cast<uint64_t>(options.max_json_body_bytes));
-        if (ok) co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+        if (ok)
+          co_await http::async_read(stream, buffer, parser,
+                                    asio::redirect_error(asio::use_awaitable, ec));
         if (!ok) {
         } else if (ec == http::error::body_limit) {
           keep_alive = false;
-          ok = co_await WriteError(stream, version, false,
-                                   PayloadTooLargeError(absl::StrCat("request body exceeds ", options.max_json_body_bytes,
-                                                                     " bytes")),
-                                   &code);
+          ok = co_await WriteError(
+              stream, version, false,
+              PayloadTooLargeError(
+                  absl::StrCat("request body exceeds ", options.max_json_body_bytes, " bytes")),
+              &code);
         } else if (ec) {
           ok = false;
         } else {
           RestRequest rest;
           rest.principal = &*principal;
           rest.path = std::move(match.params);
-          if (qmark != std::string::npos) rest.query = ParseQuery(absl::string_view(target).substr(qmark + 1));
+          if (qmark != std::string::npos)
+            rest.query = ParseQuery(absl::string_view(target).substr(qmark + 1));
           rest.body = std::move(parser.get().body());
           absl::StatusOr<RestResponse> response = route.handler(rest);
           if (response.ok()) {
             code = response->status;
-            ok = co_await Write(stream, version, keep_alive, response->status, response->content_type,
-                                std::move(response->body));
+            ok = co_await Write(stream, version, keep_alive, response->status,
+                                response->content_type, std::move(response->body));
           } else {
             ok = co_await WriteError(stream, version, keep_alive, response.status(), &code);
           }
@@ -284,8 +312,14 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
     const absl::Duration elapsed = absl::Now() - start;
     metrics->ObserveHttp(method, route_label, code, elapsed);
     // Successes are routine (debug); failures are worth a line at info, server errors a warning.
-    Log(code >= 500 ? LogLevel::kWarning : code >= 400 ? LogLevel::kInfo : LogLevel::kDebug, "http request",
-        {{"method", method}, {"path", path}, {"route", route_label}, {"code", code},
+    Log(code >= 500   ? LogLevel::kWarning
+        : code >= 400 ? LogLevel::kInfo
+                      : LogLevel::kDebug,
+        "http request",
+        {{"method", method},
+         {"path", path},
+         {"route", route_label},
+         {"code", code},
          {"duration_ms", absl::ToDoubleMilliseconds(elapsed)}});
     in_flight.fetch_sub(1);
     if (!ok || !keep_alive) break;
@@ -298,17 +332,21 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
   stream.expires_after(std::chrono::seconds(2));
   std::vector<char> sink(kStreamBufferBytes);
   for (size_t drained = 0; !ec && drained < (8u << 20);) {
-    drained += co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+    drained += co_await stream.async_read_some(asio::buffer(sink),
+                                               asio::redirect_error(asio::use_awaitable, ec));
   }
 }
 
-asio::awaitable<bool> HttpServer::Impl::Upload(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+asio::awaitable<bool> HttpServer::Impl::Upload(beast::tcp_stream& stream,
+                                               beast::flat_buffer& buffer,
                                                http::request_parser<http::empty_body>& head,
-                                               const Principal& principal, bool* keep_alive, int* code) {
+                                               const Principal& principal, bool* keep_alive,
+                                               int* code) {
   const auto& req = head.get();
   const unsigned version = req.version();
   int64_t declared = -1;
-  if (req.has_content_length()) absl::SimpleAtoi(std::string(req[http::field::content_length]), &declared);
+  if (req.has_content_length())
+    absl::SimpleAtoi(std::string(req[http::field::content_length]), &declared);
   std::string expected(req["X-Edgeloop-Digest"]);
   std::string target(req.target());
   if (size_t q = target.find('?'); q != std::string::npos) {
@@ -322,13 +360,15 @@ asio::awaitable<bool> HttpServer::Impl::Upload(beast::tcp_stream& stream, beast:
   }
   if (!co_await MaybeContinue(stream, head)) co_return false;
   http::request_parser<http::buffer_body> parser(std::move(head));
-  parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // the blob writer enforces the limit
+  parser.body_limit(
+      std::numeric_limits<std::uint64_t>::max());  // the blob writer enforces the limit
   std::vector<char> chunk(kStreamBufferBytes);
   while (!parser.is_done()) {
     parser.get().body().data = chunk.data();
     parser.get().body().size = chunk.size();
     beast::error_code ec;
-    co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_read(stream, buffer, parser,
+                              asio::redirect_error(asio::use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return false;  // client went away: the writer's destructor discards the staged bytes
     size_t got = chunk.size() - parser.get().body().size;
@@ -341,22 +381,27 @@ asio::awaitable<bool> HttpServer::Impl::Upload(beast::tcp_stream& stream, beast:
   auto blob = api->FinishBlobUpload(**writer, expected);
   if (!blob.ok()) co_return co_await WriteError(stream, version, *keep_alive, blob.status(), code);
   *code = 201;
-  co_return co_await Write(stream, version, *keep_alive, 201, "application/json", PrintProtoJson(*blob));
+  co_return co_await Write(stream, version, *keep_alive, 201, "application/json",
+                           PrintProtoJson(*blob));
 }
 
-asio::awaitable<bool> HttpServer::Impl::Download(beast::tcp_stream& stream, const http::request<http::empty_body>& req,
-                                                 const Principal& principal, const std::string& digest,
-                                                 bool keep_alive, int* code) {
+asio::awaitable<bool> HttpServer::Impl::Download(beast::tcp_stream& stream,
+                                                 const http::request<http::empty_body>& req,
+                                                 const Principal& principal,
+                                                 const std::string& digest, bool keep_alive,
+                                                 int* code) {
   const unsigned version = req.version();
   auto reader = api->OpenBlob(principal, digest);
-  if (!reader.ok()) co_return co_await WriteError(stream, version, keep_alive, reader.status(), code);
+  if (!reader.ok())
+    co_return co_await WriteError(stream, version, keep_alive, reader.status(), code);
   const int64_t size = (*reader)->size();
   const std::string etag = absl::StrCat("\"", digest, "\"");
   if (req[http::field::if_none_match] == etag) {
     *code = 304;
     std::vector<std::pair<std::string, std::string>> headers;
     headers.emplace_back("ETag", etag);
-    co_return co_await Write(stream, version, keep_alive, 304, "application/octet-stream", "", headers);
+    co_return co_await Write(stream, version, keep_alive, 304, "application/octet-stream", "",
+                             headers);
   }
   ByteRange range{0, size - 1, false};
   if (size > 0) {
@@ -366,18 +411,22 @@ asio::awaitable<bool> HttpServer::Impl::Download(beast::tcp_stream& stream, cons
       std::vector<std::pair<std::string, std::string>> headers;
       headers.emplace_back("Content-Range", absl::StrCat("bytes */", size));
       co_return co_await Write(stream, version, keep_alive, 416, "application/json",
-                               ErrorJson(absl::OutOfRangeError("requested range not satisfiable")), headers);
+                               ErrorJson(absl::OutOfRangeError("requested range not satisfiable")),
+                               headers);
     }
     range = *parsed;
   }
   const int64_t length = size == 0 ? 0 : range.last - range.first + 1;
-  http::response<http::buffer_body> res{range.partial ? http::status::partial_content : http::status::ok, version};
+  http::response<http::buffer_body> res{
+      range.partial ? http::status::partial_content : http::status::ok, version};
   res.set(http::field::server, "edgeloop");
   res.set(http::field::content_type, "application/octet-stream");
   res.set(http::field::etag, etag);
   res.set(http::field::accept_ranges, "bytes");
   res.set("Cache-Control", "public, max-age=31536000, immutable");
-  if (range.partial) res.set(http::field::content_range, absl::StrCat("bytes ", range.first, "-", range.last, "/", size));
+  if (range.partial)
+    res.set(http::field::content_range,
+            absl::StrCat("bytes ", range.first, "-", range.last, "/", size));
   res.content_length(static_cast<uint64_t>(length));
   res.keep_alive(keep_alive);
   res.body().data = nullptr;
@@ -385,15 +434,18 @@ asio::awaitable<bool> HttpServer::Impl::Download(beast::tcp_stream& stream, cons
   *code = range.partial ? 206 : 200;
   http::response_serializer<http::buffer_body> serializer{res};
   beast::error_code ec;
-  co_await http::async_write_header(stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
+  co_await http::async_write_header(stream, serializer,
+                                    asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return false;
   std::string chunk;
   int64_t offset = range.first;
   while (offset <= range.last && length > 0) {
-    size_t want = static_cast<size_t>(std::min<int64_t>(kStreamBufferBytes, range.last + 1 - offset));
+    size_t want =
+        static_cast<size_t>(std::min<int64_t>(kStreamBufferBytes, range.last + 1 - offset));
     absl::Status read = (*reader)->ReadAt(offset, want, &chunk);
     if (!read.ok() || chunk.empty()) {
-      Log(LogLevel::kError, "blob read failed mid-download", {{"digest", digest}, {"error", read.ToString()}});
+      Log(LogLevel::kError, "blob read failed mid-download",
+          {{"digest", digest}, {"error", read.ToString()}});
       co_return false;  // headers are out; closing is the only honest signal left
     }
     offset += static_cast<int64_t>(chunk.size());

@@ -25,8 +25,9 @@ struct HttpServerOptions {
 /// a fixed 64 KiB buffer; downloads stream out with Range and ETag support.
 class HttpServer {
  public:
-  static absl::StatusOr<std::unique_ptr<HttpServer>> Create(const HttpServerOptions& options, const Router* router,
-                                                             Api* api, ServerMetrics* metrics);
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Create(const HttpServerOptions& options,
+                                                            const Router* router, Api* api,
+                                                            ServerMetrics* metrics);
   ~HttpServer();
 
   /// Binds and starts serving; returns the bound port.

@@ -38,7 +38,8 @@ Router::Match Router::Find(absl::string_view method, absl::string_view path) con
     if (route.segments.size() != segments.size()) continue;
     std::map<std::string, std::string> params;
     bool ok = true;
-    for (size_t i = 0; ok && i < segments.size(); ++i) ok = MatchSegment(route.segments[i], segments[i], &params);
+    for (size_t i = 0; ok && i < segments.size(); ++i)
+      ok = MatchSegment(route.segments[i], segments[i], &params);
     if (!ok) continue;
     if (route.method != method) {
       result.other_method = true;
@@ -76,7 +77,8 @@ std::string PercentDecode(absl::string_view s, bool plus_as_space) {
 std::map<std::string, std::string> ParseQuery(absl::string_view query) {
   std::map<std::string, std::string> out;
   for (absl::string_view part : absl::StrSplit(query, '&', absl::SkipEmpty())) {
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(part, absl::MaxSplits('=', 1));
     out[PercentDecode(kv.first, true)] = PercentDecode(kv.second, true);
   }
   return out;

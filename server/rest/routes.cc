@@ -18,7 +18,8 @@ using Binder = std::function<absl::Status(const RestRequest&, Req*)>;
 
 template <typename Req, typename Resp>
 RestHandler Json(Api* api, ApiCall<Req, Resp> call, Binder<Req> bind, int success_status = 200) {
-  return [api, call, bind, success_status](const RestRequest& request) -> absl::StatusOr<RestResponse> {
+  return [api, call, bind,
+          success_status](const RestRequest& request) -> absl::StatusOr<RestResponse> {
     Req message;
     absl::Status bound = bind(request, &message);
     if (!bound.ok()) return bound;
@@ -46,8 +47,8 @@ std::string Query(const RestRequest& r, const std::string& key) {
 absl::Status ModelFromPath(const RestRequest& r, std::string* model) {
   const std::string& from_path = r.path.at("model");
   if (!model->empty() && *model != from_path) {
-    return absl::InvalidArgumentError(absl::StrCat("body names model \"", *model, "\" but the path names \"",
-                                                   from_path, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("body names model \"", *model, "\" but the path names \"", from_path, "\""));
   }
   *model = from_path;
   return absl::OkStatus();
@@ -64,17 +65,22 @@ absl::Status Body(const RestRequest& r, google::protobuf::Message* m) {
 Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status()> readiness) {
   Router router;
 
-  router.Add("GET", "/healthz", RouteKind::kPublic, [](const RestRequest&) -> absl::StatusOr<RestResponse> {
-    return RestResponse{200, "application/json", "{\"status\":\"ok\"}"};
-  });
-  router.Add("GET", "/readyz", RouteKind::kPublic, [readiness](const RestRequest&) -> absl::StatusOr<RestResponse> {
-    absl::Status ready = readiness();
-    if (!ready.ok()) return absl::UnavailableError(absl::StrCat("not ready: ", ready.message()));
-    return RestResponse{200, "application/json", "{\"status\":\"ready\"}"};
-  });
-  router.Add("GET", "/metrics", RouteKind::kPublic, [metrics](const RestRequest&) -> absl::StatusOr<RestResponse> {
-    return RestResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics->Render()};
-  });
+  router.Add("GET", "/healthz", RouteKind::kPublic,
+             [](const RestRequest&) -> absl::StatusOr<RestResponse> {
+               return RestResponse{200, "application/json", "{\"status\":\"ok\"}"};
+             });
+  router.Add("GET", "/readyz", RouteKind::kPublic,
+             [readiness](const RestRequest&) -> absl::StatusOr<RestResponse> {
+               absl::Status ready = readiness();
+               if (!ready.ok())
+                 return absl::UnavailableError(absl::StrCat("not ready: ", ready.message()));
+               return RestResponse{200, "application/json", "{\"status\":\"ready\"}"};
+             });
+  router.Add(
+      "GET", "/metrics", RouteKind::kPublic,
+      [metrics](const RestRequest&) -> absl::StatusOr<RestResponse> {
+        return RestResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics->Render()};
+      });
 
   router.Add("POST", "/v1/blobs", RouteKind::kBlobUpload);
   router.Add("GET", "/v1/blobs/{digest}", RouteKind::kBlobDownload);
@@ -91,10 +97,11 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
                    return s;
                  }));
   router.Add("GET", "/v1/models/{model}", RouteKind::kJson,
-             Json<v1::GetModelRequest, v1::Model>(api, &Api::GetModel, [](const RestRequest& r, v1::GetModelRequest* m) {
-               m->set_model(r.path.at("model"));
-               return absl::OkStatus();
-             }));
+             Json<v1::GetModelRequest, v1::Model>(api, &Api::GetModel,
+                                                  [](const RestRequest& r, v1::GetModelRequest* m) {
+                                                    m->set_model(r.path.at("model"));
+                                                    return absl::OkStatus();
+                                                  }));
   router.Add("POST", "/v1/models/{model}/versions", RouteKind::kJson,
              Json<v1::CreateVersionRequest, v1::ModelVersion>(
                  api, &Api::CreateVersion,
@@ -115,45 +122,50 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
                    return s;
                  }));
   // A version segment is a number or an alias: /versions/3 and /versions/production.
-  router.Add("GET", "/v1/models/{model}/versions/{version}", RouteKind::kJson,
-             Json<v1::GetVersionRequest, v1::ModelVersion>(
-                 api, &Api::GetVersion, [](const RestRequest& r, v1::GetVersionRequest* m) {
-                   m->set_model(r.path.at("model"));
-                   const std::string& v = r.path.at("version");
-                   int64_t number = 0;
-                   if (!v.empty() && absl::ascii_isdigit(static_cast<unsigned char>(v[0]))) {
-                     if (!absl::SimpleAtoi(v, &number) || number <= 0) {
-                       return absl::InvalidArgumentError(absl::StrCat("invalid version \"", v, "\""));
-                     }
-                     m->set_version(number);
-                   } else {
-                     m->set_alias(v);
-                   }
-                   return absl::OkStatus();
-                 }));
-  router.Add("PUT", "/v1/models/{model}/aliases/{alias}", RouteKind::kJson,
-             Json<v1::SetAliasRequest, v1::Alias>(api, &Api::SetAlias, [](const RestRequest& r, v1::SetAliasRequest* m) {
-               absl::Status s = Body(r, m);
-               if (!s.ok()) return s;
-               if (!m->alias().empty() && m->alias() != r.path.at("alias")) {
-                 return absl::InvalidArgumentError("body names a different alias than the path");
-               }
-               m->set_alias(r.path.at("alias"));
-               return ModelFromPath(r, m->mutable_model());
-             }));
+  router.Add(
+      "GET", "/v1/models/{model}/versions/{version}", RouteKind::kJson,
+      Json<v1::GetVersionRequest, v1::ModelVersion>(
+          api, &Api::GetVersion, [](const RestRequest& r, v1::GetVersionRequest* m) {
+            m->set_model(r.path.at("model"));
+            const std::string& v = r.path.at("version");
+            int64_t number = 0;
+            if (!v.empty() && absl::ascii_isdigit(static_cast<unsigned char>(v[0]))) {
+              if (!absl::SimpleAtoi(v, &number) || number <= 0) {
+                return absl::InvalidArgumentError(absl::StrCat("invalid version \"", v, "\""));
+              }
+              m->set_version(number);
+            } else {
+              m->set_alias(v);
+            }
+            return absl::OkStatus();
+          }));
+  router.Add(
+      "PUT", "/v1/models/{model}/aliases/{alias}", RouteKind::kJson,
+      Json<v1::SetAliasRequest, v1::Alias>(
+          api, &Api::SetAlias, [](const RestRequest& r, v1::SetAliasRequest* m) {
+            absl::Status s = Body(r, m);
+            if (!s.ok()) return s;
+            if (!m->alias().empty() && m->alias() != r.path.at("alias")) {
+              return absl::InvalidArgumentError("body names a different alias than the path");
+            }
+            m->set_alias(r.path.at("alias"));
+            return ModelFromPath(r, m->mutable_model());
+          }));
   router.Add("GET", "/v1/models/{model}/aliases/{alias}", RouteKind::kJson,
-             Json<v1::GetAliasRequest, v1::Alias>(api, &Api::GetAlias, [](const RestRequest& r, v1::GetAliasRequest* m) {
-               m->set_model(r.path.at("model"));
-               m->set_alias(r.path.at("alias"));
-               return absl::OkStatus();
-             }));
-  router.Add("GET", "/v1/models/{model}/aliases/{alias}/history", RouteKind::kJson,
-             Json<v1::GetAliasHistoryRequest, v1::GetAliasHistoryResponse>(
-                 api, &Api::GetAliasHistory, [](const RestRequest& r, v1::GetAliasHistoryRequest* m) {
-                   m->set_model(r.path.at("model"));
-                   m->set_alias(r.path.at("alias"));
-                   return absl::OkStatus();
-                 }));
+             Json<v1::GetAliasRequest, v1::Alias>(api, &Api::GetAlias,
+                                                  [](const RestRequest& r, v1::GetAliasRequest* m) {
+                                                    m->set_model(r.path.at("model"));
+                                                    m->set_alias(r.path.at("alias"));
+                                                    return absl::OkStatus();
+                                                  }));
+  router.Add(
+      "GET", "/v1/models/{model}/aliases/{alias}/history", RouteKind::kJson,
+      Json<v1::GetAliasHistoryRequest, v1::GetAliasHistoryResponse>(
+          api, &Api::GetAliasHistory, [](const RestRequest& r, v1::GetAliasHistoryRequest* m) {
+            m->set_model(r.path.at("model"));
+            m->set_alias(r.path.at("alias"));
+            return absl::OkStatus();
+          }));
   router.Add("GET", "/v1/events", RouteKind::kJson,
              Json<v1::ListEventsRequest, v1::ListEventsResponse>(
                  api, &Api::ListEvents, [](const RestRequest& r, v1::ListEventsRequest* m) {
@@ -165,17 +177,19 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
                    return s;
                  }));
 
-  router.Add("POST", "/v1/tokens", RouteKind::kJson,
-             Json<v1::CreateTokenRequest, v1::CreateTokenResponse>(api, &Api::CreateToken, Body, 201));
+  router.Add(
+      "POST", "/v1/tokens", RouteKind::kJson,
+      Json<v1::CreateTokenRequest, v1::CreateTokenResponse>(api, &Api::CreateToken, Body, 201));
   router.Add("GET", "/v1/tokens", RouteKind::kJson,
              Json<v1::ListTokensRequest, v1::ListTokensResponse>(api, &Api::ListTokens, Body));
   router.Add("POST", "/v1/tokens/{id}:revoke", RouteKind::kJson,
-             Json<v1::RevokeTokenRequest, v1::ApiToken>(api, &Api::RevokeToken,
-                                                         [](const RestRequest& r, v1::RevokeTokenRequest* m) {
-                                                           m->set_id(r.path.at("id"));
-                                                           return absl::OkStatus();
-                                                         }));
-  router.Add("GET", "/v1/ping", RouteKind::kJson, Json<v1::PingRequest, v1::PingResponse>(api, &Api::Ping, Body));
+             Json<v1::RevokeTokenRequest, v1::ApiToken>(
+                 api, &Api::RevokeToken, [](const RestRequest& r, v1::RevokeTokenRequest* m) {
+                   m->set_id(r.path.at("id"));
+                   return absl::OkStatus();
+                 }));
+  router.Add("GET", "/v1/ping", RouteKind::kJson,
+             Json<v1::PingRequest, v1::PingResponse>(api, &Api::Ping, Body));
   return router;
 }
 

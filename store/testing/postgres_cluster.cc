@@ -38,16 +38,21 @@ absl::Status Run(const std::string& command) {
 
 absl::StatusOr<std::unique_ptr<PostgresCluster>> PostgresCluster::Start() {
   std::string bin = FindPostgresBin();
-  if (bin.empty()) return absl::FailedPreconditionError("PostgreSQL server binaries not found; run scripts/bootstrap");
+  if (bin.empty())
+    return absl::FailedPreconditionError(
+        "PostgreSQL server binaries not found; run scripts/bootstrap");
   std::string dir = absl::StrCat("/tmp/edgeloop-pg-", RandomHex(6));
   fs::create_directories(dir);
   if (::geteuid() == 0) {
     struct passwd* pw = ::getpwnam("postgres");
-    if (pw == nullptr) return absl::FailedPreconditionError("no postgres user to run PostgreSQL as");
-    if (::chown(dir.c_str(), pw->pw_uid, pw->pw_gid) != 0) return absl::InternalError("chown test cluster dir");
+    if (pw == nullptr)
+      return absl::FailedPreconditionError("no postgres user to run PostgreSQL as");
+    if (::chown(dir.c_str(), pw->pw_uid, pw->pw_gid) != 0)
+      return absl::InternalError("chown test cluster dir");
   }
   auto cluster = std::unique_ptr<PostgresCluster>(new PostgresCluster(bin, dir));
-  RETURN_IF_ERROR(Run(absl::StrCat(bin, "/initdb -D ", dir, "/data -U postgres --auth=trust -E UTF8 --no-sync")));
+  RETURN_IF_ERROR(Run(
+      absl::StrCat(bin, "/initdb -D ", dir, "/data -U postgres --auth=trust -E UTF8 --no-sync")));
   // Test speed over durability: this cluster lives for one test run.
   RETURN_IF_ERROR(Run(absl::StrCat(bin, "/pg_ctl start -w -t 60 -D ", dir, "/data -l ", dir,
                                    "/server.log -o \"-k ", dir,

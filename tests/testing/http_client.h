@@ -24,7 +24,8 @@ class HttpClient {
   absl::StatusOr<HttpResponse> Request(const std::string& method, const std::string& target,
                                        const std::string& body = "",
                                        const std::map<std::string, std::string>& headers = {});
-  absl::StatusOr<HttpResponse> Get(const std::string& target, const std::map<std::string, std::string>& headers = {}) {
+  absl::StatusOr<HttpResponse> Get(const std::string& target,
+                                   const std::map<std::string, std::string>& headers = {}) {
     return Request("GET", target, "", headers);
   }
 
@@ -36,12 +37,14 @@ class HttpClient {
 /// Sends the headers of a POST announcing `content_length` bytes and then only `partial`
 /// bytes of body over a raw socket, leaving the request unfinished. Returns the socket fd
 /// (the caller closes it) so a test can kill the server mid-upload.
-absl::StatusOr<int> StartPartialUpload(int port, const std::string& target, const std::string& token,
-                                       int64_t content_length, const std::string& partial);
+absl::StatusOr<int> StartPartialUpload(int port, const std::string& target,
+                                       const std::string& token, int64_t content_length,
+                                       const std::string& partial);
 
 /// Uploads `total_bytes` of a repeating pattern to POST /v1/blobs over a raw socket in 1 MiB
 /// writes, never holding the whole body, and returns the raw HTTP response text. Sets
 /// `*digest` to the "sha256:…" of what was sent.
-absl::StatusOr<std::string> StreamUpload(int port, const std::string& token, int64_t total_bytes, std::string* digest);
+absl::StatusOr<std::string> StreamUpload(int port, const std::string& token, int64_t total_bytes,
+                                         std::string* digest);
 
 }  // namespace edgeloop::tests

@@ -48,10 +48,13 @@ int ExitCode(int status) {
 
 }  // namespace
 
-std::string BinaryPath(const std::string& name) { return absl::StrCat(EDGELOOP_BIN_DIR, "/", name); }
+std::string BinaryPath(const std::string& name) {
+  return absl::StrCat(EDGELOOP_BIN_DIR, "/", name);
+}
 
 std::string NewTempDir(const std::string& prefix) {
-  std::string dir = absl::StrCat(fs::temp_directory_path().string(), "/", prefix, "-", RandomHex(6));
+  std::string dir =
+      absl::StrCat(fs::temp_directory_path().string(), "/", prefix, "-", RandomHex(6));
   fs::create_directories(dir);
   return dir;
 }
@@ -68,18 +71,25 @@ absl::Status ServerProcess::Start(absl::Duration timeout) {
   fs::create_directories(options_.data_dir);
   std::string ports = options_.data_dir + "/ports.json";
   fs::remove(ports);
-  std::vector<std::string> argv = {BinaryPath("edgeloop-server"), "--data-dir", options_.data_dir,
-                                   "--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"};
+  std::vector<std::string> argv = {BinaryPath("edgeloop-server"),
+                                   "--data-dir",
+                                   options_.data_dir,
+                                   "--http-listen",
+                                   "127.0.0.1:0",
+                                   "--grpc-listen",
+                                   "127.0.0.1:0"};
   if (!options_.db.empty()) argv.insert(argv.end(), {"--db", options_.db});
   if (!options_.blobs.empty()) argv.insert(argv.end(), {"--blobs", options_.blobs});
   argv.insert(argv.end(), options_.extra_flags.begin(), options_.extra_flags.end());
-  pid_ = Spawn(argv, options_.env, options_.data_dir + "/server.out", options_.data_dir + "/server.log");
+  pid_ = Spawn(argv, options_.env, options_.data_dir + "/server.out",
+               options_.data_dir + "/server.log");
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      return absl::InternalError(absl::StrCat("server exited with ", ExitCode(status), ":\n", log()));
+      return absl::InternalError(
+          absl::StrCat("server exited with ", ExitCode(status), ":\n", log()));
     }
     auto text = ReadFile(ports);
     std::smatch m;
@@ -120,7 +130,8 @@ std::string ServerProcess::log() const {
   return text.ok() ? *text : "";
 }
 
-CommandResult RunCommand(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env) {
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::map<std::string, std::string>& env) {
   std::string dir = NewTempDir("cmd");
   pid_t pid = Spawn(argv, env, dir + "/out", dir + "/err");
   int status = 0;

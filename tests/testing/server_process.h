@@ -19,9 +19,9 @@ std::string BinaryPath(const std::string& name);
 class ServerProcess {
  public:
   struct Options {
-    std::string data_dir;          // created when missing
-    std::string db;                // empty: the SQLite default under data_dir
-    std::string blobs;             // empty: files under data_dir
+    std::string data_dir;  // created when missing
+    std::string db;        // empty: the SQLite default under data_dir
+    std::string blobs;     // empty: files under data_dir
     std::vector<std::string> extra_flags;
     std::map<std::string, std::string> env;
   };
@@ -55,7 +55,8 @@ struct CommandResult {
   std::string out;
   std::string err;
 };
-CommandResult RunCommand(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {});
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::map<std::string, std::string>& env = {});
 
 /// A fresh temporary directory.
 std::string NewTempDir(const std::string& prefix);
