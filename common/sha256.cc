@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 
 namespace edgeloop {
 
@@ -26,6 +27,12 @@ std::string Sha256Hex(absl::string_view bytes) {
   Sha256 h;
   h.Update(bytes);
   return h.HexDigest();
+}
+
+absl::Status CheckDigest(absl::string_view field, absl::string_view digest) {
+  if (IsValidDigest(digest)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(field, " \"", digest.substr(0, 80),
+                                                 "\" is not a digest of the form sha256:<64 hex>"));
 }
 
 std::string HexEncode(absl::string_view bytes) {

@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 typedef struct evp_md_ctx_st EVP_MD_CTX;
@@ -33,6 +34,8 @@ inline constexpr absl::string_view kDigestPrefix = "sha256:";
 std::string DigestFromHex(absl::string_view hex);
 /// True when `digest` is "sha256:" followed by exactly 64 lower-case hex characters.
 bool IsValidDigest(absl::string_view digest);
+/// OK for a valid digest, else INVALID_ARGUMENT naming `field` and the expected form.
+absl::Status CheckDigest(absl::string_view field, absl::string_view digest);
 
 std::string HexEncode(absl::string_view bytes);
 

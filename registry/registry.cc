@@ -36,23 +36,17 @@ int PageSize(int32_t requested) {
   return std::min(requested, kMaxPageSize);
 }
 
-absl::Status ValidateDigest(absl::string_view field, absl::string_view digest) {
-  if (IsValidDigest(digest)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(field, " \"", digest.substr(0, 80),
-                                                 "\" is not a digest of the form sha256:<64 hex>"));
-}
-
 absl::Status NoSuchModel(absl::string_view name) {
   return absl::NotFoundError(absl::StrCat("model \"", name, "\" not found"));
 }
 
 absl::Status ValidateVersionRequest(const v1::CreateVersionRequest& r) {
   RETURN_IF_ERROR(ValidateModelName(r.model()));
-  RETURN_IF_ERROR(ValidateDigest("onnxDigest", r.onnx_digest()));
+  RETURN_IF_ERROR(CheckDigest("onnxDigest", r.onnx_digest()));
   if (!r.validation_digest().empty())
-    RETURN_IF_ERROR(ValidateDigest("validationDigest", r.validation_digest()));
+    RETURN_IF_ERROR(CheckDigest("validationDigest", r.validation_digest()));
   if (!r.calibration_digest().empty())
-    RETURN_IF_ERROR(ValidateDigest("calibrationDigest", r.calibration_digest()));
+    RETURN_IF_ERROR(CheckDigest("calibrationDigest", r.calibration_digest()));
   if (r.metrics().size() > 256) return absl::InvalidArgumentError("too many metrics (at most 256)");
   for (const auto& [name, value] : r.metrics()) {
     if (name.empty() || name.size() > 128) {
@@ -68,7 +62,7 @@ absl::Status ValidateVersionRequest(const v1::CreateVersionRequest& r) {
   if (lineage.parent_version() < 0)
     return absl::InvalidArgumentError("lineage.parentVersion is negative");
   if (!lineage.dataset_digest().empty()) {
-    RETURN_IF_ERROR(ValidateDigest("lineage.datasetDigest", lineage.dataset_digest()));
+    RETURN_IF_ERROR(CheckDigest("lineage.datasetDigest", lineage.dataset_digest()));
   }
   if (lineage.training_run_id().size() > 256)
     return absl::InvalidArgumentError("lineage.trainingRunId is too long");

@@ -97,11 +97,7 @@ absl::StatusOr<std::unique_ptr<store::BlobWriter>> Api::BeginBlobUpload(const Pr
 
 absl::StatusOr<v1::Blob> Api::FinishBlobUpload(store::BlobWriter& writer,
                                                absl::string_view expected_digest) {
-  if (!expected_digest.empty() && !IsValidDigest(expected_digest)) {
-    return absl::InvalidArgumentError(absl::StrCat("expected digest \"",
-                                                   expected_digest.substr(0, 80),
-                                                   "\" is not of the form sha256:<64 hex>"));
-  }
+  if (!expected_digest.empty()) RETURN_IF_ERROR(CheckDigest("expected digest", expected_digest));
   ASSIGN_OR_RETURN(store::BlobInfo info, writer.Commit(expected_digest));
   v1::Blob blob;
   blob.set_digest(info.digest);

@@ -71,7 +71,7 @@ class FileBlobStore final : public BlobStore {
   }
 
   absl::StatusOr<std::unique_ptr<BlobReader>> Open(absl::string_view digest) override {
-    RETURN_IF_ERROR(CheckDigest(digest));
+    RETURN_IF_ERROR(CheckDigest("blob digest", digest));
     std::string path = PathFor(digest);
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -88,7 +88,7 @@ class FileBlobStore final : public BlobStore {
   }
 
   absl::StatusOr<BlobInfo> Stat(absl::string_view digest) override {
-    RETURN_IF_ERROR(CheckDigest(digest));
+    RETURN_IF_ERROR(CheckDigest("blob digest", digest));
     struct stat st;
     if (::stat(PathFor(digest).c_str(), &st) != 0) {
       if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("blob ", digest, " not found"));
@@ -105,12 +105,6 @@ class FileBlobStore final : public BlobStore {
   }
 
  private:
-  static absl::Status CheckDigest(absl::string_view digest) {
-    if (IsValidDigest(digest)) return absl::OkStatus();
-    return absl::InvalidArgumentError(
-        absl::StrCat("malformed digest \"", digest, "\": expected sha256:<64 lower-case hex>"));
-  }
-
   std::string root_;
   std::unique_ptr<StagingArea> staging_;
 };

@@ -17,12 +17,6 @@ namespace {
 
 constexpr int64_t kChunkBytes = 1 << 20;
 
-absl::Status CheckDigest(absl::string_view digest) {
-  if (IsValidDigest(digest)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("malformed digest \"", digest, "\": expected sha256:<64 lower-case hex>"));
-}
-
 class DatabaseBlobReader final : public BlobReader {
  public:
   DatabaseBlobReader(Database* db, std::string digest, int64_t size)
@@ -125,7 +119,7 @@ class DatabaseBlobStore final : public BlobStore {
     return std::unique_ptr<BlobReader>(new DatabaseBlobReader(db_, info.digest, info.size));
   }
   absl::StatusOr<BlobInfo> Stat(absl::string_view digest) override {
-    RETURN_IF_ERROR(CheckDigest(digest));
+    RETURN_IF_ERROR(CheckDigest("blob digest", digest));
     ASSIGN_OR_RETURN(Rows rows,
                      db_->Query("SELECT size FROM blobs WHERE digest = $1", {std::string(digest)}));
     if (rows.empty()) return absl::NotFoundError(absl::StrCat("blob ", digest, " not found"));

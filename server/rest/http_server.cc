@@ -102,6 +102,11 @@ struct HttpServer::Impl {
                              ErrorJson(status), headers);
   }
 
+  absl::Status JsonBodyTooLarge() const {
+    return PayloadTooLargeError(
+        absl::StrCat("request body exceeds ", options.max_json_body_bytes, " bytes"));
+  }
+
   asio::awaitable<bool> MaybeContinue(beast::tcp_stream& stream,
                                       const http::request_parser<http::empty_body>& head) {
     if (!beast::iequals(head.get()[http::field::expect], "100-continue")) co_return true;
@@ -269,11 +274,7 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
         // Beast checks Content-Length against the limit only while parsing the header, which
         // ran before the route was known; so the declared size is checked here.
         keep_alive = false;
-        ok = co_await WriteError(
-            stream, version, false,
-            PayloadTooLargeError(
-                absl::StrCat("request body exceeds ", options.max_json_body_bytes, " bytes")),
-            &code);
+        ok = co_await WriteError(stream, version, false, JsonBodyTooLarge(), &code);
       } else {
         ok = co_await MaybeContinue(stream, head);
         http::request_parser<http::string_body> parser(std::move(head));
@@ -284,11 +285,7 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
         if (!ok) {
         } else if (ec == http::error::body_limit) {
           keep_alive = false;
-          ok = co_await WriteError(
-              stream, version, false,
-              PayloadTooLargeError(
-                  absl::StrCat("request body exceeds ", options.max_json_body_bytes, " bytes")),
-              &code);
+          ok = co_await WriteError(stream, version, false, JsonBodyTooLarge(), &code);
         } else if (ec) {
           ok = false;
         } else {

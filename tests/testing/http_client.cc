@@ -84,14 +84,21 @@ absl::StatusOr<HttpResponse> HttpClient::Request(
   return absl::UnavailableError("http: connection lost");
 }
 
+namespace {
+beast::error_code ConnectLoopback(tcp::socket& socket, int port) {
+  beast::error_code ec;
+  socket.connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)), ec);
+  return ec;
+}
+}  // namespace
+
 absl::StatusOr<int> StartPartialUpload(int port, const std::string& target,
                                        const std::string& token, int64_t content_length,
                                        const std::string& partial) {
   asio::io_context io;
   tcp::socket socket(io);
-  beast::error_code ec;
-  socket.connect(
-      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)), ec);
+  beast::error_code ec = ConnectLoopback(socket, port);
   if (ec) return absl::UnavailableError(ec.message());
   std::string head =
       absl::StrCat("POST ", target, " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ", token,
@@ -106,9 +113,7 @@ absl::StatusOr<std::string> StreamUpload(int port, const std::string& token, int
                                          std::string* digest) {
   asio::io_context io;
   tcp::socket socket(io);
-  beast::error_code ec;
-  socket.connect(
-      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)), ec);
+  beast::error_code ec = ConnectLoopback(socket, port);
   if (ec) return absl::UnavailableError(ec.message());
   std::string head =
       absl::StrCat("POST /v1/blobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ", token,
