@@ -21,9 +21,10 @@ absl::Status ErrnoStatus(absl::string_view context, int err) {
     case EACCES:
     case EPERM:
       return absl::PermissionDeniedError(message);
+    // A full disk is the server's condition, not the client's fault: 503, retry later.
     case ENOSPC:
     case EDQUOT:
-      return absl::ResourceExhaustedError(message);
+      return absl::UnavailableError(message);
     default:
       return absl::InternalError(message);
   }

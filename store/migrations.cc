@@ -110,10 +110,9 @@ CREATE TABLE blob_chunks (
 }
 
 absl::StatusOr<int> CurrentSchemaVersion(Database& db) {
-  // The table is created with the first migration run; before that the schema is empty.
-  auto rows = db.Query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});
-  if (!rows.ok()) return 0;
-  return static_cast<int>((*rows)[0].Int(0));
+  ASSIGN_OR_RETURN(Rows rows,
+                   db.Query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {}));
+  return static_cast<int>(rows[0].Int(0));
 }
 
 absl::StatusOr<int> ApplyMigrations(Database& db) {

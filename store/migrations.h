@@ -27,7 +27,8 @@ const std::vector<Migration>& SchemaMigrations();
 /// nothing, when the database is newer than this binary knows.
 absl::StatusOr<int> ApplyMigrations(Database& db);
 
-/// The schema version recorded in the database (0 when none); used by /readyz.
+/// The schema version recorded in the database; used by /readyz. An error before the first
+/// migration ran (no schema_migrations table) or when the database cannot be queried.
 absl::StatusOr<int> CurrentSchemaVersion(Database& db);
 
 }  // namespace edgeloop::store

@@ -36,7 +36,7 @@ absl::Status FromException(const std::exception& e, bool* broken) {
     return absl::AbortedError(e.what());
   }
   if (dynamic_cast<const pqxx::disk_full*>(&e) != nullptr) {
-    return absl::ResourceExhaustedError(e.what());
+    return absl::UnavailableError(e.what());
   }
   if (dynamic_cast<const pqxx::integrity_constraint_violation*>(&e) != nullptr) {
     return absl::FailedPreconditionError(e.what());

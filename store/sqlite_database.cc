@@ -26,7 +26,7 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view context) {
     case SQLITE_LOCKED:
       return absl::AbortedError(message);
     case SQLITE_FULL:
-      return absl::ResourceExhaustedError(message);
+      return absl::UnavailableError(message);
     default:
       return absl::InternalError(message);
   }

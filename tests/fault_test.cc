@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -123,6 +124,84 @@ TEST_P(FaultTest, SigtermFinishesTheUploadInFlight) {
   EXPECT_TRUE(absl::StrContains(server_->log(), "\"msg\":\"stopped\""));
   StartServer();
   EXPECT_EQ(Call("GET", "/v1/blobs/" + DigestFromHex(Sha256Hex(full))).status, 200);
+}
+
+// The database goes away (crash, failover) and comes back: requests fail with 503 meanwhile,
+// nothing is half-written, and the server recovers without a restart.
+TEST(DatabaseFaultTest, LostPostgresConnectionRecovers) {
+  auto cluster = store::testing::PostgresCluster::Start();
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto url = (*cluster)->CreateDatabase("lost");
+  ASSERT_TRUE(url.ok());
+  ServerProcess::Options options;
+  options.data_dir = NewTempDir("edgeloop-lostdb");
+  options.db = *url;
+  ServerProcess server(options);
+  ASSERT_TRUE(server.Start().ok());
+  const std::map<std::string, std::string> auth = {{"Authorization", Bearer(server.admin_token())}};
+  HttpClient client(server.http_port());
+  ASSERT_EQ(client.Request("POST", "/v1/models", R"({"name":"before"})", auth)->status, 201);
+
+  ASSERT_TRUE((*cluster)->Stop().ok());
+  auto down = client.Request("POST", "/v1/models", R"({"name":"during"})", auth);
+  ASSERT_TRUE(down.ok()) << down.status();
+  EXPECT_EQ(down->status, 503) << down->body;
+  EXPECT_EQ(client.Get("/readyz")->status, 503);
+  EXPECT_EQ(client.Get("/healthz")->status, 200);  // the process itself is fine
+
+  ASSERT_TRUE((*cluster)->Restart().ok());
+  bool ready = false;
+  for (int i = 0; i < 200 && !ready; ++i) {
+    auto r = client.Get("/readyz");
+    ready = r.ok() && r->status == 200;
+    if (!ready) absl::SleepFor(absl::Milliseconds(25));
+  }
+  ASSERT_TRUE(ready) << client.Get("/readyz")->body;
+  // Every pooled connection died with the database; none of them may leak an error now.
+  for (int i = 0; i < 40; ++i) {
+    auto r = client.Get("/v1/models/before", auth);
+    ASSERT_EQ(r->status, 200) << "request " << i << ": " << r->body;
+  }
+  EXPECT_EQ(client.Get("/v1/models/during", auth)->status, 404);
+  EXPECT_EQ(client.Request("POST", "/v1/models", R"({"name":"after"})", auth)->status, 201);
+  std::filesystem::remove_all(options.data_dir);
+}
+
+// Blobs on a full file system: the upload fails with a clear 503, its partial file is removed
+// and the server keeps serving; smaller uploads succeed once there is room.
+TEST(DiskFaultTest, FullDiskRefusesUploadAndRecovers) {
+  const std::string dir = NewTempDir("edgeloop-fulldisk");
+  const std::string mount_point = dir + "/small";
+  std::filesystem::create_directories(mount_point);
+  if (RunCommand({"/bin/mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mount_point}).exit_code !=
+      0) {
+    GTEST_SKIP() << "cannot mount a small tmpfs here (needs root)";
+  }
+  {
+    ServerProcess::Options options;
+    options.data_dir = dir + "/data";
+    options.blobs = "file://" + mount_point + "/blobs";
+    ServerProcess server(options);
+    ASSERT_TRUE(server.Start().ok());
+    const std::map<std::string, std::string> auth = {
+        {"Authorization", Bearer(server.admin_token())}};
+    HttpClient client(server.http_port());
+    auto full = client.Request("POST", "/v1/blobs", std::string(6 << 20, 'f'), auth);
+    ASSERT_TRUE(full.ok()) << full.status();
+    EXPECT_EQ(full->status, 503) << full->body;
+    EXPECT_TRUE(absl::StrContains(full->body, "No space left on device")) << full->body;
+    int leftovers = 0;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(mount_point)) {
+      if (e.is_regular_file() && e.path().filename().string().rfind("upload-", 0) == 0) ++leftovers;
+    }
+    EXPECT_EQ(leftovers, 0);
+    auto small = HttpClient(server.http_port())
+                     .Request("POST", "/v1/blobs", std::string(1 << 20, 's'), auth);
+    ASSERT_TRUE(small.ok());
+    EXPECT_EQ(small->status, 201) << small->body;
+  }
+  RunCommand({"/bin/umount", mount_point});
+  std::filesystem::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, FaultTest, ::testing::Values("sqlite", "postgres"),

@@ -16,6 +16,10 @@ class PostgresCluster {
   static absl::StatusOr<std::unique_ptr<PostgresCluster>> Start();
   ~PostgresCluster();
 
+  /// Stops the server (immediate mode: connections drop as in a crash) / starts it again.
+  absl::Status Stop();
+  absl::Status Restart();
+
   /// Creates an empty database and returns its connection URL.
   absl::StatusOr<std::string> CreateDatabase(const std::string& name);
   const std::string& socket_dir() const { return dir_; }
