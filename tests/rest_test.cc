@@ -1,4 +1,7 @@
 // REST API integration tests against the real edgeloop-server binary.
+#include <signal.h>
+#include <sys/stat.h>
+
 #include <fstream>
 #include <set>
 #include <thread>
@@ -278,6 +281,44 @@ TEST_P(RestTest, ConcurrentPushesGetDistinctVersions) {
   EXPECT_EQ(numbers.size(), static_cast<size_t>(kClients * kEach));
   EXPECT_EQ(distinct.size(), numbers.size());
   EXPECT_EQ(*distinct.rbegin(), kClients * kEach);
+}
+
+TEST(AdminTokenTest, BootstrapFileIsPrivateAndEnvironmentTokenWorks) {
+  ServerProcess::Options options;
+  options.data_dir = NewTempDir("edgeloop-admin");
+  {
+    ServerProcess server(options);
+    ASSERT_TRUE(server.Start().ok());
+    struct stat st;
+    ASSERT_EQ(::stat((options.data_dir + "/admin.token").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    const std::string first = server.admin_token();
+    ASSERT_TRUE(server.Stop(SIGTERM).ok());
+    // A restart keeps the same admin token.
+    ASSERT_TRUE(server.Start().ok());
+    EXPECT_EQ(server.admin_token(), first);
+    EXPECT_EQ(HttpClient(server.http_port())
+                  .Get("/v1/tokens", {{"Authorization", Bearer(first)}})
+                  ->status,
+              200);
+  }
+  std::filesystem::remove_all(options.data_dir);
+
+  options.data_dir = NewTempDir("edgeloop-admin-env");
+  options.env["EDGELOOP_ADMIN_TOKEN"] = "operator-chosen-secret-0123456789";
+  ServerProcess server(options);
+  ASSERT_TRUE(server.Start().ok());
+  EXPECT_FALSE(std::filesystem::exists(options.data_dir + "/admin.token"));
+  HttpClient client(server.http_port());
+  EXPECT_EQ(
+      client.Get("/v1/tokens", {{"Authorization", Bearer("operator-chosen-secret-0123456789")}})
+          ->status,
+      200);
+  EXPECT_EQ(
+      client.Get("/v1/tokens", {{"Authorization", Bearer("operator-chosen-secret-0123456780")}})
+          ->status,
+      401);
+  std::filesystem::remove_all(options.data_dir);
 }
 
 // A 1 GiB upload streams to disk: the server's peak resident memory stays far below the
