@@ -4,7 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "agent/hardware_profile.h"
-#include "agent/target_class.h"
+#include "common/hardware.h"
 #include "common/proto_json.h"
 #include "common/random.h"
 #include "gtest/gtest.h"

@@ -18,7 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
-#include "agent/target_class.h"
+#include "common/hardware.h"
 
 #ifndef EDGELOOP_VERSION
 #define EDGELOOP_VERSION "dev"

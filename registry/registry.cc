@@ -4,11 +4,11 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/names.h"
 #include "common/proto_json.h"
 #include "common/sha256.h"
 #include "common/status.h"
 #include "google/protobuf/util/time_util.h"
-#include "registry/names.h"
 #include "registry/onnx_inspector.h"
 
 namespace edgeloop::registry {

@@ -105,6 +105,40 @@ CREATE TABLE blob_chunks (
   PRIMARY KEY (digest, seq)
 );
 )sql"},
+      {4, "fleet", R"sql(
+CREATE TABLE enrollment_tokens (
+  id TEXT PRIMARY KEY,
+  secret_hash TEXT NOT NULL UNIQUE,
+  labels TEXT NOT NULL,
+  max_uses BIGINT NOT NULL,
+  uses BIGINT NOT NULL,
+  expires_at_ms BIGINT NOT NULL,
+  revoked_at_ms BIGINT NOT NULL,
+  created_at_ms BIGINT NOT NULL,
+  created_by TEXT NOT NULL
+);
+CREATE TABLE devices (
+  id TEXT PRIMARY KEY,
+  serial TEXT NOT NULL,
+  labels TEXT NOT NULL,
+  profile TEXT NOT NULL,
+  profile_hash TEXT NOT NULL,
+  target TEXT NOT NULL,
+  arch TEXT NOT NULL,
+  ram_mb BIGINT NOT NULL,
+  storage_mb BIGINT NOT NULL,
+  cores BIGINT NOT NULL,
+  accel TEXT NOT NULL,
+  status TEXT NOT NULL,
+  state TEXT NOT NULL,
+  enrollment_token_id TEXT NOT NULL,
+  cert_expires_at_ms BIGINT NOT NULL,
+  enrolled_at_ms BIGINT NOT NULL,
+  last_seen_ms BIGINT NOT NULL,
+  generation BIGINT NOT NULL
+);
+CREATE INDEX devices_by_target ON devices (target, status);
+)sql"},
   };
   return *migrations;
 }

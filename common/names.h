@@ -7,7 +7,7 @@
 #include "absl/strings/string_view.h"
 #include "google/protobuf/map.h"
 
-namespace edgeloop::registry {
+namespace edgeloop {
 
 /// Model names: 1–63 characters of [a-z0-9._-], starting and ending with a letter or digit,
 /// so they are safe in URLs, file names and Prometheus labels without escaping.
@@ -21,4 +21,4 @@ absl::Status ValidateAliasName(absl::string_view alias);
 /// alphanumeric, values up to 256 printable characters.
 absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string>& labels);
 
-}  // namespace edgeloop::registry
+}  // namespace edgeloop

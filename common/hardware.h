@@ -6,7 +6,7 @@
 #include "absl/strings/string_view.h"
 #include "edgeloop/v1/device.pb.h"
 
-namespace edgeloop::agent {
+namespace edgeloop {
 
 /// The target classes modules are compiled for. A module built for a class runs on every
 /// device of that class or a higher one in the same family.
@@ -21,7 +21,11 @@ inline constexpr absl::string_view kTargetClasses[] = {
 /// NEON), with the reason in `*why`.
 std::string DeriveTargetClass(const v1::HardwareProfile& profile, std::string* why = nullptr);
 
+/// "sha256:<hex>" of the profile's deterministic serialisation: how agent and server tell
+/// whether the stored profile is current without sending it on every sync.
+std::string ProfileHash(const v1::HardwareProfile& profile);
+
 /// True when a module built for `module_target` runs on a device of class `device_target`.
 bool TargetRunsOn(absl::string_view module_target, absl::string_view device_target);
 
-}  // namespace edgeloop::agent
+}  // namespace edgeloop

@@ -1,4 +1,4 @@
-#include "agent/target_class.h"
+#include "common/hardware.h"
 
 #include <algorithm>
 #include <set>
@@ -6,8 +6,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/sha256.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
-namespace edgeloop::agent {
+namespace edgeloop {
 namespace {
 
 // x86-64 psABI micro-architecture levels, as CPUID flags in Linux /proc/cpuinfo spelling.
@@ -78,10 +81,20 @@ std::string DeriveTargetClass(const v1::HardwareProfile& profile, std::string* w
   return "";
 }
 
+std::string ProfileHash(const v1::HardwareProfile& profile) {
+  std::string bytes;
+  google::protobuf::io::StringOutputStream stream(&bytes);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  profile.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return DigestFromHex(Sha256Hex(bytes));
+}
+
 bool TargetRunsOn(absl::string_view module_target, absl::string_view device_target) {
   int module_rank = Rank(module_target), device_rank = Rank(device_target);
   if (module_rank < 0 || device_rank < 0) return false;
   return Family(module_target) == Family(device_target) && module_rank <= device_rank;
 }
 
-}  // namespace edgeloop::agent
+}  // namespace edgeloop

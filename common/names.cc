@@ -1,9 +1,9 @@
-#include "registry/names.h"
+#include "common/names.h"
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
-namespace edgeloop::registry {
+namespace edgeloop {
 namespace {
 
 bool IsAlnum(char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)); }
@@ -65,4 +65,4 @@ absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string
   return absl::OkStatus();
 }
 
-}  // namespace edgeloop::registry
+}  // namespace edgeloop

@@ -1,0 +1,304 @@
+#include "fleet/device_registry.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/hardware.h"
+#include "common/names.h"
+#include "common/proto_json.h"
+#include "common/random.h"
+#include "common/status.h"
+#include "fleet/profile_validation.h"
+#include "fleet/selector.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace edgeloop::fleet {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+using store::Rows;
+using store::Transaction;
+
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 1000;
+
+// Columns 0-10 make a Device; 11-16 are the hardware fields selectors read.
+constexpr char kColumns[] =
+    "id, serial, labels, profile, status, state, enrollment_token_id, cert_expires_at_ms, "
+    "enrolled_at_ms, "
+    "last_seen_ms, generation, target, arch, ram_mb, storage_mb, cores, accel";
+
+std::string LabelsJson(const google::protobuf::Map<std::string, std::string>& labels) {
+  v1::Device labels_only;
+  *labels_only.mutable_labels() = labels;
+  return PrintProtoJson(labels_only);
+}
+
+std::string AcceleratorKinds(const v1::HardwareProfile& profile) {
+  std::set<std::string> kinds;
+  for (const auto& a : profile.accelerators()) kinds.insert(a.kind());
+  return absl::StrJoin(kinds, ",");
+}
+
+absl::Status NoSuchDevice(absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat("device \"", id.substr(0, 64), "\" not found"));
+}
+
+absl::Status Decommissioned(absl::string_view id) {
+  return absl::PermissionDeniedError(absl::StrCat("device \"", id, "\" has been decommissioned"));
+}
+
+// What a selector sees of a device row: its labels and the hw.* fields.
+absl::StatusOr<Attributes> AttributesOf(const store::Row& row) {
+  v1::Device labels;
+  RETURN_IF_ERROR(ParseProtoJson(row.Text(2), &labels, true));
+  Attributes a;
+  for (const auto& [k, v] : labels.labels()) a[k] = {v};
+  a["hw.target"] = {row.Text(11)};
+  a["hw.arch"] = {row.Text(12)};
+  a["hw.ram_mb"] = {row.Text(13)};
+  a["hw.storage_mb"] = {row.Text(14)};
+  a["hw.cores"] = {row.Text(15)};
+  if (!row.Text(16).empty()) a["hw.accel"] = absl::StrSplit(row.Text(16), ',');
+  return a;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Device> DeviceRegistry::DeviceFromRow(const store::Row& row) const {
+  v1::Device device;
+  RETURN_IF_ERROR(ParseProtoJson(row.Text(2), &device, true));  // labels
+  RETURN_IF_ERROR(ParseProtoJson(row.Text(3), device.mutable_profile(), true));
+  RETURN_IF_ERROR(ParseProtoJson(row.Text(5), device.mutable_state(), true));
+  device.set_id(row.Text(0));
+  device.set_serial(row.Text(1));
+  v1::DeviceStatus status = v1::DEVICE_STATUS_UNSPECIFIED;
+  v1::DeviceStatus_Parse(row.Text(4), &status);
+  device.set_status(status);
+  device.set_enrollment_token_id(row.Text(6));
+  *device.mutable_cert_expire_time() = TimeUtil::MillisecondsToTimestamp(row.Int(7));
+  *device.mutable_enroll_time() = TimeUtil::MillisecondsToTimestamp(row.Int(8));
+  *device.mutable_last_seen_time() = TimeUtil::MillisecondsToTimestamp(row.Int(9));
+  device.set_online(status == v1::ACTIVE && absl::FromUnixMillis(row.Int(9)) >
+                                                options_.clock->Now() - options_.offline_after);
+  return device;
+}
+
+absl::StatusOr<v1::EnrollResponse> DeviceRegistry::Enroll(const v1::EnrollRequest& request) {
+  if (request.serial().size() > 128)
+    return absl::InvalidArgumentError("serial is longer than 128 characters");
+  if (request.csr_pem().empty()) return absl::InvalidArgumentError("csrPem is required");
+  RETURN_IF_ERROR(ValidateProfile(request.profile()));
+  v1::HardwareProfile profile = request.profile();
+  profile.set_target(DeriveTargetClass(profile));  // the server decides, not the device's claim
+  const std::string id = absl::StrCat("dev-", RandomHex(8));
+  const absl::Time now = options_.clock->Now();
+  v1::EnrollResponse response;
+  RETURN_IF_ERROR(store::RunInTransaction(*options_.database, [&](Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(v1::EnrollmentToken token, options_.tokens->Spend(tx, request.token()));
+    ASSIGN_OR_RETURN(std::string cert, options_.ca->SignClientCsr(request.csr_pem(), id, now,
+                                                                  options_.cert_validity));
+    // Operator-given token labels win over labels the agent was started with.
+    google::protobuf::Map<std::string, std::string> labels = profile.labels();
+    for (const auto& [k, v] : token.labels()) labels[k] = v;
+    RETURN_IF_ERROR(
+        tx.Execute(
+              "INSERT INTO devices (id, serial, labels, profile, profile_hash, target, arch, "
+              "ram_mb, "
+              "storage_mb, cores, accel, status, state, enrollment_token_id, cert_expires_at_ms, "
+              "enrolled_at_ms, last_seen_ms, generation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+              "$9, $10, $11, 'ACTIVE', '{}', $12, $13, $14, $14, 1)",
+              {id, request.serial(), LabelsJson(labels), PrintProtoJson(profile),
+               ProfileHash(request.profile()), profile.target(), profile.arch(), profile.ram_mb(),
+               profile.storage_mb(), int64_t{profile.cores()}, AcceleratorKinds(profile),
+               token.id(), absl::ToUnixMillis(now + options_.cert_validity),
+               absl::ToUnixMillis(now)})
+            .status());
+    response.set_device_id(id);
+    response.set_cert_pem(std::move(cert));
+    response.set_ca_pem(options_.ca->cert_pem());
+    return absl::OkStatus();
+  }));
+  return response;
+}
+
+absl::Status DeviceRegistry::CheckActive(absl::string_view device_id) {
+  ASSIGN_OR_RETURN(Rows rows, options_.database->Query("SELECT status FROM devices WHERE id = $1",
+                                                       {std::string(device_id)}));
+  if (rows.empty()) return NoSuchDevice(device_id);
+  if (rows[0].Text(0) != "ACTIVE") return Decommissioned(device_id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::SyncResponse> DeviceRegistry::Sync(absl::string_view device_id,
+                                                      const v1::SyncRequest& request) {
+  if (!request.device_id().empty() && request.device_id() != device_id) {
+    return absl::PermissionDeniedError(absl::StrCat("device \"", device_id, "\" cannot act as \"",
+                                                    request.device_id().substr(0, 64), "\""));
+  }
+  RETURN_IF_ERROR(ValidateDeviceState(request.state()));
+  const int64_t now = absl::ToUnixMillis(options_.clock->Now());
+  Rows rows;
+  if (request.has_profile()) {
+    RETURN_IF_ERROR(ValidateProfile(request.profile()));
+    v1::HardwareProfile profile = request.profile();
+    profile.set_target(DeriveTargetClass(profile));
+    ASSIGN_OR_RETURN(
+        rows,
+        options_.database->Query(
+            "UPDATE devices SET state = $2, last_seen_ms = $3, profile = $4, profile_hash = $5, "
+            "target = $6, arch = $7, ram_mb = $8, storage_mb = $9, cores = $10, accel = $11 "
+            "WHERE id = $1 AND status = 'ACTIVE' RETURNING profile_hash, generation",
+            {std::string(device_id), PrintProtoJson(request.state()), now, PrintProtoJson(profile),
+             ProfileHash(request.profile()), profile.target(), profile.arch(), profile.ram_mb(),
+             profile.storage_mb(), int64_t{profile.cores()}, AcceleratorKinds(profile)}));
+  } else {
+    ASSIGN_OR_RETURN(
+        rows,
+        options_.database->Query(
+            "UPDATE devices SET state = $2, last_seen_ms = $3 WHERE id = $1 AND status = 'ACTIVE' "
+            "RETURNING profile_hash, generation",
+            {std::string(device_id), PrintProtoJson(request.state()), now}));
+  }
+  if (rows.empty()) {
+    RETURN_IF_ERROR(CheckActive(device_id));
+    return NoSuchDevice(device_id);
+  }
+  v1::SyncResponse response;
+  response.set_send_profile(rows[0].Text(0) != request.state().profile_hash());
+  response.set_desired_generation(rows[0].Int(1));
+  response.set_next_sync_ms(absl::ToInt64Milliseconds(options_.pacer->Next()));
+  return response;
+}
+
+absl::StatusOr<v1::RenewResponse> DeviceRegistry::Renew(absl::string_view device_id,
+                                                        const v1::RenewRequest& request) {
+  RETURN_IF_ERROR(CheckActive(device_id));
+  const absl::Time now = options_.clock->Now();
+  v1::RenewResponse response;
+  ASSIGN_OR_RETURN(
+      *response.mutable_cert_pem(),
+      options_.ca->SignClientCsr(request.csr_pem(), device_id, now, options_.cert_validity));
+  RETURN_IF_ERROR(store::RunInTransaction(*options_.database, [&](Transaction& tx) {
+    return tx
+        .Execute("UPDATE devices SET cert_expires_at_ms = $2 WHERE id = $1",
+                 {std::string(device_id), absl::ToUnixMillis(now + options_.cert_validity)})
+        .status();
+  }));
+  return response;
+}
+
+absl::StatusOr<int64_t> DeviceRegistry::Generation(absl::string_view device_id) {
+  ASSIGN_OR_RETURN(Rows rows,
+                   options_.database->Query("SELECT generation, status FROM devices WHERE id = $1",
+                                            {std::string(device_id)}));
+  if (rows.empty()) return NoSuchDevice(device_id);
+  if (rows[0].Text(1) != "ACTIVE") return Decommissioned(device_id);
+  return rows[0].Int(0);
+}
+
+void DeviceRegistry::Notify(absl::string_view device_id) {
+  {
+    std::lock_guard lock(watch_mu_);
+    ++changes_[std::string(device_id)];
+  }
+  watch_cv_.notify_all();
+}
+
+void DeviceRegistry::WaitForChange(absl::string_view device_id, int64_t known,
+                                   absl::Time deadline) {
+  std::unique_lock lock(watch_mu_);
+  const std::string id(device_id);
+  const int64_t start = changes_[id];
+  lock.unlock();
+  // Check the database after registering interest, so a change in between is not missed.
+  auto current = Generation(device_id);
+  if (!current.ok() || *current != known) return;
+  lock.lock();
+  watch_cv_.wait_until(lock, absl::ToChronoTime(deadline), [&] { return changes_[id] != start; });
+}
+
+absl::StatusOr<v1::ListDevicesResponse> DeviceRegistry::List(
+    const v1::ListDevicesRequest& request) {
+  ASSIGN_OR_RETURN(Selector selector, Selector::Parse(request.selector()));
+  const int page =
+      request.page_size() <= 0 ? kDefaultPageSize : std::min(request.page_size(), kMaxPageSize);
+  ASSIGN_OR_RETURN(Rows rows,
+                   options_.database->Query(
+                       absl::StrCat("SELECT ", kColumns, " FROM devices WHERE id > $1 ORDER BY id"),
+                       {request.page_token()}));
+  v1::ListDevicesResponse response;
+  for (const store::Row& row : rows) {
+    ASSIGN_OR_RETURN(Attributes attributes, AttributesOf(row));
+    if (!selector.Matches(attributes)) continue;
+    if (response.devices_size() == page) {
+      response.set_next_page_token(response.devices(page - 1).id());
+      break;
+    }
+    ASSIGN_OR_RETURN(*response.add_devices(), DeviceFromRow(row));
+  }
+  return response;
+}
+
+absl::StatusOr<v1::Device> DeviceRegistry::Get(absl::string_view device_id) {
+  ASSIGN_OR_RETURN(Rows rows, options_.database->Query(
+                                  absl::StrCat("SELECT ", kColumns, " FROM devices WHERE id = $1"),
+                                  {std::string(device_id)}));
+  if (rows.empty()) return NoSuchDevice(device_id);
+  return DeviceFromRow(rows[0]);
+}
+
+absl::StatusOr<v1::Device> DeviceRegistry::Update(const v1::UpdateDeviceRequest& request) {
+  RETURN_IF_ERROR(ValidateLabels(request.labels()));
+  if (request.remove_labels_size() > 64)
+    return absl::InvalidArgumentError("too many labels to remove (64)");
+  RETURN_IF_ERROR(store::RunInTransaction(*options_.database, [&](Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(Rows rows,
+                     tx.Query("SELECT labels FROM devices WHERE id = $1", {request.id()}));
+    if (rows.empty()) return NoSuchDevice(request.id());
+    v1::Device current;
+    RETURN_IF_ERROR(ParseProtoJson(rows[0].Text(0), &current, true));
+    auto& labels = *current.mutable_labels();
+    for (const auto& [k, v] : request.labels()) labels[k] = v;
+    for (const auto& k : request.remove_labels()) labels.erase(k);
+    RETURN_IF_ERROR(ValidateLabels(labels));
+    return tx
+        .Execute("UPDATE devices SET labels = $2, generation = generation + 1 WHERE id = $1",
+                 {request.id(), LabelsJson(labels)})
+        .status();
+  }));
+  Notify(request.id());
+  return Get(request.id());
+}
+
+absl::StatusOr<v1::Device> DeviceRegistry::Decommission(absl::string_view device_id) {
+  RETURN_IF_ERROR(store::RunInTransaction(*options_.database, [&](Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(int64_t changed, tx.Execute("UPDATE devices SET status = 'DECOMMISSIONED', "
+                                                 "generation = generation + 1 WHERE id = $1",
+                                                 {std::string(device_id)}));
+    if (changed == 0) return NoSuchDevice(device_id);
+    return absl::OkStatus();
+  }));
+  Notify(device_id);
+  return Get(device_id);
+}
+
+absl::StatusOr<std::vector<FleetCount>> DeviceRegistry::Counts() {
+  const int64_t cutoff = absl::ToUnixMillis(options_.clock->Now() - options_.offline_after);
+  ASSIGN_OR_RETURN(
+      Rows rows,
+      options_.database->Query(
+          "SELECT status, target, CASE WHEN last_seen_ms > $1 THEN 1 ELSE 0 END, COUNT(*) "
+          "FROM devices GROUP BY 1, 2, 3",
+          {cutoff}));
+  std::vector<FleetCount> counts;
+  for (const store::Row& row : rows) {
+    counts.push_back(
+        {row.Text(0), row.Text(1), row.Int(2) == 1 && row.Text(0) == "ACTIVE", row.Int(3)});
+  }
+  return counts;
+}
+
+}  // namespace edgeloop::fleet

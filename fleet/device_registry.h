@@ -1,0 +1,80 @@
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/clock.h"
+#include "common/x509.h"
+#include "edgeloop/v1/device.pb.h"
+#include "fleet/enrollment_tokens.h"
+#include "fleet/sync_pacer.h"
+#include "store/database.h"
+
+namespace edgeloop::fleet {
+
+struct DeviceRegistryOptions {
+  store::Database* database = nullptr;               // not owned
+  const crypto::CertificateAuthority* ca = nullptr;  // not owned
+  EnrollmentTokens* tokens = nullptr;                // not owned
+  SyncPacer* pacer = nullptr;                        // not owned
+  const Clock* clock = SystemClock::Get();
+  absl::Duration cert_validity = absl::Hours(24 * 30);
+  /// A device not seen for this long is listed as offline.
+  absl::Duration offline_after = absl::Seconds(90);
+};
+
+/// Device counts for metrics.
+struct FleetCount {
+  std::string status;  // "ACTIVE", "DECOMMISSIONED"
+  std::string target;
+  bool online = false;
+  int64_t devices = 0;
+};
+
+/// The fleet's devices: enrollment (token + CSR → identity), the state each device reports on
+/// sync, and the inventory operators query and edit. Transport-neutral; the device-facing
+/// methods take the device id that the caller's client certificate proved. Thread-safe.
+class DeviceRegistry {
+ public:
+  explicit DeviceRegistry(const DeviceRegistryOptions& options) : options_(options) {}
+
+  /// Spends one use of the token, records the device with the token's labels over its own,
+  /// and signs its CSR with CN = the new device id, all in one transaction.
+  absl::StatusOr<v1::EnrollResponse> Enroll(const v1::EnrollRequest& request);
+  /// Stores what the device reports and answers what it should run and when to sync next.
+  absl::StatusOr<v1::SyncResponse> Sync(absl::string_view device_id,
+                                        const v1::SyncRequest& request);
+  /// A new certificate for the device's key (sent as a CSR), for renewal before expiry.
+  absl::StatusOr<v1::RenewResponse> Renew(absl::string_view device_id,
+                                          const v1::RenewRequest& request);
+  /// OK for an enrolled, active device; NOT_FOUND or PERMISSION_DENIED (decommissioned).
+  absl::Status CheckActive(absl::string_view device_id);
+  /// The device's desired-state generation (changes whenever what it should run may change).
+  absl::StatusOr<int64_t> Generation(absl::string_view device_id);
+  /// Blocks until the generation differs from `known` or `deadline` passes (in-process
+  /// changes wake it at once; callers poll Generation as well for other replicas).
+  void WaitForChange(absl::string_view device_id, int64_t known, absl::Time deadline);
+
+  absl::StatusOr<v1::ListDevicesResponse> List(const v1::ListDevicesRequest& request);
+  absl::StatusOr<v1::Device> Get(absl::string_view device_id);
+  absl::StatusOr<v1::Device> Update(const v1::UpdateDeviceRequest& request);
+  /// Marks the device decommissioned: every later device call with its certificate fails.
+  absl::StatusOr<v1::Device> Decommission(absl::string_view device_id);
+  absl::StatusOr<std::vector<FleetCount>> Counts();
+
+ private:
+  absl::StatusOr<v1::Device> DeviceFromRow(const store::Row& row) const;
+  void Notify(absl::string_view device_id);
+
+  DeviceRegistryOptions options_;
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  std::map<std::string, int64_t> changes_;  // in-process change counters per device
+};
+
+}  // namespace edgeloop::fleet

@@ -1,0 +1,347 @@
+#include "fleet/device_registry.h"
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/hardware.h"
+#include "common/random.h"
+#include "common/testing/fake_clock.h"
+#include "gtest/gtest.h"
+#include "store/migrations.h"
+#include "store/testing/postgres_cluster.h"
+
+namespace edgeloop::fleet {
+namespace {
+namespace fs = std::filesystem;
+
+v1::HardwareProfile Profile(const std::string& arch, std::vector<std::string> features,
+                            int64_t ram_mb) {
+  v1::HardwareProfile p;
+  p.set_arch(arch);
+  for (auto& f : features) p.add_isa_features(f);
+  p.set_cores(4);
+  p.set_ram_mb(ram_mb);
+  p.set_storage_mb(8000);
+  p.set_os("Debian GNU/Linux 12 (bookworm)");
+  return p;
+}
+
+v1::HardwareProfile Pi4() { return Profile("aarch64", {"asimd", "fp"}, 3796); }
+v1::HardwareProfile Orin() {
+  v1::HardwareProfile p = Profile("aarch64", {"asimd", "asimddp", "dotprod", "fp"}, 7620);
+  auto* gpu = p.add_accelerators();
+  gpu->set_kind("dri");
+  gpu->set_path("/dev/dri/renderD128");
+  return p;
+}
+
+/// The fleet suite on SQLite and on PostgreSQL.
+class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(::testing::TempDir(), "edgeloop-fleet-", RandomHex(6));
+    fs::create_directories(dir_);
+    std::string url = absl::StrCat("sqlite://", dir_, "/fleet.db");
+    if (GetParam() == "postgres") {
+      auto pg = store::testing::NewTestDatabase();
+      ASSERT_TRUE(pg.ok()) << pg.status();
+      url = *pg;
+    }
+    auto db = store::Database::Open({.url = url, .pool_size = 8});
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = std::move(*db);
+    ASSERT_TRUE(store::ApplyMigrations(*db_).ok());
+    auto ca = crypto::CertificateAuthority::LoadOrCreate(dir_ + "/ca", clock_.Now());
+    ASSERT_TRUE(ca.ok());
+    ca_ = std::move(*ca);
+    tokens_ = std::make_unique<EnrollmentTokens>(db_.get(), &clock_, ca_->pin());
+    pacer_ = std::make_unique<SyncPacer>(absl::Seconds(30), 1000, &clock_);
+    registry_ = std::make_unique<DeviceRegistry>(DeviceRegistryOptions{.database = db_.get(),
+                                                                       .ca = ca_.get(),
+                                                                       .tokens = tokens_.get(),
+                                                                       .pacer = pacer_.get(),
+                                                                       .clock = &clock_});
+  }
+  void TearDown() override {
+    registry_.reset();
+    db_.reset();
+    fs::remove_all(dir_);
+  }
+
+  std::string Token(int max_uses, std::map<std::string, std::string> labels = {},
+                    int64_t ttl = 3600) {
+    v1::CreateEnrollmentTokenRequest r;
+    r.set_max_uses(max_uses);
+    r.set_ttl_seconds(ttl);
+    r.mutable_labels()->insert(labels.begin(), labels.end());
+    auto created = tokens_->Create(r, "alice");
+    EXPECT_TRUE(created.ok()) << created.status();
+    return created->secret();
+  }
+
+  absl::StatusOr<v1::EnrollResponse> Enroll(const std::string& token,
+                                            const v1::HardwareProfile& profile,
+                                            const std::string& serial = "SN-1") {
+    auto csr = crypto::GenerateKeyAndCsr("device");
+    EXPECT_TRUE(csr.ok());
+    v1::EnrollRequest r;
+    r.set_token(token);
+    r.set_csr_pem(csr->csr_pem);
+    *r.mutable_profile() = profile;
+    r.set_serial(serial);
+    return registry_->Enroll(r);
+  }
+
+  int64_t DeviceCount() {
+    auto rows = db_->Query("SELECT COUNT(*) FROM devices", {});
+    return rows.ok() ? (*rows)[0].Int(0) : -1;
+  }
+
+  std::vector<std::string> Ids(const std::string& selector) {
+    v1::ListDevicesRequest r;
+    r.set_selector(selector);
+    auto list = registry_->List(r);
+    EXPECT_TRUE(list.ok()) << list.status();
+    std::vector<std::string> ids;
+    for (const auto& d : list->devices()) ids.push_back(d.serial());
+    return ids;
+  }
+
+  std::string dir_;
+  edgeloop::testing::FakeClock clock_;
+  std::unique_ptr<store::Database> db_;
+  std::unique_ptr<crypto::CertificateAuthority> ca_;
+  std::unique_ptr<EnrollmentTokens> tokens_;
+  std::unique_ptr<SyncPacer> pacer_;
+  std::unique_ptr<DeviceRegistry> registry_;
+};
+
+TEST_P(DeviceRegistryTest, EnrollIssuesACertificateForTheNewId) {
+  v1::HardwareProfile claimed = Pi4();
+  claimed.set_target("x86_64-v4");  // a device's claim is not trusted
+  (*claimed.mutable_labels())["site"] = "agent-says";
+  (*claimed.mutable_labels())["role"] = "camera";
+  auto enrolled = Enroll(Token(1, {{"site", "plant-3"}}), claimed);
+  ASSERT_TRUE(enrolled.ok()) << enrolled.status();
+  EXPECT_TRUE(absl::StartsWith(enrolled->device_id(), "dev-"));
+  EXPECT_EQ(enrolled->ca_pem(), ca_->cert_pem());
+  auto info = crypto::InspectCertificate(enrolled->cert_pem());
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->common_name, enrolled->device_id());
+
+  auto device = registry_->Get(enrolled->device_id());
+  ASSERT_TRUE(device.ok()) << device.status();
+  EXPECT_EQ(device->status(), v1::ACTIVE);
+  EXPECT_EQ(device->profile().target(), "aarch64-v8");
+  EXPECT_EQ(device->labels().at("site"), "plant-3");  // the token's labels win
+  EXPECT_EQ(device->labels().at("role"), "camera");
+  EXPECT_EQ(device->serial(), "SN-1");
+  EXPECT_TRUE(device->online());
+}
+
+TEST_P(DeviceRegistryTest, BadTokensAreRefusedWithAReasonAndCreateNothing) {
+  std::string once = Token(1);
+  ASSERT_TRUE(Enroll(once, Pi4()).ok());
+  auto used_up = Enroll(once, Pi4());
+  EXPECT_EQ(used_up.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(absl::StrContains(used_up.status().message(), "used up")) << used_up.status();
+
+  std::string expiring = Token(5, {}, 60);
+  clock_.Advance(absl::Minutes(2));
+  auto expired = Enroll(expiring, Pi4());
+  EXPECT_EQ(expired.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(absl::StrContains(expired.status().message(), "expired")) << expired.status();
+
+  std::string revoked = Token(5);
+  ASSERT_TRUE(tokens_->Revoke(revoked.substr(0, 16)).ok());
+  auto refused = Enroll(revoked, Pi4());
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "revoked")) << refused.status();
+
+  std::string good = Token(5);
+  std::string wrong_secret = good.substr(0, 17) + std::string(64, 'a') + good.substr(81);
+  EXPECT_EQ(Enroll(wrong_secret, Pi4()).status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(Enroll("garbage", Pi4()).status().code(), absl::StatusCode::kUnauthenticated);
+  std::string other_server = good.substr(0, 82) + std::string(64, '0');
+  auto pin = Enroll(other_server, Pi4());
+  EXPECT_EQ(pin.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_TRUE(absl::StrContains(pin.status().message(), "pin")) << pin.status();
+
+  // A bad CSR or profile fails before the token is spent.
+  v1::EnrollRequest bad_csr;
+  bad_csr.set_token(good);
+  bad_csr.set_csr_pem(
+      "-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----\n");
+  *bad_csr.mutable_profile() = Pi4();
+  EXPECT_EQ(registry_->Enroll(bad_csr).status().code(), absl::StatusCode::kInvalidArgument);
+  v1::HardwareProfile negative = Pi4();
+  negative.set_ram_mb(-512);
+  EXPECT_EQ(Enroll(good, negative).status().code(), absl::StatusCode::kInvalidArgument);
+  v1::HardwareProfile huge = Pi4();
+  (*huge.mutable_labels())["notes"] = std::string(10 << 20, 'x');
+  EXPECT_EQ(Enroll(good, huge).status().code(), absl::StatusCode::kInvalidArgument);
+
+  EXPECT_EQ(DeviceCount(), 1);
+  auto listed = tokens_->List();
+  for (const auto& t : listed->tokens()) {
+    if (absl::StartsWith(good, t.id())) {
+      EXPECT_EQ(t.uses(), 0);
+    }
+  }
+}
+
+TEST_P(DeviceRegistryTest, RacingDevicesCannotOverspendAToken) {
+  std::string token = Token(3);
+  std::atomic<int> enrolled{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      auto r = Enroll(token, Pi4(), absl::StrCat("SN-", i));
+      (r.ok() ? enrolled : refused)++;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(enrolled, 3);
+  EXPECT_EQ(refused, 5);
+  EXPECT_EQ(DeviceCount(), 3);
+}
+
+TEST_P(DeviceRegistryTest, SyncRecordsStateAndIsBoundToTheDevice) {
+  auto a = Enroll(Token(2), Pi4(), "A");
+  auto b = Enroll(Token(2), Pi4(), "B");
+  ASSERT_TRUE(a.ok() && b.ok());
+  clock_.Advance(absl::Minutes(5));
+  EXPECT_FALSE(registry_->Get(a->device_id())->online());
+
+  v1::SyncRequest sync;
+  sync.mutable_state()->set_agent_version("0.1.0");
+  sync.mutable_state()->set_profile_hash(ProfileHash(Pi4()));
+  sync.mutable_state()->mutable_health()->set_load1(0.5);
+  auto response = registry_->Sync(a->device_id(), sync);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_FALSE(response->send_profile());
+  EXPECT_GE(response->next_sync_ms(), 24000);  // 30 s ± 20 %
+  EXPECT_LE(response->next_sync_ms(), 36000);
+  EXPECT_EQ(response->desired_modules_size(), 0);
+  auto device = registry_->Get(a->device_id());
+  EXPECT_TRUE(device->online());
+  EXPECT_DOUBLE_EQ(device->state().health().load1(), 0.5);
+
+  // The profile changed on the device (RAM upgrade): the server asks for it, then stores it.
+  sync.mutable_state()->set_profile_hash(ProfileHash(Orin()));
+  EXPECT_TRUE(registry_->Sync(a->device_id(), sync)->send_profile());
+  *sync.mutable_profile() = Orin();
+  EXPECT_FALSE(registry_->Sync(a->device_id(), sync)->send_profile());
+  EXPECT_EQ(registry_->Get(a->device_id())->profile().target(), "aarch64-v8.2-dotprod");
+
+  v1::SyncRequest impostor;
+  impostor.set_device_id(b->device_id());
+  EXPECT_EQ(registry_->Sync(a->device_id(), impostor).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(registry_->Sync("dev-unknown", v1::SyncRequest()).status().code(),
+            absl::StatusCode::kNotFound);
+  v1::SyncRequest absurd;
+  absurd.mutable_profile()->set_arch("aarch64");
+  absurd.mutable_profile()->set_cores(-3);
+  EXPECT_EQ(registry_->Sync(a->device_id(), absurd).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  ASSERT_TRUE(registry_->Decommission(b->device_id()).ok());
+  EXPECT_EQ(registry_->Sync(b->device_id(), v1::SyncRequest()).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(registry_->CheckActive(b->device_id()).code(), absl::StatusCode::kPermissionDenied);
+  auto csr = crypto::GenerateKeyAndCsr("x");
+  v1::RenewRequest renew;
+  renew.set_csr_pem(csr->csr_pem);
+  EXPECT_EQ(registry_->Renew(b->device_id(), renew).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto renewed = registry_->Renew(a->device_id(), renew);
+  ASSERT_TRUE(renewed.ok());
+  EXPECT_EQ(crypto::InspectCertificate(renewed->cert_pem())->common_name, a->device_id());
+}
+
+TEST_P(DeviceRegistryTest, SelectorsOverLabelsAndHardware) {
+  ASSERT_TRUE(Enroll(Token(1, {{"site", "plant-3"}, {"tier", "prod"}}), Pi4(), "pi").ok());
+  ASSERT_TRUE(Enroll(Token(1, {{"site", "plant-1"}, {"env", "canary"}}), Orin(), "orin").ok());
+  v1::HardwareProfile nuc = Profile("x86_64", {}, 16000);
+  ASSERT_TRUE(Enroll(Token(1, {{"site", "plant-3"}, {"env", "prod"}}), nuc, "nuc").ok());
+
+  EXPECT_EQ(Ids("").size(), 3u);
+  EXPECT_EQ(Ids("site=plant-3,tier!=test").size(), 2u);
+  EXPECT_EQ(Ids("env in (prod,canary)").size(), 2u);
+  EXPECT_EQ(Ids("hw.arch=aarch64,hw.ram_mb>=4096"), std::vector<std::string>{"orin"});
+  EXPECT_EQ(Ids("hw.target=aarch64-v8"), std::vector<std::string>{"pi"});
+  EXPECT_EQ(Ids("hw.accel=dri"), std::vector<std::string>{"orin"});
+  EXPECT_EQ(Ids("!hw.accel,hw.cores<8").size(), 2u);
+  v1::ListDevicesRequest bad;
+  bad.set_selector("site in plant");
+  EXPECT_EQ(registry_->List(bad).status().code(), absl::StatusCode::kInvalidArgument);
+
+  v1::ListDevicesRequest paged;
+  paged.set_page_size(2);
+  auto first = registry_->List(paged);
+  ASSERT_EQ(first->devices_size(), 2);
+  ASSERT_FALSE(first->next_page_token().empty());
+  paged.set_page_token(first->next_page_token());
+  EXPECT_EQ(registry_->List(paged)->devices_size(), 1);
+}
+
+TEST_P(DeviceRegistryTest, LabelEditsBumpTheGenerationAndWakeWatchers) {
+  auto d = Enroll(Token(1), Pi4());
+  ASSERT_TRUE(d.ok());
+  const int64_t before = *registry_->Generation(d->device_id());
+  std::atomic<bool> woke{false};
+  std::thread watcher([&] {
+    registry_->WaitForChange(d->device_id(), before, absl::Now() + absl::Seconds(20));
+    woke = true;
+  });
+  absl::SleepFor(absl::Milliseconds(50));
+  v1::UpdateDeviceRequest update;
+  update.set_id(d->device_id());
+  (*update.mutable_labels())["room"] = "B12";
+  auto updated = registry_->Update(update);
+  watcher.join();
+  EXPECT_TRUE(woke);
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->labels().at("room"), "B12");
+  EXPECT_EQ(*registry_->Generation(d->device_id()), before + 1);
+  update.clear_labels();
+  update.add_remove_labels("room");
+  EXPECT_EQ(registry_->Update(update)->labels().count("room"), 0u);
+  update.set_id("dev-nobody");
+  EXPECT_EQ(registry_->Update(update).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(registry_->Decommission("dev-nobody").status().code(), absl::StatusCode::kNotFound);
+
+  auto counts = registry_->Counts();
+  ASSERT_TRUE(counts.ok());
+  ASSERT_EQ(counts->size(), 1u);
+  EXPECT_EQ((*counts)[0].target, "aarch64-v8");
+  EXPECT_TRUE((*counts)[0].online);
+}
+
+INSTANTIATE_TEST_SUITE_P(Drivers, DeviceRegistryTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+TEST(SyncPacerTest, JittersAndBacksOffUnderLoad) {
+  edgeloop::testing::FakeClock clock;
+  SyncPacer pacer(absl::Seconds(30), /*capacity_per_second=*/10, &clock);
+  absl::Duration lo = absl::InfiniteDuration(), hi = absl::ZeroDuration();
+  for (int i = 0; i < 50; ++i) {
+    clock.Advance(absl::Seconds(1));  // 1 sync/s: below capacity
+    absl::Duration d = pacer.Next();
+    lo = std::min(lo, d);
+    hi = std::max(hi, d);
+  }
+  EXPECT_GE(lo, absl::Seconds(24));
+  EXPECT_LE(hi, absl::Seconds(36));
+  EXPECT_GT(hi - lo, absl::Seconds(3));  // actually spread
+  // 1000 syncs in one second: 100 per second over the window, 10x capacity.
+  absl::Duration last;
+  for (int i = 0; i < 1000; ++i) last = pacer.Next();
+  EXPECT_GE(last, absl::Seconds(30) * 0.8 * 9);
+}
+
+}  // namespace
+}  // namespace edgeloop::fleet
