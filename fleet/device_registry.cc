@@ -212,12 +212,22 @@ void DeviceRegistry::WaitForChange(absl::string_view device_id, int64_t known,
   std::unique_lock lock(watch_mu_);
   const std::string id(device_id);
   const int64_t start = changes_[id];
+  const int64_t wake_all = wake_all_;
   lock.unlock();
   // Check the database after registering interest, so a change in between is not missed.
   auto current = Generation(device_id);
   if (!current.ok() || *current != known) return;
   lock.lock();
-  watch_cv_.wait_until(lock, absl::ToChronoTime(deadline), [&] { return changes_[id] != start; });
+  watch_cv_.wait_until(lock, absl::ToChronoTime(deadline),
+                       [&] { return changes_[id] != start || wake_all_ != wake_all; });
+}
+
+void DeviceRegistry::WakeAllWatchers() {
+  {
+    std::lock_guard lock(watch_mu_);
+    ++wake_all_;
+  }
+  watch_cv_.notify_all();
 }
 
 absl::StatusOr<v1::ListDevicesResponse> DeviceRegistry::List(

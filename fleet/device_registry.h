@@ -59,6 +59,8 @@ class DeviceRegistry {
   /// Blocks until the generation differs from `known` or `deadline` passes (in-process
   /// changes wake it at once; callers poll Generation as well for other replicas).
   void WaitForChange(absl::string_view device_id, int64_t known, absl::Time deadline);
+  /// Wakes every WaitForChange at once (server shutdown).
+  void WakeAllWatchers();
 
   absl::StatusOr<v1::ListDevicesResponse> List(const v1::ListDevicesRequest& request);
   absl::StatusOr<v1::Device> Get(absl::string_view device_id);
@@ -75,6 +77,7 @@ class DeviceRegistry {
   std::mutex watch_mu_;
   std::condition_variable watch_cv_;
   std::map<std::string, int64_t> changes_;  // in-process change counters per device
+  int64_t wake_all_ = 0;
 };
 
 }  // namespace edgeloop::fleet

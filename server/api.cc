@@ -84,6 +84,46 @@ absl::StatusOr<v1::PingResponse> Api::Ping(const Principal& p, const v1::PingReq
   return v1::PingResponse();
 }
 
+absl::StatusOr<v1::CreateEnrollmentTokenResponse> Api::CreateEnrollmentToken(
+    const Principal& p, const v1::CreateEnrollmentTokenRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
+  return options_.enrollment_tokens->Create(r, p.actor());
+}
+
+absl::StatusOr<v1::ListEnrollmentTokensResponse> Api::ListEnrollmentTokens(
+    const Principal& p, const v1::ListEnrollmentTokensRequest&) {
+  RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
+  return options_.enrollment_tokens->List();
+}
+
+absl::StatusOr<v1::EnrollmentToken> Api::RevokeEnrollmentToken(
+    const Principal& p, const v1::RevokeEnrollmentTokenRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
+  return options_.enrollment_tokens->Revoke(r.id());
+}
+
+absl::StatusOr<v1::ListDevicesResponse> Api::ListDevices(const Principal& p,
+                                                         const v1::ListDevicesRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
+  return options_.devices->List(r);
+}
+
+absl::StatusOr<v1::Device> Api::GetDevice(const Principal& p, const v1::GetDeviceRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
+  return options_.devices->Get(r.id());
+}
+
+absl::StatusOr<v1::Device> Api::UpdateDevice(const Principal& p, const v1::UpdateDeviceRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
+  return options_.devices->Update(r);
+}
+
+absl::StatusOr<v1::Device> Api::DecommissionDevice(const Principal& p,
+                                                   const v1::DecommissionDeviceRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
+  return options_.devices->Decommission(r.id());
+}
+
 absl::StatusOr<std::unique_ptr<store::BlobWriter>> Api::BeginBlobUpload(const Principal& p,
                                                                         int64_t declared_size) {
   RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));

@@ -4,7 +4,10 @@
 
 #include "absl/status/statusor.h"
 #include "edgeloop/v1/admin.pb.h"
+#include "edgeloop/v1/device.pb.h"
 #include "edgeloop/v1/registry.pb.h"
+#include "fleet/device_registry.h"
+#include "fleet/enrollment_tokens.h"
 #include "registry/registry.h"
 #include "server/auth.h"
 #include "store/blob_store.h"
@@ -12,9 +15,11 @@
 namespace edgeloop::server {
 
 struct ApiOptions {
-  registry::Registry* registry = nullptr;  // not owned
-  store::BlobStore* blobs = nullptr;       // not owned
-  TokenStore* tokens = nullptr;            // not owned
+  registry::Registry* registry = nullptr;                // not owned
+  store::BlobStore* blobs = nullptr;                     // not owned
+  TokenStore* tokens = nullptr;                          // not owned
+  fleet::DeviceRegistry* devices = nullptr;              // not owned
+  fleet::EnrollmentTokens* enrollment_tokens = nullptr;  // not owned
   int64_t max_upload_bytes = int64_t{2} << 30;
 };
 
@@ -47,6 +52,19 @@ class Api {
                                                     const v1::ListTokensRequest& r);
   absl::StatusOr<v1::ApiToken> RevokeToken(const Principal& p, const v1::RevokeTokenRequest& r);
   absl::StatusOr<v1::PingResponse> Ping(const Principal& p, const v1::PingRequest& r);
+
+  absl::StatusOr<v1::CreateEnrollmentTokenResponse> CreateEnrollmentToken(
+      const Principal& p, const v1::CreateEnrollmentTokenRequest& r);
+  absl::StatusOr<v1::ListEnrollmentTokensResponse> ListEnrollmentTokens(
+      const Principal& p, const v1::ListEnrollmentTokensRequest& r);
+  absl::StatusOr<v1::EnrollmentToken> RevokeEnrollmentToken(
+      const Principal& p, const v1::RevokeEnrollmentTokenRequest& r);
+  absl::StatusOr<v1::ListDevicesResponse> ListDevices(const Principal& p,
+                                                      const v1::ListDevicesRequest& r);
+  absl::StatusOr<v1::Device> GetDevice(const Principal& p, const v1::GetDeviceRequest& r);
+  absl::StatusOr<v1::Device> UpdateDevice(const Principal& p, const v1::UpdateDeviceRequest& r);
+  absl::StatusOr<v1::Device> DecommissionDevice(const Principal& p,
+                                                const v1::DecommissionDeviceRequest& r);
 
   /// Starts a blob upload. `declared_size` (-1 when unknown) lets an oversized upload be
   /// refused before any byte is read.

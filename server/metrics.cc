@@ -67,8 +67,10 @@ std::string ProcessMetrics() {
 
 }  // namespace
 
-ServerMetrics::ServerMetrics(registry::Registry* registry)
-    : registry_(registry), prometheus_(std::make_shared<prometheus::Registry>()) {
+ServerMetrics::ServerMetrics(registry::Registry* registry, fleet::DeviceRegistry* devices)
+    : registry_(registry),
+      devices_(devices),
+      prometheus_(std::make_shared<prometheus::Registry>()) {
   http_requests_ = &prometheus::BuildCounter()
                         .Name("edgeloop_http_requests_total")
                         .Help("REST requests by method, route template and HTTP status code.")
@@ -98,6 +100,29 @@ ServerMetrics::ServerMetrics(registry::Registry* registry)
            .Help("1 when the last scrape could not read registry sizes from the database.")
            .Register(*prometheus_)
            .Add({});
+  devices_gauge_ = &prometheus::BuildGauge()
+                        .Name("edgeloop_devices")
+                        .Help("Enrolled devices by status, target class and connectivity.")
+                        .Register(*prometheus_);
+}
+
+void ServerMetrics::RefreshDevices() {
+  auto counts = devices_->Counts();
+  if (!counts.ok()) return;
+  std::lock_guard lock(devices_mu_);
+  // Series that have no devices any more read 0 rather than keep their last value.
+  for (auto& [key, gauge] : device_series_) gauge->Set(0);
+  for (const fleet::FleetCount& c : *counts) {
+    const std::string connectivity = c.online ? "online" : "offline";
+    const std::string key = absl::StrCat(c.status, "|", c.target, "|", connectivity);
+    auto it = device_series_.find(key);
+    if (it == device_series_.end()) {
+      prometheus::Gauge* gauge = &devices_gauge_->Add(
+          {{"status", c.status}, {"target", c.target}, {"connectivity", connectivity}});
+      it = device_series_.emplace(key, gauge).first;
+    }
+    it->second->Increment(static_cast<double>(c.devices));
+  }
 }
 
 void ServerMetrics::ObserveHttp(absl::string_view method, absl::string_view route, int code,
@@ -124,6 +149,7 @@ std::string ServerMetrics::Render() {
     aliases_->Set(static_cast<double>(sizes->aliases));
   }
   registry_errors_->Set(sizes.ok() ? 0 : 1);
+  RefreshDevices();
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, prometheus_->Collect());
   return out.str() + ProcessMetrics();

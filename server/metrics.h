@@ -1,10 +1,13 @@
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "fleet/device_registry.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -20,7 +23,7 @@ namespace edgeloop::server {
 /// Thread-safe.
 class ServerMetrics {
  public:
-  explicit ServerMetrics(registry::Registry* registry);
+  ServerMetrics(registry::Registry* registry, fleet::DeviceRegistry* devices);
 
   void ObserveHttp(absl::string_view method, absl::string_view route, int code,
                    absl::Duration elapsed);
@@ -30,7 +33,10 @@ class ServerMetrics {
   std::string Render();
 
  private:
+  void RefreshDevices();
+
   registry::Registry* registry_;
+  fleet::DeviceRegistry* devices_;
   std::shared_ptr<prometheus::Registry> prometheus_;
   prometheus::Family<prometheus::Counter>* http_requests_;
   prometheus::Family<prometheus::Histogram>* http_latency_;
@@ -40,6 +46,9 @@ class ServerMetrics {
   prometheus::Gauge* versions_;
   prometheus::Gauge* aliases_;
   prometheus::Gauge* registry_errors_;
+  prometheus::Family<prometheus::Gauge>* devices_gauge_;
+  std::mutex devices_mu_;
+  std::map<std::string, prometheus::Gauge*> device_series_;  // every label set ever exported
 };
 
 }  // namespace edgeloop::server

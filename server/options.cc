@@ -39,6 +39,12 @@ const std::map<std::string, Setter>& Flags() {
       {"blobs", String(&ServerOptions::blobs)},
       {"http-listen", String(&ServerOptions::http_listen)},
       {"grpc-listen", String(&ServerOptions::grpc_listen)},
+      {"device-listen", String(&ServerOptions::device_listen)},
+      {"device-hostnames", String(&ServerOptions::device_hostnames)},
+      {"sync-interval-seconds", Number(&ServerOptions::sync_interval_seconds)},
+      {"sync-capacity-per-second", Number(&ServerOptions::sync_capacity_per_second)},
+      {"device-cert-days", Number(&ServerOptions::device_cert_days)},
+      {"offline-after-seconds", Number(&ServerOptions::offline_after_seconds)},
       {"max-upload-bytes", Number(&ServerOptions::max_upload_bytes)},
       {"max-json-body-bytes", Number(&ServerOptions::max_json_body_bytes)},
       {"http-threads", Number(&ServerOptions::http_threads)},
@@ -64,6 +70,14 @@ std::string ServerUsage() {
   --blobs URL               file:///abs/dir (default <data-dir>/blobs) or postgresql
   --http-listen HOST:PORT   REST, /metrics, /healthz, /readyz (default 127.0.0.1:8080; 0 = any free port)
   --grpc-listen HOST:PORT   operator gRPC (default 127.0.0.1:9090)
+  --device-listen HOST:PORT device gRPC over TLS, for agents (default 0.0.0.0:7443)
+  --device-hostnames LIST   names/addresses agents dial, put in the TLS certificate
+                            (default localhost,127.0.0.1)
+  --sync-interval-seconds N base interval between device syncs (default 30; jittered,
+                            longer under load)
+  --sync-capacity-per-second N  syncs/s above which intervals stretch (default 500)
+  --device-cert-days N      validity of device certificates (default 30; agents renew)
+  --offline-after-seconds N a device unseen this long is offline (default 90)
   --max-upload-bytes N      largest blob accepted (default 2 GiB)
   --max-json-body-bytes N   largest JSON request body (default 4 MiB)
   --http-threads N          REST worker threads (default 8)

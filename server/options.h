@@ -15,6 +15,13 @@ struct ServerOptions {
   std::string blobs;  // default file://<data-dir>/blobs
   std::string http_listen = "127.0.0.1:8080";
   std::string grpc_listen = "127.0.0.1:9090";
+  std::string device_listen = "0.0.0.0:7443";
+  /// Names and addresses agents use to reach --device-listen; the TLS certificate covers them.
+  std::string device_hostnames = "localhost,127.0.0.1";
+  int sync_interval_seconds = 30;
+  int sync_capacity_per_second = 500;
+  int device_cert_days = 30;
+  int offline_after_seconds = 90;
   int64_t max_upload_bytes = int64_t{2} << 30;
   int64_t max_json_body_bytes = 4 << 20;
   int http_threads = 8;

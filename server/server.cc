@@ -5,13 +5,20 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "common/x509.h"
+#include "fleet/device_registry.h"
+#include "fleet/enrollment_tokens.h"
+#include "fleet/sync_pacer.h"
 #include "registry/registry.h"
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/grpc/admin_service.h"
+#include "server/grpc/device_service.h"
+#include "server/grpc/fleet_service.h"
 #include "server/grpc/registry_service.h"
 #include "server/metrics.h"
 #include "server/rest/http_server.h"
@@ -28,15 +35,24 @@ struct Server::Impl {
   std::unique_ptr<store::BlobStore> blobs;
   std::unique_ptr<registry::Registry> registry;
   std::unique_ptr<TokenStore> tokens;
+  std::unique_ptr<crypto::CertificateAuthority> ca;
+  crypto::ServerIdentity device_identity;
+  std::unique_ptr<fleet::EnrollmentTokens> enrollment_tokens;
+  std::unique_ptr<fleet::SyncPacer> pacer;
+  std::unique_ptr<fleet::DeviceRegistry> devices;
   std::unique_ptr<ServerMetrics> metrics;
   std::unique_ptr<Api> api;
   rest::Router router;
   std::unique_ptr<rest::HttpServer> http;
   std::unique_ptr<grpc_api::RegistryService> registry_service;
   std::unique_ptr<grpc_api::AdminService> admin_service;
+  std::unique_ptr<grpc_api::FleetService> fleet_service;
+  std::unique_ptr<grpc_api::DeviceService> device_service;
   std::unique_ptr<grpc::Server> grpc;
+  std::unique_ptr<grpc::Server> device_grpc;
   int http_port = 0;
   int grpc_port = 0;
+  int device_port = 0;
   bool started = false;
 
   absl::Status Readiness() {
@@ -74,10 +90,34 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   RETURN_IF_ERROR(
       s->tokens->BootstrapAdmin(options.data_dir + "/admin.token", env_token ? env_token : ""));
 
-  s->metrics = std::make_unique<ServerMetrics>(s->registry.get());
+  // Device identity: the CA signs device certificates and this server's TLS certificate for
+  // the device listener, issued afresh at each start for the configured host names.
+  const absl::Time now = absl::Now();
+  ASSIGN_OR_RETURN(s->ca,
+                   crypto::CertificateAuthority::LoadOrCreate(options.data_dir + "/ca", now));
+  std::vector<std::string> hosts = absl::StrSplit(options.device_hostnames, ',', absl::SkipEmpty());
+  ASSIGN_OR_RETURN(s->device_identity,
+                   s->ca->IssueServerIdentity(hosts, now, absl::Hours(24 * 365)));
+  s->enrollment_tokens =
+      std::make_unique<fleet::EnrollmentTokens>(s->db.get(), SystemClock::Get(), s->ca->pin());
+  s->pacer = std::make_unique<fleet::SyncPacer>(
+      absl::Seconds(options.sync_interval_seconds), options.sync_capacity_per_second,
+      SystemClock::Get(), static_cast<uint64_t>(absl::ToUnixNanos(now)));
+  s->devices = std::make_unique<fleet::DeviceRegistry>(
+      fleet::DeviceRegistryOptions{.database = s->db.get(),
+                                   .ca = s->ca.get(),
+                                   .tokens = s->enrollment_tokens.get(),
+                                   .pacer = s->pacer.get(),
+                                   .clock = SystemClock::Get(),
+                                   .cert_validity = absl::Hours(24) * options.device_cert_days,
+                                   .offline_after = absl::Seconds(options.offline_after_seconds)});
+
+  s->metrics = std::make_unique<ServerMetrics>(s->registry.get(), s->devices.get());
   s->api = std::make_unique<Api>(ApiOptions{.registry = s->registry.get(),
                                             .blobs = s->blobs.get(),
                                             .tokens = s->tokens.get(),
+                                            .devices = s->devices.get(),
+                                            .enrollment_tokens = s->enrollment_tokens.get(),
                                             .max_upload_bytes = options.max_upload_bytes});
   Impl* raw = s.get();
   s->router = rest::BuildRouter(s->api.get(), s->metrics.get(), [raw] { return raw->Readiness(); });
@@ -89,6 +129,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
       s->http, rest::HttpServer::Create(http_options, &s->router, s->api.get(), s->metrics.get()));
   s->registry_service = std::make_unique<grpc_api::RegistryService>(s->api.get(), s->metrics.get());
   s->admin_service = std::make_unique<grpc_api::AdminService>(s->api.get(), s->metrics.get());
+  s->fleet_service = std::make_unique<grpc_api::FleetService>(s->api.get(), s->metrics.get());
+  s->device_service = std::make_unique<grpc_api::DeviceService>(s->devices.get(), s->metrics.get());
   Log(LogLevel::kInfo, "storage ready",
       {{"db", options.db.substr(0, options.db.find("://") + 3) + "…"},
        {"blobs", options.blobs},
@@ -104,6 +146,7 @@ absl::Status Server::Start() {
   builder.AddListeningPort(s.options.grpc_listen, grpc::InsecureServerCredentials(), &s.grpc_port);
   builder.RegisterService(s.registry_service.get());
   builder.RegisterService(s.admin_service.get());
+  builder.RegisterService(s.fleet_service.get());
   // Uploads arrive in chunks; no single message needs more than this.
   builder.SetMaxReceiveMessageSize(16 << 20);
   s.grpc = builder.BuildAndStart();
@@ -112,12 +155,37 @@ absl::Status Server::Start() {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on --grpc-listen ", s.options.grpc_listen));
   }
+
+  // Devices: TLS always; a client certificate is optional at the handshake (Enroll has none
+  // yet) but verified against the CA when presented, and required by every call but Enroll.
+  grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  tls.pem_root_certs = s.ca->cert_pem();
+  // The chain includes the CA so an agent holding only the token's pin can find and check it.
+  tls.pem_key_cert_pairs.push_back(
+      {s.device_identity.key_pem, s.device_identity.cert_pem + s.ca->cert_pem()});
+  grpc::ServerBuilder device_builder;
+  device_builder.AddListeningPort(s.options.device_listen, grpc::SslServerCredentials(tls),
+                                  &s.device_port);
+  device_builder.RegisterService(s.device_service.get());
+  device_builder.SetMaxReceiveMessageSize(1 << 20);
+  s.device_grpc = device_builder.BuildAndStart();
+  if (s.device_grpc == nullptr || s.device_port == 0) {
+    s.grpc->Shutdown();
+    s.http->Shutdown(absl::ZeroDuration());
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on --device-listen ", s.options.device_listen));
+  }
   s.started = true;
-  RETURN_IF_ERROR(WriteFileAtomically(
-      s.options.data_dir + "/ports.json",
-      absl::StrCat("{\"http\": ", s.http_port, ", \"grpc\": ", s.grpc_port, "}\n")));
+  RETURN_IF_ERROR(
+      WriteFileAtomically(s.options.data_dir + "/ports.json",
+                          absl::StrCat("{\"http\": ", s.http_port, ", \"grpc\": ", s.grpc_port,
+                                       ", \"device\": ", s.device_port, "}\n")));
   Log(LogLevel::kInfo, "edgeloop-server listening",
-      {{"http_port", s.http_port}, {"grpc_port", s.grpc_port}, {"data_dir", s.options.data_dir}});
+      {{"http_port", s.http_port},
+       {"grpc_port", s.grpc_port},
+       {"device_port", s.device_port},
+       {"ca_pin", s.ca->pin()},
+       {"data_dir", s.options.data_dir}});
   return absl::OkStatus();
 }
 
@@ -127,6 +195,8 @@ void Server::Shutdown() {
   s.started = false;
   const absl::Duration grace = absl::Seconds(s.options.shutdown_grace_seconds);
   Log(LogLevel::kInfo, "shutting down", {{"grace_seconds", s.options.shutdown_grace_seconds}});
+  s.device_service->Stop();
+  s.device_grpc->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
   s.grpc->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
   s.http->Shutdown(grace);
   Log(LogLevel::kInfo, "stopped");
@@ -134,5 +204,6 @@ void Server::Shutdown() {
 
 int Server::http_port() const { return impl_->http_port; }
 int Server::grpc_port() const { return impl_->grpc_port; }
+int Server::device_port() const { return impl_->device_port; }
 
 }  // namespace edgeloop::server

@@ -21,6 +21,7 @@ class Server {
 
   int http_port() const;
   int grpc_port() const;
+  int device_port() const;
 
  private:
   struct Impl;

@@ -188,6 +188,50 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
                    m->set_id(r.path.at("id"));
                    return absl::OkStatus();
                  }));
+  router.Add("POST", "/v1/enrollment-tokens", RouteKind::kJson,
+             Json<v1::CreateEnrollmentTokenRequest, v1::CreateEnrollmentTokenResponse>(
+                 api, &Api::CreateEnrollmentToken, Body, 201));
+  router.Add("GET", "/v1/enrollment-tokens", RouteKind::kJson,
+             Json<v1::ListEnrollmentTokensRequest, v1::ListEnrollmentTokensResponse>(
+                 api, &Api::ListEnrollmentTokens, Body));
+  router.Add("POST", "/v1/enrollment-tokens/{id}:revoke", RouteKind::kJson,
+             Json<v1::RevokeEnrollmentTokenRequest, v1::EnrollmentToken>(
+                 api, &Api::RevokeEnrollmentToken,
+                 [](const RestRequest& r, v1::RevokeEnrollmentTokenRequest* m) {
+                   m->set_id(r.path.at("id"));
+                   return absl::OkStatus();
+                 }));
+  router.Add("GET", "/v1/devices", RouteKind::kJson,
+             Json<v1::ListDevicesRequest, v1::ListDevicesResponse>(
+                 api, &Api::ListDevices, [](const RestRequest& r, v1::ListDevicesRequest* m) {
+                   int64_t size = 0;
+                   absl::Status s = QueryInt(r, "pageSize", &size);
+                   m->set_page_size(static_cast<int32_t>(std::clamp<int64_t>(size, 0, 100000)));
+                   m->set_page_token(Query(r, "pageToken"));
+                   m->set_selector(Query(r, "selector"));
+                   return s;
+                 }));
+  router.Add("GET", "/v1/devices/{id}", RouteKind::kJson,
+             Json<v1::GetDeviceRequest, v1::Device>(
+                 api, &Api::GetDevice, [](const RestRequest& r, v1::GetDeviceRequest* m) {
+                   m->set_id(r.path.at("id"));
+                   return absl::OkStatus();
+                 }));
+  router.Add("PATCH", "/v1/devices/{id}", RouteKind::kJson,
+             Json<v1::UpdateDeviceRequest, v1::Device>(
+                 api, &Api::UpdateDevice, [](const RestRequest& r, v1::UpdateDeviceRequest* m) {
+                   absl::Status s = Body(r, m);
+                   if (!s.ok()) return s;
+                   m->set_id(r.path.at("id"));
+                   return absl::OkStatus();
+                 }));
+  router.Add("POST", "/v1/devices/{id}:decommission", RouteKind::kJson,
+             Json<v1::DecommissionDeviceRequest, v1::Device>(
+                 api, &Api::DecommissionDevice,
+                 [](const RestRequest& r, v1::DecommissionDeviceRequest* m) {
+                   m->set_id(r.path.at("id"));
+                   return absl::OkStatus();
+                 }));
   router.Add("GET", "/v1/ping", RouteKind::kJson,
              Json<v1::PingRequest, v1::PingResponse>(api, &Api::Ping, Body));
   return router;

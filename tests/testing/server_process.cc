@@ -93,10 +93,11 @@ absl::Status ServerProcess::Start(absl::Duration timeout) {
     }
     auto text = ReadFile(ports);
     std::smatch m;
-    static const std::regex kPorts(R"(\{"http": (\d+), "grpc": (\d+)\})");
+    static const std::regex kPorts(R"(\{"http": (\d+), "grpc": (\d+), "device": (\d+)\})");
     if (text.ok() && std::regex_search(*text, m, kPorts)) {
       http_port_ = std::stoi(m[1]);
       grpc_port_ = std::stoi(m[2]);
+      device_port_ = std::stoi(m[3]);
       auto ready = HttpClient(http_port_).Get("/readyz");
       if (ready.ok() && ready->status == 200) return absl::OkStatus();
     }

@@ -36,6 +36,8 @@ class ServerProcess {
 
   int http_port() const { return http_port_; }
   int grpc_port() const { return grpc_port_; }
+  int device_port() const { return device_port_; }
+  std::string device_address() const { return "127.0.0.1:" + std::to_string(device_port_); }
   std::string grpc_address() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
   std::string admin_token() const;
   const std::string& data_dir() const { return options_.data_dir; }
@@ -47,6 +49,7 @@ class ServerProcess {
   pid_t pid_ = -1;
   int http_port_ = 0;
   int grpc_port_ = 0;
+  int device_port_ = 0;
 };
 
 /// Runs a command (argv) to completion; returns its exit code and captured stdout + stderr.

@@ -1,0 +1,105 @@
+#include "server/grpc/device_service.h"
+
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "common/status.h"
+#include "server/grpc/call_internal.h"
+
+namespace edgeloop::server::grpc_api {
+namespace {
+
+/// The device id the verified client certificate names, or UNAUTHENTICATED.
+absl::StatusOr<std::string> PeerDeviceId(const grpc::ServerContext& context) {
+  auto auth = context.auth_context();
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) {
+    return absl::UnauthenticatedError(
+        "this call needs the device's client certificate (enroll first)");
+  }
+  auto names = auth->FindPropertyValues("x509_common_name");
+  if (names.empty()) return absl::UnauthenticatedError("client certificate has no common name");
+  return std::string(names[0].data(), names[0].size());
+}
+
+/// Records metrics and a log line for one device call and maps its status.
+grpc::Status Finish(ServerMetrics& metrics, const char* method, absl::Time start,
+                    const absl::Status& status, absl::string_view device_id) {
+  const absl::Duration elapsed = absl::Now() - start;
+  metrics.ObserveGrpc(method, StatusCodeName(status.code()), elapsed);
+  if (!status.ok()) {
+    Log(HttpStatusFor(status) >= 500 ? LogLevel::kWarning : LogLevel::kInfo, "device call refused",
+        {{"method", method},
+         {"device", device_id},
+         {"code", StatusCodeName(status.code())},
+         {"error", std::string(status.message())}});
+  }
+  return ToGrpcStatus(status);
+}
+
+template <typename Resp, typename Call>
+grpc::Status AsDevice(ServerMetrics& metrics, const char* method, grpc::ServerContext* context,
+                      Resp* out, Call call) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::string> id = PeerDeviceId(*context);
+  absl::Status status = id.status();
+  if (id.ok()) {
+    auto result = call(*id);
+    status = result.status();
+    if (result.ok()) *out = std::move(*result);
+  }
+  return Finish(metrics, method, start, status, id.ok() ? *id : "");
+}
+
+}  // namespace
+
+grpc::Status DeviceService::Enroll(grpc::ServerContext*, const v1::EnrollRequest* r,
+                                   v1::EnrollResponse* out) {
+  const absl::Time start = absl::Now();
+  auto result = devices_.Enroll(*r);
+  if (result.ok()) {
+    *out = std::move(*result);
+    Log(LogLevel::kInfo, "device enrolled",
+        {{"device", out->device_id()}, {"serial", r->serial()}});
+  }
+  return Finish(metrics_, "device.Enroll", start, result.status(), "");
+}
+
+grpc::Status DeviceService::Sync(grpc::ServerContext* c, const v1::SyncRequest* r,
+                                 v1::SyncResponse* out) {
+  return AsDevice(metrics_, "device.Sync", c, out,
+                  [&](const std::string& id) { return devices_.Sync(id, *r); });
+}
+
+grpc::Status DeviceService::Renew(grpc::ServerContext* c, const v1::RenewRequest* r,
+                                  v1::RenewResponse* out) {
+  return AsDevice(metrics_, "device.Renew", c, out,
+                  [&](const std::string& id) { return devices_.Renew(id, *r); });
+}
+
+grpc::Status DeviceService::Watch(grpc::ServerContext* c, const v1::WatchRequest* r,
+                                  grpc::ServerWriter<v1::WatchEvent>* writer) {
+  v1::WatchEvent ignored;
+  return AsDevice(metrics_, "device.Watch", c, &ignored,
+                  [&](const std::string& id) -> absl::StatusOr<v1::WatchEvent> {
+                    int64_t known = r->known_generation();
+                    while (!stopping_ && !c->IsCancelled()) {
+                      ASSIGN_OR_RETURN(int64_t generation, devices_.Generation(id));
+                      if (generation != known) {
+                        v1::WatchEvent event;
+                        event.set_desired_generation(generation);
+                        if (!writer->Write(event)) break;
+                        known = generation;
+                      }
+                      // Changes made through this replica wake the wait at once; the timeout picks
+                      // up changes made through other replicas.
+                      devices_.WaitForChange(id, known, absl::Now() + absl::Seconds(15));
+                    }
+                    return v1::WatchEvent();
+                  });
+}
+
+void DeviceService::Stop() {
+  stopping_ = true;
+  devices_.WakeAllWatchers();
+}
+
+}  // namespace edgeloop::server::grpc_api
