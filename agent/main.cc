@@ -1,64 +1,73 @@
 // edgeloop-agent: the on-device side of edgeloop.
+#include <signal.h>
+
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include "absl/strings/str_split.h"
+#include "agent/agent.h"
+#include "agent/agent_options.h"
 #include "agent/hardware_profile.h"
+#include "common/logging.h"
 #include "common/proto_json.h"
-
-namespace {
-
-constexpr char kUsage[] =
-    R"(usage: edgeloop-agent --print-profile [--state-dir DIR] [--labels k=v,...]
-
-  --print-profile     print this device's hardware profile and target class as JSON and exit;
-                      contacts nobody
-  --state-dir DIR     where the agent keeps its state; free storage is measured there (default .)
-  --labels k=v,...    labels to include in the profile
-)";
-
-}  // namespace
+#include "common/status.h"
 
 int main(int argc, char** argv) {
   using namespace edgeloop;
-  agent::ProfileOptions options;
-  bool print_profile = false;
-  std::vector<std::string> args(argv + 1, argv + argc);
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](const char* flag) -> std::string {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "edgeloop-agent: %s needs a value\n", flag);
-        std::exit(2);
-      }
-      return args[++i];
-    };
-    if (a == "--print-profile") {
-      print_profile = true;
-    } else if (a == "--state-dir") {
-      options.state_dir = value("--state-dir");
-    } else if (a == "--labels") {
-      for (absl::string_view pair : absl::StrSplit(value("--labels"), ',', absl::SkipEmpty())) {
-        std::pair<std::string, std::string> kv = absl::StrSplit(pair, absl::MaxSplits('=', 1));
-        if (kv.first.empty()) {
-          std::fprintf(stderr, "edgeloop-agent: --labels takes k=v,k=v\n");
-          return 2;
-        }
-        options.labels[kv.first] = kv.second;
-      }
-    } else if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else {
-      std::fprintf(stderr, "edgeloop-agent: unknown argument \"%s\"\n%s", a.c_str(), kUsage);
-      return 2;
-    }
+  bool help = false;
+  std::string usage;
+  auto options =
+      agent::ParseAgentOptions(std::vector<std::string>(argv + 1, argv + argc), &help, &usage);
+  if (help) {
+    std::fputs(usage.c_str(), stdout);
+    return 0;
   }
-  if (!print_profile) {
-    std::fputs(kUsage, stderr);
+  if (!options.ok()) {
+    std::fprintf(stderr, "edgeloop-agent: %s\n", std::string(options.status().message()).c_str());
     return 2;
   }
-  std::printf("%s\n", PrintProtoJson(agent::ReadHardwareProfile(options), /*pretty=*/true).c_str());
+  if (options->print_profile) {
+    agent::ProfileOptions profile_options;
+    profile_options.state_dir = options->state_dir;
+    profile_options.labels = options->labels;
+    std::printf(
+        "%s\n",
+        PrintProtoJson(agent::ReadHardwareProfile(profile_options), /*pretty=*/true).c_str());
+    return 0;
+  }
+  if (options->log_level == "debug") SetMinLogLevel(LogLevel::kDebug);
+  if (options->log_level == "warning") SetMinLogLevel(LogLevel::kWarning);
+  if (options->log_level == "error") SetMinLogLevel(LogLevel::kError);
+
+  // Only the thread in sigwait below receives SIGTERM/SIGINT.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto agent = agent::Agent::Create(*options);
+  if (!agent.ok()) {
+    Log(LogLevel::kError, "cannot start", {{"error", agent.status().ToString()}});
+    return 1;
+  }
+  absl::Status result;
+  std::thread runner([&] {
+    result = (*agent)->Run();
+    // Wake the signal wait below when Run ends on its own (error or --enroll-only).
+    ::kill(::getpid(), SIGTERM);
+  });
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  (*agent)->Stop();
+  runner.join();
+  if (!result.ok()) {
+    Log(LogLevel::kError, "stopped", {{"error", result.ToString()}});
+    std::fprintf(stderr, "edgeloop-agent: %s\n", std::string(result.message()).c_str());
+    return 1;
+  }
+  Log(LogLevel::kInfo, "stopped");
   return 0;
 }

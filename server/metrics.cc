@@ -1,14 +1,9 @@
 #include "server/metrics.h"
 
-#include <dirent.h>
-#include <unistd.h>
-
-#include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
+#include "common/process_metrics.h"
 #include "prometheus/text_serializer.h"
 
 namespace edgeloop::server {
@@ -18,51 +13,6 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
       0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
   return *buckets;
-}
-
-// Process metrics in the names Prometheus client libraries use, read from /proc at scrape.
-std::string ProcessMetrics() {
-  std::string out;
-  std::ifstream stat_file("/proc/self/stat");
-  std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
-  // Fields after the command name (which may contain spaces) start past the last ')'.
-  size_t close = stat.rfind(')');
-  if (close != std::string::npos) {
-    std::vector<std::string> f = absl::StrSplit(stat.substr(close + 2), ' ');
-    // f[0] is field 3 (state); utime=14, stime=15, starttime=22, rss=24 (1-based).
-    if (f.size() > 21) {
-      const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
-      const double cpu = (std::stod(f[11]) + std::stod(f[12])) / ticks;
-      double boot_time = 0;
-      std::ifstream proc_stat("/proc/stat");
-      for (std::string line; std::getline(proc_stat, line);) {
-        if (line.rfind("btime ", 0) == 0) boot_time = std::stod(line.substr(6));
-      }
-      const double start = boot_time + std::stod(f[19]) / ticks;
-      const double rss = std::stod(f[21]) * static_cast<double>(::sysconf(_SC_PAGESIZE));
-      absl::StrAppend(
-          &out,
-          "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n",
-          "# TYPE process_cpu_seconds_total counter\n", "process_cpu_seconds_total ", cpu, "\n",
-          "# HELP process_resident_memory_bytes Resident memory size in bytes.\n",
-          "# TYPE process_resident_memory_bytes gauge\n", "process_resident_memory_bytes ", rss,
-          "\n",
-          "# HELP process_start_time_seconds Start time of the process since unix epoch in "
-          "seconds.\n",
-          "# TYPE process_start_time_seconds gauge\n", "process_start_time_seconds ",
-          absl::StrFormat("%.3f", start), "\n");
-    }
-  }
-  int fds = 0;
-  if (DIR* dir = ::opendir("/proc/self/fd")) {
-    while (struct dirent* e = ::readdir(dir)) {
-      if (e->d_name[0] != '.') ++fds;
-    }
-    ::closedir(dir);
-  }
-  absl::StrAppend(&out, "# HELP process_open_fds Number of open file descriptors.\n",
-                  "# TYPE process_open_fds gauge\n", "process_open_fds ", fds, "\n");
-  return out;
 }
 
 }  // namespace
@@ -152,7 +102,7 @@ std::string ServerMetrics::Render() {
   RefreshDevices();
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, prometheus_->Collect());
-  return out.str() + ProcessMetrics();
+  return out.str() + ProcessMetricsText();
 }
 
 }  // namespace edgeloop::server

@@ -1,0 +1,359 @@
+#include "agent/agent.h"
+
+#include <stdlib.h>
+#include <sys/statvfs.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "agent/hardware_profile.h"
+#include "agent/trust.h"
+#include "common/enrollment_token.h"
+#include "common/file_util.h"
+#include "common/hardware.h"
+#include "common/logging.h"
+#include "common/process_metrics.h"
+#include "common/proto_json.h"
+#include "common/status.h"
+#include "common/x509.h"
+#include "prometheus/text_serializer.h"
+
+#ifndef EDGELOOP_VERSION
+#define EDGELOOP_VERSION "dev"
+#endif
+
+namespace edgeloop::agent {
+namespace {
+
+constexpr absl::Duration kProfileRefresh = absl::Minutes(10);
+constexpr absl::Duration kCallTimeout = absl::Seconds(30);
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+std::unique_ptr<grpc::ClientContext> CallContext() {
+  auto c = std::make_unique<grpc::ClientContext>();
+  c->set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+  return c;
+}
+
+// A stable hardware serial: DMI (x86 boards), the device tree (ARM boards), else machine-id.
+std::string DefaultSerial() {
+  for (const char* path :
+       {"/sys/class/dmi/id/product_serial", "/proc/device-tree/serial-number", "/etc/machine-id"}) {
+    std::ifstream in(path);
+    std::string value;
+    std::getline(in, value, '\0');
+    value = std::string(absl::StripAsciiWhitespace(value));
+    if (!value.empty() && value != "None" && value != "Not Specified") return value.substr(0, 128);
+  }
+  return "";
+}
+
+}  // namespace
+
+Agent::Agent(const AgentOptions& options) : options_(options) {
+  auto& syncs = prometheus::BuildCounter()
+                    .Name("edgeloop_agent_syncs_total")
+                    .Help("Sync calls by result.")
+                    .Register(*metrics_);
+  syncs_ok_ = &syncs.Add({{"result", "ok"}});
+  syncs_failed_ = &syncs.Add({{"result", "error"}});
+  auto gauge = [&](const char* name, const char* help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(*metrics_).Add({});
+  };
+  last_sync_ = gauge("edgeloop_agent_last_sync_timestamp_seconds",
+                     "When the last successful sync finished.");
+  next_sync_ =
+      gauge("edgeloop_agent_sync_interval_seconds", "Interval the server set for the next sync.");
+  enrolled_ =
+      gauge("edgeloop_agent_enrolled", "1 once the device holds a certificate from the server.");
+  cert_expiry_ = gauge("edgeloop_agent_certificate_expiry_timestamp_seconds",
+                       "When the device certificate expires.");
+  generation_gauge_ =
+      gauge("edgeloop_agent_desired_generation", "Generation of the desired state last received.");
+}
+
+Agent::~Agent() {
+  Stop();
+  if (watch_thread_.joinable()) watch_thread_.join();
+}
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options) {
+  auto agent = std::unique_ptr<Agent>(new Agent(options));
+  RETURN_IF_ERROR(MakeDirectories(options.state_dir, 0700));
+  if (agent->options_.serial.empty()) agent->options_.serial = DefaultSerial();
+  ASSIGN_OR_RETURN(std::optional<DeviceIdentity> identity, LoadIdentity(options.state_dir));
+  if (identity) agent->UseIdentity(std::move(*identity));
+  // Resume from the last desired state, so a restart does not look like a change.
+  if (auto desired = ReadFile(options.state_dir + "/desired.json"); desired.ok()) {
+    v1::SyncResponse last;
+    if (ParseProtoJson(*desired, &last, true).ok())
+      agent->desired_generation_ = last.desired_generation();
+  }
+  if (!options.metrics_listen.empty()) {
+    Agent* raw = agent.get();
+    ASSIGN_OR_RETURN(
+        agent->metrics_endpoint_,
+        MetricsEndpoint::Start(options.metrics_listen, [raw] { return raw->RenderMetrics(); }));
+    RETURN_IF_ERROR(WriteFileAtomically(
+        options.state_dir + "/ports.json",
+        absl::StrCat("{\"metrics\": ", agent->metrics_endpoint_->port(), "}\n")));
+  }
+  return agent;
+}
+
+void Agent::UseIdentity(DeviceIdentity identity) {
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = identity.ca_pem;
+  tls.pem_private_key = identity.key_pem;
+  tls.pem_cert_chain = identity.cert_pem;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(4 << 20);
+  auto channel = grpc::CreateCustomChannel(options_.server, grpc::SslCredentials(tls), args);
+  if (auto info = crypto::InspectCertificate(identity.cert_pem); info.ok()) {
+    cert_expiry_->Set(absl::ToDoubleSeconds(info->not_after - absl::UnixEpoch()));
+  }
+  enrolled_->Set(1);
+  std::lock_guard lock(mu_);
+  identity_ = std::move(identity);
+  channel_ = std::move(channel);
+}
+
+absl::Status Agent::Enroll() {
+  if (options_.enroll_token.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "this device is not enrolled (no identity in ", options_.state_dir,
+        "/identity); start it once with --enroll-token from `edgeloop token create --enroll`"));
+  }
+  ASSIGN_OR_RETURN(EnrollmentTokenParts token, ParseEnrollmentToken(options_.enroll_token));
+  std::string ca_pem;
+  if (!options_.ca_file.empty()) {
+    ASSIGN_OR_RETURN(ca_pem, ReadFile(options_.ca_file));
+  } else {
+    ASSIGN_OR_RETURN(ca_pem, FetchPinnedCa(options_.server, token.ca_pin));
+  }
+  ASSIGN_OR_RETURN(std::string key_pem, PendingKey(options_.state_dir));
+  ASSIGN_OR_RETURN(std::string csr_pem, crypto::CsrForKey(key_pem, "pending"));
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = ca_pem;
+  auto stub =
+      v1::DeviceService::NewStub(grpc::CreateChannel(options_.server, grpc::SslCredentials(tls)));
+  v1::EnrollRequest request;
+  request.set_token(options_.enroll_token);
+  request.set_csr_pem(csr_pem);
+  *request.mutable_profile() = ReadHardwareProfile({options_.state_dir, options_.labels});
+  request.set_serial(options_.serial);
+  v1::EnrollResponse response;
+  RETURN_IF_ERROR(FromGrpc(stub->Enroll(CallContext().get(), request, &response)));
+  DeviceIdentity identity{response.device_id(), key_pem, response.cert_pem(), response.ca_pem()};
+  RETURN_IF_ERROR(SaveIdentity(options_.state_dir, identity));
+  Log(LogLevel::kInfo, "enrolled", {{"device", response.device_id()}, {"server", options_.server}});
+  UseIdentity(std::move(identity));
+  return absl::OkStatus();
+}
+
+v1::DeviceHealth Agent::Health() const {
+  v1::DeviceHealth health;
+  health.set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
+  double load[1] = {0};
+  if (::getloadavg(load, 1) == 1) health.set_load1(load[0]);
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string line; std::getline(meminfo, line);) {
+    int64_t kb = 0;
+    if (absl::StartsWith(line, "MemAvailable:") &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::StripSuffix(line.substr(13), "kB")),
+                         &kb)) {
+      health.set_mem_available_mb(kb / 1024);
+    }
+  }
+  struct statvfs fs;
+  if (::statvfs(options_.state_dir.c_str(), &fs) == 0) {
+    health.set_storage_free_mb(static_cast<int64_t>(fs.f_bavail * fs.f_frsize / (1024 * 1024)));
+  }
+  return health;
+}
+
+absl::Status Agent::SyncOnce() {
+  if (absl::Now() - profile_read_ > kProfileRefresh) {
+    profile_ = ReadHardwareProfile({options_.state_dir, options_.labels});
+    std::string hash = ProfileHash(profile_);
+    if (hash != profile_hash_) send_profile_ = true;
+    profile_hash_ = std::move(hash);
+    profile_read_ = absl::Now();
+  }
+  std::shared_ptr<grpc::Channel> channel;
+  v1::SyncRequest request;
+  {
+    std::lock_guard lock(mu_);
+    channel = channel_;
+    request.set_device_id(identity_->device_id);
+  }
+  v1::DeviceState* state = request.mutable_state();
+  state->set_agent_version(EDGELOOP_VERSION);
+  state->set_profile_hash(profile_hash_);
+  *state->mutable_health() = Health();
+  if (send_profile_) *request.mutable_profile() = profile_;
+  v1::SyncResponse response;
+  RETURN_IF_ERROR(
+      FromGrpc(v1::DeviceService::NewStub(channel)->Sync(CallContext().get(), request, &response)));
+  send_profile_ = response.send_profile();
+  if (response.desired_generation() != desired_generation_.load()) {
+    RETURN_IF_ERROR(
+        WriteFileAtomically(options_.state_dir + "/desired.json", PrintProtoJson(response, true)));
+    Log(LogLevel::kInfo, "desired state changed",
+        {{"generation", response.desired_generation()},
+         {"modules", response.desired_modules_size()}});
+    desired_generation_ = response.desired_generation();
+  }
+  if (auto previous = ReadFile(options_.state_dir + "/actual.json");
+      !previous.ok() || previous->find(profile_hash_) == std::string::npos) {
+    // What the device runs (modules, agent, profile) changes rarely; health is not kept.
+    v1::DeviceState actual = *state;
+    actual.clear_health();
+    RETURN_IF_ERROR(
+        WriteFileAtomically(options_.state_dir + "/actual.json", PrintProtoJson(actual, true)));
+  }
+  syncs_ok_->Increment();
+  last_sync_->Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+  next_sync_->Set(static_cast<double>(response.next_sync_ms()) / 1000.0);
+  generation_gauge_->Set(static_cast<double>(response.desired_generation()));
+  // The server asked for the profile: send it right away rather than a whole interval later.
+  if (send_profile_) {
+    std::lock_guard lock(mu_);
+    sync_requested_ = true;
+  }
+  next_interval_ = absl::Milliseconds(std::max<int64_t>(response.next_sync_ms(), 100));
+  return absl::OkStatus();
+}
+
+absl::Status Agent::RenewIfDue() {
+  DeviceIdentity identity;
+  {
+    std::lock_guard lock(mu_);
+    identity = *identity_;
+  }
+  ASSIGN_OR_RETURN(crypto::CertificateInfo info, crypto::InspectCertificate(identity.cert_pem));
+  const absl::Time due = info.not_before + (info.not_after - info.not_before) * 2 / 3;
+  if (absl::Now() < due) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::string csr, crypto::CsrForKey(identity.key_pem, identity.device_id));
+  v1::RenewRequest request;
+  request.set_csr_pem(csr);
+  v1::RenewResponse response;
+  std::shared_ptr<grpc::Channel> channel;
+  {
+    std::lock_guard lock(mu_);
+    channel = channel_;
+  }
+  RETURN_IF_ERROR(FromGrpc(
+      v1::DeviceService::NewStub(channel)->Renew(CallContext().get(), request, &response)));
+  identity.cert_pem = response.cert_pem();
+  RETURN_IF_ERROR(SaveIdentity(options_.state_dir, identity));
+  Log(LogLevel::kInfo, "certificate renewed", {{"device", identity.device_id}});
+  UseIdentity(std::move(identity));
+  return absl::OkStatus();
+}
+
+absl::Duration Agent::Backoff() {
+  const int exponent = std::min(failures_, 16);
+  absl::Duration cap = absl::Seconds(options_.max_backoff_seconds);
+  absl::Duration base = std::min(cap, absl::Milliseconds(500) * (1 << exponent));
+  std::uniform_real_distribution<double> jitter(0.5, 1.0);
+  return base * jitter(random_);
+}
+
+bool Agent::Wait(absl::Duration d) {
+  std::unique_lock lock(mu_);
+  wake_.wait_until(lock, absl::ToChronoTime(absl::Now() + d),
+                   [&] { return stopping_.load() || sync_requested_; });
+  sync_requested_ = false;
+  return !stopping_;
+}
+
+void Agent::WatchLoop() {
+  while (!stopping_) {
+    std::shared_ptr<grpc::Channel> channel;
+    grpc::ClientContext* context = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      channel = channel_;
+      if (stopping_) break;  // checked under the lock Stop() takes, so no stream outlives it
+      watch_context_ = std::make_unique<grpc::ClientContext>();
+      context = watch_context_.get();
+    }
+    v1::WatchRequest request;
+    request.set_known_generation(desired_generation_);
+    auto reader = v1::DeviceService::NewStub(channel)->Watch(context, request);
+    v1::WatchEvent event;
+    while (reader->Read(&event)) {
+      if (event.desired_generation() != desired_generation_) {
+        std::lock_guard lock(mu_);
+        sync_requested_ = true;
+        wake_.notify_all();
+      }
+    }
+    reader->Finish();
+    std::unique_lock lock(mu_);
+    // Watch is a shortcut, not the source of truth: Sync keeps running if it is down.
+    wake_.wait_for(lock, std::chrono::seconds(5), [&] { return stopping_.load(); });
+  }
+}
+
+absl::Status Agent::Run() {
+  while (!stopping_ && !identity_) {
+    absl::Status enrolled = Enroll();
+    if (enrolled.ok()) break;
+    const bool permanent = absl::IsFailedPrecondition(enrolled) ||
+                           absl::IsInvalidArgument(enrolled) ||
+                           absl::IsPermissionDenied(enrolled) || absl::IsUnauthenticated(enrolled);
+    if (permanent) return enrolled;  // a token that failed will not succeed on retry
+    ++failures_;
+    Log(LogLevel::kWarning, "enrollment failed, retrying", {{"error", enrolled.ToString()}});
+    if (!Wait(Backoff())) return absl::OkStatus();
+  }
+  failures_ = 0;
+  if (options_.enroll_only || stopping_) return absl::OkStatus();
+  watch_thread_ = std::thread([this] { WatchLoop(); });
+  while (!stopping_) {
+    absl::Status status = RenewIfDue();
+    if (status.ok()) status = SyncOnce();
+    absl::Duration wait = next_interval_;
+    if (status.ok()) {
+      if (failures_ > 0)
+        Log(LogLevel::kInfo, "server reachable again", {{"after_failures", failures_}});
+      failures_ = 0;
+    } else {
+      syncs_failed_->Increment();
+      ++failures_;
+      wait = Backoff();
+      Log(absl::IsPermissionDenied(status) ? LogLevel::kError : LogLevel::kWarning, "sync failed",
+          {{"error", status.ToString()}, {"retry_in_ms", absl::ToInt64Milliseconds(wait)}});
+    }
+    Wait(wait);
+  }
+  return absl::OkStatus();
+}
+
+void Agent::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    if (watch_context_) watch_context_->TryCancel();
+  }
+  wake_.notify_all();
+}
+
+std::string Agent::RenderMetrics() {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, metrics_->Collect());
+  return out.str() + ProcessMetricsText();
+}
+
+}  // namespace edgeloop::agent

@@ -1,0 +1,86 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "agent/agent_options.h"
+#include "agent/identity.h"
+#include "agent/metrics_endpoint.h"
+#include "edgeloop/v1/device.grpc.pb.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
+
+namespace edgeloop::agent {
+
+/// The agent process: enrolls once (token → key + certificate kept in the state dir), then
+/// keeps the device in step with the server: Sync on the interval the server sets, at once
+/// when Watch says the desired state changed, with capped exponential back-off while the
+/// server is unreachable, renewing its certificate before it expires. Everything it must
+/// remember across restarts is in the state dir, written atomically.
+class Agent {
+ public:
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(const AgentOptions& options);
+  ~Agent();
+
+  /// Runs until Stop(). Returns an error only for what retrying cannot fix: not enrolled and
+  /// no token, a refused token, a server that is not the one the token pins.
+  absl::Status Run();
+  /// Thread-safe; makes Run return promptly.
+  void Stop();
+
+ private:
+  explicit Agent(const AgentOptions& options);
+  absl::Status Enroll();
+  absl::Status SyncOnce();
+  absl::Status RenewIfDue();
+  void WatchLoop();
+  void UseIdentity(DeviceIdentity identity);
+  /// Sleeps up to `d`; false when stopping. Returns early when a sync is requested.
+  bool Wait(absl::Duration d);
+  absl::Duration Backoff();
+  std::string RenderMetrics();
+  v1::DeviceHealth Health() const;
+
+  AgentOptions options_;
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool sync_requested_ = false;
+  std::mt19937_64 random_{std::random_device{}()};
+  int failures_ = 0;
+  absl::Time started_ = absl::Now();
+
+  std::optional<DeviceIdentity> identity_;              // guarded by mu_ once the watch thread runs
+  std::shared_ptr<grpc::Channel> channel_;              // mTLS, guarded by mu_
+  std::unique_ptr<grpc::ClientContext> watch_context_;  // guarded by mu_, for cancellation
+  std::thread watch_thread_;
+
+  v1::HardwareProfile profile_;
+  std::string profile_hash_;
+  absl::Time profile_read_ = absl::InfinitePast();
+  bool send_profile_ = true;
+  absl::Duration next_interval_ = absl::Seconds(30);
+  std::atomic<int64_t> desired_generation_{0};
+
+  std::shared_ptr<prometheus::Registry> metrics_ = std::make_shared<prometheus::Registry>();
+  prometheus::Counter* syncs_ok_;
+  prometheus::Counter* syncs_failed_;
+  prometheus::Gauge* last_sync_;
+  prometheus::Gauge* next_sync_;
+  prometheus::Gauge* enrolled_;
+  prometheus::Gauge* cert_expiry_;
+  prometheus::Gauge* generation_gauge_;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
+};
+
+}  // namespace edgeloop::agent

@@ -1,0 +1,30 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace edgeloop::agent {
+
+/// Everything `edgeloop-agent` is configured with (flags, or EDGELOOP_<FLAG> variables).
+struct AgentOptions {
+  std::string server;  // HOST:PORT of the server's --device-listen
+  std::string state_dir = "/var/lib/edgeloop";
+  std::string enroll_token;    // needed until the device has enrolled
+  std::string ca_file;         // trust this CA instead of the token's pin
+  std::string metrics_listen;  // HOST:PORT for /metrics; empty: none
+  std::map<std::string, std::string> labels;
+  std::string serial;  // default: DMI / device-tree serial, else machine-id
+  std::string log_level = "info";
+  bool print_profile = false;
+  bool enroll_only = false;  // enroll (if needed), then exit: for installers
+  int max_backoff_seconds = 60;
+};
+
+/// INVALID_ARGUMENT for bad flags; sets `*help` on --help. `*usage` gets the --help text.
+absl::StatusOr<AgentOptions> ParseAgentOptions(const std::vector<std::string>& args, bool* help,
+                                               std::string* usage);
+
+}  // namespace edgeloop::agent
