@@ -117,6 +117,12 @@ void Agent::UseIdentity(DeviceIdentity identity) {
   tls.pem_cert_chain = identity.cert_pem;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(4 << 20);
+  // gRPC backs off reconnecting on its own; keep that within the agent's own cap, or a
+  // device would sit out minutes after the server is back.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, options_.max_backoff_seconds * 1000);
+  // A channel of its own, so replacing it after a failure really starts a fresh connection.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   auto channel = grpc::CreateCustomChannel(options_.server, grpc::SslCredentials(tls), args);
   if (auto info = crypto::InspectCertificate(identity.cert_pem); info.ok()) {
     cert_expiry_->Set(absl::ToDoubleSeconds(info->not_after - absl::UnixEpoch()));
@@ -333,6 +339,16 @@ absl::Status Agent::Run() {
       syncs_failed_->Increment();
       ++failures_;
       wait = Backoff();
+      if (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) {
+        // gRPC's own reconnect schedule (and its resolver's) can lag well behind ours once the
+        // server is back; a new channel connects on the next attempt.
+        std::optional<DeviceIdentity> identity;
+        {
+          std::lock_guard lock(mu_);
+          identity = identity_;
+        }
+        UseIdentity(std::move(*identity));
+      }
       Log(absl::IsPermissionDenied(status) ? LogLevel::kError : LogLevel::kWarning, "sync failed",
           {{"error", status.ToString()}, {"retry_in_ms", absl::ToInt64Milliseconds(wait)}});
     }

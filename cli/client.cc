@@ -24,6 +24,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& serve
       grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), channel_args);
   client->registry_ = v1::RegistryService::NewStub(client->channel_);
   client->admin_ = v1::AdminService::NewStub(client->channel_);
+  client->fleet_ = v1::FleetService::NewStub(client->channel_);
   return client;
 }
 

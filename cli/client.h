@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "edgeloop/v1/admin.grpc.pb.h"
+#include "edgeloop/v1/device.grpc.pb.h"
 #include "edgeloop/v1/registry.grpc.pb.h"
 
 namespace edgeloop::cli {
@@ -24,12 +25,14 @@ class Client {
 
   v1::RegistryService::Stub& registry() { return *registry_; }
   v1::AdminService::Stub& admin() { return *admin_; }
+  v1::FleetService::Stub& fleet() { return *fleet_; }
 
  private:
   std::string token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::RegistryService::Stub> registry_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
+  std::unique_ptr<v1::FleetService::Stub> fleet_;
 };
 
 /// A failed call as a Status with the server's message.

@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "cli/table.h"
 #include "common/proto_json.h"
 #include "common/sha256.h"
@@ -314,10 +315,192 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
       absl::StrCat("unknown command \"model ", verb, "\" (see edgeloop --help)"));
 }
 
+absl::StatusOr<int64_t> TtlSeconds(const Args& args) {
+  absl::Duration ttl;
+  if (!absl::ParseDuration(args.Flag("ttl"), &ttl) || ttl <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--ttl takes a duration such as 24h or 90m");
+  }
+  return absl::ToInt64Seconds(ttl);
+}
+
+absl::StatusOr<std::map<std::string, std::string>> CommaPairs(const std::string& text,
+                                                              const std::string& flag) {
+  std::vector<std::string> pairs = absl::StrSplit(text, ',', absl::SkipEmpty());
+  return ParsePairs(pairs, flag);
+}
+
+absl::Status EnrollmentTokenCommand(const Args& args, Client& client, OutputFormat format,
+                                    std::ostream& out) {
+  const std::string& verb = args.words[1];
+  if (verb == "create") {
+    v1::CreateEnrollmentTokenRequest request;
+    ASSIGN_OR_RETURN(auto labels, CommaPairs(args.Flag("labels"), "labels"));
+    request.mutable_labels()->insert(labels.begin(), labels.end());
+    if (args.Has("max-uses")) {
+      ASSIGN_OR_RETURN(int64_t uses, Number(args.Flag("max-uses"), "--max-uses"));
+      request.set_max_uses(static_cast<int32_t>(std::min<int64_t>(uses, 1'000'000)));
+    }
+    if (args.Has("ttl")) {
+      ASSIGN_OR_RETURN(int64_t ttl, TtlSeconds(args));
+      request.set_ttl_seconds(ttl);
+    }
+    v1::CreateEnrollmentTokenResponse response;
+    RETURN_IF_ERROR(
+        FromGrpc(client.fleet().CreateEnrollmentToken(client.Context().get(), request, &response)));
+    if (format == OutputFormat::kJson) {
+      out << PrintProtoJson(response, true) << "\n";
+    } else {
+      out << "enrollment token " << response.token().id() << " (" << response.token().max_uses()
+          << " uses, expires " << Time(response.token().expire_time()) << "); shown only now:\n"
+          << response.secret() << "\n";
+    }
+    return absl::OkStatus();
+  }
+  if (verb == "list") {
+    v1::ListEnrollmentTokensResponse response;
+    RETURN_IF_ERROR(FromGrpc(client.fleet().ListEnrollmentTokens(
+        client.Context().get(), v1::ListEnrollmentTokensRequest(), &response)));
+    if (format == OutputFormat::kJson) {
+      out << PrintProtoJson(response, true) << "\n";
+      return absl::OkStatus();
+    }
+    Table table({"ID", "USES", "LABELS", "CREATED", "EXPIRES", "REVOKED", "BY"});
+    for (const auto& t : response.tokens()) {
+      table.Add({t.id(), absl::StrCat(t.uses(), "/", t.max_uses()), Pairs(t.labels()),
+                 Time(t.create_time()), Time(t.expire_time()), Time(t.revoke_time()),
+                 t.created_by()});
+    }
+    out << table.Render();
+    return absl::OkStatus();
+  }
+  if (verb == "revoke") {
+    RETURN_IF_ERROR(Need(args, 3, "token revoke --enroll ID"));
+    v1::RevokeEnrollmentTokenRequest request;
+    request.set_id(args.words[2]);
+    v1::EnrollmentToken token;
+    RETURN_IF_ERROR(
+        FromGrpc(client.fleet().RevokeEnrollmentToken(client.Context().get(), request, &token)));
+    out << "revoked enrollment token " << token.id() << "\n";
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown command \"token ", verb, " --enroll\""));
+}
+
+void PrintDevices(const std::vector<const v1::Device*>& devices, std::ostream& out) {
+  Table table({"ID", "STATUS", "ONLINE", "TARGET", "ARCH", "RAM MB", "LABELS", "LAST SEEN"});
+  for (const v1::Device* d : devices) {
+    table.Add({d->id(), d->status() == v1::ACTIVE ? "active" : "decommissioned",
+               d->online() ? "yes" : "no",
+               d->profile().target().empty() ? "-" : d->profile().target(), d->profile().arch(),
+               std::to_string(d->profile().ram_mb()), Pairs(d->labels()),
+               Time(d->last_seen_time())});
+  }
+  out << table.Render();
+}
+
+absl::Status DeviceCommand(const Args& args, Client& client, OutputFormat format,
+                           std::ostream& out) {
+  RETURN_IF_ERROR(Need(args, 2, "device list|show|label|decommission ..."));
+  const std::string& verb = args.words[1];
+  if (verb == "list") {
+    v1::ListDevicesRequest request;
+    request.set_selector(args.Flag("selector"));
+    v1::ListDevicesResponse all;
+    do {
+      v1::ListDevicesResponse page;
+      RETURN_IF_ERROR(FromGrpc(client.fleet().ListDevices(client.Context().get(), request, &page)));
+      all.mutable_devices()->MergeFrom(page.devices());
+      request.set_page_token(page.next_page_token());
+    } while (!request.page_token().empty());
+    if (format == OutputFormat::kJson) {
+      out << PrintProtoJson(all, true) << "\n";
+      return absl::OkStatus();
+    }
+    std::vector<const v1::Device*> devices;
+    for (const auto& d : all.devices()) devices.push_back(&d);
+    PrintDevices(devices, out);
+    return absl::OkStatus();
+  }
+  if (verb == "show") {
+    RETURN_IF_ERROR(Need(args, 3, "device show ID"));
+    v1::GetDeviceRequest request;
+    request.set_id(args.words[2]);
+    v1::Device device;
+    RETURN_IF_ERROR(FromGrpc(client.fleet().GetDevice(client.Context().get(), request, &device)));
+    if (format == OutputFormat::kJson) {
+      out << PrintProtoJson(device, true) << "\n";
+      return absl::OkStatus();
+    }
+    const v1::HardwareProfile& p = device.profile();
+    Table table({"FIELD", "VALUE"});
+    table.Add({"id", device.id()});
+    table.Add({"serial", device.serial().empty() ? "-" : device.serial()});
+    table.Add({"status", v1::DeviceStatus_Name(device.status())});
+    table.Add({"online", device.online() ? "yes" : "no"});
+    table.Add({"last seen", Time(device.last_seen_time())});
+    table.Add({"enrolled", absl::StrCat(Time(device.enroll_time()), " with token ",
+                                        device.enrollment_token_id())});
+    table.Add({"certificate expires", Time(device.cert_expire_time())});
+    table.Add({"labels", Pairs(device.labels())});
+    table.Add({"target", p.target().empty() ? "-" : p.target()});
+    table.Add({"cpu", absl::StrCat(p.arch(), ", ", p.cores(), " cores, ", p.cpu_model())});
+    table.Add({"isa", absl::StrJoin(p.isa_features(), " ")});
+    table.Add({"ram", absl::StrCat(p.ram_mb(), " MB")});
+    table.Add({"storage", absl::StrCat(p.storage_mb(), " MB free of ", p.storage_total_mb())});
+    for (const auto& a : p.accelerators())
+      table.Add({"accelerator", absl::StrCat(a.kind(), " ", a.path())});
+    table.Add({"os", absl::StrCat(p.os(), ", kernel ", p.kernel(), ", glibc ", p.glibc())});
+    table.Add({"agent", device.state().agent_version().empty() ? p.agent_version()
+                                                               : device.state().agent_version()});
+    for (const auto& m : device.state().modules()) {
+      table.Add(
+          {"module", absl::StrCat(m.module().model(), " v", m.module().version(), " ", m.state())});
+    }
+    out << table.Render();
+    return absl::OkStatus();
+  }
+  if (verb == "label") {
+    RETURN_IF_ERROR(Need(args, 4, "device label ID key=value ... key- ..."));
+    v1::UpdateDeviceRequest request;
+    request.set_id(args.words[2]);
+    for (size_t i = 3; i < args.words.size(); ++i) {
+      const std::string& w = args.words[i];
+      if (w.size() > 1 && w.back() == '-' && w.find('=') == std::string::npos) {
+        request.add_remove_labels(w.substr(0, w.size() - 1));
+        continue;
+      }
+      ASSIGN_OR_RETURN(auto pair, ParsePairs({w}, "label"));
+      request.mutable_labels()->insert(pair.begin(), pair.end());
+    }
+    v1::Device device;
+    RETURN_IF_ERROR(
+        FromGrpc(client.fleet().UpdateDevice(client.Context().get(), request, &device)));
+    if (format == OutputFormat::kJson) {
+      out << PrintProtoJson(device, true) << "\n";
+    } else {
+      out << device.id() << " labels: " << Pairs(device.labels()) << "\n";
+    }
+    return absl::OkStatus();
+  }
+  if (verb == "decommission") {
+    RETURN_IF_ERROR(Need(args, 3, "device decommission ID"));
+    v1::DecommissionDeviceRequest request;
+    request.set_id(args.words[2]);
+    v1::Device device;
+    RETURN_IF_ERROR(
+        FromGrpc(client.fleet().DecommissionDevice(client.Context().get(), request, &device)));
+    out << "decommissioned " << device.id() << "; its certificate is no longer accepted\n";
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown command \"device ", verb, "\" (see edgeloop --help)"));
+}
+
 absl::Status TokenCommand(const Args& args, Client& client, OutputFormat format,
                           std::ostream& out) {
   RETURN_IF_ERROR(Need(args, 2, "token create|list|revoke ..."));
   const std::string& verb = args.words[1];
+  if (args.Has("enroll")) return EnrollmentTokenCommand(args, client, format, out);
   if (verb == "create") {
     v1::CreateTokenRequest request;
     request.set_name(args.Flag("name"));
@@ -328,11 +511,8 @@ absl::Status TokenCommand(const Args& args, Client& client, OutputFormat format,
     }
     request.set_role(parsed);
     if (args.Has("ttl")) {
-      absl::Duration ttl;
-      if (!absl::ParseDuration(args.Flag("ttl"), &ttl) || ttl <= absl::ZeroDuration()) {
-        return absl::InvalidArgumentError("--ttl takes a duration such as 24h or 90m");
-      }
-      request.set_ttl_seconds(absl::ToInt64Seconds(ttl));
+      ASSIGN_OR_RETURN(int64_t ttl, TtlSeconds(args));
+      request.set_ttl_seconds(ttl);
     }
     if (request.name().empty())
       return absl::InvalidArgumentError("usage: edgeloop token create --name NAME --role ROLE");
@@ -397,6 +577,13 @@ const char* Usage() {
   token create --name NAME --role viewer|operator|admin [--ttl 24h]
   token list
   token revoke ID
+  token create --enroll [--labels k=v,...] [--max-uses N] [--ttl 24h]
+  token list --enroll
+  token revoke --enroll ID
+  device list [--selector 'site=plant-3,hw.arch=aarch64,hw.ram_mb>=512']
+  device show ID
+  device label ID key=value ... key- ...
+  device decommission ID
 
 --server defaults to $EDGELOOP_SERVER or 127.0.0.1:9090 (the operator gRPC port);
 --token-file defaults to $EDGELOOP_TOKEN_FILE or ./var/admin.token.
@@ -409,6 +596,7 @@ absl::Status RunCommand(const Args& args, Client& client, OutputFormat format, s
   const std::string& noun = args.words[0];
   if (noun == "model") return ModelCommand(args, client, format, out);
   if (noun == "token") return TokenCommand(args, client, format, out);
+  if (noun == "device") return DeviceCommand(args, client, format, out);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown command \"", noun, "\" (see edgeloop --help)"));
 }

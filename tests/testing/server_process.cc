@@ -1,7 +1,10 @@
 #include "tests/testing/server_process.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,13 +74,16 @@ absl::Status ServerProcess::Start(absl::Duration timeout) {
   fs::create_directories(options_.data_dir);
   std::string ports = options_.data_dir + "/ports.json";
   fs::remove(ports);
-  std::vector<std::string> argv = {BinaryPath("edgeloop-server"),
-                                   "--data-dir",
-                                   options_.data_dir,
-                                   "--http-listen",
-                                   "127.0.0.1:0",
-                                   "--grpc-listen",
-                                   "127.0.0.1:0"};
+  std::vector<std::string> argv = {
+      BinaryPath("edgeloop-server"),
+      "--data-dir",
+      options_.data_dir,
+      "--http-listen",
+      "127.0.0.1:0",
+      "--grpc-listen",
+      "127.0.0.1:0",
+      "--device-listen",
+      options_.device_listen.empty() ? "127.0.0.1:0" : options_.device_listen};
   if (!options_.db.empty()) argv.insert(argv.end(), {"--db", options_.db});
   if (!options_.blobs.empty()) argv.insert(argv.end(), {"--blobs", options_.blobs});
   argv.insert(argv.end(), options_.extra_flags.begin(), options_.extra_flags.end());
@@ -129,6 +135,82 @@ std::string ServerProcess::admin_token() const {
 std::string ServerProcess::log() const {
   auto text = ReadFile(options_.data_dir + "/server.log");
   return text.ok() ? *text : "";
+}
+
+AgentProcess::~AgentProcess() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+}
+
+void AgentProcess::Start() {
+  fs::create_directories(options_.state_dir);
+  std::vector<std::string> argv = {
+      BinaryPath("edgeloop-agent"), "--server",         options_.server, "--state-dir",
+      options_.state_dir,           "--metrics-listen", "127.0.0.1:0"};
+  if (!options_.enroll_token.empty())
+    argv.insert(argv.end(), {"--enroll-token", options_.enroll_token});
+  if (!options_.labels.empty()) argv.insert(argv.end(), {"--labels", options_.labels});
+  argv.insert(argv.end(), options_.extra_flags.begin(), options_.extra_flags.end());
+  pid_ = Spawn(argv, {}, options_.state_dir + "/agent.out", options_.state_dir + "/agent.log");
+}
+
+bool AgentProcess::running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  return ::waitpid(pid_, &status, WNOHANG) == 0;
+}
+
+bool AgentProcess::WaitEnrolled(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (!device_id().empty()) return true;
+    if (!running()) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+absl::StatusOr<int> AgentProcess::WaitExit(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline && pid_ > 0) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return ExitCode(status);
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return absl::DeadlineExceededError("agent did not exit");
+}
+
+absl::StatusOr<int> AgentProcess::Stop(int signal, absl::Duration timeout) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("agent is not running");
+  ::kill(pid_, signal);
+  return WaitExit(timeout);
+}
+
+std::string AgentProcess::device_id() const {
+  auto text = ReadFile(options_.state_dir + "/identity/device_id");
+  return text.ok() ? std::string(absl::StripAsciiWhitespace(*text)) : "";
+}
+
+std::string AgentProcess::log() const {
+  return ReadFile(options_.state_dir + "/agent.log").value_or("");
+}
+
+int PickFreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in addr {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
 }
 
 CommandResult RunCommand(const std::vector<std::string>& argv,

@@ -19,9 +19,10 @@ std::string BinaryPath(const std::string& name);
 class ServerProcess {
  public:
   struct Options {
-    std::string data_dir;  // created when missing
-    std::string db;        // empty: the SQLite default under data_dir
-    std::string blobs;     // empty: files under data_dir
+    std::string data_dir;       // created when missing
+    std::string db;             // empty: the SQLite default under data_dir
+    std::string blobs;          // empty: files under data_dir
+    std::string device_listen;  // empty: 127.0.0.1 on a port of the server's choosing
     std::vector<std::string> extra_flags;
     std::map<std::string, std::string> env;
   };
@@ -51,6 +52,41 @@ class ServerProcess {
   int grpc_port_ = 0;
   int device_port_ = 0;
 };
+
+/// A real `edgeloop-agent` child process. Killed (SIGKILL) on destruction if still running.
+class AgentProcess {
+ public:
+  struct Options {
+    std::string server;     // HOST:PORT of the device listener
+    std::string state_dir;  // created when missing
+    std::string enroll_token;
+    std::string labels;  // k=v,k=v
+    std::vector<std::string> extra_flags;
+  };
+  explicit AgentProcess(Options options) : options_(std::move(options)) {}
+  ~AgentProcess();
+
+  /// Starts the agent; does not wait for anything.
+  void Start();
+  /// Waits until the agent has enrolled (its identity is on disk); false on timeout or exit.
+  bool WaitEnrolled(absl::Duration timeout = absl::Seconds(30));
+  /// Waits for the process to exit on its own; its exit code, or an error on timeout.
+  absl::StatusOr<int> WaitExit(absl::Duration timeout = absl::Seconds(30));
+  absl::StatusOr<int> Stop(int signal, absl::Duration timeout = absl::Seconds(30));
+  bool running();
+
+  std::string device_id() const;
+  std::string log() const;
+  const std::string& state_dir() const { return options_.state_dir; }
+
+ private:
+  Options options_;
+  pid_t pid_ = -1;
+};
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for tests that restart a server on the
+/// same address).
+int PickFreePort();
 
 /// Runs a command (argv) to completion; returns its exit code and captured stdout + stderr.
 struct CommandResult {

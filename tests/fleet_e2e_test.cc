@@ -1,0 +1,354 @@
+// The fleet end to end: a real edgeloop-server and real edgeloop-agent processes.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <fstream>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/proto_json.h"
+#include "common/x509.h"
+#include "edgeloop/v1/device.grpc.pb.h"
+#include "tests/testing/fixture.h"
+#include "tests/testing/http_client.h"
+
+namespace edgeloop::tests {
+namespace {
+
+class FleetTest : public ServerTest {
+ protected:
+  std::vector<std::string> ExtraFlags() override {
+    return {"--sync-interval-seconds", "1", "--offline-after-seconds", "5"};
+  }
+
+  std::unique_ptr<grpc::ClientContext> Context() {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->AddMetadata("authorization", Bearer(admin_));
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return c;
+  }
+  v1::FleetService::Stub& Fleet() {
+    if (!fleet_) {
+      fleet_ = v1::FleetService::NewStub(
+          grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials()));
+    }
+    return *fleet_;
+  }
+
+  std::string EnrollmentToken(const std::string& labels_json, int max_uses,
+                              int ttl_seconds = 3600) {
+    auto r = HttpClient(server_->http_port())
+                 .Request("POST", "/v1/enrollment-tokens",
+                          absl::StrCat(R"({"labels":)", labels_json, R"(,"maxUses":)", max_uses,
+                                       R"(,"ttlSeconds":)", ttl_seconds, "}"),
+                          {{"Authorization", Bearer(admin_)}});
+    EXPECT_TRUE(r.ok() && r->status == 201) << (r.ok() ? r->body : r.status().ToString());
+    v1::CreateEnrollmentTokenResponse created;
+    EXPECT_TRUE(ParseProtoJson(r->body, &created).ok());
+    return created.secret();
+  }
+
+  std::unique_ptr<AgentProcess> StartAgent(const std::string& name, const std::string& token,
+                                           const std::string& labels = "") {
+    AgentProcess::Options o;
+    o.server = server_->device_address();
+    o.state_dir = options_.data_dir + "/agent-" + name;
+    o.enroll_token = token;
+    o.labels = labels;
+    o.extra_flags = {"--max-backoff-seconds", "1"};
+    auto agent = std::make_unique<AgentProcess>(o);
+    agent->Start();
+    return agent;
+  }
+
+  v1::ListDevicesResponse List(const std::string& selector) {
+    v1::ListDevicesRequest r;
+    r.set_selector(selector);
+    v1::ListDevicesResponse out;
+    grpc::Status s = Fleet().ListDevices(Context().get(), r, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return out;
+  }
+
+  v1::Device Get(const std::string& id) {
+    v1::GetDeviceRequest r;
+    r.set_id(id);
+    v1::Device out;
+    EXPECT_TRUE(Fleet().GetDevice(Context().get(), r, &out).ok());
+    return out;
+  }
+
+  // Waits until `condition` holds (polling), up to 20 s.
+  bool Eventually(const std::function<bool()>& condition) {
+    for (int i = 0; i < 400; ++i) {
+      if (condition()) return true;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return condition();
+  }
+
+  // A DeviceService stub that presents `agent`'s identity (or none).
+  std::unique_ptr<v1::DeviceService::Stub> DeviceStub(const AgentProcess* agent) {
+    const std::string dir = agent ? agent->state_dir() + "/identity" : "";
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = *ReadFile(options_.data_dir + "/ca/ca.pem");
+    if (agent) {
+      tls.pem_private_key = *ReadFile(dir + "/key.pem");
+      tls.pem_cert_chain = *ReadFile(dir + "/cert.pem");
+    }
+    return v1::DeviceService::NewStub(
+        grpc::CreateChannel(server_->device_address(), grpc::SslCredentials(tls)));
+  }
+
+  std::unique_ptr<v1::FleetService::Stub> fleet_;
+};
+
+TEST_P(FleetTest, AgentsEnrollSyncAndAreSelectable) {
+  std::string token = EnrollmentToken(R"({"site":"plant-3"})", 3);
+  auto cam1 = StartAgent("cam1", token, "role=camera");
+  auto cam2 = StartAgent("cam2", token, "role=camera");
+  auto gw = StartAgent("gw", token, "role=gateway");
+  for (auto* a : {cam1.get(), cam2.get(), gw.get()}) ASSERT_TRUE(a->WaitEnrolled()) << a->log();
+
+  ASSERT_TRUE(Eventually([&] { return List("site=plant-3").devices_size() == 3; }));
+  EXPECT_EQ(List("role=camera").devices_size(), 2);
+  EXPECT_EQ(List("site=plant-3,role!=camera").devices_size(), 1);
+  EXPECT_EQ(List("hw.cores>=1,hw.ram_mb>0").devices_size(), 3);
+  v1::Device device = Get(gw->device_id());
+  EXPECT_EQ(device.status(), v1::ACTIVE);
+  EXPECT_TRUE(device.online());
+  EXPECT_FALSE(device.profile().target().empty());
+  EXPECT_EQ(List(absl::StrCat("hw.target=", device.profile().target())).devices_size(), 3);
+  // Syncs keep coming: the health report moves.
+  const double uptime = device.state().health().uptime_seconds();
+  ASSERT_TRUE(
+      Eventually([&] { return Get(gw->device_id()).state().health().uptime_seconds() > uptime; }));
+
+  // A label edit reaches the agent at once through Watch.
+  const std::string cli_token = options_.data_dir + "/admin.token";
+  auto cli = [&](std::vector<std::string> words) {
+    std::vector<std::string> argv = {BinaryPath("edgeloop"), "--server", server_->grpc_address(),
+                                     "--token-file", cli_token};
+    argv.insert(argv.end(), words.begin(), words.end());
+    return RunCommand(argv);
+  };
+  CommandResult label = cli({"device", "label", gw->device_id(), "floor=2", "role-"});
+  ASSERT_EQ(label.exit_code, 0) << label.err;
+  EXPECT_TRUE(absl::StrContains(label.out, "floor=2"));
+  ASSERT_TRUE(Eventually([&] { return absl::StrContains(gw->log(), "\"generation\":2"); }))
+      << gw->log();
+  CommandResult listed = cli({"device", "list", "--selector", "floor=2"});
+  EXPECT_TRUE(absl::StrContains(listed.out, gw->device_id())) << listed.out << listed.err;
+  EXPECT_FALSE(absl::StrContains(listed.out, cam1->device_id()));
+
+  // Decommissioned: its certificate stops working at once; the others go on.
+  CommandResult gone = cli({"device", "decommission", cam2->device_id()});
+  ASSERT_EQ(gone.exit_code, 0) << gone.err;
+  ASSERT_TRUE(
+      Eventually([&] { return absl::StrContains(cam2->log(), "has been decommissioned"); }));
+  EXPECT_TRUE(cam2->running());  // it keeps running and retrying, it just is not served
+  EXPECT_EQ(Get(cam2->device_id()).status(), v1::DECOMMISSIONED);
+  v1::SyncResponse out;
+  grpc::ClientContext context;
+  EXPECT_EQ(DeviceStub(cam2.get())->Sync(&context, v1::SyncRequest(), &out).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(Get(cam1->device_id()).online());
+
+  // Clean stop on SIGTERM.
+  EXPECT_EQ(*cam1->Stop(SIGTERM), 0);
+  EXPECT_TRUE(absl::StrContains(cam1->log(), "\"msg\":\"stopped\""));
+
+  // Metrics count devices by status and class, and promtool accepts the exposition.
+  auto metrics = HttpClient(server_->http_port()).Get("/metrics");
+  EXPECT_TRUE(absl::StrContains(metrics->body, "edgeloop_devices{connectivity=")) << metrics->body;
+  EXPECT_TRUE(absl::StrContains(metrics->body, "status=\"DECOMMISSIONED\""));
+  std::ofstream(options_.data_dir + "/metrics.txt") << metrics->body;
+  CommandResult check = RunCommand(
+      {"/bin/sh", "-c", "promtool check metrics < " + options_.data_dir + "/metrics.txt"});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+}
+
+TEST_P(FleetTest, BadEnrollmentTokensAreRefusedWithAReason) {
+  std::string once = EnrollmentToken("{}", 1);
+  auto first = StartAgent("first", once);
+  ASSERT_TRUE(first->WaitEnrolled()) << first->log();
+
+  auto used = StartAgent("used", once);
+  ASSERT_EQ(*used->WaitExit(), 1);
+  EXPECT_TRUE(absl::StrContains(used->log(), "used up")) << used->log();
+
+  std::string short_lived = EnrollmentToken("{}", 5, 1);
+  absl::SleepFor(absl::Milliseconds(1500));
+  auto late = StartAgent("late", short_lived);
+  ASSERT_EQ(*late->WaitExit(), 1);
+  EXPECT_TRUE(absl::StrContains(late->log(), "expired")) << late->log();
+
+  std::string revoked = EnrollmentToken("{}", 5);
+  v1::RevokeEnrollmentTokenRequest revoke;
+  revoke.set_id(revoked.substr(0, 16));
+  v1::EnrollmentToken ignored;
+  ASSERT_TRUE(Fleet().RevokeEnrollmentToken(Context().get(), revoke, &ignored).ok());
+  auto refused = StartAgent("revoked", revoked);
+  ASSERT_EQ(*refused->WaitExit(), 1);
+  EXPECT_TRUE(absl::StrContains(refused->log(), "revoked")) << refused->log();
+
+  std::string forged = revoked.substr(0, 17) + std::string(64, 'f') + revoked.substr(81);
+  auto wrong = StartAgent("wrong", forged);
+  ASSERT_EQ(*wrong->WaitExit(), 1);
+  EXPECT_TRUE(absl::StrContains(wrong->log(), "unknown enrollment token")) << wrong->log();
+
+  // A token whose pin names another CA: the agent will not even talk to this server.
+  std::string other_pin = revoked.substr(0, 82) + std::string(64, '0');
+  auto pinned = StartAgent("pinned", other_pin);
+  ASSERT_EQ(*pinned->WaitExit(), 1);
+  EXPECT_TRUE(absl::StrContains(pinned->log(), "does not present the CA")) << pinned->log();
+
+  auto none = StartAgent("none", "");
+  ASSERT_EQ(*none->WaitExit(), 1);
+  EXPECT_TRUE(absl::StrContains(none->log(), "not enrolled")) << none->log();
+
+  EXPECT_EQ(List("").devices_size(), 1);  // only the first agent
+}
+
+TEST_P(FleetTest, IdentitiesCannotBeBorrowedOrForged) {
+  std::string token = EnrollmentToken("{}", 2);
+  auto a = StartAgent("a", token);
+  auto b = StartAgent("b", token);
+  ASSERT_TRUE(a->WaitEnrolled() && b->WaitEnrolled());
+
+  // A device cannot act as another device.
+  v1::SyncRequest impersonate;
+  impersonate.set_device_id(b->device_id());
+  v1::SyncResponse out;
+  grpc::ClientContext c1;
+  grpc::Status s = DeviceStub(a.get())->Sync(&c1, impersonate, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+
+  // An operator token does not open device APIs, and no certificate means no device call.
+  grpc::ClientContext c2;
+  c2.AddMetadata("authorization", Bearer(admin_));
+  EXPECT_EQ(DeviceStub(nullptr)->Sync(&c2, v1::SyncRequest(), &out).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // A device certificate does not open operator APIs (they want a bearer token).
+  v1::ListDevicesResponse devices;
+  grpc::ClientContext c3;
+  EXPECT_EQ(Fleet().ListDevices(&c3, v1::ListDevicesRequest(), &devices).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+
+  // A certificate from another CA does not get through the handshake.
+  const std::string rogue_dir = options_.data_dir + "/rogue";
+  auto rogue_ca = crypto::CertificateAuthority::LoadOrCreate(rogue_dir, absl::Now());
+  ASSERT_TRUE(rogue_ca.ok());
+  auto key = crypto::GenerateKeyAndCsr("x");
+  auto rogue_cert =
+      (*rogue_ca)->SignClientCsr(key->csr_pem, a->device_id(), absl::Now(), absl::Hours(1));
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = *ReadFile(options_.data_dir + "/ca/ca.pem");
+  tls.pem_private_key = key->key_pem;
+  tls.pem_cert_chain = *rogue_cert;
+  auto rogue = v1::DeviceService::NewStub(
+      grpc::CreateChannel(server_->device_address(), grpc::SslCredentials(tls)));
+  grpc::ClientContext c4;
+  c4.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  EXPECT_NE(rogue->Sync(&c4, v1::SyncRequest(), &out).error_code(), grpc::StatusCode::OK);
+
+  // Absurd profiles are rejected, not stored.
+  std::string fresh = EnrollmentToken("{}", 5);
+  auto csr = crypto::GenerateKeyAndCsr("d");
+  v1::EnrollRequest enroll;
+  enroll.set_token(fresh);
+  enroll.set_csr_pem(csr->csr_pem);
+  enroll.mutable_profile()->set_arch("x86_64");
+  enroll.mutable_profile()->set_ram_mb(-1);
+  v1::EnrollResponse enrolled;
+  grpc::ClientContext c5;
+  EXPECT_EQ(DeviceStub(nullptr)->Enroll(&c5, enroll, &enrolled).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  enroll.mutable_profile()->set_ram_mb(512);
+  (*enroll.mutable_profile()->mutable_labels())["junk"] = std::string(10 << 20, 'j');
+  grpc::ClientContext c6;
+  EXPECT_NE(DeviceStub(nullptr)->Enroll(&c6, enroll, &enrolled).error_code(), grpc::StatusCode::OK);
+  EXPECT_EQ(List("").devices_size(), 2);
+}
+
+TEST_P(FleetTest, AgentRestartKeepsItsIdentity) {
+  std::string token = EnrollmentToken(R"({"site":"lab"})", 1);
+  auto agent = StartAgent("restart", token);
+  ASSERT_TRUE(agent->WaitEnrolled());
+  const std::string id = agent->device_id();
+  ASSERT_EQ(*agent->Stop(SIGTERM), 0);
+  // The token is spent; a restart must not need it again.
+  agent = StartAgent("restart", token);
+  const absl::Time restarted = absl::Now();
+  ASSERT_TRUE(Eventually([&] {
+    v1::Device d = Get(id);
+    return d.last_seen_time().seconds() >= absl::ToUnixSeconds(restarted);
+  }));
+  EXPECT_TRUE(agent->running()) << agent->log();
+  EXPECT_EQ(agent->device_id(), id);
+  EXPECT_EQ(List("").devices_size(), 1);
+  // The log spans both runs: one enrollment, in the first.
+  const std::string log = agent->log();
+  EXPECT_EQ(log.find("\"msg\":\"enrolled\""), log.rfind("\"msg\":\"enrolled\""));
+}
+
+INSTANTIATE_TEST_SUITE_P(Storage, FleetTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+// The server goes away and comes back (same address): agents keep running, back off, and
+// resume syncing without enrolling again; nothing is lost.
+TEST(FleetOutageTest, AgentsRideOutAServerOutage) {
+  ServerProcess::Options options;
+  options.data_dir = NewTempDir("edgeloop-outage");
+  options.device_listen = absl::StrCat("127.0.0.1:", PickFreePort());
+  options.extra_flags = {"--sync-interval-seconds", "1"};
+  auto server = std::make_unique<ServerProcess>(options);
+  ASSERT_TRUE(server->Start().ok());
+  auto created = HttpClient(server->http_port())
+                     .Request("POST", "/v1/enrollment-tokens", R"({"maxUses":2})",
+                              {{"Authorization", Bearer(server->admin_token())}});
+  v1::CreateEnrollmentTokenResponse token;
+  ASSERT_TRUE(ParseProtoJson(created->body, &token).ok());
+  std::vector<std::unique_ptr<AgentProcess>> agents;
+  for (const char* name : {"one", "two"}) {
+    AgentProcess::Options o;
+    o.server = options.device_listen;
+    o.state_dir = options.data_dir + "/agent-" + name;
+    o.enroll_token = token.secret();
+    o.extra_flags = {"--max-backoff-seconds", "1"};
+    agents.push_back(std::make_unique<AgentProcess>(o));
+    agents.back()->Start();
+    ASSERT_TRUE(agents.back()->WaitEnrolled());
+  }
+  ASSERT_EQ(*server->Stop(SIGTERM), 0);
+  absl::SleepFor(absl::Seconds(3));
+  for (auto& a : agents) {
+    EXPECT_TRUE(a->running());
+    EXPECT_TRUE(absl::StrContains(a->log(), "sync failed")) << a->log();
+  }
+  server = std::make_unique<ServerProcess>(options);
+  ASSERT_TRUE(server->Start().ok());
+  for (auto& a : agents) {
+    bool back = false;
+    for (int i = 0; i < 200 && !back; ++i) {
+      back = absl::StrContains(a->log(), "server reachable again");
+      if (!back) absl::SleepFor(absl::Milliseconds(50));
+    }
+    EXPECT_TRUE(back) << a->log();
+  }
+  auto list = HttpClient(server->http_port())
+                  .Get("/v1/devices?selector=hw.cores>0",
+                       {{"Authorization", Bearer(server->admin_token())}});
+  v1::ListDevicesResponse devices;
+  ASSERT_TRUE(ParseProtoJson(list->body, &devices).ok()) << list->body;
+  ASSERT_EQ(devices.devices_size(), 2);
+  for (const auto& d : devices.devices()) EXPECT_TRUE(d.online());
+  agents.clear();
+  server.reset();
+  std::filesystem::remove_all(options.data_dir);
+}
+
+}  // namespace
+}  // namespace edgeloop::tests
