@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/proto_json.h"
 #include "common/x509.h"
@@ -292,6 +293,54 @@ TEST_P(FleetTest, AgentRestartKeepsItsIdentity) {
   // The log spans both runs: one enrollment, in the first.
   const std::string log = agent->log();
   EXPECT_EQ(log.find("\"msg\":\"enrolled\""), log.rfind("\"msg\":\"enrolled\""));
+}
+
+// deploy/agent/install.sh from a token to an enrolled, listed, syncing device. Installed into a
+// staging root (no systemd here); the agent then runs exactly as the unit starts it.
+TEST_P(FleetTest, InstallScriptEnrollsADevice) {
+  const std::string token = EnrollmentToken(R"({"site":"plant-7"})", 1);
+  const std::string root = options_.data_dir + "/device-root";
+  const std::string script = std::string(EDGELOOP_SOURCE_DIR) + "/deploy/agent/install.sh";
+  std::vector<std::string> install = {"/bin/sh",    script,
+                                      "--server",   server_->device_address(),
+                                      "--token",    token,
+                                      "--labels",   "line=2",
+                                      "--binary",   BinaryPath("edgeloop-agent"),
+                                      "--root",     root,
+                                      "--no-start", "--metrics-listen",
+                                      "127.0.0.1:0"};
+  CommandResult first = RunCommand(install);
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  EXPECT_TRUE(absl::StrContains(first.out, "enrolled as dev-")) << first.out;
+  EXPECT_TRUE(std::filesystem::exists(root + "/usr/local/bin/edgeloop-agent"));
+  EXPECT_TRUE(std::filesystem::exists(root + "/etc/systemd/system/edgeloop-agent.service"));
+  const std::string env = *ReadFile(root + "/etc/edgeloop/agent.env");
+  EXPECT_TRUE(absl::StrContains(env, "EDGELOOP_SERVER=" + server_->device_address())) << env;
+  EXPECT_FALSE(absl::StrContains(env, token));  // the token is not kept
+  // Running it again changes nothing (and does not need the spent token).
+  CommandResult again = RunCommand(install);
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_TRUE(absl::StrContains(again.out, "already enrolled")) << again.out;
+
+  // The service: EnvironmentFile + ExecStart.
+  std::map<std::string, std::string> environment;
+  for (absl::string_view line : absl::StrSplit(env, '\n', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
+    environment[kv.first] = kv.second;
+  }
+  AgentProcess::Options o;
+  o.server = environment["EDGELOOP_SERVER"];
+  o.state_dir = root + "/var/lib/edgeloop";
+  o.labels = environment["EDGELOOP_LABELS"];
+  AgentProcess service(o);
+  service.Start();
+  const std::string id = service.device_id();
+  ASSERT_TRUE(Eventually([&] { return List("site=plant-7,line=2").devices_size() == 1; }));
+  EXPECT_EQ(List("site=plant-7,line=2").devices(0).id(), id);
+  const absl::Time started = absl::Now();
+  ASSERT_TRUE(Eventually(
+      [&] { return Get(id).last_seen_time().seconds() >= absl::ToUnixSeconds(started); }));
+  EXPECT_TRUE(Get(id).online());
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, FleetTest, ::testing::Values("sqlite", "postgres"),
