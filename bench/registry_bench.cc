@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "bench/load.h"
 #include "common/proto_json.h"
 #include "edgeloop/v1/admin.grpc.pb.h"
 #include "edgeloop/v1/registry.grpc.pb.h"
@@ -40,55 +41,10 @@ struct Options {
   std::string json = "bench/results/registry_bench.json";
 };
 
-struct Measurement {
-  int64_t ops = 0;
-  int64_t errors = 0;
-  double seconds = 0;
-  double p50_ms = 0;
-  double p99_ms = 0;
-  double rate() const { return seconds > 0 ? ops / seconds : 0; }
-};
-
 struct Row {
   std::string backend, transport, operation;
   Measurement op, baseline;
 };
-
-/// Runs `clients` threads, each calling its own `op` (made by `make`) for `seconds`.
-Measurement Run(int clients, double seconds, const std::function<std::function<bool()>()>& make) {
-  std::vector<std::vector<double>> latencies(clients);
-  std::atomic<int64_t> errors{0};
-  std::vector<std::function<bool()>> ops;
-  for (int c = 0; c < clients; ++c) ops.push_back(make());
-  const absl::Time start = absl::Now();
-  const absl::Time end = start + absl::Seconds(seconds);
-  std::vector<std::thread> threads;
-  for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&, c] {
-      while (absl::Now() < end) {
-        const absl::Time t0 = absl::Now();
-        if (!ops[c]()) {
-          ++errors;
-          continue;
-        }
-        latencies[c].push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  Measurement m;
-  m.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  std::vector<double> all;
-  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
-  std::sort(all.begin(), all.end());
-  m.ops = static_cast<int64_t>(all.size());
-  m.errors = errors;
-  if (!all.empty()) {
-    m.p50_ms = all[all.size() / 2];
-    m.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
-  }
-  return m;
-}
 
 class Target {
  public:
@@ -167,8 +123,8 @@ std::vector<Row> BenchBackend(const std::string& backend, const Options& options
   // GET version.
   {
     Row rest{backend, "REST", "GET version", {}, {}};
-    rest.baseline = Run(clients, secs, rest_ping);
-    rest.op = Run(clients, secs, [&] {
+    rest.baseline = RunClients(clients, secs, rest_ping);
+    rest.op = RunClients(clients, secs, [&] {
       return [c = std::make_shared<HttpClient>(target.http_port()), &target] {
         auto r = c->Get("/v1/models/bench/versions/1", target.Auth());
         return r.ok() && r->status == 200;
@@ -176,8 +132,8 @@ std::vector<Row> BenchBackend(const std::string& backend, const Options& options
     });
     rows.push_back(rest);
     Row grpc{backend, "gRPC", "GetVersion", {}, {}};
-    grpc.baseline = Run(clients, secs, grpc_ping);
-    grpc.op = Run(clients, secs, [&] {
+    grpc.baseline = RunClients(clients, secs, grpc_ping);
+    grpc.op = RunClients(clients, secs, [&] {
       return [stub = std::shared_ptr<v1::RegistryService::Stub>(
                   v1::RegistryService::NewStub(target.Channel())),
               &target] {
@@ -193,8 +149,8 @@ std::vector<Row> BenchBackend(const std::string& backend, const Options& options
   // Push of a 1 MB model: upload the blob, then register the version.
   {
     Row rest{backend, "REST", "push 1 MB", {}, {}};
-    rest.baseline = Run(clients, secs, rest_ping);
-    rest.op = Run(clients, secs, [&] {
+    rest.baseline = RunClients(clients, secs, rest_ping);
+    rest.op = RunClients(clients, secs, [&] {
       return [c = std::make_shared<HttpClient>(target.http_port()), &target, &next_model] {
         auto blob = c->Request("POST", "/v1/blobs", next_model(), target.Auth());
         if (!blob.ok() || blob->status != 201) return false;
@@ -207,8 +163,8 @@ std::vector<Row> BenchBackend(const std::string& backend, const Options& options
     });
     rows.push_back(rest);
     Row grpc{backend, "gRPC", "push 1 MB", {}, {}};
-    grpc.baseline = Run(clients, secs, grpc_ping);
-    grpc.op = Run(clients, secs, [&] {
+    grpc.baseline = RunClients(clients, secs, grpc_ping);
+    grpc.op = RunClients(clients, secs, [&] {
       return [stub = std::shared_ptr<v1::RegistryService::Stub>(
                   v1::RegistryService::NewStub(target.Channel())),
               &target, &next_model] {
@@ -237,12 +193,6 @@ std::vector<Row> BenchBackend(const std::string& backend, const Options& options
   (void)server.Stop(SIGTERM);
   std::filesystem::remove_all(server_options.data_dir);
   return rows;
-}
-
-std::string MeasurementJson(const Measurement& m) {
-  return absl::StrFormat(
-      R"({"ops":%d,"errors":%d,"seconds":%.3f,"ops_per_second":%.1f,"p50_ms":%.3f,"p99_ms":%.3f})",
-      m.ops, m.errors, m.seconds, m.rate(), m.p50_ms, m.p99_ms);
 }
 
 }  // namespace

@@ -78,6 +78,7 @@ class AgentProcess {
   std::string device_id() const;
   std::string log() const;
   const std::string& state_dir() const { return options_.state_dir; }
+  pid_t pid() const { return pid_; }
 
  private:
   Options options_;

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace edgeloop::bench {
+
+/// Throughput and latency of one measured operation.
+struct Measurement {
+  int64_t ops = 0;
+  int64_t errors = 0;
+  double seconds = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  double rate() const { return seconds > 0 ? ops / seconds : 0; }
+};
+
+/// Runs `clients` threads for `seconds`; each calls the operation `make()` built for it (so
+/// every client has its own connection) as fast as it can. An operation returns false on error.
+Measurement RunClients(int clients, double seconds,
+                       const std::function<std::function<bool()>()>& make);
+
+/// {"ops":…,"errors":…,"seconds":…,"ops_per_second":…,"p50_ms":…,"p99_ms":…}
+std::string MeasurementJson(const Measurement& m);
+
+}  // namespace edgeloop::bench
