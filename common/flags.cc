@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/time/time.h"
 
 namespace edgeloop {
 
@@ -37,6 +38,13 @@ void FlagSet::Int64(const std::string& name, int64_t* target, std::string help) 
 void FlagSet::Bool(const std::string& name, bool* target, std::string help) {
   flags_[name] = {[target](const std::string& v) { return absl::SimpleAtob(v, target); }, true,
                   std::move(help)};
+}
+
+void FlagSet::Duration(const std::string& name, absl::Duration* target, std::string help) {
+  flags_[name] = {[target](const std::string& v) {
+                    return absl::ParseDuration(v, target) && *target > absl::ZeroDuration();
+                  },
+                  false, std::move(help)};
 }
 
 absl::Status FlagSet::Parse(const std::vector<std::string>& args, bool* help) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 
 namespace edgeloop {
 
@@ -18,6 +19,8 @@ class FlagSet {
   void Int(const std::string& name, int* target, std::string help);
   void Int64(const std::string& name, int64_t* target, std::string help);
   void Bool(const std::string& name, bool* target, std::string help);
+  /// A duration such as "90s", "24h" or "1h30m"; positive.
+  void Duration(const std::string& name, absl::Duration* target, std::string help);
 
   /// Applies the environment, then `args`. INVALID_ARGUMENT names an unknown flag, a missing or
   /// malformed value, or a positional argument. Sets `*help` (and applies nothing more) on

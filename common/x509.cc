@@ -41,7 +41,9 @@ absl::Status OpenSslError(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(what, ": ", buf));
 }
 
-Bio ReadBio(absl::string_view pem) { return Bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()))); }
+Bio ReadBio(absl::string_view pem) {
+  return Bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+}
 
 std::string DrainBio(BIO* bio) {
   char* data = nullptr;
@@ -94,8 +96,9 @@ absl::StatusOr<std::string> Fingerprint(X509* cert) {
 
 absl::Status SetName(X509_NAME* name, absl::string_view common_name) {
   std::string cn(common_name);
-  if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1,
-                                 -1, 0) != 1) {
+  if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                                 reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
+                                 0) != 1) {
     return OpenSslError("set common name");
   }
   return absl::OkStatus();
@@ -114,15 +117,17 @@ absl::Status AddExtension(X509* cert, X509* issuer, int nid, const std::string& 
 }
 
 // A certificate skeleton: v3, random 128-bit serial, validity window, subject, public key.
-absl::StatusOr<Cert> NewCertificate(EVP_PKEY* public_key, absl::string_view common_name, absl::Time now,
-                                    absl::Duration validity) {
+absl::StatusOr<Cert> NewCertificate(EVP_PKEY* public_key, absl::string_view common_name,
+                                    absl::Time now, absl::Duration validity) {
   Cert cert(X509_new());
   X509_set_version(cert.get(), 2);
   std::unique_ptr<BIGNUM, decltype(&BN_free)> serial(BN_new(), BN_free);
   BN_rand(serial.get(), 127, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY);
   BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get()));
-  // Backdate a little so a device whose clock runs slightly behind accepts it at once.
-  ASN1_TIME_set(X509_getm_notBefore(cert.get()), absl::ToTimeT(now - absl::Minutes(5)));
+  // Backdate a little so a device whose clock runs slightly behind accepts it at once (but not
+  // so much that a short-lived certificate looks two thirds used, which would trigger renewal).
+  const absl::Duration skew = std::min(absl::Minutes(5), validity / 10);
+  ASN1_TIME_set(X509_getm_notBefore(cert.get()), absl::ToTimeT(now - skew));
   ASN1_TIME_set(X509_getm_notAfter(cert.get()), absl::ToTimeT(now + validity));
   RETURN_IF_ERROR(SetName(X509_get_subject_name(cert.get()), common_name));
   if (X509_set_pubkey(cert.get(), public_key) != 1) return OpenSslError("set public key");
@@ -132,12 +137,13 @@ absl::StatusOr<Cert> NewCertificate(EVP_PKEY* public_key, absl::string_view comm
 absl::Status CheckKeyStrength(EVP_PKEY* key) {
   int type = EVP_PKEY_get_base_id(key);
   int bits = EVP_PKEY_get_bits(key);
-  if ((type == EVP_PKEY_EC && bits >= 256) || (type == EVP_PKEY_RSA && bits >= 2048) || type == EVP_PKEY_ED25519) {
+  if ((type == EVP_PKEY_EC && bits >= 256) || (type == EVP_PKEY_RSA && bits >= 2048) ||
+      type == EVP_PKEY_ED25519) {
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("CSR key is too weak or unsupported (", bits, "-bit type ", type,
-                   "); use ECDSA P-256, Ed25519 or RSA >= 2048"));
+  return absl::InvalidArgumentError(absl::StrCat("CSR key is too weak or unsupported (", bits,
+                                                 "-bit type ", type,
+                                                 "); use ECDSA P-256, Ed25519 or RSA >= 2048"));
 }
 
 absl::Time AsnTime(const ASN1_TIME* t) {
@@ -196,8 +202,8 @@ absl::StatusOr<std::string> CertificatePin(absl::string_view cert_pem) {
   return Fingerprint(cert.get());
 }
 
-absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::LoadOrCreate(const std::string& dir,
-                                                                                         absl::Time now) {
+absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::LoadOrCreate(
+    const std::string& dir, absl::Time now) {
   auto ca = std::unique_ptr<CertificateAuthority>(new CertificateAuthority());
   ca->impl_ = std::make_unique<Impl>();
   const std::string key_path = dir + "/ca.key", cert_path = dir + "/ca.pem";
@@ -207,20 +213,22 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Load
     ASSIGN_OR_RETURN(ca->impl_->key, ParseKey(*key_pem));
     ASSIGN_OR_RETURN(ca->impl_->cert, ParseCert(*cert_pem));
     if (X509_check_private_key(ca->impl_->cert.get(), ca->impl_->key.get()) != 1) {
-      return absl::FailedPreconditionError(absl::StrCat(cert_path, " does not belong to ", key_path));
+      return absl::FailedPreconditionError(
+          absl::StrCat(cert_path, " does not belong to ", key_path));
     }
     ca->cert_pem_ = *cert_pem;
   } else if (absl::IsNotFound(key_pem.status()) && absl::IsNotFound(cert_pem.status())) {
     RETURN_IF_ERROR(MakeDirectories(dir, 0700));
     ASSIGN_OR_RETURN(ca->impl_->key, NewP256Key());
-    ASSIGN_OR_RETURN(ca->impl_->cert,
-                     NewCertificate(ca->impl_->key.get(), "edgeloop device CA", now, absl::Hours(24 * 365 * 10)));
+    ASSIGN_OR_RETURN(ca->impl_->cert, NewCertificate(ca->impl_->key.get(), "edgeloop device CA",
+                                                     now, absl::Hours(24 * 365 * 10)));
     X509* cert = ca->impl_->cert.get();
     X509_set_issuer_name(cert, X509_get_subject_name(cert));
     RETURN_IF_ERROR(AddExtension(cert, cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0"));
     RETURN_IF_ERROR(AddExtension(cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign"));
     RETURN_IF_ERROR(AddExtension(cert, cert, NID_subject_key_identifier, "hash"));
-    if (X509_sign(cert, ca->impl_->key.get(), EVP_sha256()) <= 0) return OpenSslError("self-sign CA");
+    if (X509_sign(cert, ca->impl_->key.get(), EVP_sha256()) <= 0)
+      return OpenSslError("self-sign CA");
     ASSIGN_OR_RETURN(std::string key_text, KeyPem(ca->impl_->key.get()));
     ASSIGN_OR_RETURN(ca->cert_pem_, CertPem(cert));
     // Key first: a crash in between leaves a key without a certificate, which the next start
@@ -228,38 +236,45 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Load
     RETURN_IF_ERROR(WriteFileAtomically(key_path, key_text, 0600));
     RETURN_IF_ERROR(WriteFileAtomically(cert_path, ca->cert_pem_, 0644));
   } else {
-    return absl::FailedPreconditionError(absl::StrCat("incomplete CA in ", dir, ": need both ca.key and ca.pem (",
-                                                      key_pem.status().message(), "; ",
-                                                      cert_pem.status().message(), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("incomplete CA in ", dir, ": need both ca.key and ca.pem (",
+                     key_pem.status().message(), "; ", cert_pem.status().message(), ")"));
   }
   ASSIGN_OR_RETURN(ca->pin_, Fingerprint(ca->impl_->cert.get()));
   return ca;
 }
 
-absl::StatusOr<std::string> CertificateAuthority::SignClientCsr(absl::string_view csr_pem, absl::string_view common_name,
-                                                                absl::Time now, absl::Duration validity) const {
+absl::StatusOr<std::string> CertificateAuthority::SignClientCsr(absl::string_view csr_pem,
+                                                                absl::string_view common_name,
+                                                                absl::Time now,
+                                                                absl::Duration validity) const {
   if (csr_pem.size() > 16384) return absl::InvalidArgumentError("CSR is larger than 16 KiB");
   Bio bio = ReadBio(csr_pem);
   Req req(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
   if (!req) return OpenSslError("parse CSR");
   EVP_PKEY* public_key = X509_REQ_get0_pubkey(req.get());
   if (public_key == nullptr) return absl::InvalidArgumentError("CSR has no public key");
-  if (X509_REQ_verify(req.get(), public_key) != 1) return OpenSslError("CSR signature does not verify");
+  if (X509_REQ_verify(req.get(), public_key) != 1)
+    return OpenSslError("CSR signature does not verify");
   RETURN_IF_ERROR(CheckKeyStrength(public_key));
   ASSIGN_OR_RETURN(Cert cert, NewCertificate(public_key, common_name, now, validity));
   X509_set_issuer_name(cert.get(), X509_get_subject_name(impl_->cert.get()));
-  RETURN_IF_ERROR(AddExtension(cert.get(), impl_->cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
-  RETURN_IF_ERROR(AddExtension(cert.get(), impl_->cert.get(), NID_key_usage, "critical,digitalSignature"));
+  RETURN_IF_ERROR(
+      AddExtension(cert.get(), impl_->cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
+  RETURN_IF_ERROR(
+      AddExtension(cert.get(), impl_->cert.get(), NID_key_usage, "critical,digitalSignature"));
   RETURN_IF_ERROR(AddExtension(cert.get(), impl_->cert.get(), NID_ext_key_usage, "clientAuth"));
-  RETURN_IF_ERROR(AddExtension(cert.get(), impl_->cert.get(), NID_authority_key_identifier, "keyid:always"));
-  if (X509_sign(cert.get(), impl_->key.get(), EVP_sha256()) <= 0) return OpenSslError("sign certificate");
+  RETURN_IF_ERROR(
+      AddExtension(cert.get(), impl_->cert.get(), NID_authority_key_identifier, "keyid:always"));
+  if (X509_sign(cert.get(), impl_->key.get(), EVP_sha256()) <= 0)
+    return OpenSslError("sign certificate");
   return CertPem(cert.get());
 }
 
-absl::StatusOr<ServerIdentity> CertificateAuthority::IssueServerIdentity(const std::vector<std::string>& hosts,
-                                                                         absl::Time now,
-                                                                         absl::Duration validity) const {
-  if (hosts.empty()) return absl::InvalidArgumentError("a server certificate needs at least one host name");
+absl::StatusOr<ServerIdentity> CertificateAuthority::IssueServerIdentity(
+    const std::vector<std::string>& hosts, absl::Time now, absl::Duration validity) const {
+  if (hosts.empty())
+    return absl::InvalidArgumentError("a server certificate needs at least one host name");
   ASSIGN_OR_RETURN(Pkey key, NewP256Key());
   ASSIGN_OR_RETURN(Cert cert, NewCertificate(key.get(), hosts[0], now, validity));
   X509_set_issuer_name(cert.get(), X509_get_subject_name(impl_->cert.get()));
@@ -269,10 +284,13 @@ absl::StatusOr<ServerIdentity> CertificateAuthority::IssueServerIdentity(const s
                                 host.find_first_not_of("0123456789.") == std::string::npos);
     sans.push_back(absl::StrCat(ip ? "IP:" : "DNS:", host));
   }
-  RETURN_IF_ERROR(AddExtension(cert.get(), impl_->cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
+  RETURN_IF_ERROR(
+      AddExtension(cert.get(), impl_->cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
   RETURN_IF_ERROR(AddExtension(cert.get(), impl_->cert.get(), NID_ext_key_usage, "serverAuth"));
-  RETURN_IF_ERROR(AddExtension(cert.get(), impl_->cert.get(), NID_subject_alt_name, absl::StrJoin(sans, ",")));
-  if (X509_sign(cert.get(), impl_->key.get(), EVP_sha256()) <= 0) return OpenSslError("sign server certificate");
+  RETURN_IF_ERROR(
+      AddExtension(cert.get(), impl_->cert.get(), NID_subject_alt_name, absl::StrJoin(sans, ",")));
+  if (X509_sign(cert.get(), impl_->key.get(), EVP_sha256()) <= 0)
+    return OpenSslError("sign server certificate");
   ServerIdentity identity;
   ASSIGN_OR_RETURN(identity.key_pem, KeyPem(key.get()));
   ASSIGN_OR_RETURN(identity.cert_pem, CertPem(cert.get()));

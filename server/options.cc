@@ -27,8 +27,8 @@ void Register(FlagSet& f, ServerOptions& o) {
         "base interval between device syncs (default 30; jittered, longer under load)");
   f.Int("sync-capacity-per-second", &o.sync_capacity_per_second,
         "syncs per second above which intervals stretch (default 500)");
-  f.Int("device-cert-days", &o.device_cert_days,
-        "validity of device certificates (default 30; agents renew)");
+  f.Duration("device-cert-validity", &o.device_cert_validity,
+             "validity of device certificates, e.g. 720h (default 30 days; agents renew at 2/3)");
   f.Int("offline-after-seconds", &o.offline_after_seconds,
         "a device unseen this long is offline (default 90)");
   f.Int64("max-upload-bytes", &o.max_upload_bytes, "largest blob accepted (default 2 GiB)");

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace edgeloop::server {
 
@@ -20,7 +21,7 @@ struct ServerOptions {
   std::string device_hostnames = "localhost,127.0.0.1";
   int sync_interval_seconds = 30;
   int sync_capacity_per_second = 500;
-  int device_cert_days = 30;
+  absl::Duration device_cert_validity = absl::Hours(24 * 30);
   int offline_after_seconds = 90;
   int64_t max_upload_bytes = int64_t{2} << 30;
   int64_t max_json_body_bytes = 4 << 20;

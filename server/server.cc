@@ -109,7 +109,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
                                    .tokens = s->enrollment_tokens.get(),
                                    .pacer = s->pacer.get(),
                                    .clock = SystemClock::Get(),
-                                   .cert_validity = absl::Hours(24) * options.device_cert_days,
+                                   .cert_validity = options.device_cert_validity,
                                    .offline_after = absl::Seconds(options.offline_after_seconds)});
 
   s->metrics = std::make_unique<ServerMetrics>(s->registry.get(), s->devices.get());

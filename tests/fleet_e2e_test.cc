@@ -346,6 +346,67 @@ TEST_P(FleetTest, InstallScriptEnrollsADevice) {
 INSTANTIATE_TEST_SUITE_P(Storage, FleetTest, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 
+// Certificates are renewed before they expire, and the device keeps syncing past the first
+// certificate's end. The agent's own metrics say so, in a form promtool accepts.
+TEST(FleetCertificateTest, AgentRenewsItsCertificateAndReportsMetrics) {
+  ServerProcess::Options options;
+  options.data_dir = NewTempDir("edgeloop-renew");
+  options.extra_flags = {"--sync-interval-seconds", "1", "--device-cert-validity", "6s"};
+  ServerProcess server(options);
+  ASSERT_TRUE(server.Start().ok());
+  auto created = HttpClient(server.http_port())
+                     .Request("POST", "/v1/enrollment-tokens", R"({"maxUses":1})",
+                              {{"Authorization", Bearer(server.admin_token())}});
+  v1::CreateEnrollmentTokenResponse token;
+  ASSERT_TRUE(ParseProtoJson(created->body, &token).ok());
+  AgentProcess::Options o;
+  o.server = server.device_address();
+  o.state_dir = options.data_dir + "/agent";
+  o.enroll_token = token.secret();
+  // Trust the CA from a file instead of the token's pin (an operator distributing ca.pem).
+  o.extra_flags = {"--ca-file", options.data_dir + "/ca/ca.pem", "--max-backoff-seconds", "1"};
+  AgentProcess agent(o);
+  agent.Start();
+  ASSERT_TRUE(agent.WaitEnrolled()) << agent.log();
+  const std::string first_cert = *ReadFile(o.state_dir + "/identity/cert.pem");
+  const absl::Time first_expiry = crypto::InspectCertificate(first_cert)->not_after;
+  // Past the first certificate's expiry the device still syncs.
+  absl::SleepFor(first_expiry - absl::Now() + absl::Seconds(2));
+  const absl::Time after_expiry = absl::Now();
+  auto device = [&] {
+    auto r = HttpClient(server.http_port())
+                 .Get("/v1/devices/" + agent.device_id(),
+                      {{"Authorization", Bearer(server.admin_token())}});
+    v1::Device d;
+    EXPECT_TRUE(ParseProtoJson(r->body, &d).ok()) << r->body;
+    return d;
+  };
+  bool synced = false;
+  for (int i = 0; i < 100 && !synced; ++i) {
+    synced = device().last_seen_time().seconds() > absl::ToUnixSeconds(after_expiry);
+    if (!synced) absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(synced) << agent.log();
+  EXPECT_TRUE(absl::StrContains(agent.log(), "certificate renewed")) << agent.log();
+  EXPECT_NE(*ReadFile(o.state_dir + "/identity/cert.pem"), first_cert);
+  EXPECT_GT(absl::FromUnixSeconds(device().cert_expire_time().seconds()), first_expiry);
+
+  const std::string ports = *ReadFile(o.state_dir + "/ports.json");
+  const int metrics_port = std::stoi(ports.substr(ports.find(':') + 1));
+  auto metrics = HttpClient(metrics_port).Get("/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_TRUE(absl::StrContains(metrics->body, "edgeloop_agent_enrolled 1")) << metrics->body;
+  EXPECT_TRUE(absl::StrContains(metrics->body, "edgeloop_agent_syncs_total{result=\"ok\"}"));
+  EXPECT_TRUE(absl::StrContains(metrics->body, "process_resident_memory_bytes"));
+  EXPECT_EQ(HttpClient(metrics_port).Get("/other")->status, 404);
+  std::ofstream(options.data_dir + "/agent-metrics.txt") << metrics->body;
+  CommandResult check = RunCommand(
+      {"/bin/sh", "-c", "promtool check metrics < " + options.data_dir + "/agent-metrics.txt"});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+  std::filesystem::remove_all(options.data_dir);
+}
+
 // The server goes away and comes back (same address): agents keep running, back off, and
 // resume syncing without enrolling again; nothing is lost.
 TEST(FleetOutageTest, AgentsRideOutAServerOutage) {
