@@ -12,6 +12,7 @@
 #include "common/logging.h"
 #include "common/proto_json.h"
 #include "common/status.h"
+#include "common/stop_signal.h"
 
 int main(int argc, char** argv) {
   using namespace edgeloop;
@@ -36,17 +37,11 @@ int main(int argc, char** argv) {
         PrintProtoJson(agent::ReadHardwareProfile(profile_options), /*pretty=*/true).c_str());
     return 0;
   }
-  if (options->log_level == "debug") SetMinLogLevel(LogLevel::kDebug);
-  if (options->log_level == "warning") SetMinLogLevel(LogLevel::kWarning);
-  if (options->log_level == "error") SetMinLogLevel(LogLevel::kError);
-
-  // Only the thread in sigwait below receives SIGTERM/SIGINT.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  if (!SetMinLogLevel(options->log_level)) {
+    std::fprintf(stderr, "edgeloop-agent: --log-level takes debug, info, warning or error\n");
+    return 2;
+  }
+  BlockStopSignals();  // before any thread starts
 
   auto agent = agent::Agent::Create(*options);
   if (!agent.ok()) {
@@ -59,8 +54,7 @@ int main(int argc, char** argv) {
     // Wake the signal wait below when Run ends on its own (error or --enroll-only).
     ::kill(::getpid(), SIGTERM);
   });
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  WaitForStopSignal();
   (*agent)->Stop();
   runner.join();
   if (!result.ok()) {

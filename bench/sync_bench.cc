@@ -22,6 +22,7 @@
 #include "absl/strings/strip.h"
 #include "bench/load.h"
 #include "common/file_util.h"
+#include "common/flags.h"
 #include "common/proto_json.h"
 #include "common/status.h"
 #include "common/x509.h"
@@ -205,23 +206,22 @@ absl::StatusOr<Row> BenchBackend(const std::string& backend, const Options& opti
 int main(int argc, char** argv) {
   using namespace edgeloop::bench;
   Options options;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--seconds") {
-      absl::SimpleAtod(value, &options.seconds);
-    } else if (flag == "--clients") {
-      absl::SimpleAtoi(value, &options.clients);
-    } else if (flag == "--devices") {
-      absl::SimpleAtoi(value, &options.devices);
-    } else if (flag == "--backends") {
-      options.backends = absl::StrSplit(value, ',');
-    } else if (flag == "--json") {
-      options.json = value;
-    } else {
-      std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
-      return 2;
-    }
+  std::string backends = "sqlite,postgres";
+  edgeloop::FlagSet flags;
+  flags.Double("seconds", &options.seconds, "seconds per measurement");
+  flags.Int("clients", &options.clients, "client threads, each with its own connection");
+  flags.Int("devices", &options.devices, "device identities to enroll");
+  flags.String("backends", &backends, "comma-separated: sqlite,postgres");
+  flags.String("json", &options.json, "where to write the results");
+  bool help = false;
+  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc), &help);
+      !s.ok() || help) {
+    std::fprintf(help ? stdout : stderr, "%s\n%s", std::string(s.message()).c_str(),
+                 flags.Usage().c_str());
+    return help ? 0 : 2;
   }
+  options.backends = absl::StrSplit(backends, ',', absl::SkipEmpty());
+
   std::vector<Row> rows;
   int64_t agent_rss_kb = 0;
   for (const std::string& backend : options.backends) {

@@ -35,6 +35,12 @@ void FlagSet::Int64(const std::string& name, int64_t* target, std::string help) 
       std::move(help)};
 }
 
+void FlagSet::Double(const std::string& name, double* target, std::string help) {
+  flags_[name] = {
+      [target](const std::string& v) { return absl::SimpleAtod(v, target) && *target >= 0; }, false,
+      std::move(help)};
+}
+
 void FlagSet::Bool(const std::string& name, bool* target, std::string help) {
   flags_[name] = {[target](const std::string& v) { return absl::SimpleAtob(v, target); }, true,
                   std::move(help)};

@@ -19,6 +19,7 @@ class FlagSet {
   void Int(const std::string& name, int* target, std::string help);
   void Int64(const std::string& name, int64_t* target, std::string help);
   void Bool(const std::string& name, bool* target, std::string help);
+  void Double(const std::string& name, double* target, std::string help);
   /// A duration such as "90s", "24h" or "1h30m"; positive.
   void Duration(const std::string& name, absl::Duration* target, std::string help);
 

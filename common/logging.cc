@@ -30,6 +30,16 @@ absl::string_view LevelName(LogLevel level) {
 
 void SetMinLogLevel(LogLevel level) { min_level = level; }
 
+bool SetMinLogLevel(absl::string_view name) {
+  for (LogLevel level : {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarning, LogLevel::kError}) {
+    if (LevelName(level) == name) {
+      SetMinLogLevel(level);
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string JsonEscape(absl::string_view s) {
   std::string out;
   out.reserve(s.size() + 2);

@@ -30,6 +30,8 @@ void Log(LogLevel level, absl::string_view message, const std::vector<LogField>&
 
 /// Lines below this level are dropped. Default: kInfo.
 void SetMinLogLevel(LogLevel level);
+/// The same by name: "debug", "info", "warning" or "error"; false for anything else.
+bool SetMinLogLevel(absl::string_view name);
 
 /// Escapes `s` for inclusion inside a JSON string literal.
 std::string JsonEscape(absl::string_view s);

@@ -10,8 +10,7 @@
 #include "common/random.h"
 #include "common/testing/fake_clock.h"
 #include "gtest/gtest.h"
-#include "store/migrations.h"
-#include "store/testing/postgres_cluster.h"
+#include "store/testing/test_database.h"
 
 namespace edgeloop::fleet {
 namespace {
@@ -44,16 +43,9 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     dir_ = absl::StrCat(::testing::TempDir(), "edgeloop-fleet-", RandomHex(6));
     fs::create_directories(dir_);
-    std::string url = absl::StrCat("sqlite://", dir_, "/fleet.db");
-    if (GetParam() == "postgres") {
-      auto pg = store::testing::NewTestDatabase();
-      ASSERT_TRUE(pg.ok()) << pg.status();
-      url = *pg;
-    }
-    auto db = store::Database::Open({.url = url, .pool_size = 8});
+    auto db = store::testing::OpenTestDatabase(GetParam(), dir_);
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db);
-    ASSERT_TRUE(store::ApplyMigrations(*db_).ok());
     auto ca = crypto::CertificateAuthority::LoadOrCreate(dir_ + "/ca", clock_.Now());
     ASSERT_TRUE(ca.ok());
     ca_ = std::move(*ca);

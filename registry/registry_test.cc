@@ -10,8 +10,7 @@
 #include "common/testing/fake_clock.h"
 #include "gtest/gtest.h"
 #include "registry/testing/onnx_models.h"
-#include "store/migrations.h"
-#include "store/testing/postgres_cluster.h"
+#include "store/testing/test_database.h"
 
 namespace edgeloop::registry {
 namespace {
@@ -24,16 +23,9 @@ class RegistryTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     dir_ = absl::StrCat(::testing::TempDir(), "edgeloop-registry-", RandomHex(6));
     fs::create_directories(dir_);
-    std::string url = absl::StrCat("sqlite://", dir_, "/registry.db");
-    if (GetParam() == "postgres") {
-      auto pg = store::testing::NewTestDatabase();
-      ASSERT_TRUE(pg.ok()) << pg.status();
-      url = *pg;
-    }
-    auto db = store::Database::Open({.url = url, .pool_size = 8});
+    auto db = store::testing::OpenTestDatabase(GetParam(), dir_);
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db);
-    ASSERT_TRUE(store::ApplyMigrations(*db_).ok());
     store::BlobStoreOptions blob_options;
     blob_options.url =
         GetParam() == "postgres" ? "postgresql" : absl::StrCat("file://", dir_, "/blobs");

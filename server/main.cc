@@ -1,11 +1,10 @@
 // edgeloop-server: the control plane's model registry over REST and gRPC.
-#include <signal.h>
-
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "common/logging.h"
+#include "common/stop_signal.h"
 #include "server/options.h"
 #include "server/server.h"
 
@@ -22,17 +21,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "edgeloop-server: %s\n", std::string(options.status().message()).c_str());
     return 2;
   }
-  if (options->log_level == "debug") SetMinLogLevel(LogLevel::kDebug);
-  if (options->log_level == "warning") SetMinLogLevel(LogLevel::kWarning);
-  if (options->log_level == "error") SetMinLogLevel(LogLevel::kError);
-
-  // Block the stop signals before any thread starts, so only sigwait below receives them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  if (!SetMinLogLevel(options->log_level)) {
+    std::fprintf(stderr, "edgeloop-server: --log-level takes debug, info, warning or error\n");
+    return 2;
+  }
+  BlockStopSignals();  // before any thread starts
 
   auto server = server::Server::Create(*options);
   if (!server.ok()) {
@@ -43,10 +36,7 @@ int main(int argc, char** argv) {
     Log(LogLevel::kError, "cannot start", {{"error", started.ToString()}});
     return 1;
   }
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
-  Log(LogLevel::kInfo, "received stop signal",
-      {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  Log(LogLevel::kInfo, "received stop signal", {{"signal", WaitForStopSignal()}});
   (*server)->Shutdown();
   return 0;
 }

@@ -58,14 +58,19 @@ TEST_P(RestTest, HealthReadinessAndMetricsThatPromtoolAccepts) {
   EXPECT_EQ(Call("GET", "/healthz", "", "").status, 200);
   EXPECT_EQ(Call("GET", "/readyz", "", "").status, 200);
   Call("GET", "/v1/models/nope");
-  HttpResponse metrics = Call("GET", "/metrics", "", "");
+  // A request is counted once its response is written, which can land just after the client
+  // has read it; so look again briefly before concluding the count is missing.
+  const std::string counted =
+      R"(edgeloop_http_requests_total{code="404",method="GET",route="/v1/models/{model}"} 1)";
+  HttpResponse metrics;
+  for (int i = 0; i < 50; ++i) {
+    metrics = Call("GET", "/metrics", "", "");
+    if (metrics.body.find(counted) != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
   ASSERT_EQ(metrics.status, 200);
   EXPECT_TRUE(absl::StartsWith(metrics.headers["content-type"], "text/plain; version=0.0.4"));
-  EXPECT_NE(
-      metrics.body.find(
-          R"(edgeloop_http_requests_total{code="404",method="GET",route="/v1/models/{model}"} 1)"),
-      std::string::npos)
-      << metrics.body;
+  EXPECT_NE(metrics.body.find(counted), std::string::npos) << metrics.body;
   EXPECT_NE(metrics.body.find("edgeloop_http_request_duration_seconds_bucket"), std::string::npos);
   EXPECT_NE(metrics.body.find(R"(edgeloop_registry_objects{kind="model"} 0)"), std::string::npos);
   EXPECT_NE(metrics.body.find("process_resident_memory_bytes"), std::string::npos);

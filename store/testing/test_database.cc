@@ -1,0 +1,21 @@
+#include "store/testing/test_database.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "store/migrations.h"
+#include "store/testing/postgres_cluster.h"
+
+namespace edgeloop::store::testing {
+
+absl::StatusOr<std::unique_ptr<Database>> OpenTestDatabase(const std::string& driver,
+                                                           const std::string& dir) {
+  std::string url = absl::StrCat("sqlite://", dir, "/test.db");
+  if (driver == "postgres") {
+    ASSIGN_OR_RETURN(url, NewTestDatabase());
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Database> db, Database::Open({.url = url, .pool_size = 8}));
+  RETURN_IF_ERROR(ApplyMigrations(*db).status());
+  return db;
+}
+
+}  // namespace edgeloop::store::testing
