@@ -1,6 +1,7 @@
 // The fleet end to end: a real edgeloop-server and real edgeloop-agent processes.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <set>
@@ -112,6 +113,10 @@ TEST_P(FleetTest, AgentsEnrollSyncAndAreSelectable) {
   auto cam2 = StartAgent("cam2", token, "role=camera");
   auto gw = StartAgent("gw", token, "role=gateway");
   for (auto* a : {cam1.get(), cam2.get(), gw.get()}) ASSERT_TRUE(a->WaitEnrolled()) << a->log();
+  // The key the device generated stays private to it.
+  struct stat key_stat;
+  ASSERT_EQ(::stat((gw->state_dir() + "/identity/key.pem").c_str(), &key_stat), 0);
+  EXPECT_EQ(key_stat.st_mode & 0777, 0600u);
 
   ASSERT_TRUE(Eventually([&] { return List("site=plant-3").devices_size() == 3; }));
   EXPECT_EQ(List("role=camera").devices_size(), 2);
