@@ -1,0 +1,61 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace edgeloop::compiler {
+
+enum class DType { kFloat32, kInt64, kBool };
+
+/// A dense tensor. Float32 data lives in `f`; integer and boolean data (shape operands, masks)
+/// in `i`. Row-major.
+struct Tensor {
+  DType dtype = DType::kFloat32;
+  std::vector<int64_t> shape;
+  std::vector<float> f;
+  std::vector<int64_t> i;
+
+  int64_t size() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+};
+
+using Attribute =
+    std::variant<int64_t, float, std::string, std::vector<int64_t>, std::vector<float>, Tensor>;
+
+struct Node {
+  std::string name;
+  std::string op;
+  std::vector<std::string> inputs;   // "" marks an omitted optional input
+  std::vector<std::string> outputs;  // "" marks an unused optional output
+  std::map<std::string, Attribute> attributes;
+
+  int64_t Int(const std::string& key, int64_t fallback) const;
+  float Float(const std::string& key, float fallback) const;
+  std::string String(const std::string& key, const std::string& fallback) const;
+  std::vector<int64_t> Ints(const std::string& key) const;
+  bool Has(const std::string& key) const { return attributes.count(key) > 0; }
+};
+
+struct ValueInfo {
+  std::string name;
+  DType dtype = DType::kFloat32;
+  std::vector<int64_t> shape;  // static
+};
+
+/// A model as the compiler sees it: static shapes, constants materialised, nodes in
+/// topological order.
+struct Graph {
+  int64_t opset = 0;
+  std::vector<ValueInfo> inputs;
+  std::vector<ValueInfo> outputs;
+  std::map<std::string, Tensor> constants;  // initialisers
+  std::vector<Node> nodes;
+};
+
+}  // namespace edgeloop::compiler

@@ -1,0 +1,18 @@
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "compiler/ir.h"
+
+namespace edgeloop::compiler {
+
+/// Runs a graph with plain loops, one operator at a time: the ground truth that compiled
+/// modules and validation are compared against. Slow on purpose — clarity over speed.
+/// INVALID_ARGUMENT when an input is missing or has the wrong shape; UNIMPLEMENTED for an
+/// operator variant it does not handle (e.g. integer arithmetic).
+absl::StatusOr<std::map<std::string, Tensor>> RunReference(
+    const Graph& graph, const std::map<std::string, Tensor>& inputs);
+
+}  // namespace edgeloop::compiler
