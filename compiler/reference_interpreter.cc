@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "compiler/window.h"
 
 namespace edgeloop::compiler {
 namespace {
@@ -238,55 +239,6 @@ absl::StatusOr<Tensor> MatMul(const Context& c) {
 
 // ---- convolution and pooling (any number of spatial dimensions) -----------------------------
 
-struct Window {
-  Shape kernel, strides, dilations, pad_begin, pad_end, out;
-};
-
-absl::StatusOr<Window> PlanWindow(const Context& c, const Shape& in_spatial, Shape kernel,
-                                  bool ceil_mode) {
-  const size_t d = in_spatial.size();
-  Window w;
-  w.kernel = std::move(kernel);
-  w.strides = c.node.Ints("strides");
-  w.dilations = c.node.Ints("dilations");
-  if (w.strides.empty()) w.strides.assign(d, 1);
-  if (w.dilations.empty()) w.dilations.assign(d, 1);
-  Shape pads = c.node.Ints("pads");
-  if (pads.empty()) pads.assign(2 * d, 0);
-  if (w.kernel.size() != d || w.strides.size() != d || w.dilations.size() != d ||
-      pads.size() != 2 * d) {
-    return Bad(c, "kernel_shape, strides, dilations or pads do not match the input rank");
-  }
-  w.pad_begin.assign(pads.begin(), pads.begin() + d);
-  w.pad_end.assign(pads.begin() + d, pads.end());
-  const std::string auto_pad = c.node.String("auto_pad", "NOTSET");
-  w.out.resize(d);
-  for (size_t k = 0; k < d; ++k) {
-    if (w.strides[k] <= 0 || w.dilations[k] <= 0 || w.kernel[k] <= 0)
-      return Bad(c, "non-positive window");
-    const int64_t extent = (w.kernel[k] - 1) * w.dilations[k] + 1;
-    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      w.out[k] = (in_spatial[k] + w.strides[k] - 1) / w.strides[k];
-      const int64_t total =
-          std::max<int64_t>(0, (w.out[k] - 1) * w.strides[k] + extent - in_spatial[k]);
-      w.pad_begin[k] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      w.pad_end[k] = total - w.pad_begin[k];
-    } else if (auto_pad == "VALID") {
-      w.pad_begin[k] = w.pad_end[k] = 0;
-      w.out[k] = (in_spatial[k] - extent) / w.strides[k] + 1;
-    } else if (auto_pad == "NOTSET") {
-      const int64_t span = in_spatial[k] + w.pad_begin[k] + w.pad_end[k] - extent;
-      w.out[k] = (ceil_mode ? (span + w.strides[k] - 1) / w.strides[k] : span / w.strides[k]) + 1;
-      // A window that would start inside the end padding only is dropped (ceil_mode).
-      if (ceil_mode && (w.out[k] - 1) * w.strides[k] >= in_spatial[k] + w.pad_begin[k]) --w.out[k];
-    } else {
-      return Bad(c, absl::StrCat("unknown auto_pad ", auto_pad));
-    }
-    if (w.out[k] <= 0) return Bad(c, "window larger than the padded input");
-  }
-  return w;
-}
-
 // Calls visit(out_coords) for every output position of the window plan.
 void ForEachPosition(const Shape& out, const std::function<void(const Shape&)>& visit) {
   Shape pos(out.size(), 0);
@@ -337,7 +289,7 @@ absl::StatusOr<Tensor> Conv(const Context& c) {
   const Shape in_spatial(x.shape.begin() + 2, x.shape.end());
   Shape kernel = c.node.Ints("kernel_shape");
   if (kernel.empty()) kernel.assign(weights.shape.begin() + 2, weights.shape.end());
-  ASSIGN_OR_RETURN(Window w, PlanWindow(c, in_spatial, kernel, false));
+  ASSIGN_OR_RETURN(Window w, PlanWindow(c.node, in_spatial, kernel, false));
   const Tensor* bias = c.in.size() > 2 ? c.in[2] : nullptr;
   Shape out_shape = {batch, maps};
   out_shape.insert(out_shape.end(), w.out.begin(), w.out.end());
@@ -373,7 +325,7 @@ absl::StatusOr<Tensor> Pool(const Context& c, bool max) {
   const Tensor& x = *c.in[0];
   if (x.shape.size() < 3) return Bad(c, "input rank < 3");
   const Shape in_spatial(x.shape.begin() + 2, x.shape.end());
-  ASSIGN_OR_RETURN(Window w, PlanWindow(c, in_spatial, c.node.Ints("kernel_shape"),
+  ASSIGN_OR_RETURN(Window w, PlanWindow(c.node, in_spatial, c.node.Ints("kernel_shape"),
                                         c.node.Int("ceil_mode", 0) != 0));
   const bool count_pad = c.node.Int("count_include_pad", 0) != 0;
   Shape out_shape = {x.shape[0], x.shape[1]};
@@ -790,8 +742,16 @@ absl::StatusOr<std::vector<Tensor>> Execute(const Context& c) {
 
 }  // namespace
 
-absl::StatusOr<std::map<std::string, Tensor>> RunReference(
-    const Graph& graph, const std::map<std::string, Tensor>& inputs) {
+absl::StatusOr<std::map<std::string, Tensor>> RunReference(const Graph& graph,
+                                                           const std::map<std::string, Tensor>& inputs) {
+  ASSIGN_OR_RETURN(auto values, RunReferenceAllValues(graph, inputs));
+  std::map<std::string, Tensor> result;
+  for (const ValueInfo& info : graph.outputs) result[info.name] = values.at(info.name);
+  return result;
+}
+
+absl::StatusOr<std::map<std::string, Tensor>> RunReferenceAllValues(const Graph& graph,
+                                                                    const std::map<std::string, Tensor>& inputs) {
   std::map<std::string, Tensor> values = graph.constants;
   for (const ValueInfo& info : graph.inputs) {
     auto it = inputs.find(info.name);
@@ -823,9 +783,12 @@ absl::StatusOr<std::map<std::string, Tensor>> RunReference(
       if (!node.outputs[k].empty()) values[node.outputs[k]] = std::move(outputs[k]);
     }
   }
-  std::map<std::string, Tensor> result;
-  for (const ValueInfo& info : graph.outputs) result[info.name] = values.at(info.name);
-  return result;
+  for (const ValueInfo& info : graph.outputs) {
+    if (values.count(info.name) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("output \"", info.name, "\" is not computed"));
+    }
+  }
+  return values;
 }
 
 }  // namespace edgeloop::compiler
