@@ -204,6 +204,17 @@ static void el_channel_affine(const float* x, float* y, i64 batch, i64 C, i64 pl
   }
 }
 
+/* Inference BatchNormalization with parameters that arrive at run time. */
+static void el_batch_norm(const float* x, float* y, i64 batch, i64 C, i64 plane, const float* scale, const float* bias,
+                          const float* mean, const float* var, float epsilon) {
+  for (i64 b = 0; b < batch; ++b) {
+    for (i64 c = 0; c < C; ++c) {
+      const float s = scale[c] / sqrtf(var[c] + epsilon), t = bias[c] - mean[c] * s;
+      for (i64 i = 0; i < plane; ++i) y[(b * C + c) * plane + i] = x[(b * C + c) * plane + i] * s + t;
+    }
+  }
+}
+
 static void el_softmax(const float* x, float* y, i64 outer, i64 len, i64 inner, int log_out) {
   for (i64 o = 0; o < outer; ++o) {
     for (i64 i = 0; i < inner; ++i) {

@@ -1,6 +1,8 @@
 // ONNX's own backend test cases (Debian's libonnx-testdata): every case whose operators are
 // all supported must match ONNX's expected outputs (rtol 1e-3, atol 1e-7). Runs the reference
 // interpreter; compiled modules are checked against the same cases as the backends land.
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -8,6 +10,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "compiler/compile.h"
+#include "compiler/module_loader.h"
 #include "compiler/onnx_import.h"
 #include "compiler/reference_interpreter.h"
 #include "gtest/gtest.h"
@@ -31,13 +35,54 @@ bool Close(double actual, double expected) {
 
 enum class Outcome { kPassed, kFailed, kSkipped };
 
-Outcome RunCase(const fs::path& dir, std::string* why) {
+absl::Status Compare(const std::vector<const Tensor*>& actual,
+                     const std::vector<Tensor>& expected) {
+  for (size_t k = 0; k < expected.size(); ++k) {
+    if (actual[k]->shape != expected[k].shape)
+      return absl::InternalError(absl::StrCat("output ", k, " shape differs"));
+    const bool floats = expected[k].dtype == DType::kFloat32;
+    for (int64_t n = 0; n < expected[k].size(); ++n) {
+      const double a = floats ? actual[k]->f[n] : actual[k]->i[n];
+      const double e = floats ? expected[k].f[n] : expected[k].i[n];
+      if (!Close(a, e))
+        return absl::InternalError(absl::StrCat("output ", k, "[", n, "] = ", a, ", expected ", e));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Engine: "reference" (the interpreter) or a target class (compiled module, run in-process).
+Outcome RunCase(const fs::path& dir, const std::string& engine, std::string* why) {
   auto graph = ImportOnnx(Slurp(dir / "model.onnx"));
   if (!graph.ok()) {
     *why = std::string(graph.status().message());
     if (absl::IsUnimplemented(graph.status()) || absl::StrContains(*why, "dynamic dimension"))
       return Outcome::kSkipped;
     return Outcome::kFailed;
+  }
+  std::unique_ptr<LoadedModule> module;
+  if (engine != "reference") {
+    const std::string out =
+        (fs::temp_directory_path() / ("edgeloop-conformance-" + std::to_string(::getpid())))
+            .string();
+    CompileOptions options;
+    options.target = engine;
+    options.out_dir = out;
+    auto compiled = CompileModel(Slurp(dir / "model.onnx"), options);
+    if (!compiled.ok()) {
+      *why = std::string(compiled.status().message());
+      return absl::IsUnimplemented(compiled.status()) ? Outcome::kSkipped : Outcome::kFailed;
+    }
+    auto loaded = LoadedModule::Load(compiled->so_path);
+    if (!loaded.ok()) {
+      *why = std::string(loaded.status().message());
+      return Outcome::kFailed;
+    }
+    module = std::move(*loaded);
+    if (module->SelfTest() != 0) {
+      *why = "module self-test failed";
+      return Outcome::kFailed;
+    }
   }
   bool ran = false;
   for (const auto& set : fs::directory_iterator(dir)) {
@@ -52,31 +97,38 @@ Outcome RunCase(const fs::path& dir, std::string* why) {
       }
       inputs[graph->inputs[k].name] = std::move(*t);
     }
-    auto outputs = RunReference(*graph, inputs);
-    if (!outputs.ok()) {
-      *why = std::string(outputs.status().message());
-      return absl::IsUnimplemented(outputs.status()) ? Outcome::kSkipped : Outcome::kFailed;
-    }
+    std::vector<Tensor> expected;
     for (size_t k = 0; k < graph->outputs.size(); ++k) {
-      auto expected = TensorFromProtoBytes(Slurp(set.path() / absl::StrCat("output_", k, ".pb")));
-      if (!expected.ok()) {
-        *why = std::string(expected.status().message());
+      auto t = TensorFromProtoBytes(Slurp(set.path() / absl::StrCat("output_", k, ".pb")));
+      if (!t.ok()) {
+        *why = std::string(t.status().message());
         return Outcome::kSkipped;
       }
-      const Tensor& actual = outputs->at(graph->outputs[k].name);
-      if (actual.shape != expected->shape) {
-        *why = absl::StrCat("output ", k, " shape differs");
+      expected.push_back(std::move(*t));
+    }
+    std::vector<Tensor> produced;
+    if (module == nullptr) {
+      auto outputs = RunReference(*graph, inputs);
+      if (!outputs.ok()) {
+        *why = std::string(outputs.status().message());
+        return absl::IsUnimplemented(outputs.status()) ? Outcome::kSkipped : Outcome::kFailed;
+      }
+      for (const ValueInfo& o : graph->outputs) produced.push_back(outputs->at(o.name));
+    } else {
+      std::vector<const Tensor*> ordered;
+      for (const ValueInfo& i : graph->inputs) ordered.push_back(&inputs.at(i.name));
+      auto outputs = module->Run(ordered);
+      if (!outputs.ok()) {
+        *why = std::string(outputs.status().message());
         return Outcome::kFailed;
       }
-      const bool floats = expected->dtype == DType::kFloat32;
-      for (int64_t n = 0; n < expected->size(); ++n) {
-        const double a = floats ? actual.f[n] : actual.i[n];
-        const double e = floats ? expected->f[n] : expected->i[n];
-        if (!Close(a, e)) {
-          *why = absl::StrCat("output ", k, "[", n, "] = ", a, ", expected ", e);
-          return Outcome::kFailed;
-        }
-      }
+      produced = std::move(*outputs);
+    }
+    std::vector<const Tensor*> actual;
+    for (const Tensor& t : produced) actual.push_back(&t);
+    if (absl::Status same = Compare(actual, expected); !same.ok()) {
+      *why = std::string(same.message());
+      return Outcome::kFailed;
     }
     ran = true;
   }
@@ -87,7 +139,7 @@ Outcome RunCase(const fs::path& dir, std::string* why) {
   return Outcome::kPassed;
 }
 
-TEST(ConformanceTest, OnnxBackendCasesMatch) {
+void RunSuite(const std::string& engine, int minimum_passed) {
   const fs::path root = EDGELOOP_ONNX_TESTDATA;
   ASSERT_TRUE(fs::exists(root)) << root << " missing: scripts/bootstrap installs libonnx-testdata";
   int passed = 0, failed = 0, skipped = 0;
@@ -100,7 +152,7 @@ TEST(ConformanceTest, OnnxBackendCasesMatch) {
     std::sort(cases.begin(), cases.end());
     for (const fs::path& dir : cases) {
       std::string why;
-      switch (RunCase(dir, &why)) {
+      switch (RunCase(dir, engine, &why)) {
         case Outcome::kPassed:
           ++passed;
           break;
@@ -116,13 +168,23 @@ TEST(ConformanceTest, OnnxBackendCasesMatch) {
       }
     }
   }
-  std::printf(
-      "onnx conformance (reference interpreter): %d passed, %d failed, %d skipped (unsupported)\n",
-      passed, failed, skipped);
+  std::printf("onnx conformance (%s): %d passed, %d failed, %d skipped (unsupported)\n",
+              engine.c_str(), passed, failed, skipped);
   for (const std::string& f : failures) std::printf("  FAILED %s\n", f.c_str());
   EXPECT_EQ(failed, 0);
   // Guards against a harness that silently skips everything.
-  EXPECT_GE(passed, 150);
+  EXPECT_GE(passed, minimum_passed);
+}
+
+TEST(ConformanceTest, ReferenceInterpreterMatchesOnnx) { RunSuite("reference", 225); }
+
+// Every case the C backend supports, compiled with the host's toolchain and run in-process.
+TEST(ConformanceTest, CompiledModulesMatchOnnx) {
+#if defined(__x86_64__)
+  RunSuite("x86_64-v2", 190);
+#else
+  GTEST_SKIP() << "host modules are built for x86-64 here";
+#endif
 }
 
 }  // namespace

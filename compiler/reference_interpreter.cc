@@ -742,16 +742,16 @@ absl::StatusOr<std::vector<Tensor>> Execute(const Context& c) {
 
 }  // namespace
 
-absl::StatusOr<std::map<std::string, Tensor>> RunReference(const Graph& graph,
-                                                           const std::map<std::string, Tensor>& inputs) {
+absl::StatusOr<std::map<std::string, Tensor>> RunReference(
+    const Graph& graph, const std::map<std::string, Tensor>& inputs) {
   ASSIGN_OR_RETURN(auto values, RunReferenceAllValues(graph, inputs));
   std::map<std::string, Tensor> result;
   for (const ValueInfo& info : graph.outputs) result[info.name] = values.at(info.name);
   return result;
 }
 
-absl::StatusOr<std::map<std::string, Tensor>> RunReferenceAllValues(const Graph& graph,
-                                                                    const std::map<std::string, Tensor>& inputs) {
+absl::StatusOr<std::map<std::string, Tensor>> RunReferenceAllValues(
+    const Graph& graph, const std::map<std::string, Tensor>& inputs) {
   std::map<std::string, Tensor> values = graph.constants;
   for (const ValueInfo& info : graph.inputs) {
     auto it = inputs.find(info.name);

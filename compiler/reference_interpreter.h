@@ -17,7 +17,7 @@ absl::StatusOr<std::map<std::string, Tensor>> RunReference(
 
 /// The same, returning every value the graph computes (constants, inputs, intermediates,
 /// outputs): the compiler reads shapes and folds constants from it.
-absl::StatusOr<std::map<std::string, Tensor>> RunReferenceAllValues(const Graph& graph,
-                                                                    const std::map<std::string, Tensor>& inputs);
+absl::StatusOr<std::map<std::string, Tensor>> RunReferenceAllValues(
+    const Graph& graph, const std::map<std::string, Tensor>& inputs);
 
 }  // namespace edgeloop::compiler

@@ -1,0 +1,37 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace edgeloop::compiler {
+
+struct CompileOptions {
+  std::string target = "x86_64-v2";  // target class
+  std::string out_dir;               // receives module.c, module.so, manifest.json
+  absl::Duration timeout = absl::Minutes(10);
+};
+
+struct CompileResult {
+  std::string so_path;
+  std::string manifest_json;  // canonical: fixed key order, no whitespace
+  std::string so_digest;      // "sha256:..."
+  int64_t so_bytes = 0;
+  uint64_t workspace_bytes = 0;
+  uint64_t weight_bytes = 0;
+  int runtime_nodes = 0, folded_nodes = 0, fused_nodes = 0;
+  double seconds = 0;
+};
+
+/// The compiler's version, recorded in every manifest.
+const char* CompilerVersion();
+
+/// ONNX bytes → module for one target class: import, fold, fuse, plan, generate C, compile
+/// with the target's toolchain, write the manifest. Deterministic: the same model and target
+/// give the same module.so bytes and manifest. Errors name the stage and the reason.
+absl::StatusOr<CompileResult> CompileModel(const std::string& onnx_bytes,
+                                           const CompileOptions& options);
+
+}  // namespace edgeloop::compiler

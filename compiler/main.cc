@@ -1,0 +1,61 @@
+// edgeloop-compile: ONNX model -> inference module for one target class.
+//   edgeloop-compile model.onnx --target x86_64-v3 -o DIR
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "common/file_util.h"
+#include "common/flags.h"
+#include "compiler/compile.h"
+
+int main(int argc, char** argv) {
+  using namespace edgeloop;
+  std::vector<std::string> args;
+  std::string model;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-o") a = "--out";
+    if (a.rfind("--", 0) != 0 && model.empty()) {
+      model = a;
+    } else {
+      args.push_back(a);
+    }
+  }
+  compiler::CompileOptions options;
+  int timeout_seconds = 600;
+  FlagSet flags;
+  flags.String("target", &options.target,
+               "target class: x86_64-v1..v4, aarch64-v8, aarch64-v8.2-dotprod, armv7-neon (default "
+               "x86_64-v2)");
+  flags.String("out", &options.out_dir,
+               "output directory (-o): module.c, module.so, manifest.json");
+  flags.Int("timeout-seconds", &timeout_seconds, "give up compiling after this long (default 600)");
+  bool help = false;
+  absl::Status parsed = flags.Parse(args, &help);
+  if (help || !parsed.ok() || model.empty() || options.out_dir.empty()) {
+    std::fprintf(
+        help ? stdout : stderr, "%susage: edgeloop-compile MODEL.onnx --target CLASS -o DIR\n\n%s",
+        parsed.ok() ? "" : (std::string(parsed.message()) + "\n").c_str(), flags.Usage().c_str());
+    return help ? 0 : 2;
+  }
+  options.timeout = absl::Seconds(timeout_seconds);
+  auto bytes = ReadFile(model);
+  if (!bytes.ok()) {
+    std::fprintf(stderr, "edgeloop-compile: %s\n", std::string(bytes.status().message()).c_str());
+    return 1;
+  }
+  auto result = compiler::CompileModel(*bytes, options);
+  if (!result.ok()) {
+    std::fprintf(stderr, "edgeloop-compile: %s\n", std::string(result.status().message()).c_str());
+    return 1;
+  }
+  std::printf(
+      "%s: %s, %lld bytes, workspace %llu bytes, weights %llu bytes, %d operators (%d folded, %d "
+      "fused), "
+      "%.2f s\n",
+      result->so_path.c_str(), result->so_digest.c_str(), static_cast<long long>(result->so_bytes),
+      static_cast<unsigned long long>(result->workspace_bytes),
+      static_cast<unsigned long long>(result->weight_bytes), result->runtime_nodes,
+      result->folded_nodes, result->fused_nodes, result->seconds);
+  return 0;
+}

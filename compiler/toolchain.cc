@@ -1,0 +1,90 @@
+#include "compiler/toolchain.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/file_util.h"
+
+namespace edgeloop::compiler {
+
+absl::StatusOr<Toolchain> ToolchainFor(const std::string& target) {
+  const std::string arch = target.substr(0, target.find('-'));
+#if defined(__x86_64__)
+  const bool host_x86 = true;
+#else
+  const bool host_x86 = false;
+#endif
+  Toolchain t;
+  t.target = target;
+  if (target == "x86_64-v1" || target == "x86_64-v2" || target == "x86_64-v3" ||
+      target == "x86_64-v4") {
+    t.cc = host_x86 ? "gcc" : "x86_64-linux-gnu-gcc";
+    t.flags = {target == "x86_64-v1" ? "-march=x86-64"
+                                     : absl::StrCat("-march=x86-64-", target.substr(7))};
+  } else if (target == "aarch64-v8" || target == "aarch64-v8.2-dotprod") {
+    t.cc = "aarch64-linux-gnu-gcc";
+    t.flags = {target == "aarch64-v8" ? "-march=armv8-a" : "-march=armv8.2-a+dotprod"};
+    if (host_x86) t.runner = {"qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"};
+  } else if (target == "armv7-neon") {
+    t.cc = "arm-linux-gnueabihf-gcc";
+    t.flags = {"-march=armv7-a", "-mfpu=neon", "-mfloat-abi=hard"};
+    if (host_x86) t.runner = {"qemu-arm", "-L", "/usr/arm-linux-gnueabihf"};
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown target class \"", target, "\""));
+  }
+  (void)arch;
+  return t;
+}
+
+absl::Status CompileSharedObject(const Toolchain& toolchain, const std::string& c_file,
+                                 const std::string& so_file, absl::Duration timeout) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(so_file).parent_path();
+  std::vector<std::string> argv = {
+      toolchain.cc,          "-std=c99",           "-O3", "-fPIC", "-shared", "-s",
+      "-fvisibility=hidden", "-Wl,--build-id=none"};
+  argv.insert(argv.end(), toolchain.flags.begin(), toolchain.flags.end());
+  argv.insert(argv.end(), {"-o", fs::path(so_file).filename().string(),
+                           fs::path(c_file).filename().string(), "-lm"});
+  const std::string log = (dir / "compile.log").string();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::chdir(dir.c_str()) != 0) ::_exit(126);
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  if (pid < 0) return absl::InternalError("fork failed");
+  const absl::Time deadline = absl::Now() + timeout;
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (absl::Now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return absl::DeadlineExceededError(
+          absl::StrCat(toolchain.cc, " did not finish within ", absl::FormatDuration(timeout)));
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string messages = ReadFile(log).value_or("");
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+      messages = absl::StrCat(toolchain.cc, " is not installed");
+    return absl::InternalError(
+        absl::StrCat("C compiler failed for ", toolchain.target, ": ", messages.substr(0, 2000)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace edgeloop::compiler
