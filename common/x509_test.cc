@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "common/random.h"
+#include "common/signing.h"
 #include "gtest/gtest.h"
 
 namespace edgeloop::crypto {
@@ -122,6 +123,27 @@ TEST_F(CertificateAuthorityTest, IssuesServerIdentityForHostsAndAddresses) {
   EXPECT_NE(X509_check_host(cert, "evil.example.com", 0, 0, nullptr), 1);
   X509_free(cert);
   BIO_free(bio);
+}
+
+TEST(SigningKeyTest, SignsAndVerifiesAndPersists) {
+  const std::string dir = ::testing::TempDir() + "/sign-" + RandomHex(4);
+  std::filesystem::create_directories(dir);
+  auto key = SigningKey::LoadOrCreate(dir + "/signing.key");
+  ASSERT_TRUE(key.ok()) << key.status();
+  struct stat st;
+  ASSERT_EQ(::stat((dir + "/signing.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto signature = (*key)->Sign("{\"abi\":1}");
+  ASSERT_TRUE(signature.ok());
+  EXPECT_TRUE(VerifySignature((*key)->public_key_pem(), "{\"abi\":1}", *signature));
+  EXPECT_FALSE(VerifySignature((*key)->public_key_pem(), "{\"abi\":2}", *signature));
+  std::string forged = *signature;
+  forged[0] = forged[0] == 'a' ? 'b' : 'a';
+  EXPECT_FALSE(VerifySignature((*key)->public_key_pem(), "{\"abi\":1}", forged));
+  auto again = SigningKey::LoadOrCreate(dir + "/signing.key");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->public_key_pem(), (*key)->public_key_pem());
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 #include "compiler/compile.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
@@ -10,7 +12,9 @@
 #include "common/sha256.h"
 #include "common/status.h"
 #include "compiler/c_backend.h"
+#include "compiler/module_loader.h"
 #include "compiler/onnx_import.h"
+#include "compiler/reference_interpreter.h"
 #include "compiler/toolchain.h"
 
 namespace edgeloop::compiler {
@@ -64,6 +68,60 @@ absl::StatusOr<CompileResult> CompileModel(const std::string& onnx_bytes,
       WriteFileAtomically(options.out_dir + "/manifest.json", result.manifest_json + "\n"));
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return result;
+}
+
+absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
+                                           const CompileResult& compiled,
+                                           const CompileOptions& options) {
+  ASSIGN_OR_RETURN(Toolchain toolchain, ToolchainFor(options.target));
+  if (!toolchain.runner.empty()) {
+    return absl::UnimplementedError(
+        absl::StrCat("validating ", options.target,
+                     " modules needs the emulated runner, which is not built yet"));
+  }
+  ASSIGN_OR_RETURN(Graph graph, ImportOnnx(onnx_bytes));
+  ASSIGN_OR_RETURN(std::unique_ptr<LoadedModule> module, LoadedModule::Load(compiled.so_path));
+  if (module->SelfTest() != 0) return absl::InternalError("the module's self-test failed");
+  constexpr int kSamples = 4;
+  double max_abs = 0, max_rel = 0;
+  uint32_t state = 777;
+  for (int sample = 0; sample < kSamples; ++sample) {
+    std::map<std::string, Tensor> inputs;
+    std::vector<const Tensor*> ordered;
+    for (const ValueInfo& info : graph.inputs) {
+      Tensor t;
+      t.shape = info.shape;
+      t.f.resize(t.size());
+      for (float& v : t.f) {
+        state = state * 1664525u + 1013904223u;
+        v = static_cast<float>(state >> 8) / static_cast<float>(1 << 24) * 4.0f - 2.0f;
+      }
+      inputs[info.name] = std::move(t);
+    }
+    for (const ValueInfo& info : graph.inputs) ordered.push_back(&inputs.at(info.name));
+    ASSIGN_OR_RETURN(auto expected, RunReference(graph, inputs));
+    ASSIGN_OR_RETURN(std::vector<Tensor> actual, module->Run(ordered));
+    for (size_t k = 0; k < graph.outputs.size(); ++k) {
+      const Tensor& e = expected.at(graph.outputs[k].name);
+      for (int64_t n = 0; n < e.size(); ++n) {
+        const double a = actual[k].f[n], want = e.f[n];
+        if (std::isnan(want) && std::isnan(a)) continue;
+        const double err = std::abs(a - want);
+        max_abs = std::max(max_abs, err);
+        max_rel = std::max(max_rel, err / std::max(1e-12, std::abs(want)));
+        if (!(err <= 1e-5 + 1e-3 * std::abs(want))) {
+          return absl::InternalError(absl::StrCat("output \"", graph.outputs[k].name, "\"[", n,
+                                                  "] = ", a, ", the reference interpreter gives ",
+                                                  want));
+        }
+      }
+    }
+  }
+  const std::string json = absl::StrFormat(
+      R"({"emulated":false,"maxAbsError":%g,"maxRelError":%g,"samples":%d,"selftest":"passed"})",
+      max_abs, max_rel, kSamples);
+  RETURN_IF_ERROR(WriteFileAtomically(options.out_dir + "/validation.json", json + "\n"));
+  return json;
 }
 
 }  // namespace edgeloop::compiler

@@ -34,4 +34,13 @@ const char* CompilerVersion();
 absl::StatusOr<CompileResult> CompileModel(const std::string& onnx_bytes,
                                            const CompileOptions& options);
 
+/// Checks a compiled module before anyone runs it: its embedded self-test, then its outputs
+/// against the reference interpreter on generated inputs (rtol 1e-3, atol 1e-5). Writes and
+/// returns validation.json. Runs the module in this process, so callers that must survive a
+/// broken module run this in a child process (edgeloop-compile --validate). UNIMPLEMENTED for
+/// targets this machine cannot run.
+absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
+                                           const CompileResult& compiled,
+                                           const CompileOptions& options);
+
 }  // namespace edgeloop::compiler

@@ -30,6 +30,11 @@ int main(int argc, char** argv) {
   flags.String("out", &options.out_dir,
                "output directory (-o): module.c, module.so, manifest.json");
   flags.Int("timeout-seconds", &timeout_seconds, "give up compiling after this long (default 600)");
+  bool validate = false;
+  flags.Bool("validate", &validate,
+             "after compiling, run the module's self-test and compare it with the reference "
+             "interpreter on "
+             "generated inputs; writes validation.json");
   bool help = false;
   absl::Status parsed = flags.Parse(args, &help);
   if (help || !parsed.ok() || model.empty() || options.out_dir.empty()) {
@@ -48,6 +53,15 @@ int main(int argc, char** argv) {
   if (!result.ok()) {
     std::fprintf(stderr, "edgeloop-compile: %s\n", std::string(result.status().message()).c_str());
     return 1;
+  }
+  if (validate) {
+    auto validation = compiler::ValidateModule(*bytes, *result, options);
+    if (!validation.ok()) {
+      std::fprintf(stderr, "edgeloop-compile: validation failed: %s\n",
+                   std::string(validation.status().message()).c_str());
+      return 3;
+    }
+    std::printf("validation: %s\n", validation->c_str());
   }
   std::printf(
       "%s: %s, %lld bytes, workspace %llu bytes, weights %llu bytes, %d operators (%d folded, %d "
