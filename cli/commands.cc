@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/table.h"
@@ -73,6 +74,7 @@ void PrintVersion(const v1::ModelVersion& v, std::ostream& out) {
   table.Add({"model", v.model()});
   table.Add({"version", std::to_string(v.version())});
   table.Add({"status", v1::VersionStatus_Name(v.status())});
+  if (!v.status_message().empty()) table.Add({"status message", v.status_message()});
   table.Add({"onnx", absl::StrCat(v.onnx_digest(), " (", v.onnx_size(), " bytes)")});
   table.Add({"opset", std::to_string(v.opset())});
   table.Add({"producer", v.producer().empty() ? "-" : v.producer()});
@@ -268,6 +270,33 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
       out << "pushed " << version.model() << " version " << version.version() << " "
           << version.onnx_digest() << "\n";
     }
+    return absl::OkStatus();
+  }
+  if (verb == "artifacts") {
+    RETURN_IF_ERROR(Need(args, 4, "model artifacts NAME VERSION"));
+    v1::ListArtifactsRequest request;
+    request.set_model(args.words[2]);
+    ASSIGN_OR_RETURN(int64_t number, Number(args.words[3], "VERSION"));
+    request.set_version(number);
+    v1::ListArtifactsResponse response;
+    RETURN_IF_ERROR(
+        FromGrpc(client.registry().ListArtifacts(client.Context().get(), request, &response)));
+    if (format == OutputFormat::kJson) {
+      out << PrintProtoJson(response, true) << "\n";
+      return absl::OkStatus();
+    }
+    std::map<std::string, const v1::Artifact*> built;
+    for (const auto& a : response.artifacts()) built[a.target()] = &a;
+    Table table({"TARGET", "JOB", "MODULE", "SIZE", "COMPILE S", "SIGNED", "NOTE"});
+    for (const auto& j : response.jobs()) {
+      const v1::Artifact* a = built.count(j.target()) ? built[j.target()] : nullptr;
+      table.Add({j.target(), j.state(), a ? a->module_digest().substr(0, 19) : "-",
+                 a ? std::to_string(a->module_size()) : "-",
+                 a ? absl::StrFormat("%.2f", a->compile_seconds()) : "-",
+                 a && !a->signature().empty() ? "ed25519" : "-",
+                 j.error().empty() ? "-" : j.error().substr(0, 80)});
+    }
+    out << table.Render();
     return absl::OkStatus();
   }
   if (verb == "alias") {
@@ -572,6 +601,7 @@ const char* Usage() {
              [--dataset-digest sha256:...] [--source TEXT] [--validation FILE] [--calibration FILE]
   model list
   model show NAME [VERSION|ALIAS]
+  model artifacts NAME VERSION        signed modules per target class, and compile jobs
   model alias set NAME ALIAS VERSION
   model alias history NAME ALIAS
   token create --name NAME --role viewer|operator|admin [--ttl 24h]

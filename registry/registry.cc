@@ -425,6 +425,50 @@ absl::StatusOr<v1::GetAliasHistoryResponse> Registry::GetAliasHistory(
   return response;
 }
 
+absl::StatusOr<v1::ListArtifactsResponse> Registry::ListArtifacts(
+    const v1::ListArtifactsRequest& request) {
+  v1::GetVersionRequest get;
+  get.set_model(request.model());
+  get.set_version(request.version());
+  RETURN_IF_ERROR(GetVersion(get).status());
+  ASSIGN_OR_RETURN(
+      Rows rows,
+      options_.database->Query(
+          "SELECT a.target, a.backend, a.module_digest, a.module_size, a.manifest, a.signature, "
+          "a.validation, a.compile_seconds, a.created_at_ms FROM artifacts a JOIN models m ON "
+          "m.id = a.model_id WHERE m.name = $1 AND a.version = $2 ORDER BY a.target",
+          {request.model(), request.version()}));
+  v1::ListArtifactsResponse response;
+  for (const store::Row& row : rows) {
+    v1::Artifact* a = response.add_artifacts();
+    a->set_model(request.model());
+    a->set_version(request.version());
+    a->set_target(row.Text(0));
+    a->set_backend(row.Text(1));
+    a->set_module_digest(row.Text(2));
+    a->set_module_size(row.Int(3));
+    a->set_manifest(row.Text(4));
+    a->set_signature(row.Text(5));
+    a->set_validation(row.Text(6));
+    a->set_compile_seconds(row.Real(7));
+    *a->mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int(8));
+  }
+  ASSIGN_OR_RETURN(
+      Rows jobs,
+      options_.database->Query(
+          "SELECT j.target, j.state, j.attempts, j.error FROM compile_jobs j JOIN models m ON "
+          "m.id = j.model_id WHERE m.name = $1 AND j.version = $2 ORDER BY j.target",
+          {request.model(), request.version()}));
+  for (const store::Row& row : jobs) {
+    v1::CompileJob* j = response.add_jobs();
+    j->set_target(row.Text(0));
+    j->set_state(row.Text(1));
+    j->set_attempts(static_cast<int32_t>(row.Int(2)));
+    j->set_error(row.Text(3));
+  }
+  return response;
+}
+
 absl::StatusOr<v1::ListEventsResponse> Registry::ListEvents(const v1::ListEventsRequest& request) {
   ASSIGN_OR_RETURN(
       Rows rows,

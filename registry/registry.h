@@ -55,6 +55,9 @@ class Registry {
   absl::StatusOr<v1::GetAliasHistoryResponse> GetAliasHistory(
       const v1::GetAliasHistoryRequest& request);
 
+  /// The signed modules built for a version and the state of its compile jobs.
+  absl::StatusOr<v1::ListArtifactsResponse> ListArtifacts(const v1::ListArtifactsRequest& request);
+
   /// Events with sequence > after_sequence, oldest first. Sequences are assigned in commit
   /// order, so a consumer that remembers the last sequence it handled never misses one.
   absl::StatusOr<v1::ListEventsResponse> ListEvents(const v1::ListEventsRequest& request);

@@ -56,6 +56,12 @@ absl::StatusOr<v1::GetAliasHistoryResponse> Api::GetAliasHistory(
   return options_.registry->GetAliasHistory(r);
 }
 
+absl::StatusOr<v1::ListArtifactsResponse> Api::ListArtifacts(const Principal& p,
+                                                             const v1::ListArtifactsRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
+  return options_.registry->ListArtifacts(r);
+}
+
 absl::StatusOr<v1::ListEventsResponse> Api::ListEvents(const Principal& p,
                                                        const v1::ListEventsRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));

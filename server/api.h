@@ -43,6 +43,8 @@ class Api {
   absl::StatusOr<v1::Alias> GetAlias(const Principal& p, const v1::GetAliasRequest& r);
   absl::StatusOr<v1::GetAliasHistoryResponse> GetAliasHistory(const Principal& p,
                                                               const v1::GetAliasHistoryRequest& r);
+  absl::StatusOr<v1::ListArtifactsResponse> ListArtifacts(const Principal& p,
+                                                          const v1::ListArtifactsRequest& r);
   absl::StatusOr<v1::ListEventsResponse> ListEvents(const Principal& p,
                                                     const v1::ListEventsRequest& r);
 

@@ -37,6 +37,11 @@ void Register(FlagSet& f, ServerOptions& o) {
   f.Int("http-threads", &o.http_threads, "REST worker threads (default 8)");
   f.Int("db-pool-size", &o.db_pool_size, "database connections (default 16)");
   f.String("log-level", &o.log_level, "debug|info|warning|error (default info)");
+  f.String("role", &o.role, "all (API, devices, compile workers) or worker (compile workers only)");
+  f.String("compile-targets", &o.compile_targets,
+           "target classes every version is compiled for besides the fleet's (default x86_64-v2)");
+  f.Int("compile-workers", &o.compile_workers,
+        "compile jobs run at once in this process (default 1)");
   f.Int("shutdown-grace-seconds", &o.shutdown_grace_seconds,
         "time requests in flight get on SIGTERM (default 20)");
 }
@@ -60,6 +65,9 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
   Register(flags, options);
   RETURN_IF_ERROR(flags.Parse(args, help));
   if (*help) return options;
+  if (options.role != "all" && options.role != "worker") {
+    return absl::InvalidArgumentError("--role must be all or worker");
+  }
   std::error_code ec;
   std::filesystem::path data_dir = std::filesystem::absolute(options.data_dir, ec);
   options.data_dir = data_dir.lexically_normal().string();

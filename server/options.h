@@ -29,6 +29,11 @@ struct ServerOptions {
   int db_pool_size = 16;
   std::string log_level = "info";
   int shutdown_grace_seconds = 20;
+  /// "all": API, device listener and compile workers; "worker": compile workers only.
+  std::string role = "all";
+  /// Target classes every version is compiled for, besides the fleet's (comma-separated).
+  std::string compile_targets = "x86_64-v2";
+  int compile_workers = 1;
 };
 
 /// Parses argv (without argv[0]) and the environment. INVALID_ARGUMENT names the bad flag.

@@ -1,13 +1,16 @@
 #include "server/server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/signing.h"
 #include "common/status.h"
 #include "common/x509.h"
 #include "fleet/device_registry.h"
@@ -16,6 +19,7 @@
 #include "registry/registry.h"
 #include "server/api.h"
 #include "server/auth.h"
+#include "server/ci/compile_pipeline.h"
 #include "server/grpc/admin_service.h"
 #include "server/grpc/device_service.h"
 #include "server/grpc/fleet_service.h"
@@ -50,6 +54,8 @@ struct Server::Impl {
   std::unique_ptr<grpc_api::DeviceService> device_service;
   std::unique_ptr<grpc::Server> grpc;
   std::unique_ptr<grpc::Server> device_grpc;
+  std::unique_ptr<crypto::SigningKey> signer;
+  std::unique_ptr<CompilePipeline> pipeline;
   int http_port = 0;
   int grpc_port = 0;
   int device_port = 0;
@@ -113,6 +119,24 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
                                    .offline_after = absl::Seconds(options.offline_after_seconds)});
 
   s->metrics = std::make_unique<ServerMetrics>(s->registry.get(), s->devices.get());
+
+  // The CI stage: modules are compiled by edgeloop-compile from the same build, next to us.
+  ASSIGN_OR_RETURN(s->signer, crypto::SigningKey::LoadOrCreate(options.data_dir + "/signing.key"));
+  CompilePipelineOptions ci;
+  ci.database = s->db.get();
+  ci.blobs = s->blobs.get();
+  ci.signer = s->signer.get();
+  ci.default_targets = absl::StrSplit(options.compile_targets, ',', absl::SkipEmpty());
+  std::error_code ec;
+  ci.compile_binary =
+      (std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "edgeloop-compile")
+          .string();
+  ci.work_dir = options.data_dir + "/compile";
+  char host[256] = "host";
+  ::gethostname(host, sizeof host);
+  ci.worker_id = absl::StrCat(host, ":", ::getpid());
+  ci.workers = options.compile_workers;
+  s->pipeline = std::make_unique<CompilePipeline>(ci);
   s->api = std::make_unique<Api>(ApiOptions{.registry = s->registry.get(),
                                             .blobs = s->blobs.get(),
                                             .tokens = s->tokens.get(),
@@ -140,6 +164,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
 
 absl::Status Server::Start() {
   Impl& s = *impl_;
+  s.pipeline->Start();
+  if (s.options.role == "worker") {
+    s.started = true;
+    Log(LogLevel::kInfo, "edgeloop-server compile worker running",
+        {{"data_dir", s.options.data_dir}});
+    return absl::OkStatus();
+  }
   ASSIGN_OR_RETURN(s.http_port, s.http->Start());
 
   grpc::ServerBuilder builder;
@@ -194,6 +225,8 @@ void Server::Shutdown() {
   if (!s.started) return;
   s.started = false;
   const absl::Duration grace = absl::Seconds(s.options.shutdown_grace_seconds);
+  s.pipeline->Shutdown();
+  if (s.options.role == "worker") return;
   Log(LogLevel::kInfo, "shutting down", {{"grace_seconds", s.options.shutdown_grace_seconds}});
   s.device_service->Stop();
   s.device_grpc->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));

@@ -139,6 +139,41 @@ CREATE TABLE devices (
 );
 CREATE INDEX devices_by_target ON devices (target, status);
 )sql"},
+      {5, "compile_pipeline", R"sql(
+CREATE TABLE compile_jobs (
+  id {{SERIAL}},
+  model_id BIGINT NOT NULL REFERENCES models(id),
+  version BIGINT NOT NULL,
+  target TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts BIGINT NOT NULL,
+  lease_owner TEXT NOT NULL,
+  lease_expires_ms BIGINT NOT NULL,
+  error TEXT NOT NULL,
+  created_at_ms BIGINT NOT NULL,
+  updated_at_ms BIGINT NOT NULL,
+  UNIQUE (model_id, version, target)
+);
+CREATE INDEX compile_jobs_by_state ON compile_jobs (state, id);
+CREATE TABLE artifacts (
+  model_id BIGINT NOT NULL REFERENCES models(id),
+  version BIGINT NOT NULL,
+  target TEXT NOT NULL,
+  backend TEXT NOT NULL,
+  module_digest TEXT NOT NULL,
+  module_size BIGINT NOT NULL,
+  manifest TEXT NOT NULL,
+  signature TEXT NOT NULL,
+  validation TEXT NOT NULL,
+  compile_seconds DOUBLE PRECISION NOT NULL,
+  created_at_ms BIGINT NOT NULL,
+  PRIMARY KEY (model_id, version, target)
+);
+CREATE TABLE event_consumers (
+  name TEXT PRIMARY KEY,
+  last_sequence BIGINT NOT NULL
+);
+)sql"},
   };
   return *migrations;
 }

@@ -51,6 +51,13 @@ grpc::Status RegistryService::GetAliasHistory(grpc::ServerContext* c,
   return Unary(api_, metrics_, "GetAliasHistory", c, out,
                [&](const Principal& p) { return api_.GetAliasHistory(p, *r); });
 }
+grpc::Status RegistryService::ListArtifacts(grpc::ServerContext* c,
+                                            const v1::ListArtifactsRequest* r,
+                                            v1::ListArtifactsResponse* out) {
+  return Unary(api_, metrics_, "ListArtifacts", c, out,
+               [&](const Principal& p) { return api_.ListArtifacts(p, *r); });
+}
+
 grpc::Status RegistryService::ListEvents(grpc::ServerContext* c, const v1::ListEventsRequest* r,
                                          v1::ListEventsResponse* out) {
   return Unary(api_, metrics_, "ListEvents", c, out,

@@ -29,6 +29,8 @@ class RegistryService final : public v1::RegistryService::Service {
                         v1::Alias* out) override;
   grpc::Status GetAliasHistory(grpc::ServerContext* c, const v1::GetAliasHistoryRequest* r,
                                v1::GetAliasHistoryResponse* out) override;
+  grpc::Status ListArtifacts(grpc::ServerContext* c, const v1::ListArtifactsRequest* r,
+                             v1::ListArtifactsResponse* out) override;
   grpc::Status ListEvents(grpc::ServerContext* c, const v1::ListEventsRequest* r,
                           v1::ListEventsResponse* out) override;
   grpc::Status UploadBlob(grpc::ServerContext* c, grpc::ServerReader<v1::UploadBlobRequest>* reader,

@@ -151,6 +151,17 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
             m->set_alias(r.path.at("alias"));
             return ModelFromPath(r, m->mutable_model());
           }));
+  router.Add("GET", "/v1/models/{model}/versions/{version}/artifacts", RouteKind::kJson,
+             Json<v1::ListArtifactsRequest, v1::ListArtifactsResponse>(
+                 api, &Api::ListArtifacts, [](const RestRequest& r, v1::ListArtifactsRequest* m) {
+                   m->set_model(r.path.at("model"));
+                   int64_t number = 0;
+                   if (!absl::SimpleAtoi(r.path.at("version"), &number) || number <= 0) {
+                     return absl::InvalidArgumentError("version must be a positive number");
+                   }
+                   m->set_version(number);
+                   return absl::OkStatus();
+                 }));
   router.Add("GET", "/v1/models/{model}/aliases/{alias}", RouteKind::kJson,
              Json<v1::GetAliasRequest, v1::Alias>(api, &Api::GetAlias,
                                                   [](const RestRequest& r, v1::GetAliasRequest* m) {

@@ -1,0 +1,292 @@
+#include "server/ci/compile_pipeline.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "common/status.h"
+
+namespace edgeloop::server {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr char kPlanner[] = "compile-planner";
+
+// Runs argv with output to `log`; the exit code, 128+signal, or -1 on timeout (killed).
+int RunChild(const std::vector<std::string>& argv, const std::string& log, absl::Duration timeout) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (absl::Now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return -1;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+void CompilePipeline::Start() {
+  threads_.emplace_back([this] {
+    while (!stopping_) {
+      if (absl::Status s = PlanOnce(); !s.ok())
+        Log(LogLevel::kWarning, "compile planner", {{"error", s.ToString()}});
+      absl::SleepFor(options_.poll_interval);
+    }
+  });
+  for (int w = 0; w < options_.workers; ++w) {
+    threads_.emplace_back([this] {
+      while (!stopping_) {
+        auto worked = WorkOnce();
+        if (!worked.ok())
+          Log(LogLevel::kWarning, "compile worker", {{"error", worked.status().ToString()}});
+        if (!worked.ok() || !*worked) absl::SleepFor(options_.poll_interval);
+      }
+    });
+  }
+}
+
+void CompilePipeline::Shutdown() {
+  stopping_ = true;
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+absl::Status CompilePipeline::PlanOnce() {
+  store::Database& db = *options_.database;
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  int planned = 0;
+  RETURN_IF_ERROR(store::RunInTransaction(db, [&](store::Transaction& tx) -> absl::Status {
+    planned = 0;
+    // Taking the consumer's row first serialises planners on several replicas.
+    ASSIGN_OR_RETURN(store::Rows offset,
+                     tx.Query("UPDATE event_consumers SET last_sequence = last_sequence "
+                              "WHERE name = $1 RETURNING last_sequence",
+                              {std::string(kPlanner)}));
+    if (offset.empty()) {
+      RETURN_IF_ERROR(tx.Execute("INSERT INTO event_consumers (name, last_sequence) VALUES ($1, 0)",
+                                 {std::string(kPlanner)})
+                          .status());
+    }
+    const int64_t after = offset.empty() ? 0 : offset[0].Int(0);
+    ASSIGN_OR_RETURN(store::Rows events,
+                     tx.Query("SELECT sequence, type, model, version FROM registry_events "
+                              "WHERE sequence > $1 ORDER BY sequence LIMIT 100",
+                              {after}));
+    if (events.empty()) return absl::OkStatus();
+    std::set<std::string> targets(options_.default_targets.begin(), options_.default_targets.end());
+    ASSIGN_OR_RETURN(store::Rows fleet,
+                     tx.Query("SELECT DISTINCT target FROM devices WHERE status = 'ACTIVE' AND "
+                              "target <> ''"));
+    for (const store::Row& row : fleet) targets.insert(row.Text(0));
+    for (const store::Row& event : events) {
+      if (event.Text(1) != "version.created") continue;
+      ASSIGN_OR_RETURN(store::Rows model,
+                       tx.Query("SELECT id FROM models WHERE name = $1", {event.Text(2)}));
+      if (model.empty()) continue;
+      for (const std::string& target : targets) {
+        RETURN_IF_ERROR(
+            tx.Execute("INSERT INTO compile_jobs (model_id, version, target, state, attempts, "
+                       "lease_owner, lease_expires_ms, error, created_at_ms, updated_at_ms) VALUES "
+                       "($1, $2, $3, 'QUEUED', 0, '', 0, '', $4, $4) ON CONFLICT DO NOTHING",
+                       {model[0].Int(0), event.Int(3), target, now})
+                .status());
+      }
+      RETURN_IF_ERROR(
+          tx.Execute("UPDATE model_versions SET status = 'COMPILING' WHERE model_id = $1 AND "
+                     "version = $2 AND status = 'REGISTERED'",
+                     {model[0].Int(0), event.Int(3)})
+              .status());
+      ++planned;
+    }
+    return tx
+        .Execute("UPDATE event_consumers SET last_sequence = $2 WHERE name = $1",
+                 {std::string(kPlanner), events.back().Int(0)})
+        .status();
+  }));
+  if (planned > 0) Log(LogLevel::kInfo, "compile jobs planned", {{"versions", planned}});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> CompilePipeline::Claim(Job* job) {
+  store::Database& db = *options_.database;
+  const bool postgres = db.dialect() == store::Dialect::kPostgres;
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  bool claimed = false;
+  RETURN_IF_ERROR(store::RunInTransaction(db, [&](store::Transaction& tx) -> absl::Status {
+    claimed = false;
+    ASSIGN_OR_RETURN(
+        store::Rows rows,
+        tx.Query(
+            absl::StrCat("SELECT id FROM compile_jobs WHERE state = 'QUEUED' OR (state = 'RUNNING' "
+                         "AND lease_expires_ms < $1) ORDER BY id LIMIT 1",
+                         postgres ? " FOR UPDATE SKIP LOCKED" : ""),
+            {now}));
+    if (rows.empty()) return absl::OkStatus();
+    const int64_t id = rows[0].Int(0);
+    RETURN_IF_ERROR(
+        tx.Execute("UPDATE compile_jobs SET state = 'RUNNING', attempts = attempts + 1, "
+                   "lease_owner = $2, "
+                   "lease_expires_ms = $3, updated_at_ms = $4 WHERE id = $1",
+                   {id, options_.worker_id, now + absl::ToInt64Milliseconds(options_.lease), now})
+            .status());
+    ASSIGN_OR_RETURN(
+        store::Rows details,
+        tx.Query("SELECT j.model_id, m.name, j.version, j.target, v.onnx_digest, j.attempts FROM "
+                 "compile_jobs j JOIN models m ON m.id = j.model_id JOIN model_versions v ON "
+                 "v.model_id = j.model_id AND v.version = j.version WHERE j.id = $1",
+                 {id}));
+    if (details.empty()) return absl::InternalError("compile job without its version");
+    const store::Row& d = details[0];
+    *job = Job{id, d.Int(0), d.Text(1), d.Int(2), d.Text(3), d.Text(4), d.Int(5)};
+    claimed = true;
+    return absl::OkStatus();
+  }));
+  return claimed;
+}
+
+absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* permanent) {
+  const std::string dir = absl::StrCat(options_.work_dir, "/job-", job.id, "-", job.attempts);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  RETURN_IF_ERROR(MakeDirectories(dir));
+  // The model goes to a file for the compiler process.
+  ASSIGN_OR_RETURN(auto reader, options_.blobs->Open(job.onnx_digest));
+  ASSIGN_OR_RETURN(std::string onnx, store::ReadWholeBlob(*reader));
+  RETURN_IF_ERROR(WriteFileAtomically(dir + "/model.onnx", onnx));
+  const absl::Time started = absl::Now();
+  const int code = RunChild({options_.compile_binary, dir + "/model.onnx", "--target", job.target,
+                             "--out", dir + "/out", "--validate", "--timeout-seconds",
+                             std::to_string(absl::ToInt64Seconds(options_.compile_timeout))},
+                            dir + "/compile.log", options_.compile_timeout + absl::Minutes(1));
+  if (code != 0) {
+    std::string log = ReadFile(dir + "/compile.log").value_or("");
+    log = std::string(absl::StripAsciiWhitespace(log));
+    if (size_t at = log.rfind("edgeloop-compile: "); at != std::string::npos)
+      log = log.substr(at + 18);
+    // Exit 1 (the model cannot be compiled) and 3 (the module is wrong) do not get better by
+    // retrying; a timeout or a crash might.
+    *permanent = code == 1 || code == 3 || code == 2;
+    *error = code == -1   ? "compile timed out"
+             : code > 128 ? absl::StrCat("compiler crashed (signal ", code - 128, ")")
+                          : log.substr(0, 1000);
+    fs::remove_all(dir, ec);
+    return absl::OkStatus();
+  }
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
+  ASSIGN_OR_RETURN(std::string manifest, ReadFile(dir + "/out/manifest.json"));
+  manifest = std::string(absl::StripTrailingAsciiWhitespace(manifest));
+  ASSIGN_OR_RETURN(std::string validation, ReadFile(dir + "/out/validation.json"));
+  validation = std::string(absl::StripTrailingAsciiWhitespace(validation));
+  ASSIGN_OR_RETURN(std::string module, ReadFile(dir + "/out/module.so"));
+  ASSIGN_OR_RETURN(std::string signature, options_.signer->Sign(manifest));
+  ASSIGN_OR_RETURN(auto writer, options_.blobs->NewWriter(int64_t{4} << 30));
+  RETURN_IF_ERROR(writer->Write(module));
+  ASSIGN_OR_RETURN(store::BlobInfo blob, writer->Commit(""));
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  bool still_ours = false;
+  RETURN_IF_ERROR(
+      store::RunInTransaction(*options_.database, [&](store::Transaction& tx) -> absl::Status {
+        ASSIGN_OR_RETURN(int64_t changed,
+                         tx.Execute("UPDATE compile_jobs SET state = 'DONE', error = '', "
+                                    "updated_at_ms = $3 WHERE id = $1 AND lease_owner = $2 AND "
+                                    "state = 'RUNNING'",
+                                    {job.id, options_.worker_id, now}));
+        still_ours = changed == 1;
+        if (!still_ours) return absl::OkStatus();  // the lease ran out and another worker took over
+        RETURN_IF_ERROR(tx.Execute("INSERT INTO artifacts (model_id, version, target, backend, "
+                                   "module_digest, module_size, "
+                                   "manifest, signature, validation, compile_seconds, "
+                                   "created_at_ms) VALUES ($1, $2, $3, "
+                                   "'c', $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                                   {job.model_id, job.version, job.target, blob.digest, blob.size,
+                                    manifest, signature, validation, seconds, now})
+                            .status());
+        ASSIGN_OR_RETURN(store::Rows open,
+                         tx.Query("SELECT COUNT(*) FROM compile_jobs WHERE model_id = $1 AND "
+                                  "version = $2 AND state <> 'DONE'",
+                                  {job.model_id, job.version}));
+        if (open[0].Int(0) == 0) {
+          RETURN_IF_ERROR(
+              tx.Execute("UPDATE model_versions SET status = 'READY', status_message = '' WHERE "
+                         "model_id = $1 AND version = $2 AND status <> 'FAILED'",
+                         {job.model_id, job.version})
+                  .status());
+        }
+        return absl::OkStatus();
+      }));
+  fs::remove_all(dir, ec);
+  if (still_ours) {
+    Log(LogLevel::kInfo, "module built",
+        {{"model", job.model},
+         {"version", job.version},
+         {"target", job.target},
+         {"module", blob.digest}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CompilePipeline::Fail(const Job& job, const std::string& error, bool permanent) {
+  const bool give_up = permanent || job.attempts >= options_.max_attempts;
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  Log(LogLevel::kWarning, "compile job failed",
+      {{"model", job.model},
+       {"version", job.version},
+       {"target", job.target},
+       {"error", error},
+       {"final", give_up ? "yes" : "no"}});
+  return store::RunInTransaction(*options_.database, [&](store::Transaction& tx) -> absl::Status {
+    RETURN_IF_ERROR(tx.Execute("UPDATE compile_jobs SET state = $3, error = $4, lease_owner = '', "
+                               "updated_at_ms = $5 "
+                               "WHERE id = $1 AND lease_owner = $2",
+                               {job.id, options_.worker_id,
+                                std::string(give_up ? "FAILED" : "QUEUED"), error, now})
+                        .status());
+    if (!give_up) return absl::OkStatus();
+    return tx
+        .Execute(
+            "UPDATE model_versions SET status = 'FAILED', status_message = $3 WHERE model_id = $1 "
+            "AND "
+            "version = $2",
+            {job.model_id, job.version, absl::StrCat("target ", job.target, ": ", error)})
+        .status();
+  });
+}
+
+absl::StatusOr<bool> CompilePipeline::WorkOnce() {
+  Job job;
+  ASSIGN_OR_RETURN(bool claimed, Claim(&job));
+  if (!claimed) return false;
+  std::string error;
+  bool permanent = false;
+  absl::Status ran = Run(job, &error, &permanent);
+  if (!ran.ok()) error = ran.ToString();
+  if (!error.empty()) RETURN_IF_ERROR(Fail(job, error, permanent));
+  return true;
+}
+
+}  // namespace edgeloop::server

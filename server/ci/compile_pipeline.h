@@ -1,0 +1,73 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/signing.h"
+#include "store/blob_store.h"
+#include "store/database.h"
+
+namespace edgeloop::server {
+
+struct CompilePipelineOptions {
+  store::Database* database = nullptr;         // not owned
+  store::BlobStore* blobs = nullptr;           // not owned
+  const crypto::SigningKey* signer = nullptr;  // not owned
+  /// Targets every version is compiled for, besides those of the devices in the fleet.
+  std::vector<std::string> default_targets = {"x86_64-v2"};
+  std::string compile_binary;  // edgeloop-compile
+  std::string work_dir;        // scratch for jobs
+  std::string worker_id;       // names this process in job leases
+  int workers = 1;
+  absl::Duration poll_interval = absl::Milliseconds(500);
+  absl::Duration lease = absl::Minutes(15);  // a job whose worker vanished is retried after this
+  absl::Duration compile_timeout = absl::Minutes(10);
+  int max_attempts = 3;
+};
+
+/// The CI stage. A planner turns each `version.created` registry event into one durable
+/// compile job per target class (the fleet's plus the defaults) and marks the version
+/// COMPILING. Workers claim jobs with a lease (FOR UPDATE SKIP LOCKED on PostgreSQL), run
+/// `edgeloop-compile --validate` in a child process (a crashing or hanging compile cannot hurt
+/// the server), sign the manifest, store the module as a blob and record the artifact — all of
+/// that in the transaction that completes the job, so a killed worker leaves a job to retry,
+/// never half an artifact. When every job of a version is done it becomes READY; a job that
+/// fails for good makes it FAILED with the target and the reason. Thread-safe.
+class CompilePipeline {
+ public:
+  explicit CompilePipeline(const CompilePipelineOptions& options) : options_(options) {}
+  ~CompilePipeline() { Shutdown(); }
+
+  void Start();
+  void Shutdown();
+
+  /// One planning pass over new registry events. Exposed for tests.
+  absl::Status PlanOnce();
+  /// Claims and runs one job; false when there was none. Exposed for tests.
+  absl::StatusOr<bool> WorkOnce();
+
+ private:
+  struct Job {
+    int64_t id = 0;
+    int64_t model_id = 0;
+    std::string model;
+    int64_t version = 0;
+    std::string target;
+    std::string onnx_digest;
+    int64_t attempts = 0;
+  };
+  absl::StatusOr<bool> Claim(Job* job);
+  absl::Status Run(const Job& job, std::string* error, bool* permanent);
+  absl::Status Fail(const Job& job, const std::string& error, bool permanent);
+
+  CompilePipelineOptions options_;
+  std::atomic<bool> stopping_{false};
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace edgeloop::server

@@ -1,0 +1,135 @@
+// The CI stage end to end: a push becomes signed, validated modules for every target class in
+// the fleet, with no other step; a model the compiler cannot take fails with the reason.
+#include <grpcpp/grpcpp.h>
+
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/proto_json.h"
+#include "common/sha256.h"
+#include "common/signing.h"
+#include "edgeloop/v1/device.pb.h"
+#include "edgeloop/v1/registry.grpc.pb.h"
+#include "registry/testing/onnx_models.h"
+#include "tests/testing/fixture.h"
+#include "tests/testing/http_client.h"
+
+namespace edgeloop::tests {
+namespace {
+
+class CiTest : public ServerTest {
+ protected:
+  HttpResponse Call(const std::string& method, const std::string& target,
+                    const std::string& body = "") {
+    auto r = HttpClient(server_->http_port())
+                 .Request(method, target, body, {{"Authorization", Bearer(admin_)}});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : HttpResponse{};
+  }
+
+  // Pushes bytes as the next version of `model`; its number.
+  int64_t Push(const std::string& model, const std::string& onnx) {
+    HttpResponse blob = Call("POST", "/v1/blobs", onnx);
+    v1::Blob b;
+    EXPECT_TRUE(ParseProtoJson(blob.body, &b).ok()) << blob.body;
+    HttpResponse version = Call("POST", absl::StrCat("/v1/models/", model, "/versions"),
+                                absl::StrCat(R"({"onnxDigest":")", b.digest(), "\"}"));
+    v1::ModelVersion v;
+    EXPECT_TRUE(ParseProtoJson(version.body, &v).ok()) << version.body;
+    return v.version();
+  }
+
+  // Polls the version until it leaves REGISTERED/COMPILING (up to 60 s).
+  v1::ModelVersion WaitSettled(const std::string& model, int64_t version) {
+    v1::ModelVersion v;
+    for (int i = 0; i < 600; ++i) {
+      HttpResponse r = Call("GET", absl::StrCat("/v1/models/", model, "/versions/", version));
+      v = v1::ModelVersion();
+      EXPECT_TRUE(ParseProtoJson(r.body, &v).ok());
+      if (v.status() == v1::READY || v.status() == v1::FAILED) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return v;
+  }
+};
+
+TEST_P(CiTest, PushBecomesSignedModulesForTheFleet) {
+  // One device in the fleet: its target class must be built too.
+  auto token = Call("POST", "/v1/enrollment-tokens", R"({"maxUses":1})");
+  v1::CreateEnrollmentTokenResponse created;
+  ASSERT_TRUE(ParseProtoJson(token.body, &created).ok());
+  AgentProcess::Options o;
+  o.server = server_->device_address();
+  o.state_dir = options_.data_dir + "/agent";
+  o.enroll_token = created.secret();
+  AgentProcess agent(o);
+  agent.Start();
+  ASSERT_TRUE(agent.WaitEnrolled()) << agent.log();
+  v1::Device device;
+  ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent.device_id()).body, &device).ok());
+  const std::string fleet_target = device.profile().target();
+  ASSERT_FALSE(fleet_target.empty());
+
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"mlp"})").status, 201);
+  const std::string onnx = registry::testing::MlpOnnx(16, 32, 4);
+  const int64_t version = Push("mlp", onnx);
+  v1::ModelVersion settled = WaitSettled("mlp", version);
+  ASSERT_EQ(settled.status(), v1::READY) << settled.status_message();
+
+  HttpResponse listed =
+      Call("GET", absl::StrCat("/v1/models/mlp/versions/", version, "/artifacts"));
+  v1::ListArtifactsResponse artifacts;
+  ASSERT_TRUE(ParseProtoJson(listed.body, &artifacts).ok()) << listed.body;
+  std::set<std::string> targets;
+  const std::string public_key = *ReadFile(options_.data_dir + "/signing.key.pub");
+  for (const auto& a : artifacts.artifacts()) {
+    targets.insert(a.target());
+    // The manifest names the module, the model and the target, and the server signed it.
+    EXPECT_TRUE(crypto::VerifySignature(public_key, a.manifest(), a.signature())) << a.target();
+    EXPECT_TRUE(absl::StrContains(a.manifest(), a.module_digest()));
+    EXPECT_TRUE(absl::StrContains(a.manifest(), DigestFromHex(Sha256Hex(onnx))));
+    EXPECT_TRUE(absl::StrContains(a.manifest(), absl::StrCat("\"target\":\"", a.target(), "\"")));
+    EXPECT_TRUE(absl::StrContains(a.validation(), "\"selftest\":\"passed\"")) << a.validation();
+    // The module itself is a blob whose bytes hash to the recorded digest.
+    HttpResponse module = Call("GET", "/v1/blobs/" + a.module_digest());
+    ASSERT_EQ(module.status, 200);
+    EXPECT_EQ(DigestFromHex(Sha256Hex(module.body)), a.module_digest());
+    EXPECT_EQ(static_cast<int64_t>(module.body.size()), a.module_size());
+  }
+  EXPECT_TRUE(targets.count("x86_64-v2")) << listed.body;   // the configured default
+  EXPECT_TRUE(targets.count(fleet_target)) << listed.body;  // the fleet's
+  for (const auto& j : artifacts.jobs()) EXPECT_EQ(j.state(), "DONE");
+
+  // The same through the CLI.
+  CommandResult cli = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(),
+                                  "--token-file", options_.data_dir + "/admin.token", "model",
+                                  "artifacts", "mlp", std::to_string(version)});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_TRUE(absl::StrContains(cli.out, "ed25519")) << cli.out;
+}
+
+TEST_P(CiTest, UncompilableModelFailsWithTheReason) {
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"odd"})").status, 201);
+  // A valid model the compiler does not support: an operator outside its set.
+  std::string onnx = registry::testing::MlpOnnx(4, 4, 2);
+  const size_t at = onnx.rfind("Relu");  // the op_type; the node name "a1_Relu" comes first
+  ASSERT_NE(at, std::string::npos);
+  onnx.replace(at, 4, "Sign");  // same length: the protobuf stays valid
+  const int64_t version = Push("odd", onnx);
+  v1::ModelVersion settled = WaitSettled("odd", version);
+  ASSERT_EQ(settled.status(), v1::FAILED);
+  EXPECT_TRUE(absl::StrContains(settled.status_message(), "x86_64-v2")) << settled.status_message();
+  EXPECT_TRUE(absl::StrContains(settled.status_message(), "unsupported operators: Sign"))
+      << settled.status_message();
+  // The server is fine and builds the next push.
+  const int64_t next = Push("odd", registry::testing::MlpOnnx(4, 4, 2));
+  EXPECT_EQ(WaitSettled("odd", next).status(), v1::READY);
+}
+
+INSTANTIATE_TEST_SUITE_P(Storage, CiTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace edgeloop::tests
