@@ -5,9 +5,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -50,7 +52,37 @@ int RunChild(const std::vector<std::string>& argv, const std::string& log, absl:
 
 }  // namespace
 
+absl::Status CompilePipeline::RecoverAbandonedJobs() {
+  const std::string host = options_.worker_id.substr(0, options_.worker_id.rfind(':') + 1);
+  ASSIGN_OR_RETURN(store::Rows rows,
+                   options_.database->Query(
+                       "SELECT id, lease_owner FROM compile_jobs WHERE state = 'RUNNING'", {}));
+  for (const store::Row& row : rows) {
+    const std::string owner = row.Text(1);
+    int pid = 0;
+    if (owner.rfind(host, 0) != 0 || owner == options_.worker_id ||
+        !absl::SimpleAtoi(owner.substr(host.size()), &pid) || pid <= 0) {
+      continue;
+    }
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // still alive (or not ours to judge)
+    RETURN_IF_ERROR(store::RunInTransaction(*options_.database, [&](store::Transaction& tx) {
+      return tx
+          .Execute(
+              "UPDATE compile_jobs SET state = 'QUEUED', lease_owner = '' WHERE id = $1 AND "
+              "lease_owner = $2 AND state = 'RUNNING'",
+              {row.Int(0), owner})
+          .status();
+    }));
+    Log(LogLevel::kInfo, "requeued a compile job its dead worker held",
+        {{"job", row.Int(0)}, {"worker", owner}});
+  }
+  return absl::OkStatus();
+}
+
 void CompilePipeline::Start() {
+  if (absl::Status s = RecoverAbandonedJobs(); !s.ok()) {
+    Log(LogLevel::kWarning, "cannot recover abandoned compile jobs", {{"error", s.ToString()}});
+  }
   threads_.emplace_back([this] {
     while (!stopping_) {
       if (absl::Status s = PlanOnce(); !s.ok())

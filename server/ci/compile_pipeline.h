@@ -62,6 +62,9 @@ class CompilePipeline {
     int64_t attempts = 0;
   };
   absl::StatusOr<bool> Claim(Job* job);
+  /// Requeues jobs that a process on this host held when it died (kill -9, crash), instead of
+  /// waiting for their leases to run out.
+  absl::Status RecoverAbandonedJobs();
   absl::Status Run(const Job& job, std::string* error, bool* permanent);
   absl::Status Fail(const Job& job, const std::string& error, bool permanent);
 
