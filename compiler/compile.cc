@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "compiler/c_backend.h"
 #include "compiler/module_loader.h"
+#include "compiler/module_runner.h"
 #include "compiler/onnx_import.h"
 #include "compiler/reference_interpreter.h"
 #include "compiler/toolchain.h"
@@ -74,14 +75,25 @@ absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
                                            const CompileResult& compiled,
                                            const CompileOptions& options) {
   ASSIGN_OR_RETURN(Toolchain toolchain, ToolchainFor(options.target));
-  if (!toolchain.runner.empty()) {
-    return absl::UnimplementedError(
-        absl::StrCat("validating ", options.target,
-                     " modules needs the emulated runner, which is not built yet"));
-  }
+  const bool emulated = !toolchain.runner.empty();
   ASSIGN_OR_RETURN(Graph graph, ImportOnnx(onnx_bytes));
-  ASSIGN_OR_RETURN(std::unique_ptr<LoadedModule> module, LoadedModule::Load(compiled.so_path));
-  if (module->SelfTest() != 0) return absl::InternalError("the module's self-test failed");
+  // Native modules run in this process; cross-compiled ones in elm-runner under qemu.
+  std::unique_ptr<LoadedModule> native;
+  std::unique_ptr<EmulatedModule> emulator;
+  if (emulated) {
+    ASSIGN_OR_RETURN(emulator, EmulatedModule::Create(toolchain, compiled.so_path,
+                                                      options.out_dir + "/validate"));
+    ASSIGN_OR_RETURN(int code, emulator->SelfTest());
+    if (code != 0) {
+      return absl::InternalError(
+          absl::StrCat("the module's self-test failed under emulation (", code, ")"));
+    }
+  } else {
+    ASSIGN_OR_RETURN(native, LoadedModule::Load(compiled.so_path));
+    if (native->SelfTest() != 0) return absl::InternalError("the module's self-test failed");
+  }
+  std::vector<std::vector<int64_t>> output_shapes;
+  for (const ValueInfo& o : graph.outputs) output_shapes.push_back(o.shape);
   constexpr int kSamples = 4;
   double max_abs = 0, max_rel = 0;
   uint32_t state = 777;
@@ -100,7 +112,12 @@ absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
     }
     for (const ValueInfo& info : graph.inputs) ordered.push_back(&inputs.at(info.name));
     ASSIGN_OR_RETURN(auto expected, RunReference(graph, inputs));
-    ASSIGN_OR_RETURN(std::vector<Tensor> actual, module->Run(ordered));
+    std::vector<Tensor> actual;
+    if (emulated) {
+      ASSIGN_OR_RETURN(actual, emulator->Run(ordered, output_shapes));
+    } else {
+      ASSIGN_OR_RETURN(actual, native->Run(ordered));
+    }
     for (size_t k = 0; k < graph.outputs.size(); ++k) {
       const Tensor& e = expected.at(graph.outputs[k].name);
       for (int64_t n = 0; n < e.size(); ++n) {
@@ -118,8 +135,8 @@ absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
     }
   }
   const std::string json = absl::StrFormat(
-      R"({"emulated":false,"maxAbsError":%g,"maxRelError":%g,"samples":%d,"selftest":"passed"})",
-      max_abs, max_rel, kSamples);
+      R"({"emulated":%s,"maxAbsError":%g,"maxRelError":%g,"samples":%d,"selftest":"passed"})",
+      emulated ? "true" : "false", max_abs, max_rel, kSamples);
   RETURN_IF_ERROR(WriteFileAtomically(options.out_dir + "/validation.json", json + "\n"));
   return json;
 }

@@ -36,9 +36,9 @@ absl::StatusOr<CompileResult> CompileModel(const std::string& onnx_bytes,
 
 /// Checks a compiled module before anyone runs it: its embedded self-test, then its outputs
 /// against the reference interpreter on generated inputs (rtol 1e-3, atol 1e-5). Writes and
-/// returns validation.json. Runs the module in this process, so callers that must survive a
-/// broken module run this in a child process (edgeloop-compile --validate). UNIMPLEMENTED for
-/// targets this machine cannot run.
+/// returns validation.json. Native modules run in this process, so callers that must survive a
+/// broken module run this in a child process (edgeloop-compile --validate); cross-compiled
+/// ones run in elm-runner under qemu-user and are marked "emulated".
 absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
                                            const CompileResult& compiled,
                                            const CompileOptions& options);

@@ -12,8 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "compiler/compile.h"
 #include "compiler/module_loader.h"
+#include "compiler/module_runner.h"
 #include "compiler/onnx_import.h"
 #include "compiler/reference_interpreter.h"
+#include "compiler/toolchain.h"
 #include "gtest/gtest.h"
 
 namespace edgeloop::compiler {
@@ -61,6 +63,7 @@ Outcome RunCase(const fs::path& dir, const std::string& engine, std::string* why
     return Outcome::kFailed;
   }
   std::unique_ptr<LoadedModule> module;
+  std::unique_ptr<EmulatedModule> emulator;
   if (engine != "reference") {
     const std::string out =
         (fs::temp_directory_path() / ("edgeloop-conformance-" + std::to_string(::getpid())))
@@ -73,15 +76,30 @@ Outcome RunCase(const fs::path& dir, const std::string& engine, std::string* why
       *why = std::string(compiled.status().message());
       return absl::IsUnimplemented(compiled.status()) ? Outcome::kSkipped : Outcome::kFailed;
     }
-    auto loaded = LoadedModule::Load(compiled->so_path);
-    if (!loaded.ok()) {
-      *why = std::string(loaded.status().message());
+    auto toolchain = ToolchainFor(engine);
+    if (!toolchain.ok()) {
+      *why = std::string(toolchain.status().message());
       return Outcome::kFailed;
     }
-    module = std::move(*loaded);
-    if (module->SelfTest() != 0) {
-      *why = "module self-test failed";
-      return Outcome::kFailed;
+    if (!toolchain->runner.empty()) {
+      auto emulated = EmulatedModule::Create(*toolchain, compiled->so_path, out + "/run");
+      if (!emulated.ok() || emulated->get()->SelfTest().value_or(1) != 0) {
+        *why = emulated.ok() ? "module self-test failed under emulation"
+                             : std::string(emulated.status().message());
+        return Outcome::kFailed;
+      }
+      emulator = std::move(*emulated);
+    } else {
+      auto loaded = LoadedModule::Load(compiled->so_path);
+      if (!loaded.ok()) {
+        *why = std::string(loaded.status().message());
+        return Outcome::kFailed;
+      }
+      module = std::move(*loaded);
+      if (module->SelfTest() != 0) {
+        *why = "module self-test failed";
+        return Outcome::kFailed;
+      }
     }
   }
   bool ran = false;
@@ -107,7 +125,7 @@ Outcome RunCase(const fs::path& dir, const std::string& engine, std::string* why
       expected.push_back(std::move(*t));
     }
     std::vector<Tensor> produced;
-    if (module == nullptr) {
+    if (engine == "reference") {
       auto outputs = RunReference(*graph, inputs);
       if (!outputs.ok()) {
         *why = std::string(outputs.status().message());
@@ -117,7 +135,9 @@ Outcome RunCase(const fs::path& dir, const std::string& engine, std::string* why
     } else {
       std::vector<const Tensor*> ordered;
       for (const ValueInfo& i : graph->inputs) ordered.push_back(&inputs.at(i.name));
-      auto outputs = module->Run(ordered);
+      std::vector<std::vector<int64_t>> shapes;
+      for (const ValueInfo& o : graph->outputs) shapes.push_back(o.shape);
+      auto outputs = module ? module->Run(ordered) : emulator->Run(ordered, shapes);
       if (!outputs.ok()) {
         *why = std::string(outputs.status().message());
         return Outcome::kFailed;
@@ -139,12 +159,14 @@ Outcome RunCase(const fs::path& dir, const std::string& engine, std::string* why
   return Outcome::kPassed;
 }
 
-void RunSuite(const std::string& engine, int minimum_passed) {
+void RunSuite(const std::string& engine, int minimum_passed,
+              std::vector<std::string> suites = {"node", "simple", "pytorch-converted",
+                                                 "pytorch-operator"}) {
   const fs::path root = EDGELOOP_ONNX_TESTDATA;
   ASSERT_TRUE(fs::exists(root)) << root << " missing: scripts/bootstrap installs libonnx-testdata";
   int passed = 0, failed = 0, skipped = 0;
   std::vector<std::string> failures;
-  for (const char* suite : {"node", "simple", "pytorch-converted", "pytorch-operator"}) {
+  for (const std::string& suite : suites) {
     std::vector<fs::path> cases;
     for (const auto& entry : fs::directory_iterator(root / suite)) {
       if (fs::exists(entry.path() / "model.onnx")) cases.push_back(entry.path());
@@ -186,6 +208,9 @@ TEST(ConformanceTest, CompiledModulesMatchOnnx) {
   GTEST_SKIP() << "host modules are built for x86-64 here";
 #endif
 }
+
+// Cross-compiled aarch64 modules on ONNX's node cases, run under qemu-aarch64.
+TEST(ConformanceTest, Aarch64ModulesMatchOnnxUnderQemu) { RunSuite("aarch64-v8", 125, {"node"}); }
 
 }  // namespace
 }  // namespace edgeloop::compiler

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
+#include "common/status.h"
 
 namespace edgeloop::compiler {
 
@@ -42,25 +43,16 @@ absl::StatusOr<Toolchain> ToolchainFor(const std::string& target) {
   return t;
 }
 
-absl::Status CompileSharedObject(const Toolchain& toolchain, const std::string& c_file,
-                                 const std::string& so_file, absl::Duration timeout) {
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::path(so_file).parent_path();
-  std::vector<std::string> argv = {
-      toolchain.cc,          "-std=c99",           "-O3", "-fPIC", "-shared", "-s",
-      "-fvisibility=hidden", "-Wl,--build-id=none"};
-  argv.insert(argv.end(), toolchain.flags.begin(), toolchain.flags.end());
-  argv.insert(argv.end(), {"-o", fs::path(so_file).filename().string(),
-                           fs::path(c_file).filename().string(), "-lm"});
-  const std::string log = (dir / "compile.log").string();
+absl::StatusOr<int> RunTool(const std::vector<std::string>& argv, const std::string& cwd,
+                            const std::string& log, absl::Duration timeout) {
   pid_t pid = ::fork();
   if (pid == 0) {
-    if (::chdir(dir.c_str()) != 0) ::_exit(126);
+    if (::chdir(cwd.c_str()) != 0) ::_exit(126);
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(fd, 1);
     ::dup2(fd, 2);
     std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     ::execvp(args[0], args.data());
     ::_exit(127);
@@ -73,16 +65,31 @@ absl::Status CompileSharedObject(const Toolchain& toolchain, const std::string& 
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &status, 0);
       return absl::DeadlineExceededError(
-          absl::StrCat(toolchain.cc, " did not finish within ", absl::FormatDuration(timeout)));
+          absl::StrCat(argv[0], " did not finish within ", absl::FormatDuration(timeout)));
     }
-    absl::SleepFor(absl::Milliseconds(5));
+    absl::SleepFor(absl::Milliseconds(2));
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::string messages = ReadFile(log).value_or("");
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-      messages = absl::StrCat(toolchain.cc, " is not installed");
-    return absl::InternalError(
-        absl::StrCat("C compiler failed for ", toolchain.target, ": ", messages.substr(0, 2000)));
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  if (WEXITSTATUS(status) == 127)
+    return absl::NotFoundError(absl::StrCat(argv[0], " is not installed"));
+  return WEXITSTATUS(status);
+}
+
+absl::Status CompileSharedObject(const Toolchain& toolchain, const std::string& c_file,
+                                 const std::string& so_file, absl::Duration timeout) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(so_file).parent_path();
+  std::vector<std::string> argv = {
+      toolchain.cc,          "-std=c99",           "-O3", "-fPIC", "-shared", "-s",
+      "-fvisibility=hidden", "-Wl,--build-id=none"};
+  argv.insert(argv.end(), toolchain.flags.begin(), toolchain.flags.end());
+  argv.insert(argv.end(), {"-o", fs::path(so_file).filename().string(),
+                           fs::path(c_file).filename().string(), "-lm"});
+  const std::string log = (dir / "compile.log").string();
+  ASSIGN_OR_RETURN(int code, RunTool(argv, dir.string(), log, timeout));
+  if (code != 0) {
+    return absl::InternalError(absl::StrCat("C compiler failed for ", toolchain.target, ": ",
+                                            ReadFile(log).value_or("").substr(0, 2000)));
   }
   return absl::OkStatus();
 }

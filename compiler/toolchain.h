@@ -26,4 +26,10 @@ absl::StatusOr<Toolchain> ToolchainFor(const std::string& target);
 absl::Status CompileSharedObject(const Toolchain& toolchain, const std::string& c_file,
                                  const std::string& so_file, absl::Duration timeout);
 
+/// Runs a program (argv[0] looked up in PATH) in `cwd` with its output in `log`; its exit code
+/// (128 + signal when killed by one). DEADLINE_EXCEEDED after `timeout` (the program is killed);
+/// NOT_FOUND when the program is not installed.
+absl::StatusOr<int> RunTool(const std::vector<std::string>& argv, const std::string& cwd,
+                            const std::string& log, absl::Duration timeout);
+
 }  // namespace edgeloop::compiler
