@@ -435,7 +435,8 @@ absl::StatusOr<v1::ListArtifactsResponse> Registry::ListArtifacts(
       Rows rows,
       options_.database->Query(
           "SELECT a.target, a.backend, a.module_digest, a.module_size, a.manifest, a.signature, "
-          "a.validation, a.compile_seconds, a.created_at_ms FROM artifacts a JOIN models m ON "
+          "a.validation, a.compile_seconds, a.created_at_ms, a.reason FROM artifacts a JOIN models "
+          "m ON "
           "m.id = a.model_id WHERE m.name = $1 AND a.version = $2 ORDER BY a.target",
           {request.model(), request.version()}));
   v1::ListArtifactsResponse response;
@@ -452,19 +453,21 @@ absl::StatusOr<v1::ListArtifactsResponse> Registry::ListArtifacts(
     a->set_validation(row.Text(6));
     a->set_compile_seconds(row.Real(7));
     *a->mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int(8));
+    a->set_reason(row.Text(9));
   }
-  ASSIGN_OR_RETURN(
-      Rows jobs,
-      options_.database->Query(
-          "SELECT j.target, j.state, j.attempts, j.error FROM compile_jobs j JOIN models m ON "
-          "m.id = j.model_id WHERE m.name = $1 AND j.version = $2 ORDER BY j.target",
-          {request.model(), request.version()}));
+  ASSIGN_OR_RETURN(Rows jobs,
+                   options_.database->Query(
+                       "SELECT j.target, j.state, j.attempts, j.error, j.reason FROM compile_jobs "
+                       "j JOIN models m ON "
+                       "m.id = j.model_id WHERE m.name = $1 AND j.version = $2 ORDER BY j.target",
+                       {request.model(), request.version()}));
   for (const store::Row& row : jobs) {
     v1::CompileJob* j = response.add_jobs();
     j->set_target(row.Text(0));
     j->set_state(row.Text(1));
     j->set_attempts(static_cast<int32_t>(row.Int(2)));
     j->set_error(row.Text(3));
+    j->set_reason(row.Text(4));
   }
   return response;
 }

@@ -174,6 +174,10 @@ CREATE TABLE event_consumers (
   last_sequence BIGINT NOT NULL
 );
 )sql"},
+      {6, "compile_reasons", R"sql(
+ALTER TABLE compile_jobs ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE artifacts ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+)sql"},
   };
   return *migrations;
 }

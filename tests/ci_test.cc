@@ -100,6 +100,14 @@ TEST_P(CiTest, PushBecomesSignedModulesForTheFleet) {
   }
   EXPECT_TRUE(targets.count("x86_64-v2")) << listed.body;   // the configured default
   EXPECT_TRUE(targets.count(fleet_target)) << listed.body;  // the fleet's
+  for (const auto& a : artifacts.artifacts()) {
+    // Why each target was built is recorded with it.
+    if (a.target() == fleet_target) {
+      EXPECT_TRUE(absl::StrContains(a.reason(), "1 active device(s)")) << a.reason();
+    } else {
+      EXPECT_TRUE(absl::StrContains(a.reason(), "configured default")) << a.reason();
+    }
+  }
   for (const auto& j : artifacts.jobs()) EXPECT_EQ(j.state(), "DONE");
 
   // The same through the CLI.

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "absl/strings/numbers.h"
@@ -130,22 +131,30 @@ absl::Status CompilePipeline::PlanOnce() {
                               "WHERE sequence > $1 ORDER BY sequence LIMIT 100",
                               {after}));
     if (events.empty()) return absl::OkStatus();
-    std::set<std::string> targets(options_.default_targets.begin(), options_.default_targets.end());
+    // Each target class with the reason it is built: the fleet's, then configured defaults.
+    std::map<std::string, std::string> targets;
     ASSIGN_OR_RETURN(store::Rows fleet,
-                     tx.Query("SELECT DISTINCT target FROM devices WHERE status = 'ACTIVE' AND "
-                              "target <> ''"));
-    for (const store::Row& row : fleet) targets.insert(row.Text(0));
+                     tx.Query("SELECT target, COUNT(*) FROM devices WHERE status = 'ACTIVE' AND "
+                              "target <> '' GROUP BY target"));
+    for (const store::Row& row : fleet) {
+      targets[row.Text(0)] =
+          absl::StrCat(row.Int(1), " active device(s) of this class in the fleet");
+    }
+    for (const std::string& t : options_.default_targets) {
+      targets.emplace(t, "configured default (--compile-targets)");
+    }
     for (const store::Row& event : events) {
       if (event.Text(1) != "version.created") continue;
       ASSIGN_OR_RETURN(store::Rows model,
                        tx.Query("SELECT id FROM models WHERE name = $1", {event.Text(2)}));
       if (model.empty()) continue;
-      for (const std::string& target : targets) {
+      for (const auto& [target, reason] : targets) {
         RETURN_IF_ERROR(
-            tx.Execute("INSERT INTO compile_jobs (model_id, version, target, state, attempts, "
-                       "lease_owner, lease_expires_ms, error, created_at_ms, updated_at_ms) VALUES "
-                       "($1, $2, $3, 'QUEUED', 0, '', 0, '', $4, $4) ON CONFLICT DO NOTHING",
-                       {model[0].Int(0), event.Int(3), target, now})
+            tx.Execute(
+                  "INSERT INTO compile_jobs (model_id, version, target, state, attempts, "
+                  "lease_owner, lease_expires_ms, error, created_at_ms, updated_at_ms, reason) "
+                  "VALUES ($1, $2, $3, 'QUEUED', 0, '', 0, '', $4, $4, $5) ON CONFLICT DO NOTHING",
+                  {model[0].Int(0), event.Int(3), target, now, reason})
                 .status());
       }
       RETURN_IF_ERROR(
@@ -250,14 +259,16 @@ absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* perm
                                     {job.id, options_.worker_id, now}));
         still_ours = changed == 1;
         if (!still_ours) return absl::OkStatus();  // the lease ran out and another worker took over
-        RETURN_IF_ERROR(tx.Execute("INSERT INTO artifacts (model_id, version, target, backend, "
-                                   "module_digest, module_size, "
-                                   "manifest, signature, validation, compile_seconds, "
-                                   "created_at_ms) VALUES ($1, $2, $3, "
-                                   "'c', $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
-                                   {job.model_id, job.version, job.target, blob.digest, blob.size,
-                                    manifest, signature, validation, seconds, now})
-                            .status());
+        // The artifact carries the reason its job was planned with.
+        RETURN_IF_ERROR(
+            tx.Execute(
+                  "INSERT INTO artifacts (model_id, version, target, backend, module_digest, "
+                  "module_size, manifest, signature, validation, compile_seconds, created_at_ms, "
+                  "reason) SELECT $1, $2, $3, 'c', $4, $5, $6, $7, $8, $9, $10, reason FROM "
+                  "compile_jobs WHERE id = $11 ON CONFLICT DO NOTHING",
+                  {job.model_id, job.version, job.target, blob.digest, blob.size, manifest,
+                   signature, validation, seconds, now, job.id})
+                .status());
         ASSIGN_OR_RETURN(store::Rows open,
                          tx.Query("SELECT COUNT(*) FROM compile_jobs WHERE model_id = $1 AND "
                                   "version = $2 AND state <> 'DONE'",
