@@ -22,17 +22,9 @@ namespace {
 
 using Shape = std::vector<int64_t>;
 
-int64_t Elements(const Shape& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
-}
+int64_t Elements(const Shape& s) { return ElementCount(s); }
 
-Shape Strides(const Shape& s) {
-  Shape strides(s.size(), 1);
-  for (int i = static_cast<int>(s.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * s[i + 1];
-  return strides;
-}
+Shape Strides(const Shape& s) { return RowMajorStrides(s); }
 
 int64_t Axis(int64_t axis, size_t rank) {
   return axis < 0 ? axis + static_cast<int64_t>(rank) : axis;

@@ -10,6 +10,21 @@ namespace edgeloop::compiler {
 
 enum class DType { kFloat32, kInt64, kBool };
 
+/// Number of elements of a shape (1 for a scalar).
+inline int64_t ElementCount(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+/// Row-major strides of a shape, in elements.
+inline std::vector<int64_t> RowMajorStrides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (int i = static_cast<int>(shape.size()) - 2; i >= 0; --i)
+    strides[i] = strides[i + 1] * shape[i + 1];
+  return strides;
+}
+
 /// A dense tensor. Float32 data lives in `f`; integer and boolean data (shape operands, masks)
 /// in `i`. Row-major.
 struct Tensor {

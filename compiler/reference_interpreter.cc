@@ -30,15 +30,9 @@ absl::Status Unsupported(const Context& c, absl::string_view why) {
   return absl::UnimplementedError(absl::StrCat(c.node.op, " '", c.node.name, "': ", why));
 }
 
-int64_t Elements(const Shape& s) {
-  return std::accumulate(s.begin(), s.end(), int64_t{1}, std::multiplies<>());
-}
+int64_t Elements(const Shape& s) { return ElementCount(s); }
 
-Shape Strides(const Shape& s) {
-  Shape strides(s.size(), 1);
-  for (int i = static_cast<int>(s.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * s[i + 1];
-  return strides;
-}
+Shape Strides(const Shape& s) { return RowMajorStrides(s); }
 
 int64_t Axis(int64_t axis, size_t rank) {
   return axis < 0 ? axis + static_cast<int64_t>(rank) : axis;

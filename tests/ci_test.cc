@@ -21,14 +21,6 @@ namespace {
 
 class CiTest : public ServerTest {
  protected:
-  HttpResponse Call(const std::string& method, const std::string& target,
-                    const std::string& body = "") {
-    auto r = HttpClient(server_->http_port())
-                 .Request(method, target, body, {{"Authorization", Bearer(admin_)}});
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : HttpResponse{};
-  }
-
   // Pushes bytes as the next version of `model`; its number.
   int64_t Push(const std::string& model, const std::string& onnx) {
     HttpResponse blob = Call("POST", "/v1/blobs", onnx);

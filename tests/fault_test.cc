@@ -19,14 +19,6 @@ namespace {
 
 class FaultTest : public ServerTest {
  protected:
-  HttpResponse Call(const std::string& method, const std::string& target,
-                    const std::string& body = "") {
-    auto r = HttpClient(server_->http_port())
-                 .Request(method, target, body, {{"Authorization", Bearer(admin_)}});
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : HttpResponse{};
-  }
-
   bool WaitFor(const std::function<bool()>& condition) {
     for (int i = 0; i < 500 && !condition(); ++i) absl::SleepFor(absl::Milliseconds(10));
     return condition();

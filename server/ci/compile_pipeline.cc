@@ -1,8 +1,6 @@
 #include "server/ci/compile_pipeline.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,39 +15,13 @@
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "compiler/toolchain.h"
 
 namespace edgeloop::server {
 namespace {
 
 namespace fs = std::filesystem;
 constexpr char kPlanner[] = "compile-planner";
-
-// Runs argv with output to `log`; the exit code, 128+signal, or -1 on timeout (killed).
-int RunChild(const std::vector<std::string>& argv, const std::string& log, absl::Duration timeout) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  const absl::Time deadline = absl::Now() + timeout;
-  int status = 0;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (absl::Now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return -1;
-    }
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + WTERMSIG(status);
-}
 
 }  // namespace
 
@@ -220,10 +192,20 @@ absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* perm
   ASSIGN_OR_RETURN(std::string onnx, store::ReadWholeBlob(*reader));
   RETURN_IF_ERROR(WriteFileAtomically(dir + "/model.onnx", onnx));
   const absl::Time started = absl::Now();
-  const int code = RunChild({options_.compile_binary, dir + "/model.onnx", "--target", job.target,
-                             "--out", dir + "/out", "--validate", "--timeout-seconds",
-                             std::to_string(absl::ToInt64Seconds(options_.compile_timeout))},
-                            dir + "/compile.log", options_.compile_timeout + absl::Minutes(1));
+  auto ran =
+      compiler::RunTool({options_.compile_binary, dir + "/model.onnx", "--target", job.target,
+                         "--out", dir + "/out", "--validate", "--timeout-seconds",
+                         std::to_string(absl::ToInt64Seconds(options_.compile_timeout))},
+                        dir, dir + "/compile.log", options_.compile_timeout + absl::Minutes(1));
+  if (!ran.ok()) {
+    // A hung compiler is worth another try; a missing one is not.
+    *permanent = !absl::IsDeadlineExceeded(ran.status());
+    *error = absl::IsDeadlineExceeded(ran.status()) ? "compile timed out"
+                                                    : std::string(ran.status().message());
+    fs::remove_all(dir, ec);
+    return absl::OkStatus();
+  }
+  const int code = *ran;
   if (code != 0) {
     std::string log = ReadFile(dir + "/compile.log").value_or("");
     log = std::string(absl::StripAsciiWhitespace(log));
@@ -232,9 +214,8 @@ absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* perm
     // Exit 1 (the model cannot be compiled) and 3 (the module is wrong) do not get better by
     // retrying; a timeout or a crash might.
     *permanent = code == 1 || code == 3 || code == 2;
-    *error = code == -1   ? "compile timed out"
-             : code > 128 ? absl::StrCat("compiler crashed (signal ", code - 128, ")")
-                          : log.substr(0, 1000);
+    *error = code > 128 ? absl::StrCat("compiler crashed (signal ", code - 128, ")")
+                        : log.substr(0, 1000);
     fs::remove_all(dir, ec);
     return absl::OkStatus();
   }

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "store/testing/postgres_cluster.h"
+#include "tests/testing/http_client.h"
 #include "tests/testing/server_process.h"
 
 namespace edgeloop::tests {
@@ -48,6 +49,16 @@ class ServerTest : public ::testing::TestWithParam<std::string> {
       if (e.is_regular_file() && e.path().filename().string().rfind("upload-", 0) == 0) ++n;
     }
     return n;
+  }
+
+  /// A REST call as the admin; a failed connection is a test failure.
+  HttpResponse Call(const std::string& method, const std::string& target,
+                    const std::string& body = "") {
+    auto r =
+        HttpClient(server_->http_port())
+            .Request(method, target, body, {{"Authorization", absl::StrCat("Bearer ", admin_)}});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : HttpResponse{};
   }
 
   ServerProcess::Options options_;
