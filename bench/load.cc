@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
 namespace edgeloop::bench {
@@ -44,6 +47,26 @@ Measurement RunClients(int clients, double seconds,
     m.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
   }
   return m;
+}
+
+std::optional<int> ParseRunSettings(int argc, char** argv, RunSettings* settings,
+                                    const std::function<void(FlagSet&)>& extra) {
+  std::string backends = absl::StrJoin(settings->backends, ",");
+  FlagSet flags;
+  flags.Double("seconds", &settings->seconds, "seconds per measurement");
+  flags.Int("clients", &settings->clients, "client threads, each with its own connection");
+  flags.String("backends", &backends, "comma-separated: sqlite,postgres");
+  flags.String("json", &settings->json, "where to write the results");
+  if (extra) extra(flags);
+  bool help = false;
+  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc), &help);
+      !s.ok() || help) {
+    std::fprintf(help ? stdout : stderr, "%s\n%s", std::string(s.message()).c_str(),
+                 flags.Usage().c_str());
+    return help ? 0 : 2;
+  }
+  settings->backends = absl::StrSplit(backends, ',', absl::SkipEmpty());
+  return std::nullopt;
 }
 
 std::string MeasurementJson(const Measurement& m) {

@@ -1,7 +1,11 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
+#include <vector>
+
+#include "common/flags.h"
 
 namespace edgeloop::bench {
 
@@ -19,6 +23,19 @@ struct Measurement {
 /// every client has its own connection) as fast as it can. An operation returns false on error.
 Measurement RunClients(int clients, double seconds,
                        const std::function<std::function<bool()>()>& make);
+
+/// What every benchmark run is configured with.
+struct RunSettings {
+  double seconds = 3;
+  int clients = 4;
+  std::vector<std::string> backends = {"sqlite", "postgres"};
+  std::string json;
+};
+
+/// Parses the shared flags (--seconds, --clients, --backends, --json) plus those `extra` adds.
+/// Returns the exit code when the program should stop (--help: 0, bad flags: 2).
+std::optional<int> ParseRunSettings(int argc, char** argv, RunSettings* settings,
+                                    const std::function<void(FlagSet&)>& extra = {});
 
 /// {"ops":…,"errors":…,"seconds":…,"ops_per_second":…,"p50_ms":…,"p99_ms":…}
 std::string MeasurementJson(const Measurement& m);

@@ -18,10 +18,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "bench/load.h"
-#include "common/flags.h"
 #include "common/proto_json.h"
 #include "edgeloop/v1/admin.grpc.pb.h"
 #include "edgeloop/v1/registry.grpc.pb.h"
@@ -35,12 +33,7 @@ namespace {
 
 using tests::HttpClient;
 
-struct Options {
-  double seconds = 3;
-  int clients = 4;
-  std::vector<std::string> backends = {"sqlite", "postgres"};
-  std::string json = "bench/results/registry_bench.json";
-};
+struct Options : RunSettings {};
 
 struct Row {
   std::string backend, transport, operation;
@@ -202,20 +195,8 @@ std::vector<Row> BenchBackend(const std::string& backend, const Options& options
 int main(int argc, char** argv) {
   using namespace edgeloop::bench;
   Options options;
-  std::string backends = "sqlite,postgres";
-  edgeloop::FlagSet flags;
-  flags.Double("seconds", &options.seconds, "seconds per measurement");
-  flags.Int("clients", &options.clients, "client threads, each with its own connection");
-  flags.String("backends", &backends, "comma-separated: sqlite,postgres");
-  flags.String("json", &options.json, "where to write the results");
-  bool help = false;
-  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc), &help);
-      !s.ok() || help) {
-    std::fprintf(help ? stdout : stderr, "%s\n%s", std::string(s.message()).c_str(),
-                 flags.Usage().c_str());
-    return help ? 0 : 2;
-  }
-  options.backends = absl::StrSplit(backends, ',', absl::SkipEmpty());
+  options.json = "bench/results/registry_bench.json";
+  if (auto exit_code = ParseRunSettings(argc, argv, &options); exit_code) return *exit_code;
 
   // Eight distinct 1 MB models, so pushes are not all the same bytes.
   std::vector<std::string> models;

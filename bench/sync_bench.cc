@@ -18,7 +18,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "bench/load.h"
 #include "common/file_util.h"
@@ -34,12 +33,8 @@
 namespace edgeloop::bench {
 namespace {
 
-struct Options {
-  double seconds = 3;
-  int clients = 8;
+struct Options : RunSettings {
   int devices = 64;
-  std::vector<std::string> backends = {"sqlite", "postgres"};
-  std::string json = "bench/results/sync_bench.json";
 };
 
 /// The baseline: Sync that does nothing, behind the same TLS as the real device listener.
@@ -206,21 +201,15 @@ absl::StatusOr<Row> BenchBackend(const std::string& backend, const Options& opti
 int main(int argc, char** argv) {
   using namespace edgeloop::bench;
   Options options;
-  std::string backends = "sqlite,postgres";
-  edgeloop::FlagSet flags;
-  flags.Double("seconds", &options.seconds, "seconds per measurement");
-  flags.Int("clients", &options.clients, "client threads, each with its own connection");
-  flags.Int("devices", &options.devices, "device identities to enroll");
-  flags.String("backends", &backends, "comma-separated: sqlite,postgres");
-  flags.String("json", &options.json, "where to write the results");
-  bool help = false;
-  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc), &help);
-      !s.ok() || help) {
-    std::fprintf(help ? stdout : stderr, "%s\n%s", std::string(s.message()).c_str(),
-                 flags.Usage().c_str());
-    return help ? 0 : 2;
-  }
-  options.backends = absl::StrSplit(backends, ',', absl::SkipEmpty());
+  options.clients = 8;
+  options.json = "bench/results/sync_bench.json";
+  if (auto exit_code = ParseRunSettings(argc, argv, &options,
+                                        [&](edgeloop::FlagSet& f) {
+                                          f.Int("devices", &options.devices,
+                                                "device identities to enroll");
+                                        });
+      exit_code)
+    return *exit_code;
 
   std::vector<Row> rows;
   int64_t agent_rss_kb = 0;
