@@ -49,6 +49,17 @@ Measurement RunClients(int clients, double seconds,
   return m;
 }
 
+std::optional<int> ParseFlags(FlagSet& flags, int argc, char** argv) {
+  bool help = false;
+  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc), &help);
+      !s.ok() || help) {
+    std::fprintf(help ? stdout : stderr, "%s\n%s", std::string(s.message()).c_str(),
+                 flags.Usage().c_str());
+    return help ? 0 : 2;
+  }
+  return std::nullopt;
+}
+
 std::optional<int> ParseRunSettings(int argc, char** argv, RunSettings* settings,
                                     const std::function<void(FlagSet&)>& extra) {
   std::string backends = absl::StrJoin(settings->backends, ",");
@@ -58,13 +69,7 @@ std::optional<int> ParseRunSettings(int argc, char** argv, RunSettings* settings
   flags.String("backends", &backends, "comma-separated: sqlite,postgres");
   flags.String("json", &settings->json, "where to write the results");
   if (extra) extra(flags);
-  bool help = false;
-  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc), &help);
-      !s.ok() || help) {
-    std::fprintf(help ? stdout : stderr, "%s\n%s", std::string(s.message()).c_str(),
-                 flags.Usage().c_str());
-    return help ? 0 : 2;
-  }
+  if (std::optional<int> exit_code = ParseFlags(flags, argc, argv)) return exit_code;
   settings->backends = absl::StrSplit(backends, ',', absl::SkipEmpty());
   return std::nullopt;
 }

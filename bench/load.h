@@ -32,6 +32,10 @@ struct RunSettings {
   std::string json;
 };
 
+/// Parses argv into `flags`, printing usage on --help (to stdout) or a bad flag (to stderr).
+/// Returns the exit code when the program should stop (--help: 0, bad flags: 2).
+std::optional<int> ParseFlags(FlagSet& flags, int argc, char** argv);
+
 /// Parses the shared flags (--seconds, --clients, --backends, --json) plus those `extra` adds.
 /// Returns the exit code when the program should stop (--help: 0, bad flags: 2).
 std::optional<int> ParseRunSettings(int argc, char** argv, RunSettings* settings,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -53,6 +54,19 @@ struct Step {
   std::string output;  // the value this step writes (after fusion: the activation's output)
   const Tensor* bn_scale = nullptr;  // BatchNormalization folded into a Conv
   const Tensor* bn_shift = nullptr;
+  std::string scratch;  // workspace region only this step uses (im2col columns), if any
+};
+
+// A 2-D (or 1-D, as H = 1) convolution resolved against its input: everything the kernels
+// take, and how it runs.
+struct ConvShape {
+  int64_t batch, C, H, W, M, OH, OW, KH, KW, group, sh, sw, dh, dw, ph, pw;
+  bool gemm;    // filters x image columns (el_gemm_pa); else direct (depthwise, run-time filters)
+  bool im2col;  // columns gathered into scratch first; a 1x1 stride-1 unpadded one reads x as is
+  int64_t cg() const { return C / group; }
+  int64_t mg() const { return M / group; }
+  int64_t K() const { return cg() * KH * KW; }
+  int64_t scratch_floats() const { return im2col ? K() * OH * OW : 0; }
 };
 
 class Generator {
@@ -69,6 +83,9 @@ class Generator {
   std::string Ref(const std::string& value);
   std::string Const(const Tensor& t);
   std::string Array(const std::string& prefix, const Shape& values);
+  std::string PackPanels(int64_t K, int64_t N, const std::function<float(int64_t, int64_t)>& b);
+  std::string PackRows(const Tensor& a, int64_t groups, int64_t rows, int64_t K);
+  absl::StatusOr<ConvShape> ConvShapeOf(const Node& n) const;
   const Tensor& Value(const std::string& name) const { return values_.at(name); }
   bool IsConst(const std::string& name) const { return constant_.count(name) > 0; }
 
@@ -79,6 +96,7 @@ class Generator {
   std::set<std::string> constant_;
   std::vector<Step> steps_;
   std::map<std::string, int64_t> offset_;  // workspace offsets (floats) of intermediates
+  std::map<std::string, int64_t> scratch_floats_;  // sizes of per-step scratch regions
   std::map<std::string, int> input_index_, output_index_;
   int64_t workspace_floats_ = 0;
   std::string weights_, body_;
@@ -239,6 +257,13 @@ absl::Status Generator::Plan() {
         ++result_.fused_nodes;
       }
     }
+    if (node->op == "Conv") {
+      ASSIGN_OR_RETURN(ConvShape conv, ConvShapeOf(*node));
+      if (conv.scratch_floats() > 0) {
+        step.scratch = absl::StrCat("#scratch", steps_.size());
+        scratch_floats_[step.scratch] = conv.scratch_floats();
+      }
+    }
     steps_.push_back(step);
   }
   // Static memory plan: each intermediate lives from the step that writes it to the last step
@@ -250,15 +275,21 @@ absl::Status Generator::Plan() {
       if (life.count(in)) life[in].second = s;
     }
     if (!output_index_.count(step.output)) life[step.output] = {s, s};
+    if (!step.scratch.empty()) life[step.scratch] = {s, s};
   }
+  auto floats = [&](const std::string& name) {
+    const auto it = scratch_floats_.find(name);
+    const int64_t n = it != scratch_floats_.end() ? it->second : Value(name).size();
+    return (n + 15) / 16 * 16;
+  };
   std::vector<std::string> order;
   for (const auto& [name, span] : life) order.push_back(name);
   std::stable_sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) {
-    return Value(a).size() > Value(b).size();
+    return floats(a) > floats(b);
   });
   std::vector<std::pair<std::string, int64_t>> placed;
   for (const std::string& name : order) {
-    const int64_t size = (Value(name).size() + 15) / 16 * 16;
+    const int64_t size = floats(name);
     int64_t offset = 0;
     bool moved = true;
     while (moved) {
@@ -266,7 +297,7 @@ absl::Status Generator::Plan() {
       for (const auto& [other, at] : placed) {
         const bool overlap_in_time =
             !(life[name].second < life[other].first || life[other].second < life[name].first);
-        const int64_t other_size = (Value(other).size() + 15) / 16 * 16;
+        const int64_t other_size = floats(other);
         if (overlap_in_time && offset < at + other_size && at < offset + size) {
           offset = at + other_size;
           moved = true;
@@ -298,6 +329,78 @@ std::string Generator::Const(const Tensor& t) {
   absl::StrAppend(&weights_, "};\n");
   result_.weight_bytes += t.f.size() * sizeof(float);
   return name;
+}
+
+// Constant B (K x N; element (p, j) from `b`) in el_gemm_pb's panels of 4 vectors' width.
+std::string Generator::PackPanels(int64_t K, int64_t N,
+                                  const std::function<float(int64_t, int64_t)>& b) {
+  const int64_t nb = 4 * options_.vector_floats;
+  Tensor t;
+  t.shape = {K, N};
+  t.f.resize(K * N);
+  for (int64_t j0 = 0; j0 < N; j0 += nb) {
+    const int64_t w = std::min(nb, N - j0);
+    for (int64_t p = 0; p < K; ++p) {
+      for (int64_t c = 0; c < w; ++c) t.f[j0 * K + p * w + c] = b(p, j0 + c);
+    }
+  }
+  return Const(t);
+}
+
+// Constant A (groups of `rows` x K, row-major) in el_gemm_pa's panels of 4 rows, per group.
+std::string Generator::PackRows(const Tensor& a, int64_t groups, int64_t rows, int64_t K) {
+  constexpr int64_t kMr = 4;  // EL_MR in c_kernels.c
+  Tensor t;
+  t.shape = a.shape;
+  t.f.resize(a.f.size());
+  for (int64_t g = 0; g < groups; ++g) {
+    const float* src = a.f.data() + g * rows * K;
+    float* dst = t.f.data() + g * rows * K;
+    for (int64_t i0 = 0; i0 < rows; i0 += kMr) {
+      const int64_t mr = std::min(kMr, rows - i0);
+      for (int64_t p = 0; p < K; ++p) {
+        for (int64_t r = 0; r < mr; ++r) dst[i0 * K + p * mr + r] = src[(i0 + r) * K + p];
+      }
+    }
+  }
+  return Const(t);
+}
+
+absl::StatusOr<ConvShape> Generator::ConvShapeOf(const Node& n) const {
+  const Shape& xs = Value(n.inputs.at(0)).shape;
+  const Shape& ws = Value(n.inputs.at(1)).shape;
+  if (xs.size() != 3 && xs.size() != 4) return Unsupported(n, "only 1-D and 2-D convolutions");
+  const Shape in_spatial(xs.begin() + 2, xs.end());
+  Shape kernel = n.Ints("kernel_shape");
+  if (kernel.empty()) kernel.assign(ws.begin() + 2, ws.end());
+  ASSIGN_OR_RETURN(Window w, PlanWindow(n, in_spatial, kernel, false));
+  // A 1-D convolution is a 2-D one with H = 1.
+  const bool one_d = xs.size() == 3;
+  auto at = [&](const Shape& v, int k, int64_t one) { return one_d ? (k == 0 ? one : v[0]) : v[k]; };
+  ConvShape c;
+  c.batch = xs[0];
+  c.C = xs[1];
+  c.H = at(in_spatial, 0, 1);
+  c.W = at(in_spatial, 1, 1);
+  c.M = ws[0];
+  c.OH = at(w.out, 0, 1);
+  c.OW = at(w.out, 1, 1);
+  c.KH = at(w.kernel, 0, 1);
+  c.KW = at(w.kernel, 1, 1);
+  c.group = n.Int("group", 1);
+  c.sh = at(w.strides, 0, 1);
+  c.sw = at(w.strides, 1, 1);
+  c.dh = at(w.dilations, 0, 1);
+  c.dw = at(w.dilations, 1, 1);
+  c.ph = at(w.pad_begin, 0, 0);
+  c.pw = at(w.pad_begin, 1, 0);
+  // By shape: filters x columns when the filters are known now and there is more than one
+  // product per output (not depthwise); a 1x1 stride-1 unpadded convolution needs no columns.
+  c.gemm = IsConst(n.inputs[1]) && !(c.cg() == 1 && c.mg() == 1);
+  const bool pointwise = c.KH == 1 && c.KW == 1 && c.sh == 1 && c.sw == 1 && c.ph == 0 &&
+                         c.pw == 0 && c.OH == c.H && c.OW == c.W;
+  c.im2col = c.gemm && !pointwise;
+  return c;
 }
 
 std::string Generator::Ref(const std::string& value) {
@@ -389,22 +492,16 @@ absl::Status Generator::EmitStep(const Step& step) {
     }
     const int64_t M = ta ? a[a.size() - 1] : a[a.size() - 2], K = ta ? a[a.size() - 2] : a.back();
     const int64_t N = tb ? bs[bs.size() - 2] : bs.back();
-    // Constant B is laid out KxN at compile time so the kernel streams through it.
+    // Constant B is packed at compile time into the panels el_gemm_pb streams through.
+    const bool b_packed = IsConst(n.inputs[1]) && (gemm || bs.size() == 2);
     std::string b_ref;
-    bool b_transposed_runtime = false;
-    if (IsConst(n.inputs[1]) && tb) {
+    if (b_packed) {
       const Tensor& w = Value(n.inputs[1]);
-      Tensor t;
-      t.shape = {K, N};
-      t.f.resize(K * N);
-      for (int64_t i = 0; i < N; ++i) {
-        for (int64_t p = 0; p < K; ++p) t.f[p * N + i] = w.f[i * K + p];
-      }
-      b_ref = Const(t);
+      b_ref = PackPanels(K, N, [&](int64_t p, int64_t j) { return tb ? w.f[j * K + p] : w.f[p * N + j]; });
     } else {
       b_ref = x(1);
-      b_transposed_runtime = tb;
     }
+    const bool b_transposed_runtime = !b_packed && tb;
     std::string c_ref = "0";
     int64_t cs_m = 0, cs_n = 0;
     if (gemm && n.inputs.size() > 2 && !n.inputs[2].empty()) {
@@ -423,10 +520,15 @@ absl::Status Generator::EmitStep(const Step& step) {
                         ", ", M, ", ", N, ", ", K, ", ", alpha, ", ", beta, ", ", cs_m, ", ", cs_n,
                         ");\n");
       } else {
-        absl::StrAppend(&b, "  el_gemm(", x(0), ", ", ta, ", ", b_ref, ", ", c_ref, ", ", y, ", ",
-                        M, ", ", N, ", ", K, ", ", alpha, ", ", beta, ", ", cs_m, ", ", cs_n, ", ",
-                        step.act, ", ", FloatLiteral(step.lo), ", ", FloatLiteral(step.hi), ");\n");
+        absl::StrAppend(&b, "  el_gemm", b_packed ? "_pb(" : "(", x(0), ", ", ta, ", ", b_ref, ", ",
+                        c_ref, ", ", y, ", ", M, ", ", N, ", ", K, ", ", alpha, ", ", beta, ", ",
+                        cs_m, ", ", cs_n, ", ", step.act, ", ", FloatLiteral(step.lo), ", ",
+                        FloatLiteral(step.hi), ");\n");
       }
+    } else if (b_packed) {
+      // MatMul by constant 2-D weights: every leading dimension of A is just more rows.
+      absl::StrAppend(&b, "  el_gemm_pb(", x(0), ", 0, ", b_ref, ", 0, ", y, ", ", count / N, ", ",
+                      N, ", ", K, ", 1.0f, 0.0f, 0, 0, 0, 0.0f, 0.0f);\n");
     } else {
       // Batched MatMul with broadcast batch dimensions: per-batch offsets fixed at compile time.
       Shape a_batch(a.begin(), a.end() - 2), b_batch(bs.begin(), bs.end() - 2);
@@ -464,46 +566,54 @@ absl::Status Generator::EmitStep(const Step& step) {
                       ", ", N, ", ", K, ", 1.0f, 0.0f, 0, 0, 0, 0.0f, 0.0f);\n");
     }
   } else if (n.op == "Conv") {
-    const Shape& xs = shape(0);
-    const Shape& ws = shape(1);
-    if (xs.size() != 3 && xs.size() != 4) return Unsupported(n, "only 1-D and 2-D convolutions");
-    const Shape in_spatial(xs.begin() + 2, xs.end());
-    Shape kernel = n.Ints("kernel_shape");
-    if (kernel.empty()) kernel.assign(ws.begin() + 2, ws.end());
-    ASSIGN_OR_RETURN(Window w, PlanWindow(n, in_spatial, kernel, false));
-    const bool one_d = xs.size() == 3;
-    auto at = [&](const Shape& v, int k2d) {
-      return one_d ? (k2d == 0 ? int64_t{1} : v[0]) : v[k2d];
-    };
-    auto step_at = [&](const Shape& v, int k2d, int64_t one) {
-      return one_d ? (k2d == 0 ? one : v[0]) : v[k2d];
-    };
-    std::string weight_ref = x(1),
-                bias_ref = n.inputs.size() > 2 && !n.inputs[2].empty() ? x(2) : "0";
+    ASSIGN_OR_RETURN(const ConvShape c, ConvShapeOf(n));
+    const Tensor* weights = IsConst(n.inputs[1]) ? &Value(n.inputs[1]) : nullptr;
+    const bool has_bias = n.inputs.size() > 2 && !n.inputs[2].empty();
+    std::string bias_ref = has_bias ? x(2) : "0";
+    Tensor folded;
     if (step.bn_scale != nullptr) {
-      if (!IsConst(n.inputs[1]) || (bias_ref != "0" && !IsConst(n.inputs[2]))) {
+      if (weights == nullptr || (has_bias && !IsConst(n.inputs[2]))) {
         return Unsupported(n, "BatchNormalization after a Conv with run-time weights");
       }
-      const Tensor& wt = Value(n.inputs[1]);
-      const int64_t maps = ws[0], per_map = wt.size() / maps;
-      Tensor folded = wt, bias;
-      bias.shape = {maps};
-      for (int64_t m = 0; m < maps; ++m) {
+      folded = *weights;
+      const int64_t per_map = folded.size() / c.M;
+      Tensor bias;
+      bias.shape = {c.M};
+      for (int64_t m = 0; m < c.M; ++m) {
         for (int64_t i = 0; i < per_map; ++i) folded.f[m * per_map + i] *= step.bn_scale->f[m];
-        const float b0 = bias_ref == "0" ? 0.0f : Value(n.inputs[2]).f[m];
+        const float b0 = has_bias ? Value(n.inputs[2]).f[m] : 0.0f;
         bias.f.push_back(b0 * step.bn_scale->f[m] + step.bn_shift->f[m]);
       }
-      weight_ref = Const(folded);
+      weights = &folded;
       bias_ref = Const(bias);
     }
-    absl::StrAppend(&b, "  el_conv2d(", x(0), ", ", weight_ref, ", ", bias_ref, ", ", y, ", ",
-                    xs[0], ", ", xs[1], ", ", at(in_spatial, 0), ", ", at(in_spatial, 1), ", ",
-                    ws[0], ", ", at(w.out, 0), ", ", at(w.out, 1), ", ", at(w.kernel, 0), ", ",
-                    at(w.kernel, 1), ", ", n.Int("group", 1), ", ", step_at(w.strides, 0, 1), ", ",
-                    step_at(w.strides, 1, 1), ", ", step_at(w.dilations, 0, 1), ", ",
-                    step_at(w.dilations, 1, 1), ", ", step_at(w.pad_begin, 0, 0), ", ",
-                    step_at(w.pad_begin, 1, 0), ", ", step.act, ", ", FloatLiteral(step.lo), ", ",
-                    FloatLiteral(step.hi), ");\n");
+    const std::string act =
+        absl::StrCat(step.act, ", ", FloatLiteral(step.lo), ", ", FloatLiteral(step.hi));
+    if (!c.gemm) {
+      absl::StrAppend(&b, "  el_conv2d(", x(0), ", ", weights ? Const(*weights) : x(1), ", ",
+                      bias_ref, ", ", y, ", ", c.batch, ", ", c.C, ", ", c.H, ", ", c.W, ", ", c.M,
+                      ", ", c.OH, ", ", c.OW, ", ", c.KH, ", ", c.KW, ", ", c.group, ", ", c.sh,
+                      ", ", c.sw, ", ", c.dh, ", ", c.dw, ", ", c.ph, ", ", c.pw, ", ", act,
+                      ");\n");
+      return absl::OkStatus();
+    }
+    // Per image and group: Y_g (mg x OH*OW) = filters_g (mg x K) * columns (K x OH*OW).
+    const std::string filters = PackRows(*weights, c.group, c.mg(), c.K());
+    const std::string image = absl::StrCat(x(0), " + (b * ", c.C, " + g * ", c.cg(), ") * ",
+                                           c.H * c.W);
+    std::string columns = image;
+    absl::StrAppend(&b, "  for (i64 b = 0; b < ", c.batch, "; ++b) {\n    for (i64 g = 0; g < ",
+                    c.group, "; ++g) {\n");
+    if (c.im2col) {
+      columns = Ref(step.scratch);
+      absl::StrAppend(&b, "      el_im2col(", image, ", ", columns, ", ", c.cg(), ", ", c.H, ", ",
+                      c.W, ", ", c.OH, ", ", c.OW, ", ", c.KH, ", ", c.KW, ", ", c.sh, ", ", c.sw,
+                      ", ", c.dh, ", ", c.dw, ", ", c.ph, ", ", c.pw, ");\n");
+    }
+    absl::StrAppend(&b, "      el_gemm_pa(", filters, " + g * ", c.mg() * c.K(), ", ", columns, ", ",
+                    bias_ref == "0" ? "0" : absl::StrCat(bias_ref, " + g * ", c.mg()), ", ", y,
+                    " + (b * ", c.M, " + g * ", c.mg(), ") * ", c.OH * c.OW, ", ", c.mg(), ", ",
+                    c.OH * c.OW, ", ", c.K(), ", ", act, ");\n    }\n  }\n");
   } else if (n.op == "MaxPool" || n.op == "AveragePool") {
     if (n.outputs.size() > 1 && !n.outputs[1].empty()) return Unsupported(n, "the Indices output");
     if (n.Int("storage_order", 0) != 0) return Unsupported(n, "storage_order");
@@ -708,7 +818,8 @@ absl::StatusOr<GeneratedModule> Generator::Run() {
 
   result_.c_source = absl::StrCat(
       "/* Generated by edgeloop-compile (backend c) for target ", options_.target, ".\n * Model ",
-      options_.model_digest, ". Do not edit. */\n", kModuleAbiHeader, kCKernels,
+      options_.model_digest, ". Do not edit. */\n", kModuleAbiHeader, "#define EL_VEC ",
+      options_.vector_floats, "\n", kCKernels,
       "\n/* ---- module ---------------------------------------------------------------- */\n",
       weights_, tensors, run, selftest, "static const elm_module kModule = {1, \"",
       options_.model_digest, "\", \"", options_.target, "\", \"c\", ", result_.workspace_bytes,

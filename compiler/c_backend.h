@@ -21,6 +21,7 @@ struct GeneratedModule {
 struct CBackendOptions {
   std::string model_digest;  // "sha256:..." of the ONNX file, recorded in the module
   std::string target;        // target class, recorded in the module
+  int vector_floats = 4;     // floats per SIMD register of the target: weights are packed to it
 };
 
 /// Generates C for `graph`: constants folded (every node whose inputs are all constant is

@@ -6,6 +6,21 @@
 
 typedef int64_t i64;
 
+/* Floats per SIMD register of the target (4: SSE, NEON; 8: AVX2; 16: AVX-512). The generator
+ * defines it from the target class, because it packs constant weights to match. */
+#ifndef EL_VEC
+#define EL_VEC 4
+#endif
+#define EL_MR 4             /* rows of a register tile in el_gemm_pa */
+#define EL_NR (2 * EL_VEC)  /* columns of a register tile in el_gemm_pa */
+#define EL_NB (4 * EL_VEC)  /* columns of a weight panel in el_gemm_pb */
+
+static inline float el_act(float v, int act, float lo, float hi) {
+  if (act == 1) return v > 0.0f ? v : 0.0f;
+  if (act == 2) return v < lo ? lo : (v > hi ? hi : v);
+  return v;
+}
+
 static void el_copy(const float* x, float* y, i64 n) {
   for (i64 i = 0; i < n; ++i) y[i] = x[i];
 }
@@ -66,8 +81,8 @@ static void el_tanh(const float* x, float* y, i64 n) {
   for (i64 i = 0; i < n; ++i) y[i] = tanhf(x[i]);
 }
 
-/* Y[M,N] = alpha * A(MxK) * B(KxN) + beta * C, with C broadcast through strides (cs_m, cs_n).
- * B is row-major KxN (the compiler pre-transposes constant weights), so the inner loop runs
+/* Y[M,N] = alpha * A(MxK) * B(KxN) + beta * C, with C broadcast through strides (cs_m, cs_n),
+ * for a B computed at run time (constant weights go through el_gemm_pb). The inner loop runs
  * over contiguous memory in both B and Y. act: 0 none, 1 relu, 2 clip [lo, hi]. */
 static void el_gemm(const float* A, int trans_a, const float* B, const float* C, float* Y, i64 M, i64 N, i64 K,
                     float alpha, float beta, i64 cs_m, i64 cs_n, int act, float lo, float hi) {
@@ -82,9 +97,7 @@ static void el_gemm(const float* A, int trans_a, const float* B, const float* C,
     for (i64 j = 0; j < N; ++j) {
       float v = alpha * y[j];
       if (C) v += beta * C[i * cs_m + j * cs_n];
-      if (act == 1) v = v > 0.0f ? v : 0.0f;
-      if (act == 2) v = v < lo ? lo : (v > hi ? hi : v);
-      y[j] = v;
+      y[j] = el_act(v, act, lo, hi);
     }
   }
 }
@@ -103,7 +116,128 @@ static void el_gemm_bt(const float* A, int trans_a, const float* B, const float*
   }
 }
 
-/* 2-D convolution, NCHW, direct. 1-D convolutions arrive as H = 1. */
+/* Y[M,N] = alpha * A(MxK) * B + beta * C for a constant B, packed at compile time into panels
+ * of EL_NB columns: panel q holds B[p][q*EL_NB + c] at Bp[q*EL_NB*K + p*w + c], w its width
+ * (EL_NB, less for the last). Each panel streams once per row of A through EL_NB accumulators,
+ * with two of them per column so that consecutive multiply-adds do not wait on each other. */
+static void el_gemm_pb(const float* A, int trans_a, const float* Bp, const float* C, float* Y, i64 M, i64 N,
+                       i64 K, float alpha, float beta, i64 cs_m, i64 cs_n, int act, float lo, float hi) {
+  const i64 sa = trans_a ? M : 1;
+  for (i64 i = 0; i < M; ++i) {
+    const float* a = trans_a ? A + i : A + i * K;
+    for (i64 j0 = 0; j0 < N; j0 += EL_NB) {
+      const float* b = Bp + j0 * K;
+      float* y = Y + i * N + j0;
+      float acc0[EL_NB] = {0}, acc1[EL_NB] = {0};
+      i64 w = N - j0, p = 0;
+      if (w >= EL_NB) {
+        w = EL_NB;
+        for (; p + 1 < K; p += 2) {
+          const float x0 = a[p * sa], x1 = a[(p + 1) * sa];
+          const float *b0 = b + p * EL_NB, *b1 = b0 + EL_NB;
+          for (int c = 0; c < EL_NB; ++c) {
+            acc0[c] += x0 * b0[c];
+            acc1[c] += x1 * b1[c];
+          }
+        }
+        if (p < K) {
+          for (int c = 0; c < EL_NB; ++c) acc0[c] += a[p * sa] * b[p * EL_NB + c];
+        }
+      } else {
+        for (; p < K; ++p) {
+          const float x0 = a[p * sa];
+          for (i64 c = 0; c < w; ++c) acc0[c] += x0 * b[p * w + c];
+        }
+      }
+      for (i64 c = 0; c < w; ++c) {
+        float v = alpha * (acc0[c] + acc1[c]);
+        if (C) v += beta * C[i * cs_m + (j0 + c) * cs_n];
+        y[c] = el_act(v, act, lo, hi);
+      }
+    }
+  }
+}
+
+/* Y[M,N] = A * B + bias[row] for a constant A packed at compile time into panels of EL_MR rows
+ * (panel r0 holds A[r0 + r][p] at Ap[r0*K + p*mr + r], mr its height) and B (KxN) row-major,
+ * computed in EL_MR x EL_NR register tiles: per step of K, EL_MR broadcasts times two vectors
+ * of B. This is the convolution kernel (A: filters, B: image columns). */
+static void el_gemm_pa(const float* Ap, const float* B, const float* bias, float* Y, i64 M, i64 N, i64 K, int act,
+                       float lo, float hi) {
+  for (i64 j0 = 0; j0 < N; j0 += EL_NR) {
+    const i64 w = N - j0 < EL_NR ? N - j0 : EL_NR;
+    for (i64 i0 = 0; i0 < M; i0 += EL_MR) {
+      const i64 mr = M - i0 < EL_MR ? M - i0 : EL_MR;
+      const float* a = Ap + i0 * K;
+      float acc[EL_MR][EL_NR] = {{0}};
+      if (mr == EL_MR && w == EL_NR) {
+        for (i64 p = 0; p < K; ++p) {
+          const float* b = B + p * N + j0;
+          for (int r = 0; r < EL_MR; ++r) {
+            const float av = a[p * EL_MR + r];
+            for (int c = 0; c < EL_NR; ++c) acc[r][c] += av * b[c];
+          }
+        }
+      } else {
+        for (i64 p = 0; p < K; ++p) {
+          const float* b = B + p * N + j0;
+          for (i64 r = 0; r < mr; ++r) {
+            const float av = a[p * mr + r];
+            for (i64 c = 0; c < w; ++c) acc[r][c] += av * b[c];
+          }
+        }
+      }
+      for (i64 r = 0; r < mr; ++r) {
+        const float add = bias ? bias[i0 + r] : 0.0f;
+        float* y = Y + (i0 + r) * N + j0;
+        for (i64 c = 0; c < w; ++c) y[c] = el_act(acc[r][c] + add, act, lo, hi);
+      }
+    }
+  }
+}
+
+/* The output positions [*lo, *hi) of a row whose input index o*stride + offset is in [0, size). */
+static void el_valid_range(i64 size, i64 count, i64 stride, i64 offset, i64* lo, i64* hi) {
+  const i64 first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  const i64 end = size - offset <= 0 ? 0 : (size - offset + stride - 1) / stride;
+  *lo = first < count ? first : count;
+  *hi = end < *lo ? *lo : (end < count ? end : count);
+}
+
+/* Image columns for a convolution: col[(c*KH + kh)*KW + kw][oh*OW + ow] is the input under
+ * tap (kh, kw) of output (oh, ow), 0 in the padding. Rows follow the filters' OIHW order. */
+static void el_im2col(const float* x, float* col, i64 C, i64 H, i64 W, i64 OH, i64 OW, i64 KH, i64 KW, i64 sh,
+                      i64 sw, i64 dh, i64 dw, i64 ph, i64 pw) {
+  for (i64 c = 0; c < C; ++c) {
+    for (i64 kh = 0; kh < KH; ++kh) {
+      for (i64 kw = 0; kw < KW; ++kw) {
+        float* row = col + ((c * KH + kh) * KW + kw) * OH * OW;
+        i64 lo, hi;
+        el_valid_range(W, OW, sw, kw * dw - pw, &lo, &hi);
+        for (i64 oh = 0; oh < OH; ++oh) {
+          const i64 ih = oh * sh - ph + kh * dh;
+          float* o = row + oh * OW;
+          if (ih < 0 || ih >= H) {
+            for (i64 ow = 0; ow < OW; ++ow) o[ow] = 0.0f;
+            continue;
+          }
+          const float* in = x + (c * H + ih) * W;
+          const i64 off = kw * dw - pw;
+          for (i64 ow = 0; ow < lo; ++ow) o[ow] = 0.0f;
+          if (sw == 1) {
+            for (i64 ow = lo; ow < hi; ++ow) o[ow] = in[ow + off];
+          } else {
+            for (i64 ow = lo; ow < hi; ++ow) o[ow] = in[ow * sw + off];
+          }
+          for (i64 ow = hi; ow < OW; ++ow) o[ow] = 0.0f;
+        }
+      }
+    }
+  }
+}
+
+/* 2-D convolution, NCHW, direct: for convolutions with one input channel per group (depthwise),
+ * where a GEMM would have one row. 1-D convolutions arrive as H = 1. */
 static void el_conv2d(const float* x, const float* w, const float* bias, float* y, i64 batch, i64 C, i64 H, i64 W,
                       i64 M, i64 OH, i64 OW, i64 KH, i64 KW, i64 group, i64 sh, i64 sw, i64 dh, i64 dw, i64 ph,
                       i64 pw, int act, float lo, float hi) {
@@ -120,24 +254,24 @@ static void el_conv2d(const float* x, const float* w, const float* bias, float* 
         for (i64 kh = 0; kh < KH; ++kh) {
           for (i64 kw = 0; kw < KW; ++kw) {
             const float wv = k[kh * KW + kw];
+            i64 ow_lo, ow_hi;
+            el_valid_range(W, OW, sw, kw * dw - pw, &ow_lo, &ow_hi);
             for (i64 oh = 0; oh < OH; ++oh) {
               const i64 ih = oh * sh - ph + kh * dh;
               if (ih < 0 || ih >= H) continue;
               const float* row = plane + ih * W;
+              const i64 off = kw * dw - pw;
               float* o = out + oh * OW;
-              for (i64 ow = 0; ow < OW; ++ow) {
-                const i64 iw = ow * sw - pw + kw * dw;
-                if (iw >= 0 && iw < W) o[ow] += wv * row[iw];
+              if (sw == 1) {
+                for (i64 ow = ow_lo; ow < ow_hi; ++ow) o[ow] += wv * row[ow + off];
+              } else {
+                for (i64 ow = ow_lo; ow < ow_hi; ++ow) o[ow] += wv * row[ow * sw + off];
               }
             }
           }
         }
       }
-      if (act == 1) {
-        for (i64 i = 0; i < OH * OW; ++i) out[i] = out[i] > 0.0f ? out[i] : 0.0f;
-      } else if (act == 2) {
-        for (i64 i = 0; i < OH * OW; ++i) out[i] = out[i] < lo ? lo : (out[i] > hi ? hi : out[i]);
-      }
+      for (i64 i = 0; i < OH * OW; ++i) out[i] = el_act(out[i], act, lo, hi);
     }
   }
 }

@@ -41,7 +41,7 @@ absl::StatusOr<CompileResult> CompileModel(const std::string& onnx_bytes,
   ASSIGN_OR_RETURN(Toolchain toolchain, ToolchainFor(options.target));
   ASSIGN_OR_RETURN(Graph graph, ImportOnnx(onnx_bytes));
   const std::string model_digest = DigestFromHex(Sha256Hex(onnx_bytes));
-  ASSIGN_OR_RETURN(GeneratedModule generated, GenerateC(graph, {model_digest, options.target}));
+  ASSIGN_OR_RETURN(GeneratedModule generated, GenerateC(graph, {model_digest, options.target, toolchain.vector_floats}));
   RETURN_IF_ERROR(MakeDirectories(options.out_dir));
   const std::string c_file = options.out_dir + "/module.c";
   const std::string so_file = options.out_dir + "/module.so";

@@ -15,7 +15,6 @@
 namespace edgeloop::compiler {
 
 absl::StatusOr<Toolchain> ToolchainFor(const std::string& target) {
-  const std::string arch = target.substr(0, target.find('-'));
 #if defined(__x86_64__)
   const bool host_x86 = true;
 #else
@@ -28,6 +27,7 @@ absl::StatusOr<Toolchain> ToolchainFor(const std::string& target) {
     t.cc = host_x86 ? "gcc" : "x86_64-linux-gnu-gcc";
     t.flags = {target == "x86_64-v1" ? "-march=x86-64"
                                      : absl::StrCat("-march=x86-64-", target.substr(7))};
+    t.vector_floats = target == "x86_64-v4" ? 16 : target == "x86_64-v3" ? 8 : 4;
   } else if (target == "aarch64-v8" || target == "aarch64-v8.2-dotprod") {
     t.cc = "aarch64-linux-gnu-gcc";
     t.flags = {target == "aarch64-v8" ? "-march=armv8-a" : "-march=armv8.2-a+dotprod"};
@@ -39,7 +39,6 @@ absl::StatusOr<Toolchain> ToolchainFor(const std::string& target) {
   } else {
     return absl::InvalidArgumentError(absl::StrCat("unknown target class \"", target, "\""));
   }
-  (void)arch;
   return t;
 }
 
@@ -80,8 +79,9 @@ absl::Status CompileSharedObject(const Toolchain& toolchain, const std::string& 
   namespace fs = std::filesystem;
   const fs::path dir = fs::path(so_file).parent_path();
   std::vector<std::string> argv = {
-      toolchain.cc,          "-std=c99",           "-O3", "-fPIC", "-shared", "-s",
-      "-fvisibility=hidden", "-Wl,--build-id=none"};
+      toolchain.cc, "-std=c99", "-O3", "-fPIC", "-shared", "-s", "-fvisibility=hidden",
+      // ISO C mode turns off fused multiply-add contraction; the kernels are written for it.
+      "-ffp-contract=fast", "-Wl,--build-id=none"};
   argv.insert(argv.end(), toolchain.flags.begin(), toolchain.flags.end());
   argv.insert(argv.end(), {"-o", fs::path(so_file).filename().string(),
                            fs::path(c_file).filename().string(), "-lm"});

@@ -15,6 +15,7 @@ struct Toolchain {
   std::string cc;                   // e.g. "gcc", "aarch64-linux-gnu-gcc"
   std::vector<std::string> flags;   // -march=... and friends
   std::vector<std::string> runner;  // prefix to run a binary for this target; empty = native
+  int vector_floats = 4;            // floats per SIMD register: 4 SSE/NEON, 8 AVX2, 16 AVX-512
 };
 
 /// The toolchain for a target class; INVALID_ARGUMENT for an unknown class.

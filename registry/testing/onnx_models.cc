@@ -1,33 +1,52 @@
 #include "registry/testing/onnx_models.h"
 
 #include <cmath>
+#include <vector>
 
 #include "onnx/onnx_pb.h"
 
 namespace edgeloop::registry::testing {
 namespace {
 
-void AddWeights(onnx::GraphProto* graph, const std::string& name, int rows, int cols,
-                uint32_t* state) {
+// Adds an initialiser of `dims` filled with deterministic values in [offset-0.1, offset+0.1].
+void AddWeights(onnx::GraphProto* graph, const std::string& name, std::vector<int64_t> dims,
+                uint32_t* state, float offset = 0.0f) {
   onnx::TensorProto* t = graph->add_initializer();
   t->set_name(name);
   t->set_data_type(onnx::TensorProto::FLOAT);
-  t->add_dims(rows);
-  if (cols > 0) t->add_dims(cols);
-  int n = rows * (cols > 0 ? cols : 1);
-  for (int i = 0; i < n; ++i) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    t->add_dims(d);
+    n *= d;
+  }
+  for (int64_t i = 0; i < n; ++i) {
     *state = *state * 1664525u + 1013904223u;  // LCG: deterministic, dependency-free
-    t->add_float_data(static_cast<float>(static_cast<int32_t>(*state >> 8) % 2001 - 1000) /
-                      10000.0f);
+    t->add_float_data(offset + static_cast<float>(static_cast<int32_t>(*state >> 8) % 2001 - 1000) /
+                                   10000.0f);
   }
 }
 
-void SetTensorType(onnx::ValueInfoProto* v, const std::string& name, int features) {
+// A float tensor type [batch, dims...] with a symbolic batch dimension.
+void SetTensorType(onnx::ValueInfoProto* v, const std::string& name, std::vector<int64_t> dims) {
   v->set_name(name);
   auto* tensor = v->mutable_type()->mutable_tensor_type();
   tensor->set_elem_type(onnx::TensorProto::FLOAT);
   tensor->mutable_shape()->add_dim()->set_dim_param("batch");
-  tensor->mutable_shape()->add_dim()->set_dim_value(features);
+  for (int64_t d : dims) tensor->mutable_shape()->add_dim()->set_dim_value(d);
+}
+
+void SetInts(onnx::NodeProto* node, const std::string& name, std::vector<int64_t> values) {
+  auto* attribute = node->add_attribute();
+  attribute->set_name(name);
+  attribute->set_type(onnx::AttributeProto::INTS);
+  for (int64_t v : values) attribute->add_ints(v);
+}
+
+void SetInt(onnx::NodeProto* node, const std::string& name, int64_t value) {
+  auto* attribute = node->add_attribute();
+  attribute->set_name(name);
+  attribute->set_type(onnx::AttributeProto::INT);
+  attribute->set_i(value);
 }
 
 onnx::NodeProto* AddNode(onnx::GraphProto* graph, const std::string& op,
@@ -54,24 +73,80 @@ onnx::ModelProto BaseModel() {
 }  // namespace
 
 std::string MlpOnnx(int in, int hidden, int out, uint32_t seed) {
+  return MlpOnnx(std::vector<int>{in, hidden, out}, seed);
+}
+
+std::string MlpOnnx(const std::vector<int>& widths, uint32_t seed) {
   onnx::ModelProto model = BaseModel();
   onnx::GraphProto* graph = model.mutable_graph();
   graph->set_name("mlp");
   uint32_t state = seed;
-  AddWeights(graph, "w1", in, hidden, &state);
-  AddWeights(graph, "b1", hidden, 0, &state);
-  AddWeights(graph, "w2", hidden, out, &state);
-  AddWeights(graph, "b2", out, 0, &state);
-  SetTensorType(graph->add_input(), "input", in);
-  AddNode(graph, "Gemm", {"input", "w1", "b1"}, "h1");
-  AddNode(graph, "Relu", {"h1"}, "a1");
-  AddNode(graph, "Gemm", {"a1", "w2", "b2"}, "logits");
-  onnx::NodeProto* softmax = AddNode(graph, "Softmax", {"logits"}, "probabilities");
-  auto* axis = softmax->add_attribute();
-  axis->set_name("axis");
-  axis->set_type(onnx::AttributeProto::INT);
-  axis->set_i(1);
-  SetTensorType(graph->add_output(), "probabilities", out);
+  const size_t layers = widths.size() - 1;
+  for (size_t k = 1; k <= layers; ++k) {
+    AddWeights(graph, "w" + std::to_string(k), {widths[k], widths[k - 1]}, &state);
+    AddWeights(graph, "b" + std::to_string(k), {widths[k]}, &state);
+  }
+  SetTensorType(graph->add_input(), "input", {widths.front()});
+  std::string x = "input";
+  for (size_t k = 1; k <= layers; ++k) {
+    const std::string n = std::to_string(k);
+    const std::string out = k == layers ? "logits" : "h" + n;
+    SetInt(AddNode(graph, "Gemm", {x, "w" + n, "b" + n}, out), "transB", 1);
+    if (k < layers) {
+      AddNode(graph, "Relu", {"h" + n}, "a" + n);
+      x = "a" + n;
+    }
+  }
+  SetInt(AddNode(graph, "Softmax", {"logits"}, "probabilities"), "axis", 1);
+  SetTensorType(graph->add_output(), "probabilities", {widths.back()});
+  return model.SerializeAsString();
+}
+
+std::string CnnOnnx(uint32_t seed) {
+  onnx::ModelProto model = BaseModel();
+  onnx::GraphProto* graph = model.mutable_graph();
+  graph->set_name("cnn");
+  uint32_t state = seed;
+  SetTensorType(graph->add_input(), "image", {3, 32, 32});
+  // Three 3x3 convolution blocks (16, 32, 64 maps); the first with BatchNormalization.
+  const int64_t maps[] = {16, 32, 64};
+  int64_t channels = 3;
+  std::string x = "image";
+  for (int k = 0; k < 3; ++k) {
+    const std::string n = std::to_string(k + 1);
+    AddWeights(graph, "conv" + n + ".w", {maps[k], channels, 3, 3}, &state);
+    AddWeights(graph, "conv" + n + ".b", {maps[k]}, &state);
+    onnx::NodeProto* conv = AddNode(graph, "Conv", {x, "conv" + n + ".w", "conv" + n + ".b"},
+                                    "conv" + n);
+    SetInts(conv, "kernel_shape", {3, 3});
+    SetInts(conv, "pads", {1, 1, 1, 1});
+    x = "conv" + n;
+    if (k == 0) {
+      AddWeights(graph, "bn1.scale", {maps[k]}, &state, 1.0f);
+      AddWeights(graph, "bn1.bias", {maps[k]}, &state);
+      AddWeights(graph, "bn1.mean", {maps[k]}, &state);
+      AddWeights(graph, "bn1.var", {maps[k]}, &state, 1.0f);
+      AddNode(graph, "BatchNormalization", {x, "bn1.scale", "bn1.bias", "bn1.mean", "bn1.var"},
+              "bn1");
+      x = "bn1";
+    }
+    AddNode(graph, "Relu", {x}, "relu" + n);
+    x = "relu" + n;
+    if (k < 2) {
+      onnx::NodeProto* pool = AddNode(graph, "MaxPool", {x}, "pool" + n);
+      SetInts(pool, "kernel_shape", {2, 2});
+      SetInts(pool, "strides", {2, 2});
+      x = "pool" + n;
+    }
+    channels = maps[k];
+  }
+  AddNode(graph, "GlobalAveragePool", {x}, "gap");
+  AddNode(graph, "Flatten", {"gap"}, "features");
+  AddWeights(graph, "fc.w", {10, channels}, &state);
+  AddWeights(graph, "fc.b", {10}, &state);
+  SetInt(AddNode(graph, "Gemm", {"features", "fc.w", "fc.b"}, "logits"), "transB", 1);
+  SetInt(AddNode(graph, "Softmax", {"logits"}, "probabilities"), "axis", 1);
+  SetTensorType(graph->add_output(), "probabilities", {10});
   return model.SerializeAsString();
 }
 
@@ -86,9 +161,9 @@ std::string DanglingInputOnnx() {
   onnx::ModelProto model = BaseModel();
   onnx::GraphProto* graph = model.mutable_graph();
   graph->set_name("broken");
-  SetTensorType(graph->add_input(), "input", 4);
+  SetTensorType(graph->add_input(), "input", {4});
   AddNode(graph, "Add", {"input", "nowhere"}, "sum");
-  SetTensorType(graph->add_output(), "sum", 4);
+  SetTensorType(graph->add_output(), "sum", {4});
   return model.SerializeAsString();
 }
 

@@ -2,13 +2,24 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace edgeloop::registry::testing {
 
 /// A real ONNX model, serialised: input "input" [N, in] (N symbolic "batch") →
-/// Gemm → Relu → Gemm → Softmax → output "probabilities" [N, out], opset 13, with
+/// Gemm → Relu → Gemm → Softmax → output "probabilities" [N, out], opset 13, weights laid
+/// out as PyTorch exports nn.Linear (Gemm transB=1, [out, in]; OpenCV DNN reads only that), with
 /// deterministic pseudo-random weights from `seed`. About 4*(in*hidden + hidden*out) bytes.
 std::string MlpOnnx(int in, int hidden, int out, uint32_t seed = 1);
+
+/// The same with any number of layers: widths {in, hidden..., out}, Relu between Gemms.
+std::string MlpOnnx(const std::vector<int>& widths, uint32_t seed = 1);
+
+/// A small image classifier, as exported from a typical framework: input "image" [N, 3, 32, 32]
+/// → three blocks of 3x3 Conv (16, 32, 64 maps, pads 1; the first followed by
+/// BatchNormalization) + Relu, MaxPool 2x2 after the first two → GlobalAveragePool → Flatten
+/// → Gemm (10) → Softmax → "probabilities" [N, 10]. Opset 13, deterministic weights.
+std::string CnnOnnx(uint32_t seed = 1);
 
 /// An MLP whose serialised size is at least `bytes` (for upload and push benchmarks).
 std::string OnnxOfAtLeast(int64_t bytes, uint32_t seed = 1);
