@@ -1,5 +1,6 @@
 #include "compiler/compile.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -71,9 +72,18 @@ absl::StatusOr<CompileResult> CompileModel(const std::string& onnx_bytes,
   return result;
 }
 
+namespace {
+
+int64_t ArgMax(const Tensor& t) {
+  return std::max_element(t.f.begin(), t.f.end()) - t.f.begin();
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
                                            const CompileResult& compiled,
-                                           const CompileOptions& options) {
+                                           const CompileOptions& options,
+                                           const ValidationSet* set) {
   ASSIGN_OR_RETURN(Toolchain toolchain, ToolchainFor(options.target));
   const bool emulated = !toolchain.runner.empty();
   ASSIGN_OR_RETURN(Graph graph, ImportOnnx(onnx_bytes));
@@ -92,51 +102,86 @@ absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
     ASSIGN_OR_RETURN(native, LoadedModule::Load(compiled.so_path));
     if (native->SelfTest() != 0) return absl::InternalError("the module's self-test failed");
   }
-  std::vector<std::vector<int64_t>> output_shapes;
-  for (const ValueInfo& o : graph.outputs) output_shapes.push_back(o.shape);
-  constexpr int kSamples = 4;
-  double max_abs = 0, max_rel = 0;
-  uint32_t state = 777;
-  for (int sample = 0; sample < kSamples; ++sample) {
-    std::map<std::string, Tensor> inputs;
-    std::vector<const Tensor*> ordered;
-    for (const ValueInfo& info : graph.inputs) {
-      Tensor t;
-      t.shape = info.shape;
-      t.f.resize(t.size());
-      for (float& v : t.f) {
-        state = state * 1664525u + 1013904223u;
-        v = static_cast<float>(state >> 8) / static_cast<float>(1 << 24) * 4.0f - 2.0f;
+
+  // The version's validation set, or a few generated inputs in [-2, 2) without one.
+  std::vector<std::map<std::string, Tensor>> samples;
+  if (set != nullptr) {
+    samples = set->samples;
+  } else {
+    uint32_t state = 777;
+    for (int sample = 0; sample < 4; ++sample) {
+      std::map<std::string, Tensor> inputs;
+      for (const ValueInfo& info : graph.inputs) {
+        Tensor t;
+        t.shape = info.shape;
+        t.f.resize(t.size());
+        for (float& v : t.f) {
+          state = state * 1664525u + 1013904223u;
+          v = static_cast<float>(state >> 8) / static_cast<float>(1 << 24) * 4.0f - 2.0f;
+        }
+        inputs[info.name] = std::move(t);
       }
-      inputs[info.name] = std::move(t);
+      samples.push_back(std::move(inputs));
     }
-    for (const ValueInfo& info : graph.inputs) ordered.push_back(&inputs.at(info.name));
-    ASSIGN_OR_RETURN(auto expected, RunReference(graph, inputs));
-    std::vector<Tensor> actual;
-    if (emulated) {
-      ASSIGN_OR_RETURN(actual, emulator->Run(ordered, output_shapes));
-    } else {
-      ASSIGN_OR_RETURN(actual, native->Run(ordered));
+  }
+  std::vector<std::vector<const Tensor*>> ordered(samples.size());
+  for (size_t s = 0; s < samples.size(); ++s) {
+    for (const ValueInfo& info : graph.inputs) ordered[s].push_back(&samples[s].at(info.name));
+  }
+  std::vector<std::vector<Tensor>> actual;
+  if (emulated) {
+    std::vector<std::vector<int64_t>> output_shapes;
+    for (const ValueInfo& o : graph.outputs) output_shapes.push_back(o.shape);
+    ASSIGN_OR_RETURN(actual, emulator->Run(ordered, output_shapes));
+  } else {
+    for (const auto& inputs : ordered) {
+      ASSIGN_OR_RETURN(std::vector<Tensor> outputs, native->Run(inputs));
+      actual.push_back(std::move(outputs));
     }
+  }
+
+  double max_abs = 0, max_rel = 0;
+  int64_t correct = 0, reference_correct = 0;
+  const bool labelled = set != nullptr && !set->labels.empty() && !graph.outputs.empty();
+  for (size_t s = 0; s < samples.size(); ++s) {
+    ASSIGN_OR_RETURN(auto expected, RunReference(graph, samples[s]));
     for (size_t k = 0; k < graph.outputs.size(); ++k) {
       const Tensor& e = expected.at(graph.outputs[k].name);
       for (int64_t n = 0; n < e.size(); ++n) {
-        const double a = actual[k].f[n], want = e.f[n];
+        const double a = actual[s][k].f[n], want = e.f[n];
         if (std::isnan(want) && std::isnan(a)) continue;
         const double err = std::abs(a - want);
         max_abs = std::max(max_abs, err);
         max_rel = std::max(max_rel, err / std::max(1e-12, std::abs(want)));
         if (!(err <= 1e-5 + 1e-3 * std::abs(want))) {
-          return absl::InternalError(absl::StrCat("output \"", graph.outputs[k].name, "\"[", n,
-                                                  "] = ", a, ", the reference interpreter gives ",
-                                                  want));
+          return absl::InternalError(absl::StrCat(
+              set != nullptr ? absl::StrCat("validation sample ", s, ": ") : "", "output \"",
+              graph.outputs[k].name, "\"[", n, "] = ", a, ", the reference interpreter gives ",
+              want));
         }
       }
     }
+    if (labelled) {
+      correct += ArgMax(actual[s][0]) == set->labels[s];
+      reference_correct += ArgMax(expected.at(graph.outputs[0].name)) == set->labels[s];
+    }
   }
-  const std::string json = absl::StrFormat(
-      R"({"emulated":%s,"maxAbsError":%g,"maxRelError":%g,"samples":%d,"selftest":"passed"})",
-      emulated ? "true" : "false", max_abs, max_rel, kSamples);
+  std::string json = "{";
+  if (labelled) {
+    absl::StrAppendFormat(&json, R"("accuracy":%.6g,)",
+                          static_cast<double>(correct) / std::max<size_t>(1, samples.size()));
+  }
+  absl::StrAppendFormat(&json, R"("emulated":%s,"inputs":"%s","maxAbsError":%g,"maxRelError":%g,)",
+                        emulated ? "true" : "false", set != nullptr ? "validation set" : "generated",
+                        max_abs, max_rel);
+  if (labelled) {
+    absl::StrAppendFormat(
+        &json, R"("referenceAccuracy":%.6g,)",
+        static_cast<double>(reference_correct) / std::max<size_t>(1, samples.size()));
+  }
+  absl::StrAppendFormat(&json, R"("samples":%d,"selftest":"passed")", samples.size());
+  if (set != nullptr) absl::StrAppendFormat(&json, R"(,"setSamples":%d)", set->total_samples);
+  json += "}";
   RETURN_IF_ERROR(WriteFileAtomically(options.out_dir + "/validation.json", json + "\n"));
   return json;
 }

@@ -5,6 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "compiler/validation_set.h"
 
 namespace edgeloop::compiler {
 
@@ -35,12 +36,15 @@ absl::StatusOr<CompileResult> CompileModel(const std::string& onnx_bytes,
                                            const CompileOptions& options);
 
 /// Checks a compiled module before anyone runs it: its embedded self-test, then its outputs
-/// against the reference interpreter on generated inputs (rtol 1e-3, atol 1e-5). Writes and
-/// returns validation.json. Native modules run in this process, so callers that must survive a
-/// broken module run this in a child process (edgeloop-compile --validate); cross-compiled
-/// ones run in elm-runner under qemu-user and are marked "emulated".
+/// against the reference interpreter (rtol 1e-3, atol 1e-5) on the validation set's samples,
+/// or on a few generated inputs without one; with labels, the top-1 accuracy of the module and
+/// of the reference interpreter. Writes and returns validation.json. Native modules run in
+/// this process, so callers that must survive a broken module run this in a child process
+/// (edgeloop-compile --validate); cross-compiled ones run in elm-runner under qemu-user and
+/// are marked "emulated".
 absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
                                            const CompileResult& compiled,
-                                           const CompileOptions& options);
+                                           const CompileOptions& options,
+                                           const ValidationSet* set = nullptr);
 
 }  // namespace edgeloop::compiler

@@ -137,7 +137,14 @@ Outcome RunCase(const fs::path& dir, const std::string& engine, std::string* why
       for (const ValueInfo& i : graph->inputs) ordered.push_back(&inputs.at(i.name));
       std::vector<std::vector<int64_t>> shapes;
       for (const ValueInfo& o : graph->outputs) shapes.push_back(o.shape);
-      auto outputs = module ? module->Run(ordered) : emulator->Run(ordered, shapes);
+      absl::StatusOr<std::vector<Tensor>> outputs;
+      if (module) {
+        outputs = module->Run(ordered);
+      } else {
+        auto batch = emulator->Run({ordered}, shapes);
+        outputs = batch.ok() ? absl::StatusOr<std::vector<Tensor>>(std::move(batch->at(0)))
+                             : batch.status();
+      }
       if (!outputs.ok()) {
         *why = std::string(outputs.status().message());
         return Outcome::kFailed;

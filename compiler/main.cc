@@ -1,12 +1,15 @@
 // edgeloop-compile: ONNX model -> inference module for one target class.
 //   edgeloop-compile model.onnx --target x86_64-v3 -o DIR
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/file_util.h"
 #include "common/flags.h"
+#include "common/status.h"
 #include "compiler/compile.h"
+#include "compiler/onnx_import.h"
 
 int main(int argc, char** argv) {
   using namespace edgeloop;
@@ -33,8 +36,14 @@ int main(int argc, char** argv) {
   bool validate = false;
   flags.Bool("validate", &validate,
              "after compiling, run the module's self-test and compare it with the reference "
-             "interpreter on "
-             "generated inputs; writes validation.json");
+             "interpreter on the validation set (or generated inputs); writes validation.json");
+  std::string validation_set;
+  flags.String("validation-set", &validation_set,
+               "samples to validate on: an onnx.SequenceProto of input tensors [n, ...] and "
+               "optional int64 \"labels\" [n] (docs/api.md)");
+  int validation_samples = 256;
+  flags.Int("validation-samples", &validation_samples,
+            "validate on at most this many samples of the set (default 256)");
   bool help = false;
   absl::Status parsed = flags.Parse(args, &help);
   if (help || !parsed.ok() || model.empty() || options.out_dir.empty()) {
@@ -55,7 +64,23 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (validate) {
-    auto validation = compiler::ValidateModule(*bytes, *result, options);
+    std::optional<compiler::ValidationSet> set;
+    if (!validation_set.empty()) {
+      auto read_set = [&]() -> absl::StatusOr<compiler::ValidationSet> {
+        ASSIGN_OR_RETURN(std::string set_bytes, ReadFile(validation_set));
+        ASSIGN_OR_RETURN(compiler::Graph graph, compiler::ImportOnnx(*bytes));
+        return compiler::ParseValidationSet(set_bytes, graph, validation_samples);
+      };
+      absl::StatusOr<compiler::ValidationSet> parsed_set = read_set();
+      if (!parsed_set.ok()) {
+        std::fprintf(stderr, "edgeloop-compile: validation failed: %s\n",
+                     std::string(parsed_set.status().message()).c_str());
+        return 3;
+      }
+      set = *std::move(parsed_set);
+    }
+    auto validation =
+        compiler::ValidateModule(*bytes, *result, options, set ? &*set : nullptr);
     if (!validation.ok()) {
       std::fprintf(stderr, "edgeloop-compile: validation failed: %s\n",
                    std::string(validation.status().message()).c_str());

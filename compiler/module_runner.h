@@ -21,9 +21,11 @@ class EmulatedModule {
                                                                 const std::string& work_dir);
   /// 0 when the module's embedded self-test passes.
   absl::StatusOr<int> SelfTest();
-  /// Inputs and output shapes in the module's order.
-  absl::StatusOr<std::vector<Tensor>> Run(const std::vector<const Tensor*>& inputs,
-                                          const std::vector<std::vector<int64_t>>& output_shapes);
+  /// Runs every sample (its inputs in the module's order) in one emulator process; per sample,
+  /// the outputs in the module's order.
+  absl::StatusOr<std::vector<std::vector<Tensor>>> Run(
+      const std::vector<std::vector<const Tensor*>>& samples,
+      const std::vector<std::vector<int64_t>>& output_shapes);
 
  private:
   EmulatedModule(Toolchain toolchain, std::string so_path, std::string work_dir, std::string runner)

@@ -42,6 +42,8 @@ void Register(FlagSet& f, ServerOptions& o) {
            "target classes every version is compiled for besides the fleet's (default x86_64-v2)");
   f.Int("compile-workers", &o.compile_workers,
         "compile jobs run at once in this process (default 1)");
+  f.Int("validation-samples", &o.validation_samples,
+        "samples of a version's validation set each module is checked on (default 256)");
   f.Int("shutdown-grace-seconds", &o.shutdown_grace_seconds,
         "time requests in flight get on SIGTERM (default 20)");
 }

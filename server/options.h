@@ -34,6 +34,7 @@ struct ServerOptions {
   /// Target classes every version is compiled for, besides the fleet's (comma-separated).
   std::string compile_targets = "x86_64-v2";
   int compile_workers = 1;
+  int validation_samples = 256;
 };
 
 /// Parses argv (without argv[0]) and the environment. INVALID_ARGUMENT names the bad flag.

@@ -136,6 +136,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   ::gethostname(host, sizeof host);
   ci.worker_id = absl::StrCat(host, ":", ::getpid());
   ci.workers = options.compile_workers;
+  ci.validation_samples = options.validation_samples;
   s->pipeline = std::make_unique<CompilePipeline>(ci);
   s->api = std::make_unique<Api>(ApiOptions{.registry = s->registry.get(),
                                             .blobs = s->blobs.get(),

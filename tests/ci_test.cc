@@ -21,13 +21,21 @@ namespace {
 
 class CiTest : public ServerTest {
  protected:
-  // Pushes bytes as the next version of `model`; its number.
-  int64_t Push(const std::string& model, const std::string& onnx) {
-    HttpResponse blob = Call("POST", "/v1/blobs", onnx);
+  std::string Upload(const std::string& bytes) {
+    HttpResponse blob = Call("POST", "/v1/blobs", bytes);
     v1::Blob b;
     EXPECT_TRUE(ParseProtoJson(blob.body, &b).ok()) << blob.body;
-    HttpResponse version = Call("POST", absl::StrCat("/v1/models/", model, "/versions"),
-                                absl::StrCat(R"({"onnxDigest":")", b.digest(), "\"}"));
+    return b.digest();
+  }
+
+  // Pushes bytes (and a validation set, if any) as the next version of `model`; its number.
+  int64_t Push(const std::string& model, const std::string& onnx,
+               const std::string& validation_set = "") {
+    std::string request = absl::StrCat(R"({"onnxDigest":")", Upload(onnx), "\"");
+    if (!validation_set.empty())
+      absl::StrAppend(&request, R"(,"validationDigest":")", Upload(validation_set), "\"");
+    HttpResponse version =
+        Call("POST", absl::StrCat("/v1/models/", model, "/versions"), request + "}");
     v1::ModelVersion v;
     EXPECT_TRUE(ParseProtoJson(version.body, &v).ok()) << version.body;
     return v.version();
@@ -126,6 +134,40 @@ TEST_P(CiTest, UncompilableModelFailsWithTheReason) {
   // The server is fine and builds the next push.
   const int64_t next = Push("odd", registry::testing::MlpOnnx(4, 4, 2));
   EXPECT_EQ(WaitSettled("odd", next).status(), v1::READY);
+}
+
+TEST_P(CiTest, ModulesAreValidatedOnTheVersionsValidationSet) {
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"scored"})").status, 201);
+  std::vector<float> values;
+  for (int i = 0; i < 8 * 4; ++i) values.push_back(static_cast<float>(i % 5) * 0.3f - 0.6f);
+  // Eight labelled samples for an MLP of 4 inputs and 2 classes.
+  const std::string set = registry::testing::ValidationSetOnnx("input", {8, 4}, values,
+                                                               {0, 1, 0, 1, 1, 0, 0, 1});
+  const int64_t version = Push("scored", registry::testing::MlpOnnx(4, 6, 2), set);
+  v1::ModelVersion settled = WaitSettled("scored", version);
+  ASSERT_EQ(settled.status(), v1::READY) << settled.status_message();
+  v1::ListArtifactsResponse artifacts;
+  ASSERT_TRUE(ParseProtoJson(
+                  Call("GET", absl::StrCat("/v1/models/scored/versions/", version, "/artifacts")).body,
+                  &artifacts)
+                  .ok());
+  ASSERT_GT(artifacts.artifacts_size(), 0);
+  for (const auto& a : artifacts.artifacts()) {
+    EXPECT_TRUE(absl::StrContains(a.validation(), "\"inputs\":\"validation set\"")) << a.validation();
+    EXPECT_TRUE(absl::StrContains(a.validation(), "\"samples\":8")) << a.validation();
+    EXPECT_TRUE(absl::StrContains(a.validation(), "\"accuracy\":")) << a.validation();
+    EXPECT_TRUE(absl::StrContains(a.validation(), "\"referenceAccuracy\":")) << a.validation();
+  }
+
+  // A set that does not fit the model fails the version with the reason, and nothing else.
+  const std::string wrong = registry::testing::ValidationSetOnnx("input", {2, 5}, std::vector<float>(10), {});
+  const int64_t bad = Push("scored", registry::testing::MlpOnnx(4, 6, 2, 2), wrong);
+  settled = WaitSettled("scored", bad);
+  ASSERT_EQ(settled.status(), v1::FAILED);
+  EXPECT_TRUE(absl::StrContains(settled.status_message(), "validation set: \"input\" must be"))
+      << settled.status_message();
+  EXPECT_EQ(WaitSettled("scored", Push("scored", registry::testing::MlpOnnx(4, 6, 2, 3))).status(),
+            v1::READY);
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, CiTest, ::testing::Values("sqlite", "postgres"),

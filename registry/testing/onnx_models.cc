@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "onnx/onnx-data_pb.h"
 #include "onnx/onnx_pb.h"
 
 namespace edgeloop::registry::testing {
@@ -155,6 +156,26 @@ std::string OnnxOfAtLeast(int64_t bytes, uint32_t seed) {
   // amortised to ~4); 16 inputs and 16 outputs around a hidden layer sized to fit.
   int hidden = static_cast<int>(std::ceil(static_cast<double>(bytes) / (4.0 * 32))) + 1;
   return MlpOnnx(16, hidden, 16, seed);
+}
+
+std::string ValidationSetOnnx(const std::string& input, const std::vector<int64_t>& dims,
+                              const std::vector<float>& values,
+                              const std::vector<int64_t>& labels) {
+  onnx::SequenceProto sequence;
+  sequence.set_elem_type(onnx::SequenceProto::TENSOR);
+  onnx::TensorProto* x = sequence.add_tensor_values();
+  x->set_name(input);
+  x->set_data_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : dims) x->add_dims(d);
+  for (float v : values) x->add_float_data(v);
+  if (!labels.empty()) {
+    onnx::TensorProto* y = sequence.add_tensor_values();
+    y->set_name("labels");
+    y->set_data_type(onnx::TensorProto::INT64);
+    y->add_dims(static_cast<int64_t>(labels.size()));
+    for (int64_t v : labels) y->add_int64_data(v);
+  }
+  return sequence.SerializeAsString();
 }
 
 std::string DanglingInputOnnx() {

@@ -24,6 +24,12 @@ std::string CnnOnnx(uint32_t seed = 1);
 /// An MLP whose serialised size is at least `bytes` (for upload and push benchmarks).
 std::string OnnxOfAtLeast(int64_t bytes, uint32_t seed = 1);
 
+/// A validation set as `onnx.helper.make_sequence` writes it: `values` stacked as the float
+/// tensor `input` of shape `dims` ([n, ...]), plus int64 "labels" [n] unless empty.
+std::string ValidationSetOnnx(const std::string& input, const std::vector<int64_t>& dims,
+                              const std::vector<float>& values,
+                              const std::vector<int64_t>& labels);
+
 /// A syntactically valid ModelProto that ONNX's checker rejects: a node consumes a tensor
 /// that nothing produces.
 std::string DanglingInputOnnx();

@@ -14,8 +14,10 @@
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/proto_json.h"
 #include "common/status.h"
 #include "compiler/toolchain.h"
+#include "edgeloop/v1/registry.pb.h"
 
 namespace edgeloop::server {
 namespace {
@@ -169,13 +171,17 @@ absl::StatusOr<bool> CompilePipeline::Claim(Job* job) {
             .status());
     ASSIGN_OR_RETURN(
         store::Rows details,
-        tx.Query("SELECT j.model_id, m.name, j.version, j.target, v.onnx_digest, j.attempts FROM "
+        tx.Query("SELECT j.model_id, m.name, j.version, j.target, v.onnx_digest, j.attempts, "
+                 "v.details FROM "
                  "compile_jobs j JOIN models m ON m.id = j.model_id JOIN model_versions v ON "
                  "v.model_id = j.model_id AND v.version = j.version WHERE j.id = $1",
                  {id}));
     if (details.empty()) return absl::InternalError("compile job without its version");
     const store::Row& d = details[0];
-    *job = Job{id, d.Int(0), d.Text(1), d.Int(2), d.Text(3), d.Text(4), d.Int(5)};
+    v1::ModelVersion version;
+    RETURN_IF_ERROR(ParseProtoJson(d.Text(6), &version));
+    *job = Job{id,        d.Int(0), d.Text(1), d.Int(2), d.Text(3), d.Text(4),
+               d.Int(5), version.validation_digest()};
     claimed = true;
     return absl::OkStatus();
   }));
@@ -191,12 +197,20 @@ absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* perm
   ASSIGN_OR_RETURN(auto reader, options_.blobs->Open(job.onnx_digest));
   ASSIGN_OR_RETURN(std::string onnx, store::ReadWholeBlob(*reader));
   RETURN_IF_ERROR(WriteFileAtomically(dir + "/model.onnx", onnx));
+  std::vector<std::string> argv = {
+      options_.compile_binary, dir + "/model.onnx", "--target", job.target, "--out", dir + "/out",
+      "--validate", "--timeout-seconds",
+      std::to_string(absl::ToInt64Seconds(options_.compile_timeout))};
+  if (!job.validation_digest.empty()) {
+    ASSIGN_OR_RETURN(auto set_reader, options_.blobs->Open(job.validation_digest));
+    ASSIGN_OR_RETURN(std::string set, store::ReadWholeBlob(*set_reader));
+    RETURN_IF_ERROR(WriteFileAtomically(dir + "/validation.pb", set));
+    argv.insert(argv.end(), {"--validation-set", dir + "/validation.pb", "--validation-samples",
+                             std::to_string(options_.validation_samples)});
+  }
   const absl::Time started = absl::Now();
-  auto ran =
-      compiler::RunTool({options_.compile_binary, dir + "/model.onnx", "--target", job.target,
-                         "--out", dir + "/out", "--validate", "--timeout-seconds",
-                         std::to_string(absl::ToInt64Seconds(options_.compile_timeout))},
-                        dir, dir + "/compile.log", options_.compile_timeout + absl::Minutes(1));
+  auto ran = compiler::RunTool(argv, dir, dir + "/compile.log",
+                               options_.compile_timeout + absl::Minutes(1));
   if (!ran.ok()) {
     // A hung compiler is worth another try; a missing one is not.
     *permanent = !absl::IsDeadlineExceeded(ran.status());

@@ -27,13 +27,14 @@ struct CompilePipelineOptions {
   absl::Duration poll_interval = absl::Milliseconds(500);
   absl::Duration lease = absl::Minutes(15);  // a job whose worker vanished is retried after this
   absl::Duration compile_timeout = absl::Minutes(10);
+  int validation_samples = 256;  // of a version's validation set, per module
   int max_attempts = 3;
 };
 
 /// The CI stage. A planner turns each `version.created` registry event into one durable
 /// compile job per target class (the fleet's plus the defaults) and marks the version
 /// COMPILING. Workers claim jobs with a lease (FOR UPDATE SKIP LOCKED on PostgreSQL), run
-/// `edgeloop-compile --validate` in a child process (a crashing or hanging compile cannot hurt
+/// `edgeloop-compile --validate` (on the version's validation set when it has one) in a child process (a crashing or hanging compile cannot hurt
 /// the server), sign the manifest, store the module as a blob and record the artifact — all of
 /// that in the transaction that completes the job, so a killed worker leaves a job to retry,
 /// never half an artifact. When every job of a version is done it becomes READY; a job that
@@ -60,6 +61,7 @@ class CompilePipeline {
     std::string target;
     std::string onnx_digest;
     int64_t attempts = 0;
+    std::string validation_digest;  // empty: validated on generated inputs
   };
   absl::StatusOr<bool> Claim(Job* job);
   /// Requeues jobs that a process on this host held when it died (kill -9, crash), instead of
