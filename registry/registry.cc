@@ -71,23 +71,6 @@ absl::Status ValidateVersionRequest(const v1::CreateVersionRequest& r) {
   return absl::OkStatus();
 }
 
-/// Appends one event; the counter row's lock orders events by commit.
-absl::Status AppendEvent(Transaction& tx, absl::string_view type, absl::string_view model,
-                         int64_t version, absl::string_view alias, absl::string_view actor,
-                         int64_t at_ms) {
-  ASSIGN_OR_RETURN(Rows rows,
-                   tx.Query("UPDATE registry_event_counter SET last_sequence = last_sequence + 1 "
-                            "WHERE id = 1 RETURNING last_sequence"));
-  if (rows.size() != 1) return absl::InternalError("registry event counter row is missing");
-  return tx
-      .Execute(
-          "INSERT INTO registry_events (sequence, type, model, version, alias, actor, at_ms) "
-          "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-          {rows[0].Int(0), std::string(type), std::string(model), version, std::string(alias),
-           std::string(actor), at_ms})
-      .status();
-}
-
 constexpr char kVersionColumns[] =
     "v.version, v.onnx_digest, v.onnx_size, v.status, v.status_message, v.details, "
     "v.created_at_ms, "
@@ -110,6 +93,23 @@ absl::StatusOr<v1::ModelVersion> VersionFromRow(absl::string_view model, const s
 }
 
 }  // namespace
+
+// The counter row's lock orders events by commit.
+absl::Status AppendEvent(Transaction& tx, absl::string_view type, absl::string_view model,
+                         int64_t version, absl::string_view alias, absl::string_view actor,
+                         int64_t at_ms) {
+  ASSIGN_OR_RETURN(Rows rows,
+                   tx.Query("UPDATE registry_event_counter SET last_sequence = last_sequence + 1 "
+                            "WHERE id = 1 RETURNING last_sequence"));
+  if (rows.size() != 1) return absl::InternalError("registry event counter row is missing");
+  return tx
+      .Execute(
+          "INSERT INTO registry_events (sequence, type, model, version, alias, actor, at_ms) "
+          "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+          {rows[0].Int(0), std::string(type), std::string(model), version, std::string(alias),
+           std::string(actor), at_ms})
+      .status();
+}
 
 absl::StatusOr<std::unique_ptr<Registry>> Registry::Create(const RegistryOptions& options) {
   if (options.database == nullptr || options.blobs == nullptr || options.clock == nullptr) {

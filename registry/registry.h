@@ -32,6 +32,12 @@ struct RegistrySizes {
 ///
 /// Errors: INVALID_ARGUMENT for malformed input (names, digests, ONNX), NOT_FOUND for
 /// unknown models, versions, aliases and blobs, ALREADY_EXISTS for a duplicate model.
+/// Appends one event to the registry's log in `tx` (for changes made outside Registry, like the
+/// CI stage's `version.ready` and `version.failed`).
+absl::Status AppendEvent(store::Transaction& tx, absl::string_view type, absl::string_view model,
+                         int64_t version, absl::string_view alias, absl::string_view actor,
+                         int64_t at_ms);
+
 class Registry {
  public:
   static absl::StatusOr<std::unique_ptr<Registry>> Create(const RegistryOptions& options);

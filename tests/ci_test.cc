@@ -134,6 +134,16 @@ TEST_P(CiTest, UncompilableModelFailsWithTheReason) {
   // The server is fine and builds the next push.
   const int64_t next = Push("odd", registry::testing::MlpOnnx(4, 4, 2));
   EXPECT_EQ(WaitSettled("odd", next).status(), v1::READY);
+  // Both outcomes are in the registry's event log, once each, for rollouts to act on.
+  v1::ListEventsResponse log;
+  ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/events?limit=1000").body, &log).ok());
+  std::vector<std::string> outcomes;
+  for (const auto& e : log.events()) {
+    if (e.model() == "odd" && e.type() != "version.created" && e.type() != "model.created")
+      outcomes.push_back(absl::StrCat(e.type(), " ", e.version(), " ", e.actor()));
+  }
+  EXPECT_EQ(outcomes, (std::vector<std::string>{absl::StrCat("version.failed ", version, " ci"),
+                                                absl::StrCat("version.ready ", next, " ci")}));
 }
 
 TEST_P(CiTest, ModulesAreValidatedOnTheVersionsValidationSet) {

@@ -17,6 +17,7 @@
 #include "common/proto_json.h"
 #include "common/status.h"
 #include "compiler/toolchain.h"
+#include "registry/registry.h"
 #include "edgeloop/v1/registry.pb.h"
 
 namespace edgeloop::server {
@@ -269,11 +270,16 @@ absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* perm
                                   "version = $2 AND state <> 'DONE'",
                                   {job.model_id, job.version}));
         if (open[0].Int(0) == 0) {
-          RETURN_IF_ERROR(
+          ASSIGN_OR_RETURN(
+              int64_t changed,
               tx.Execute("UPDATE model_versions SET status = 'READY', status_message = '' WHERE "
-                         "model_id = $1 AND version = $2 AND status <> 'FAILED'",
-                         {job.model_id, job.version})
-                  .status());
+                         "model_id = $1 AND version = $2 AND status NOT IN ('FAILED', 'READY')",
+                         {job.model_id, job.version}));
+          // Rollouts wait for this event rather than polling versions.
+          if (changed == 1) {
+            RETURN_IF_ERROR(
+                registry::AppendEvent(tx, "version.ready", job.model, job.version, "", "ci", now));
+          }
         }
         return absl::OkStatus();
       }));
@@ -305,13 +311,14 @@ absl::Status CompilePipeline::Fail(const Job& job, const std::string& error, boo
                                 std::string(give_up ? "FAILED" : "QUEUED"), error, now})
                         .status());
     if (!give_up) return absl::OkStatus();
-    return tx
-        .Execute(
-            "UPDATE model_versions SET status = 'FAILED', status_message = $3 WHERE model_id = $1 "
-            "AND "
-            "version = $2",
-            {job.model_id, job.version, absl::StrCat("target ", job.target, ": ", error)})
-        .status();
+    // The first target that fails for good names the reason.
+    ASSIGN_OR_RETURN(
+        int64_t changed,
+        tx.Execute("UPDATE model_versions SET status = 'FAILED', status_message = $3 WHERE "
+                   "model_id = $1 AND version = $2 AND status <> 'FAILED'",
+                   {job.model_id, job.version, absl::StrCat("target ", job.target, ": ", error)}));
+    if (changed != 1) return absl::OkStatus();
+    return registry::AppendEvent(tx, "version.failed", job.model, job.version, "", "ci", now);
   });
 }
 
