@@ -12,6 +12,7 @@
 #include "common/proto_json.h"
 #include "common/sha256.h"
 #include "common/status.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace edgeloop::cli {
@@ -39,6 +40,20 @@ std::string Shape(const v1::TensorSpec& spec) {
 std::string Pairs(const google::protobuf::Map<std::string, std::string>& m) {
   std::map<std::string, std::string> sorted(m.begin(), m.end());
   return sorted.empty() ? "-" : absl::StrJoin(sorted, ",", absl::PairFormatter("="));
+}
+
+// "set 8, acc 0.875, qemu" from an artifact's validation JSON.
+std::string ValidationSummary(const std::string& json) {
+  google::protobuf::Struct v;
+  if (json.empty() || !ParseProtoJson(json, &v).ok()) return "-";
+  const auto& f = v.fields();
+  auto has = [&](const char* key) { return f.count(key) > 0; };
+  std::string summary = absl::StrCat(
+      has("inputs") && f.at("inputs").string_value() == "validation set" ? "set " : "generated ",
+      has("samples") ? static_cast<int64_t>(f.at("samples").number_value()) : 0);
+  if (has("accuracy")) absl::StrAppendFormat(&summary, ", acc %.3g", f.at("accuracy").number_value());
+  if (has("emulated") && f.at("emulated").bool_value()) absl::StrAppend(&summary, ", qemu");
+  return summary;
 }
 
 absl::Status Need(const Args& args, size_t words, const char* usage) {
@@ -287,14 +302,14 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
     }
     std::map<std::string, const v1::Artifact*> built;
     for (const auto& a : response.artifacts()) built[a.target()] = &a;
-    Table table({"TARGET", "JOB", "MODULE", "SIZE", "COMPILE S", "SIGNED", "NOTE"});
+    Table table({"TARGET", "JOB", "MODULE", "SIZE", "COMPILE S", "SIGNED", "VALIDATED", "NOTE"});
     for (const auto& j : response.jobs()) {
       const v1::Artifact* a = built.count(j.target()) ? built[j.target()] : nullptr;
       table.Add({j.target(), j.state(), a ? a->module_digest().substr(0, 19) : "-",
                  a ? std::to_string(a->module_size()) : "-",
                  a ? absl::StrFormat("%.2f", a->compile_seconds()) : "-",
                  a && !a->signature().empty() ? "ed25519" : "-",
-                 j.error().empty() ? "-" : j.error().substr(0, 80)});
+                 a ? ValidationSummary(a->validation()) : "-", j.error().empty() ? "-" : j.error().substr(0, 80)});
     }
     out << table.Render();
     return absl::OkStatus();

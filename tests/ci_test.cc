@@ -168,6 +168,11 @@ TEST_P(CiTest, ModulesAreValidatedOnTheVersionsValidationSet) {
     EXPECT_TRUE(absl::StrContains(a.validation(), "\"accuracy\":")) << a.validation();
     EXPECT_TRUE(absl::StrContains(a.validation(), "\"referenceAccuracy\":")) << a.validation();
   }
+  CommandResult cli = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(),
+                                  "--token-file", options_.data_dir + "/admin.token", "model",
+                                  "artifacts", "scored", std::to_string(version)});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_TRUE(absl::StrContains(cli.out, "set 8, acc ")) << cli.out;
 
   // A set that does not fit the model fails the version with the reason, and nothing else.
   const std::string wrong = registry::testing::ValidationSetOnnx("input", {2, 5}, std::vector<float>(10), {});
