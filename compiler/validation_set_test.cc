@@ -124,7 +124,7 @@ TEST_F(ValidationSetTest, ModulesAreValidatedOnTheSetWithAccuracy) {
   auto set = Parse(SetBuilder().Floats("input", {6, 4}, values).Labels(labels).Bytes());
   ASSERT_TRUE(set.ok()) << set.status();
   const std::string dir = ::testing::TempDir() + "/validation_set_test";
-  for (const std::string target : {"x86_64-v2", "aarch64-v8"}) {
+  for (const std::string target : {"x86_64-v2", "aarch64-v8", "armv7-neon"}) {
     CompileOptions options;
     options.target = target;
     options.out_dir = dir + "/" + target;
