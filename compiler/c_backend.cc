@@ -786,6 +786,8 @@ absl::StatusOr<GeneratedModule> Generator::Run() {
   describe(graph_.outputs, "output");
 
   // Self-test vectors: the sample inputs and the reference interpreter's outputs for them.
+  // They are constant data too, but not the model's weights.
+  const uint64_t weight_bytes = result_.weight_bytes;
   std::string selftest =
       "static int selftest(void* workspace) {\n  float* ws = (float*)workspace;\n";
   std::vector<std::string> in_names, out_names;
@@ -804,6 +806,7 @@ absl::StatusOr<GeneratedModule> Generator::Run() {
       &selftest, "  const void* in[] = {", in_names.empty() ? "0" : absl::StrJoin(in_names, ", "),
       "};\n", "  void* out[] = {", out_names.empty() ? "0" : absl::StrJoin(out_names, ", "), "};\n",
       "  if (run(workspace, in, out) != 0) return 1;\n", checks, "  return 0;\n}\n");
+  result_.weight_bytes = weight_bytes;
 
   std::string run =
       "static int run(void* workspace, const void* const* inputs, void* const* outputs) {\n";
