@@ -444,7 +444,7 @@ void PrintDevices(const std::vector<const v1::Device*>& devices, std::ostream& o
 
 absl::Status DeviceCommand(const Args& args, Client& client, OutputFormat format,
                            std::ostream& out) {
-  RETURN_IF_ERROR(Need(args, 2, "device list|show|label|decommission ..."));
+  RETURN_IF_ERROR(Need(args, 2, "device list|show|label|decommission|assign|assignments ..."));
   const std::string& verb = args.words[1];
   if (verb == "list") {
     v1::ListDevicesRequest request;
@@ -496,9 +496,61 @@ absl::Status DeviceCommand(const Args& args, Client& client, OutputFormat format
     table.Add({"os", absl::StrCat(p.os(), ", kernel ", p.kernel(), ", glibc ", p.glibc())});
     table.Add({"agent", device.state().agent_version().empty() ? p.agent_version()
                                                                : device.state().agent_version()});
+    for (const auto& m : device.desired_modules()) {
+      table.Add({"should run", absl::StrCat(m.model(), " v", m.version(), " (", m.target(), ", ",
+                                            m.digest().substr(0, 19), ")")});
+    }
     for (const auto& m : device.state().modules()) {
       table.Add(
           {"module", absl::StrCat(m.module().model(), " v", m.module().version(), " ", m.state())});
+    }
+    out << table.Render();
+    return absl::OkStatus();
+  }
+  if (verb == "assign") {
+    v1::AssignModelRequest request;
+    request.set_model(args.Flag("model"));
+    request.set_selector(args.Flag("selector"));
+    request.set_device_id(args.Flag("device"));
+    request.set_alias(args.Flag("alias"));
+    if (args.Has("version")) {
+      ASSIGN_OR_RETURN(int64_t version, Number(args.Flag("version"), "--version"));
+      request.set_version(version);
+    }
+    if (request.model().empty()) {
+      return absl::InvalidArgumentError(
+          "usage: device assign (--selector SEL | --device ID) --model M (--version V | --alias A)");
+    }
+    v1::Assignment a;
+    RETURN_IF_ERROR(FromGrpc(client.fleet().AssignModel(client.Context().get(), request, &a)));
+    if (format == OutputFormat::kJson) {
+      out << PrintProtoJson(a, true) << "\n";
+    } else {
+      out << "assigned " << a.model() << " "
+          << (a.alias().empty() ? absl::StrCat("version ", a.version())
+                                : absl::StrCat("alias ", a.alias()))
+          << " to " << (a.device_id().empty() ? "devices matching '" + a.selector() + "'"
+                                              : "device " + a.device_id())
+          << " (assignment " << a.id() << ")\n";
+    }
+    return absl::OkStatus();
+  }
+  if (verb == "assignments") {
+    v1::ListAssignmentsRequest request;
+    request.set_model(args.Flag("model"));
+    v1::ListAssignmentsResponse response;
+    RETURN_IF_ERROR(
+        FromGrpc(client.fleet().ListAssignments(client.Context().get(), request, &response)));
+    if (format == OutputFormat::kJson) {
+      out << PrintProtoJson(response, true) << "\n";
+      return absl::OkStatus();
+    }
+    Table table({"ID", "MODEL", "VERSION", "DEVICES", "BY", "AT"});
+    for (const auto& a : response.assignments()) {
+      table.Add({std::to_string(a.id()), a.model(),
+                 a.alias().empty() ? std::to_string(a.version()) : "@" + a.alias(),
+                 a.device_id().empty() ? a.selector() : "id=" + a.device_id(), a.created_by(),
+                 Time(a.create_time())});
     }
     out << table.Render();
     return absl::OkStatus();
@@ -629,6 +681,9 @@ const char* Usage() {
   device show ID
   device label ID key=value ... key- ...
   device decommission ID
+  device assign (--selector SEL | --device ID) --model M (--version V | --alias A)
+                                      what devices should run; the newest assignment wins
+  device assignments [--model M]
 
 --server defaults to $EDGELOOP_SERVER or 127.0.0.1:9090 (the operator gRPC port);
 --token-file defaults to $EDGELOOP_TOKEN_FILE or ./var/admin.token.

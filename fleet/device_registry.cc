@@ -168,7 +168,16 @@ absl::StatusOr<v1::SyncResponse> DeviceRegistry::Sync(absl::string_view device_i
   }
   v1::SyncResponse response;
   response.set_send_profile(rows[0].Text(0) != request.state().profile_hash());
-  response.set_desired_generation(rows[0].Int(1));
+  // Read the generation before the desired state: a change in between shows up as a newer
+  // generation on the next sync, never as a stale state under a new number.
+  ASSIGN_OR_RETURN(int64_t fleet_generation, FleetGeneration());
+  response.set_desired_generation(rows[0].Int(1) + fleet_generation);
+  ASSIGN_OR_RETURN(Rows device, options_.database->Query(
+                                    absl::StrCat("SELECT ", kColumns, " FROM devices WHERE id = $1"),
+                                    {std::string(device_id)}));
+  if (device.empty()) return NoSuchDevice(device_id);
+  ASSIGN_OR_RETURN(std::vector<v1::ModuleRef> desired, Desired(device[0]));
+  for (v1::ModuleRef& m : desired) *response.add_desired_modules() = std::move(m);
   response.set_next_sync_ms(absl::ToInt64Milliseconds(options_.pacer->Next()));
   return response;
 }
@@ -196,7 +205,21 @@ absl::StatusOr<int64_t> DeviceRegistry::Generation(absl::string_view device_id) 
                                             {std::string(device_id)}));
   if (rows.empty()) return NoSuchDevice(device_id);
   if (rows[0].Text(1) != "ACTIVE") return Decommissioned(device_id);
-  return rows[0].Int(0);
+  ASSIGN_OR_RETURN(int64_t fleet_generation, FleetGeneration());
+  return rows[0].Int(0) + fleet_generation;
+}
+
+absl::StatusOr<int64_t> DeviceRegistry::FleetGeneration() {
+  if (options_.assignments == nullptr) return 0;
+  return options_.assignments->Generation();
+}
+
+absl::StatusOr<std::vector<v1::ModuleRef>> DeviceRegistry::Desired(const store::Row& row) {
+  if (options_.assignments == nullptr || row.Text(4) != "ACTIVE") {
+    return std::vector<v1::ModuleRef>();
+  }
+  ASSIGN_OR_RETURN(Attributes attributes, AttributesOf(row));
+  return options_.assignments->DesiredFor(row.Text(0), attributes, row.Text(11));
 }
 
 void DeviceRegistry::Notify(absl::string_view device_id) {
@@ -257,7 +280,10 @@ absl::StatusOr<v1::Device> DeviceRegistry::Get(absl::string_view device_id) {
                                   absl::StrCat("SELECT ", kColumns, " FROM devices WHERE id = $1"),
                                   {std::string(device_id)}));
   if (rows.empty()) return NoSuchDevice(device_id);
-  return DeviceFromRow(rows[0]);
+  ASSIGN_OR_RETURN(v1::Device device, DeviceFromRow(rows[0]));
+  ASSIGN_OR_RETURN(std::vector<v1::ModuleRef> desired, Desired(rows[0]));
+  for (v1::ModuleRef& m : desired) *device.add_desired_modules() = std::move(m);
+  return device;
 }
 
 absl::StatusOr<v1::Device> DeviceRegistry::Update(const v1::UpdateDeviceRequest& request) {

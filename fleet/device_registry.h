@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "common/x509.h"
 #include "edgeloop/v1/device.pb.h"
+#include "fleet/assignments.h"
 #include "fleet/enrollment_tokens.h"
 #include "fleet/sync_pacer.h"
 #include "store/database.h"
@@ -22,6 +23,7 @@ struct DeviceRegistryOptions {
   const crypto::CertificateAuthority* ca = nullptr;  // not owned
   EnrollmentTokens* tokens = nullptr;                // not owned
   SyncPacer* pacer = nullptr;                        // not owned
+  Assignments* assignments = nullptr;                // not owned; what devices should run
   const Clock* clock = SystemClock::Get();
   absl::Duration cert_validity = absl::Hours(24 * 30);
   /// A device not seen for this long is listed as offline.
@@ -59,7 +61,8 @@ class DeviceRegistry {
   /// Blocks until the generation differs from `known` or `deadline` passes (in-process
   /// changes wake it at once; callers poll Generation as well for other replicas).
   void WaitForChange(absl::string_view device_id, int64_t known, absl::Time deadline);
-  /// Wakes every WaitForChange at once (server shutdown).
+  /// Wakes every WaitForChange at once (server shutdown, or a fleet-wide desired-state change:
+  /// each watcher then rereads its generation).
   void WakeAllWatchers();
 
   absl::StatusOr<v1::ListDevicesResponse> List(const v1::ListDevicesRequest& request);
@@ -71,6 +74,10 @@ class DeviceRegistry {
 
  private:
   absl::StatusOr<v1::Device> DeviceFromRow(const store::Row& row) const;
+  /// The fleet-wide part of the generation (0 without assignments).
+  absl::StatusOr<int64_t> FleetGeneration();
+  /// What the device of this row should run.
+  absl::StatusOr<std::vector<v1::ModuleRef>> Desired(const store::Row& row);
   void Notify(absl::string_view device_id);
 
   DeviceRegistryOptions options_;

@@ -51,11 +51,14 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
     ca_ = std::move(*ca);
     tokens_ = std::make_unique<EnrollmentTokens>(db_.get(), &clock_, ca_->pin());
     pacer_ = std::make_unique<SyncPacer>(absl::Seconds(30), 1000, &clock_);
-    registry_ = std::make_unique<DeviceRegistry>(DeviceRegistryOptions{.database = db_.get(),
-                                                                       .ca = ca_.get(),
-                                                                       .tokens = tokens_.get(),
-                                                                       .pacer = pacer_.get(),
-                                                                       .clock = &clock_});
+    assignments_ = std::make_unique<Assignments>(db_.get(), &clock_);
+    registry_ = std::make_unique<DeviceRegistry>(
+        DeviceRegistryOptions{.database = db_.get(),
+                              .ca = ca_.get(),
+                              .tokens = tokens_.get(),
+                              .pacer = pacer_.get(),
+                              .assignments = assignments_.get(),
+                              .clock = &clock_});
   }
   void TearDown() override {
     registry_.reset();
@@ -87,6 +90,68 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
     return registry_->Enroll(r);
   }
 
+  // A model with versions and the modules built for them, as the registry and the CI stage
+  // would have recorded them.
+  int64_t Model(const std::string& name,
+                const std::map<int64_t, std::vector<std::string>>& targets_by_version) {
+    auto model = db_->Query(
+        "INSERT INTO models (name, description, labels, next_version, created_at_ms, created_by) "
+        "VALUES ($1, '', '{}', 1, 0, 't') RETURNING id",
+        {name});
+    EXPECT_TRUE(model.ok()) << model.status();
+    const int64_t id = (*model)[0].Int(0);
+    for (const auto& [version, targets] : targets_by_version) {
+      EXPECT_TRUE(db_->Query("INSERT INTO model_versions (model_id, version, onnx_digest, "
+                             "onnx_size, status, status_message, details, created_at_ms, "
+                             "created_by) VALUES ($1, $2, 'sha256:x', 1, 'READY', '', '{}', 0, 't') "
+                             "RETURNING version",
+                             {id, version})
+                      .ok());
+      for (const std::string& target : targets) {
+        EXPECT_TRUE(
+            db_->Query("INSERT INTO artifacts (model_id, version, target, backend, module_digest, "
+                       "module_size, manifest, signature, validation, compile_seconds, "
+                       "created_at_ms) VALUES ($1, $2, $3, 'c', $4, 100, $5, 'sig', '{}', 0.1, 0) "
+                       "RETURNING version",
+                       {id, version, target, ModuleDigest(name, version, target),
+                        absl::StrCat("{\"target\":\"", target, "\"}")})
+                .ok());
+      }
+    }
+    return id;
+  }
+  static std::string ModuleDigest(const std::string& model, int64_t version,
+                                  const std::string& target) {
+    return absl::StrCat("sha256:", model, "-", version, "-", target);
+  }
+  // What the device is told to run, as "model vN target".
+  std::vector<std::string> Desired(const std::string& device_id, int64_t* generation = nullptr) {
+    v1::SyncRequest sync;
+    auto response = registry_->Sync(device_id, sync);
+    EXPECT_TRUE(response.ok()) << response.status();
+    if (generation) *generation = response->desired_generation();
+    std::vector<std::string> out;
+    for (const auto& m : response->desired_modules()) {
+      EXPECT_EQ(m.digest(), ModuleDigest(m.model(), m.version(), m.target()));
+      EXPECT_TRUE(absl::StrContains(m.manifest(), m.target()));
+      EXPECT_EQ(m.signature(), "sig");
+      out.push_back(absl::StrCat(m.model(), " v", m.version(), " ", m.target()));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  absl::StatusOr<v1::Assignment> Assign(const std::string& model, const std::string& selector,
+                                        const std::string& device, int64_t version,
+                                        const std::string& alias = "") {
+    v1::AssignModelRequest r;
+    r.set_model(model);
+    r.set_selector(selector);
+    r.set_device_id(device);
+    r.set_version(version);
+    r.set_alias(alias);
+    return assignments_->Assign(r, "alice");
+  }
+
   int64_t DeviceCount() {
     auto rows = db_->Query("SELECT COUNT(*) FROM devices", {});
     return rows.ok() ? (*rows)[0].Int(0) : -1;
@@ -108,6 +173,7 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<crypto::CertificateAuthority> ca_;
   std::unique_ptr<EnrollmentTokens> tokens_;
   std::unique_ptr<SyncPacer> pacer_;
+  std::unique_ptr<Assignments> assignments_;
   std::unique_ptr<DeviceRegistry> registry_;
 };
 
@@ -311,6 +377,91 @@ TEST_P(DeviceRegistryTest, LabelEditsBumpTheGenerationAndWakeWatchers) {
   ASSERT_EQ(counts->size(), 1u);
   EXPECT_EQ((*counts)[0].target, "aarch64-v8");
   EXPECT_TRUE((*counts)[0].online);
+}
+
+TEST_P(DeviceRegistryTest, AssignmentsTellEachDeviceItsBestModule) {
+  const std::string token = Token(2);
+  auto pi = Enroll(token, Pi4(), "pi");        // aarch64-v8
+  auto orin = Enroll(token, Orin(), "orin");  // aarch64-v8.2-dotprod
+  ASSERT_TRUE(pi.ok() && orin.ok());
+  ASSERT_TRUE(registry_->Update([&] {
+                 v1::UpdateDeviceRequest r;
+                 r.set_id(pi->device_id());
+                 (*r.mutable_labels())["site"] = "a";
+                 return r;
+               }())
+                  .ok());
+  const int64_t det = Model("det", {{1, {"aarch64-v8", "aarch64-v8.2-dotprod", "x86_64-v2"}},
+                                    {2, {"aarch64-v8", "x86_64-v3"}},
+                                    {3, {"x86_64-v2"}}});
+  int64_t before = 0, after = 0;
+  EXPECT_TRUE(Desired(pi->device_id(), &before).empty());  // nothing assigned yet
+
+  // A selector: each device gets the highest class it runs.
+  ASSERT_TRUE(Assign("det", "hw.arch=aarch64", "", 1).ok());
+  EXPECT_EQ(Desired(pi->device_id(), &after), std::vector<std::string>{"det v1 aarch64-v8"});
+  EXPECT_NE(after, before);  // watchers see the change
+  EXPECT_EQ(Desired(orin->device_id()), std::vector<std::string>{"det v1 aarch64-v8.2-dotprod"});
+  // A newer assignment for one device wins there; v2 has no dotprod module, v8 runs on Orin.
+  ASSERT_TRUE(Assign("det", "", orin->device_id(), 2).ok());
+  EXPECT_EQ(Desired(orin->device_id()), std::vector<std::string>{"det v2 aarch64-v8"});
+  EXPECT_EQ(Desired(pi->device_id()), std::vector<std::string>{"det v1 aarch64-v8"});
+  // A version with nothing the device can run is left out (the old assignment does not come back).
+  ASSERT_TRUE(Assign("det", "site=a", "", 3).ok());
+  EXPECT_TRUE(Desired(pi->device_id()).empty());
+  // Aliases are followed as they move; another model is another slot.
+  ASSERT_TRUE(db_->Query("INSERT INTO aliases (model_id, alias, version, updated_at_ms, updated_by) "
+                         "VALUES ($1, 'prod', 1, 0, 't') RETURNING version",
+                         {det})
+                  .ok());
+  ASSERT_TRUE(Assign("det", "site=a", "", 0, "prod").ok());
+  Model("kws", {{1, {"aarch64-v8"}}});
+  ASSERT_TRUE(Assign("kws", "", pi->device_id(), 1).ok());
+  EXPECT_EQ(Desired(pi->device_id()),
+            (std::vector<std::string>{"det v1 aarch64-v8", "kws v1 aarch64-v8"}));
+  ASSERT_TRUE(db_->Query("UPDATE aliases SET version = 2 WHERE model_id = $1 RETURNING version",
+                         {det})
+                  .ok());
+  ASSERT_TRUE(assignments_->Touch().ok());
+  int64_t moved = 0;
+  EXPECT_EQ(Desired(pi->device_id(), &moved),
+            (std::vector<std::string>{"det v2 aarch64-v8", "kws v1 aarch64-v8"}));
+  EXPECT_NE(moved, after);
+  // Operators see the same on the device.
+  auto device = registry_->Get(pi->device_id());
+  ASSERT_TRUE(device.ok());
+  EXPECT_EQ(device->desired_modules_size(), 2);
+  auto list = assignments_->List("det");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 4u);
+  EXPECT_EQ((*list)[0].alias(), "prod");  // newest first
+  EXPECT_EQ((*list)[0].created_by(), "alice");
+}
+
+TEST_P(DeviceRegistryTest, BadAssignmentsAreRefusedWithTheReason) {
+  auto pi = Enroll(Token(1), Pi4());
+  ASSERT_TRUE(pi.ok());
+  Model("det", {{1, {"aarch64-v8"}}});
+  auto refused = [&](absl::StatusOr<v1::Assignment> a, absl::StatusCode code,
+                     const std::string& why) {
+    EXPECT_EQ(a.status().code(), code) << a.status();
+    EXPECT_TRUE(absl::StrContains(a.status().message(), why)) << a.status();
+  };
+  refused(Assign("det", "", "", 1), absl::StatusCode::kInvalidArgument, "exactly one of selector");
+  refused(Assign("det", "a=b", pi->device_id(), 1), absl::StatusCode::kInvalidArgument,
+          "exactly one of selector");
+  refused(Assign("det", "a=b", "", 0), absl::StatusCode::kInvalidArgument,
+          "exactly one of version and alias");
+  refused(Assign("det", "a=b", "", 1, "prod"), absl::StatusCode::kInvalidArgument,
+          "exactly one of version and alias");
+  refused(Assign("det", "a in (", "", 1), absl::StatusCode::kInvalidArgument, "a in (");
+  refused(Assign("nope", "a=b", "", 1), absl::StatusCode::kNotFound, "model \"nope\"");
+  refused(Assign("det", "a=b", "", 7), absl::StatusCode::kNotFound, "no version 7");
+  refused(Assign("det", "a=b", "", 0, "prod"), absl::StatusCode::kNotFound, "no alias \"prod\"");
+  refused(Assign("det", "", "dev-ghost", 1), absl::StatusCode::kNotFound, "dev-ghost");
+  auto list = assignments_->List("");
+  ASSERT_TRUE(list.ok());
+  EXPECT_TRUE(list->empty());  // nothing half-recorded
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, DeviceRegistryTest, ::testing::Values("sqlite", "postgres"),

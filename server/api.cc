@@ -42,7 +42,18 @@ absl::StatusOr<v1::ListVersionsResponse> Api::ListVersions(const Principal& p,
 
 absl::StatusOr<v1::Alias> Api::SetAlias(const Principal& p, const v1::SetAliasRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
-  return options_.registry->SetAlias(r, p.actor());
+  ASSIGN_OR_RETURN(v1::Alias alias, options_.registry->SetAlias(r, p.actor()));
+  // Devices assigned to the alias follow it. Told after the commit: a crash in between only
+  // delays them to their next periodic sync, which resolves the alias afresh.
+  RETURN_IF_ERROR(DesiredStateChanged());
+  return alias;
+}
+
+absl::Status Api::DesiredStateChanged() {
+  if (options_.assignments == nullptr) return absl::OkStatus();
+  RETURN_IF_ERROR(options_.assignments->Touch());
+  if (options_.devices != nullptr) options_.devices->WakeAllWatchers();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::Alias> Api::GetAlias(const Principal& p, const v1::GetAliasRequest& r) {
@@ -128,6 +139,23 @@ absl::StatusOr<v1::Device> Api::DecommissionDevice(const Principal& p,
                                                    const v1::DecommissionDeviceRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
   return options_.devices->Decommission(r.id());
+}
+
+absl::StatusOr<v1::Assignment> Api::AssignModel(const Principal& p,
+                                                const v1::AssignModelRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
+  ASSIGN_OR_RETURN(v1::Assignment assignment, options_.assignments->Assign(r, p.actor()));
+  options_.devices->WakeAllWatchers();  // the generation moved in the same transaction
+  return assignment;
+}
+
+absl::StatusOr<v1::ListAssignmentsResponse> Api::ListAssignments(
+    const Principal& p, const v1::ListAssignmentsRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
+  ASSIGN_OR_RETURN(std::vector<v1::Assignment> list, options_.assignments->List(r.model()));
+  v1::ListAssignmentsResponse response;
+  for (v1::Assignment& a : list) *response.add_assignments() = std::move(a);
+  return response;
 }
 
 absl::StatusOr<std::unique_ptr<store::BlobWriter>> Api::BeginBlobUpload(const Principal& p,

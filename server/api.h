@@ -6,6 +6,7 @@
 #include "edgeloop/v1/admin.pb.h"
 #include "edgeloop/v1/device.pb.h"
 #include "edgeloop/v1/registry.pb.h"
+#include "fleet/assignments.h"
 #include "fleet/device_registry.h"
 #include "fleet/enrollment_tokens.h"
 #include "registry/registry.h"
@@ -20,6 +21,7 @@ struct ApiOptions {
   TokenStore* tokens = nullptr;                          // not owned
   fleet::DeviceRegistry* devices = nullptr;              // not owned
   fleet::EnrollmentTokens* enrollment_tokens = nullptr;  // not owned
+  fleet::Assignments* assignments = nullptr;             // not owned
   int64_t max_upload_bytes = int64_t{2} << 30;
 };
 
@@ -67,6 +69,9 @@ class Api {
   absl::StatusOr<v1::Device> UpdateDevice(const Principal& p, const v1::UpdateDeviceRequest& r);
   absl::StatusOr<v1::Device> DecommissionDevice(const Principal& p,
                                                 const v1::DecommissionDeviceRequest& r);
+  absl::StatusOr<v1::Assignment> AssignModel(const Principal& p, const v1::AssignModelRequest& r);
+  absl::StatusOr<v1::ListAssignmentsResponse> ListAssignments(
+      const Principal& p, const v1::ListAssignmentsRequest& r);
 
   /// Starts a blob upload. `declared_size` (-1 when unknown) lets an oversized upload be
   /// refused before any byte is read.
@@ -80,6 +85,9 @@ class Api {
   TokenStore& tokens() { return *options_.tokens; }
 
  private:
+  // Tells watching devices that what they should run may have changed.
+  absl::Status DesiredStateChanged();
+
   ApiOptions options_;
 };
 

@@ -43,6 +43,7 @@ struct Server::Impl {
   crypto::ServerIdentity device_identity;
   std::unique_ptr<fleet::EnrollmentTokens> enrollment_tokens;
   std::unique_ptr<fleet::SyncPacer> pacer;
+  std::unique_ptr<fleet::Assignments> assignments;
   std::unique_ptr<fleet::DeviceRegistry> devices;
   std::unique_ptr<ServerMetrics> metrics;
   std::unique_ptr<Api> api;
@@ -109,11 +110,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   s->pacer = std::make_unique<fleet::SyncPacer>(
       absl::Seconds(options.sync_interval_seconds), options.sync_capacity_per_second,
       SystemClock::Get(), static_cast<uint64_t>(absl::ToUnixNanos(now)));
+  s->assignments = std::make_unique<fleet::Assignments>(s->db.get(), SystemClock::Get());
   s->devices = std::make_unique<fleet::DeviceRegistry>(
       fleet::DeviceRegistryOptions{.database = s->db.get(),
                                    .ca = s->ca.get(),
                                    .tokens = s->enrollment_tokens.get(),
                                    .pacer = s->pacer.get(),
+                                   .assignments = s->assignments.get(),
                                    .clock = SystemClock::Get(),
                                    .cert_validity = options.device_cert_validity,
                                    .offline_after = absl::Seconds(options.offline_after_seconds)});
@@ -137,12 +140,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   ci.worker_id = absl::StrCat(host, ":", ::getpid());
   ci.workers = options.compile_workers;
   ci.validation_samples = options.validation_samples;
+  // A version that becomes ready may be what assigned devices wait for.
+  fleet::DeviceRegistry* devices = s->devices.get();
+  ci.on_version_ready = [devices] { devices->WakeAllWatchers(); };
   s->pipeline = std::make_unique<CompilePipeline>(ci);
   s->api = std::make_unique<Api>(ApiOptions{.registry = s->registry.get(),
                                             .blobs = s->blobs.get(),
                                             .tokens = s->tokens.get(),
                                             .devices = s->devices.get(),
                                             .enrollment_tokens = s->enrollment_tokens.get(),
+                                            .assignments = s->assignments.get(),
                                             .max_upload_bytes = options.max_upload_bytes});
   Impl* raw = s.get();
   s->router = rest::BuildRouter(s->api.get(), s->metrics.get(), [raw] { return raw->Readiness(); });

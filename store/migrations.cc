@@ -178,6 +178,23 @@ CREATE TABLE event_consumers (
 ALTER TABLE compile_jobs ADD COLUMN reason TEXT NOT NULL DEFAULT '';
 ALTER TABLE artifacts ADD COLUMN reason TEXT NOT NULL DEFAULT '';
 )sql"},
+      {7, "assignments", R"sql(
+CREATE TABLE assignments (
+  id {{SERIAL}},
+  model_id BIGINT NOT NULL REFERENCES models(id),
+  selector TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  alias TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE desired_state (
+  id INTEGER PRIMARY KEY,
+  generation BIGINT NOT NULL
+);
+INSERT INTO desired_state (id, generation) VALUES (1, 0);
+)sql"},
   };
   return *migrations;
 }

@@ -146,6 +146,49 @@ TEST_P(CiTest, UncompilableModelFailsWithTheReason) {
                                                 absl::StrCat("version.ready ", next, " ci")}));
 }
 
+TEST_P(CiTest, AssignedDevicesAreToldTheirSignedModule) {
+  auto token = Call("POST", "/v1/enrollment-tokens", R"({"maxUses":1,"labels":{"site":"lab"}})");
+  v1::CreateEnrollmentTokenResponse created;
+  ASSERT_TRUE(ParseProtoJson(token.body, &created).ok());
+  AgentProcess::Options o;
+  o.server = server_->device_address();
+  o.state_dir = options_.data_dir + "/agent";
+  o.enroll_token = created.secret();
+  AgentProcess agent(o);
+  agent.Start();
+  ASSERT_TRUE(agent.WaitEnrolled()) << agent.log();
+
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  const int64_t version = Push("kws", registry::testing::MlpOnnx(8, 16, 4));
+  ASSERT_EQ(WaitSettled("kws", version).status(), v1::READY);
+  // Through the CLI, as DESIGN.md names it.
+  CommandResult cli = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(),
+                                  "--token-file", options_.data_dir + "/admin.token", "device",
+                                  "assign", "--selector", "site=lab", "--model", "kws",
+                                  "--version", std::to_string(version)});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_TRUE(absl::StrContains(cli.out, "to devices matching 'site=lab'")) << cli.out;
+
+  v1::Device device;
+  ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent.device_id()).body, &device).ok());
+  ASSERT_EQ(device.desired_modules_size(), 1);
+  const v1::ModuleRef& m = device.desired_modules(0);
+  EXPECT_EQ(m.model(), "kws");
+  EXPECT_EQ(m.version(), version);
+  EXPECT_EQ(m.target(), device.profile().target());  // its own class was built for the fleet
+  const std::string public_key = *ReadFile(options_.data_dir + "/signing.key.pub");
+  EXPECT_TRUE(crypto::VerifySignature(public_key, m.manifest(), m.signature()));
+  EXPECT_TRUE(absl::StrContains(m.manifest(), m.digest()));
+  EXPECT_EQ(Call("GET", "/v1/blobs/" + m.digest()).body.size(), static_cast<size_t>(m.size()));
+
+  // REST lists the assignment; a bad one is a 400 with the reason.
+  HttpResponse list = Call("GET", "/v1/assignments?model=kws");
+  EXPECT_TRUE(absl::StrContains(list.body, "\"selector\":\"site=lab\"")) << list.body;
+  HttpResponse bad = Call("POST", "/v1/assignments", R"({"model":"kws","selector":"site=lab"})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_TRUE(absl::StrContains(bad.body, "exactly one of version and alias")) << bad.body;
+}
+
 TEST_P(CiTest, ModulesAreValidatedOnTheVersionsValidationSet) {
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"scored"})").status, 201);
   std::vector<float> values;

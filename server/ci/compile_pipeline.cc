@@ -17,6 +17,7 @@
 #include "common/proto_json.h"
 #include "common/status.h"
 #include "compiler/toolchain.h"
+#include "fleet/assignments.h"
 #include "registry/registry.h"
 #include "edgeloop/v1/registry.pb.h"
 
@@ -245,7 +246,7 @@ absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* perm
   RETURN_IF_ERROR(writer->Write(module));
   ASSIGN_OR_RETURN(store::BlobInfo blob, writer->Commit(""));
   const int64_t now = absl::ToUnixMillis(absl::Now());
-  bool still_ours = false;
+  bool still_ours = false, became_ready = false;
   RETURN_IF_ERROR(
       store::RunInTransaction(*options_.database, [&](store::Transaction& tx) -> absl::Status {
         ASSIGN_OR_RETURN(int64_t changed,
@@ -279,11 +280,14 @@ absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* perm
           if (changed == 1) {
             RETURN_IF_ERROR(
                 registry::AppendEvent(tx, "version.ready", job.model, job.version, "", "ci", now));
+            RETURN_IF_ERROR(fleet::Assignments::Touch(tx));
+            became_ready = true;
           }
         }
         return absl::OkStatus();
       }));
   fs::remove_all(dir, ec);
+  if (became_ready && options_.on_version_ready) options_.on_version_ready();
   if (still_ours) {
     Log(LogLevel::kInfo, "module built",
         {{"model", job.model},

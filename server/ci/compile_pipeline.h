@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -28,6 +29,9 @@ struct CompilePipelineOptions {
   absl::Duration lease = absl::Minutes(15);  // a job whose worker vanished is retried after this
   absl::Duration compile_timeout = absl::Minutes(10);
   int validation_samples = 256;  // of a version's validation set, per module
+  /// Called after a version became READY (its transaction also bumped the fleet's desired-state
+  /// generation); wakes this process's device watchers.
+  std::function<void()> on_version_ready;
   int max_attempts = 3;
 };
 

@@ -44,4 +44,17 @@ grpc::Status FleetService::DecommissionDevice(grpc::ServerContext* c,
                [&](const Principal& p) { return api_.DecommissionDevice(p, *r); });
 }
 
+grpc::Status FleetService::AssignModel(grpc::ServerContext* c, const v1::AssignModelRequest* r,
+                                       v1::Assignment* out) {
+  return Unary(api_, metrics_, "AssignModel", c, out,
+               [&](const Principal& p) { return api_.AssignModel(p, *r); });
+}
+
+grpc::Status FleetService::ListAssignments(grpc::ServerContext* c,
+                                           const v1::ListAssignmentsRequest* r,
+                                           v1::ListAssignmentsResponse* out) {
+  return Unary(api_, metrics_, "ListAssignments", c, out,
+               [&](const Principal& p) { return api_.ListAssignments(p, *r); });
+}
+
 }  // namespace edgeloop::server::grpc_api

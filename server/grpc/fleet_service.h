@@ -28,6 +28,10 @@ class FleetService final : public v1::FleetService::Service {
                             v1::Device* out) override;
   grpc::Status DecommissionDevice(grpc::ServerContext* c, const v1::DecommissionDeviceRequest* r,
                                   v1::Device* out) override;
+  grpc::Status AssignModel(grpc::ServerContext* c, const v1::AssignModelRequest* r,
+                           v1::Assignment* out) override;
+  grpc::Status ListAssignments(grpc::ServerContext* c, const v1::ListAssignmentsRequest* r,
+                               v1::ListAssignmentsResponse* out) override;
 
  private:
   Api& api_;

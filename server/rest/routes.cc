@@ -212,6 +212,14 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
                    m->set_id(r.path.at("id"));
                    return absl::OkStatus();
                  }));
+  router.Add("POST", "/v1/assignments", RouteKind::kJson,
+             Json<v1::AssignModelRequest, v1::Assignment>(api, &Api::AssignModel, Body, 201));
+  router.Add("GET", "/v1/assignments", RouteKind::kJson,
+             Json<v1::ListAssignmentsRequest, v1::ListAssignmentsResponse>(
+                 api, &Api::ListAssignments, [](const RestRequest& r, v1::ListAssignmentsRequest* m) {
+                   m->set_model(Query(r, "model"));
+                   return absl::OkStatus();
+                 }));
   router.Add("GET", "/v1/devices", RouteKind::kJson,
              Json<v1::ListDevicesRequest, v1::ListDevicesResponse>(
                  api, &Api::ListDevices, [](const RestRequest& r, v1::ListDevicesRequest* m) {

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/clock.h"
+#include "edgeloop/v1/device.pb.h"
+#include "fleet/selector.h"
+#include "store/database.h"
+
+namespace edgeloop::fleet {
+
+/// Direct assignments — the simplest rollout: an operator pins a model version (or an alias)
+/// for one device or for the devices a selector matches — and what they resolve to for a
+/// device. Assignments are append-only: for each model, a device runs the newest assignment
+/// that applies to it, so assigning again replaces and the table keeps the history.
+///
+/// What devices should run also changes when an alias moves or a version's modules are built;
+/// whoever makes such a change calls Touch(), which bumps the fleet-wide desired-state
+/// generation that devices watch. Thread-safe.
+class Assignments {
+ public:
+  Assignments(store::Database* database, const Clock* clock)
+      : database_(database), clock_(clock) {}
+
+  /// Records an assignment. INVALID_ARGUMENT unless exactly one of selector/device and one of
+  /// version/alias is given and the selector parses; NOT_FOUND for an unknown model, version,
+  /// alias or device.
+  absl::StatusOr<v1::Assignment> Assign(const v1::AssignModelRequest& request,
+                                        const std::string& actor);
+  /// Newest first; of one model when `model` is set.
+  absl::StatusOr<std::vector<v1::Assignment>> List(const std::string& model);
+
+  /// The modules a device should run: per assigned model, the newest assignment's version
+  /// (aliases resolved now) built for the highest target class the device runs. A model whose
+  /// version has no module for the device yet (still compiling, or no such target) is left out
+  /// until it has one.
+  absl::StatusOr<std::vector<v1::ModuleRef>> DesiredFor(const std::string& device_id,
+                                                        const Attributes& attributes,
+                                                        const std::string& device_target);
+
+  /// Fleet-wide part of every device's desired-state generation.
+  absl::StatusOr<int64_t> Generation();
+  /// Bumps it: something that changes what devices should run happened.
+  absl::Status Touch();
+  /// The same inside the caller's transaction.
+  static absl::Status Touch(store::Transaction& tx);
+
+ private:
+  store::Database* database_;
+  const Clock* clock_;
+};
+
+}  // namespace edgeloop::fleet
