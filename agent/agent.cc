@@ -93,10 +93,32 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
   ASSIGN_OR_RETURN(std::optional<DeviceIdentity> identity, LoadIdentity(options.state_dir));
   if (identity) agent->UseIdentity(std::move(*identity));
   // Resume from the last desired state, so a restart does not look like a change.
+  v1::SyncResponse last;
   if (auto desired = ReadFile(options.state_dir + "/desired.json"); desired.ok()) {
-    v1::SyncResponse last;
     if (ParseProtoJson(*desired, &last, true).ok())
       agent->desired_generation_ = last.desired_generation();
+  }
+  if (!options.enroll_only) {
+    // Serve what was active before a restart, then open the local API.
+    const v1::HardwareProfile profile = ReadHardwareProfile({options.state_dir, options.labels});
+    ModuleManager::Options modules;
+    modules.state_dir = options.state_dir;
+    modules.device_target = profile.target();
+    modules.download.max_kbps = options.max_download_kbps;
+    modules.cache_bytes = options.module_cache_mb << 20;
+    agent->modules_ = std::make_unique<ModuleManager>(modules, &agent->host_);
+    if (absl::Status restored = agent->modules_->Restore(last.module_signing_key());
+        !restored.ok()) {
+      Log(LogLevel::kWarning, "some modules were not restored; the next sync brings them back",
+          {{"error", restored.ToString()}});
+    }
+    Agent* raw = agent.get();
+    ASSIGN_OR_RETURN(agent->local_api_,
+                     LocalApi::Start(options.socket, &agent->host_, [raw](lv1::HealthResponse* h) {
+                       std::lock_guard lock(raw->mu_);
+                       if (raw->identity_) h->set_device_id(raw->identity_->device_id);
+                       h->set_desired_generation(raw->desired_generation_);
+                     }));
   }
   if (!options.metrics_listen.empty()) {
     Agent* raw = agent.get();
@@ -206,6 +228,7 @@ absl::Status Agent::SyncOnce() {
   state->set_agent_version(EDGELOOP_VERSION);
   state->set_profile_hash(profile_hash_);
   *state->mutable_health() = Health();
+  modules_->Report(state);
   if (send_profile_) *request.mutable_profile() = profile_;
   v1::SyncResponse response;
   RETURN_IF_ERROR(
@@ -227,6 +250,20 @@ absl::Status Agent::SyncOnce() {
     RETURN_IF_ERROR(
         WriteFileAtomically(options_.state_dir + "/actual.json", PrintProtoJson(actual, true)));
   }
+  // Install what the server wants (downloads run here, never on request threads); when that
+  // changed what runs, report it at once instead of an interval later.
+  modules_->Reconcile(response, [this](const std::string& digest, int64_t offset,
+                                       const ModuleStore::ChunkSink& sink) {
+    return FetchModule(digest, offset, sink);
+  }).IgnoreError();  // failures are logged and reported per module
+  v1::DeviceState after;
+  modules_->Report(&after);
+  v1::DeviceState before;
+  *before.mutable_modules() = state->modules();
+  if (after.SerializeAsString() != before.SerializeAsString()) {
+    std::lock_guard lock(mu_);
+    sync_requested_ = true;
+  }
   syncs_ok_->Increment();
   last_sync_->Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
   next_sync_->Set(static_cast<double>(response.next_sync_ms()) / 1000.0);
@@ -238,6 +275,34 @@ absl::Status Agent::SyncOnce() {
   }
   next_interval_ = absl::Milliseconds(std::max<int64_t>(response.next_sync_ms(), 100));
   return absl::OkStatus();
+}
+
+absl::Status Agent::FetchModule(const std::string& digest, int64_t offset,
+                                const ModuleStore::ChunkSink& sink) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Minutes(30)));
+  std::shared_ptr<grpc::Channel> channel;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return absl::CancelledError("stopping");
+    channel = channel_;
+    fetch_context_ = &context;
+  }
+  v1::FetchModuleRequest request;
+  request.set_digest(digest);
+  request.set_offset(offset);
+  auto reader = v1::DeviceService::NewStub(channel)->FetchModule(&context, request);
+  v1::ModuleChunk chunk;
+  absl::Status written;
+  while (written.ok() && reader->Read(&chunk)) written = sink(chunk.offset(), chunk.data());
+  if (!written.ok()) context.TryCancel();
+  const grpc::Status finished = reader->Finish();
+  {
+    std::lock_guard lock(mu_);
+    fetch_context_ = nullptr;
+  }
+  RETURN_IF_ERROR(written);
+  return FromGrpc(finished);
 }
 
 absl::Status Agent::RenewIfDue() {
@@ -362,6 +427,7 @@ void Agent::Stop() {
     std::lock_guard lock(mu_);
     stopping_ = true;
     if (watch_context_) watch_context_->TryCancel();
+    if (fetch_context_) fetch_context_->TryCancel();
   }
   wake_.notify_all();
 }

@@ -14,7 +14,10 @@
 #include "absl/time/time.h"
 #include "agent/agent_options.h"
 #include "agent/identity.h"
+#include "agent/local_api.h"
 #include "agent/metrics_endpoint.h"
+#include "agent/model_host.h"
+#include "agent/module_manager.h"
 #include "edgeloop/v1/device.grpc.pb.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -50,6 +53,9 @@ class Agent {
   absl::Duration Backoff();
   std::string RenderMetrics();
   v1::DeviceHealth Health() const;
+  /// Streams a module from the server into `sink` (ModuleStore's fetcher).
+  absl::Status FetchModule(const std::string& digest, int64_t offset,
+                           const ModuleStore::ChunkSink& sink);
 
   AgentOptions options_;
   std::atomic<bool> stopping_{false};
@@ -63,6 +69,7 @@ class Agent {
   std::optional<DeviceIdentity> identity_;              // guarded by mu_ once the watch thread runs
   std::shared_ptr<grpc::Channel> channel_;              // mTLS, guarded by mu_
   std::unique_ptr<grpc::ClientContext> watch_context_;  // guarded by mu_, for cancellation
+  grpc::ClientContext* fetch_context_ = nullptr;        // guarded by mu_, for cancellation
   std::thread watch_thread_;
 
   v1::HardwareProfile profile_;
@@ -81,6 +88,11 @@ class Agent {
   prometheus::Gauge* cert_expiry_;
   prometheus::Gauge* generation_gauge_;
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
+
+  // Serving: the models, what keeps them in line with the desired state, the local API.
+  ModelHost host_;
+  std::unique_ptr<ModuleManager> modules_;
+  std::unique_ptr<LocalApi> local_api_;
 };
 
 }  // namespace edgeloop::agent

@@ -29,6 +29,12 @@ absl::StatusOr<AgentOptions> ParseAgentOptions(const std::vector<std::string>& a
   f.Bool("enroll-only", &o.enroll_only,
          "enroll if not enrolled yet, then exit (used by install.sh)");
   f.Int("max-backoff-seconds", &o.max_backoff_seconds, "longest wait between retries (default 60)");
+  f.String("socket", &o.socket,
+           "Unix socket of the local inference API (default <state-dir>/agent.sock, mode 0660)");
+  f.Int64("max-download-kbps", &o.max_download_kbps,
+          "bandwidth cap for module downloads in kbit/s (default 0: none)");
+  f.Int64("module-cache-mb", &o.module_cache_mb,
+          "disk kept for modules besides the active and previous ones (default 512)");
   *usage = absl::StrCat(
       "usage: edgeloop-agent --server HOST:PORT --state-dir DIR [--enroll-token T] [flags]\n\n",
       f.Usage(), "\nEvery flag can also be set as EDGELOOP_<FLAG>.\n");
@@ -42,6 +48,7 @@ absl::StatusOr<AgentOptions> ParseAgentOptions(const std::vector<std::string>& a
     return absl::InvalidArgumentError("--server HOST:PORT is required (see --help)");
   }
   if (o.max_backoff_seconds < 1) o.max_backoff_seconds = 1;
+  if (o.socket.empty()) o.socket = o.state_dir + "/agent.sock";
   return o;
 }
 

@@ -21,6 +21,9 @@ struct AgentOptions {
   bool print_profile = false;
   bool enroll_only = false;  // enroll (if needed), then exit: for installers
   int max_backoff_seconds = 60;
+  std::string socket;             // the local inference API; default <state-dir>/agent.sock
+  int64_t max_download_kbps = 0;  // 0: no cap
+  int64_t module_cache_mb = 512;  // modules kept on disk besides the active and previous ones
 };
 
 /// INVALID_ARGUMENT for bad flags; sets `*help` on --help. `*usage` gets the --help text.

@@ -165,6 +165,13 @@ absl::StatusOr<std::vector<v1::ModuleRef>> Assignments::DesiredFor(
   return desired;
 }
 
+absl::StatusOr<bool> Assignments::IsModule(const std::string& digest) {
+  ASSIGN_OR_RETURN(Rows rows, database_->Query(
+                                  "SELECT 1 FROM artifacts WHERE module_digest = $1 LIMIT 1",
+                                  {digest}));
+  return !rows.empty();
+}
+
 absl::StatusOr<int64_t> Assignments::Generation() {
   ASSIGN_OR_RETURN(Rows rows,
                    database_->Query("SELECT generation FROM desired_state WHERE id = 1", {}));

@@ -41,6 +41,9 @@ class Assignments {
                                                         const Attributes& attributes,
                                                         const std::string& device_target);
 
+  /// True when `digest` is a module the CI stage built (what devices may fetch).
+  absl::StatusOr<bool> IsModule(const std::string& digest);
+
   /// Fleet-wide part of every device's desired-state generation.
   absl::StatusOr<int64_t> Generation();
   /// Bumps it: something that changes what devices should run happened.

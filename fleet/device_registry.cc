@@ -178,6 +178,7 @@ absl::StatusOr<v1::SyncResponse> DeviceRegistry::Sync(absl::string_view device_i
   if (device.empty()) return NoSuchDevice(device_id);
   ASSIGN_OR_RETURN(std::vector<v1::ModuleRef> desired, Desired(device[0]));
   for (v1::ModuleRef& m : desired) *response.add_desired_modules() = std::move(m);
+  response.set_module_signing_key(options_.module_signing_key);
   response.set_next_sync_ms(absl::ToInt64Milliseconds(options_.pacer->Next()));
   return response;
 }

@@ -58,7 +58,8 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
                               .tokens = tokens_.get(),
                               .pacer = pacer_.get(),
                               .assignments = assignments_.get(),
-                              .clock = &clock_});
+                              .clock = &clock_,
+                              .module_signing_key = "signing-key"});
   }
   void TearDown() override {
     registry_.reset();

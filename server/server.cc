@@ -110,6 +110,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   s->pacer = std::make_unique<fleet::SyncPacer>(
       absl::Seconds(options.sync_interval_seconds), options.sync_capacity_per_second,
       SystemClock::Get(), static_cast<uint64_t>(absl::ToUnixNanos(now)));
+  // Module manifests are signed with this key; devices get its public half on every sync.
+  ASSIGN_OR_RETURN(s->signer, crypto::SigningKey::LoadOrCreate(options.data_dir + "/signing.key"));
   s->assignments = std::make_unique<fleet::Assignments>(s->db.get(), SystemClock::Get());
   s->devices = std::make_unique<fleet::DeviceRegistry>(
       fleet::DeviceRegistryOptions{.database = s->db.get(),
@@ -119,12 +121,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
                                    .assignments = s->assignments.get(),
                                    .clock = SystemClock::Get(),
                                    .cert_validity = options.device_cert_validity,
-                                   .offline_after = absl::Seconds(options.offline_after_seconds)});
+                                   .offline_after = absl::Seconds(options.offline_after_seconds),
+                                   .module_signing_key = s->signer->public_key_pem()});
 
   s->metrics = std::make_unique<ServerMetrics>(s->registry.get(), s->devices.get());
 
   // The CI stage: modules are compiled by edgeloop-compile from the same build, next to us.
-  ASSIGN_OR_RETURN(s->signer, crypto::SigningKey::LoadOrCreate(options.data_dir + "/signing.key"));
   CompilePipelineOptions ci;
   ci.database = s->db.get();
   ci.blobs = s->blobs.get();
@@ -162,7 +164,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   s->registry_service = std::make_unique<grpc_api::RegistryService>(s->api.get(), s->metrics.get());
   s->admin_service = std::make_unique<grpc_api::AdminService>(s->api.get(), s->metrics.get());
   s->fleet_service = std::make_unique<grpc_api::FleetService>(s->api.get(), s->metrics.get());
-  s->device_service = std::make_unique<grpc_api::DeviceService>(s->devices.get(), s->metrics.get());
+  s->device_service = std::make_unique<grpc_api::DeviceService>(
+      s->devices.get(), s->assignments.get(), s->blobs.get(), s->metrics.get());
   Log(LogLevel::kInfo, "storage ready",
       {{"db", options.db.substr(0, options.db.find("://") + 3) + "…"},
        {"blobs", options.blobs},

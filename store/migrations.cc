@@ -194,6 +194,7 @@ CREATE TABLE desired_state (
   generation BIGINT NOT NULL
 );
 INSERT INTO desired_state (id, generation) VALUES (1, 0);
+CREATE INDEX artifacts_by_module ON artifacts (module_digest);
 )sql"},
   };
   return *migrations;

@@ -1,5 +1,6 @@
 #include "server/grpc/device_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status.h"
@@ -95,6 +96,41 @@ grpc::Status DeviceService::Watch(grpc::ServerContext* c, const v1::WatchRequest
                     }
                     return v1::WatchEvent();
                   });
+}
+
+grpc::Status DeviceService::FetchModule(grpc::ServerContext* c, const v1::FetchModuleRequest* r,
+                                        grpc::ServerWriter<v1::ModuleChunk>* writer) {
+  v1::ModuleChunk ignored;
+  return AsDevice(
+      metrics_, "device.FetchModule", c, &ignored,
+      [&](const std::string& id) -> absl::StatusOr<v1::ModuleChunk> {
+        RETURN_IF_ERROR(devices_.CheckActive(id));
+        ASSIGN_OR_RETURN(bool is_module, assignments_.IsModule(r->digest()));
+        if (!is_module) {
+          return absl::NotFoundError(
+              absl::StrCat("no module ", r->digest().substr(0, 80), " (only built modules can "
+                           "be fetched)"));
+        }
+        ASSIGN_OR_RETURN(std::unique_ptr<store::BlobReader> reader, blobs_.Open(r->digest()));
+        const int64_t size = reader->size();
+        if (r->offset() < 0 || r->offset() > size) {
+          return absl::OutOfRangeError(absl::StrCat("offset ", r->offset(),
+                                                    " is outside the module (", size, " bytes)"));
+        }
+        constexpr size_t kChunk = 64 * 1024;
+        v1::ModuleChunk chunk;
+        chunk.set_size(size);
+        int64_t at = r->offset();
+        do {
+          std::string* data = chunk.mutable_data();
+          RETURN_IF_ERROR(reader->ReadAt(at, kChunk, data));
+          chunk.set_offset(at);
+          // A device that went away ends the stream; it resumes from what it has.
+          if (c->IsCancelled() || !writer->Write(chunk)) break;
+          at += static_cast<int64_t>(data->size());
+        } while (at < size && !stopping_);
+        return v1::ModuleChunk();
+      });
 }
 
 void DeviceService::Stop() {

@@ -1,0 +1,181 @@
+#include "agent/model_host.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/random.h"
+#include "common/status.h"
+
+namespace edgeloop::agent {
+namespace {
+
+constexpr size_t kRememberedPredictions = 65536;
+
+std::string Dims(const int64_t* dims, int rank) {
+  return absl::StrCat("[", absl::StrJoin(dims, dims + rank, ", "), "]");
+}
+
+void Describe(const elm_tensor& t, lv1::Tensor* out) {
+  out->set_name(t.name);
+  out->set_dtype(lv1::FLOAT32);
+  for (int k = 0; k < t.rank; ++k) out->add_dims(t.dims[k]);
+}
+
+}  // namespace
+
+ModelHost::Slot* ModelHost::Find(const std::string& model) const {
+  std::shared_lock lock(slots_mu_);
+  auto it = slots_.find(model);
+  return it == slots_.end() ? nullptr : it->second.get();
+}
+
+ModelHost::Slot& ModelHost::FindOrCreate(const std::string& model) {
+  std::unique_lock lock(slots_mu_);
+  std::unique_ptr<Slot>& slot = slots_[model];
+  if (!slot) slot = std::make_unique<Slot>();
+  return *slot;
+}
+
+void ModelHost::Activate(std::shared_ptr<ServingModel> model) {
+  Slot& slot = FindOrCreate(model->ref().model());
+  std::lock_guard lock(swap_mu_);
+  std::shared_ptr<ServingModel> old = slot.active.exchange(std::move(model));
+  if (old) slot.previous = std::move(old);
+}
+
+absl::Status ModelHost::Rollback(const std::string& model) {
+  Slot* slot = Find(model);
+  std::lock_guard lock(swap_mu_);
+  if (slot == nullptr || slot->previous == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model \"", model, "\" has no previous module to roll back to"));
+  }
+  slot->previous = slot->active.exchange(std::move(slot->previous));
+  return absl::OkStatus();
+}
+
+std::shared_ptr<ServingModel> ModelHost::Active(const std::string& model) const {
+  Slot* slot = Find(model);
+  return slot ? slot->active.load() : nullptr;
+}
+
+std::shared_ptr<ServingModel> ModelHost::Previous(const std::string& model) const {
+  Slot* slot = Find(model);
+  if (slot == nullptr) return nullptr;
+  std::lock_guard lock(swap_mu_);
+  return slot->previous;
+}
+
+std::vector<std::string> ModelHost::Models() const {
+  std::shared_lock lock(slots_mu_);
+  std::vector<std::string> names;
+  for (const auto& [name, slot] : slots_) {
+    if (slot->active.load()) names.push_back(name);
+  }
+  return names;
+}
+
+absl::StatusOr<lv1::PredictResponse> ModelHost::Predict(const lv1::PredictRequest& request) {
+  std::shared_ptr<ServingModel> model = Active(request.model());  // held for the whole call
+  if (model == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("model \"", request.model().substr(0, 128), "\" is not served here"));
+  }
+  const elm_module& m = model->module();
+  if (request.inputs_size() != static_cast<int>(m.num_inputs)) {
+    return absl::InvalidArgumentError(absl::StrCat("model \"", request.model(), "\" takes ",
+                                                   m.num_inputs, " input(s), got ",
+                                                   request.inputs_size()));
+  }
+  std::vector<const void*> inputs(m.num_inputs);
+  for (uint32_t k = 0; k < m.num_inputs; ++k) {
+    const elm_tensor& want = m.inputs[k];
+    // By name when the caller names inputs, else in the module's order.
+    const lv1::Tensor* given = nullptr;
+    for (const lv1::Tensor& t : request.inputs()) {
+      if (t.name() == want.name) given = &t;
+    }
+    if (given == nullptr && request.inputs(k).name().empty()) given = &request.inputs(k);
+    if (given == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("missing input \"", want.name, "\""));
+    }
+    const std::vector<int64_t> dims(given->dims().begin(), given->dims().end());
+    if (given->dtype() != lv1::FLOAT32 ||
+        dims != std::vector<int64_t>(want.dims, want.dims + want.rank)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input \"", want.name, "\" must be FLOAT32 ", Dims(want.dims, want.rank), "; got ",
+          lv1::DataType_Name(given->dtype()), " [", absl::StrJoin(dims, ", "), "]"));
+    }
+    if (static_cast<int64_t>(given->data().size()) != Elements(want) * 4) {
+      return absl::InvalidArgumentError(absl::StrCat("input \"", want.name, "\" needs ",
+                                                     Elements(want) * 4, " bytes of data, got ",
+                                                     given->data().size()));
+    }
+    inputs[k] = given->data().data();
+  }
+  lv1::PredictResponse response;
+  std::vector<void*> outputs(m.num_outputs);
+  for (uint32_t k = 0; k < m.num_outputs; ++k) {
+    lv1::Tensor* out = response.add_outputs();
+    Describe(m.outputs[k], out);
+    out->mutable_data()->resize(Elements(m.outputs[k]) * 4);
+    outputs[k] = out->mutable_data()->data();
+  }
+  // Protobuf strings are not aligned for floats; the module only needs 4-byte alignment,
+  // which string data and our copies have, so run in place.
+  RETURN_IF_ERROR(model->Run(inputs.data(), outputs.data()));
+  response.set_request_id(RandomHex(12));
+  response.set_model_version(model->ref().version());
+  response.set_module_digest(model->ref().digest());
+  if (m.num_outputs > 0) {
+    const std::string& data = response.outputs(0).data();
+    const float* values = reinterpret_cast<const float*>(data.data());
+    const size_t n = data.size() / 4;
+    Prediction p{request.model(), static_cast<int64_t>(std::max_element(values, values + n) - values)};
+    std::lock_guard lock(feedback_mu_);
+    if (prediction_order_.size() < kRememberedPredictions) {
+      prediction_order_.push_back(response.request_id());
+    } else {
+      predictions_.erase(prediction_order_[prediction_next_]);
+      prediction_order_[prediction_next_] = response.request_id();
+      prediction_next_ = (prediction_next_ + 1) % kRememberedPredictions;
+    }
+    predictions_[response.request_id()] = std::move(p);
+  }
+  return response;
+}
+
+absl::StatusOr<lv1::FeedbackResponse> ModelHost::Feedback(const lv1::FeedbackRequest& request) {
+  std::lock_guard lock(feedback_mu_);
+  auto it = predictions_.find(request.request_id());
+  if (it == predictions_.end()) {
+    return absl::NotFoundError(absl::StrCat("no recent prediction \"",
+                                            request.request_id().substr(0, 64), "\""));
+  }
+  lv1::FeedbackResponse response;
+  response.set_correct(it->second.predicted == request.label());
+  return response;
+}
+
+lv1::ListModelsResponse ModelHost::List() const {
+  lv1::ListModelsResponse response;
+  for (const std::string& name : Models()) {
+    std::shared_ptr<ServingModel> model = Active(name);
+    if (!model) continue;
+    lv1::LocalModel* out = response.add_models();
+    out->set_name(name);
+    out->set_version(model->ref().version());
+    out->set_module_digest(model->ref().digest());
+    out->set_target(model->ref().target());
+    for (uint32_t k = 0; k < model->module().num_inputs; ++k)
+      Describe(model->module().inputs[k], out->add_inputs());
+    for (uint32_t k = 0; k < model->module().num_outputs; ++k)
+      Describe(model->module().outputs[k], out->add_outputs());
+    if (auto previous = Previous(name)) out->set_previous_version(previous->ref().version());
+  }
+  return response;
+}
+
+}  // namespace edgeloop::agent

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "agent/serving_model.h"
+#include "edgeloop/v1/local.pb.h"
+
+namespace edgeloop::agent {
+
+namespace lv1 = ::edgeloop::local::v1;  // the local API's messages
+
+/// The models this device serves, one slot per model name. Requests read a slot's active
+/// module lock-free (an atomic shared_ptr, RCU-style) and keep it alive for their call; a swap
+/// publishes the new module in one atomic store, so calls already running finish on the old
+/// one, which is unloaded when the last of them ends. The module replaced is kept as the
+/// slot's previous one, for an instant local rollback. Thread-safe.
+class ModelHost {
+ public:
+  /// Publishes `model` as its model's active module; the one it replaces becomes previous.
+  void Activate(std::shared_ptr<ServingModel> model);
+  /// Swaps active and previous back. FAILED_PRECONDITION when there is no previous module.
+  absl::Status Rollback(const std::string& model);
+
+  std::shared_ptr<ServingModel> Active(const std::string& model) const;
+  std::shared_ptr<ServingModel> Previous(const std::string& model) const;
+  std::vector<std::string> Models() const;
+
+  /// Checks the request against the module's signature (count, names, dtype, dims, bytes) and
+  /// runs it. NOT_FOUND for a model not served here, INVALID_ARGUMENT naming what does not fit.
+  absl::StatusOr<lv1::PredictResponse> Predict(const lv1::PredictRequest& request);
+  /// Records the true label of an earlier prediction (the last 65536 are remembered).
+  absl::StatusOr<lv1::FeedbackResponse> Feedback(const lv1::FeedbackRequest& request);
+  lv1::ListModelsResponse List() const;
+
+ private:
+  struct Slot {
+    std::atomic<std::shared_ptr<ServingModel>> active;
+    std::shared_ptr<ServingModel> previous;  // guarded by swap_mu_
+  };
+  Slot* Find(const std::string& model) const;
+  Slot& FindOrCreate(const std::string& model);
+
+  mutable std::shared_mutex slots_mu_;  // the map only; slots never move or go away
+  std::map<std::string, std::unique_ptr<Slot>> slots_;
+  mutable std::mutex swap_mu_;  // one swap at a time; guards previous
+
+  struct Prediction {
+    std::string model;
+    int64_t predicted = -1;  // arg max of the first output
+  };
+  std::mutex feedback_mu_;
+  std::map<std::string, Prediction> predictions_;
+  std::vector<std::string> prediction_order_;  // ring of request ids, oldest evicted
+  size_t prediction_next_ = 0;
+};
+
+}  // namespace edgeloop::agent

@@ -1,0 +1,138 @@
+#include "agent/module_manager.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "common/proto_json.h"
+#include "common/status.h"
+#include "google/protobuf/struct.pb.h"
+
+namespace edgeloop::agent {
+namespace {
+
+// A ModuleRef without the manifest and signature, as reported to the server.
+v1::ModuleRef Brief(const v1::ModuleRef& ref) {
+  v1::ModuleRef brief = ref;
+  brief.clear_manifest();
+  brief.clear_signature();
+  return brief;
+}
+
+// Failures that another attempt cannot fix: the module itself is wrong for this device.
+bool Permanent(const absl::Status& s) {
+  return absl::IsPermissionDenied(s) || absl::IsFailedPrecondition(s) || absl::IsDataLoss(s) ||
+         absl::IsInvalidArgument(s);
+}
+
+}  // namespace
+
+absl::Status ModuleManager::Restore(const std::string& signing_key) {
+  auto json = ReadFile(options_.state_dir + "/active.json");
+  if (!json.ok()) return absl::OkStatus();  // nothing was active yet
+  google::protobuf::Struct active;
+  RETURN_IF_ERROR(ParseProtoJson(*json, &active, true));
+  absl::Status first;
+  for (const auto& [model, slot] : active.fields()) {
+    const auto& f = slot.struct_value().fields();
+    // Previous first, so that it ends up as the previous module again.
+    for (const char* which : {"previous", "active"}) {
+      if (!f.count(which) || f.at(which).string_value().empty()) continue;
+      const std::string digest = f.at(which).string_value();
+      absl::Status s = [&]() -> absl::Status {
+        ASSIGN_OR_RETURN(v1::ModuleRef ref, store_.LoadRef(digest));
+        RETURN_IF_ERROR(VerifyModule(ref, store_.SoPath(digest), signing_key));
+        ASSIGN_OR_RETURN(auto loaded,
+                         ServingModel::Load(ref, store_.SoPath(digest), options_.device_target));
+        host_.Activate(std::move(loaded));
+        return absl::OkStatus();
+      }();
+      if (!s.ok()) {
+        Log(LogLevel::kWarning, "could not restore a module",
+            {{"model", model}, {"digest", digest}, {"error", s.ToString()}});
+        if (first.ok()) first = s;
+      }
+    }
+  }
+  return first;
+}
+
+absl::Status ModuleManager::Reconcile(const v1::SyncResponse& desired,
+                                      const ModuleStore::Fetcher& fetch) {
+  absl::Status first;
+  for (const v1::ModuleRef& ref : desired.desired_modules()) {
+    auto active = host_.Active(ref.model());
+    if (active && active->ref().digest() == ref.digest()) continue;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = refused_.find(ref.digest()); it != refused_.end()) continue;
+    }
+    absl::Status s = Install(ref, desired.module_signing_key(), fetch);
+    std::lock_guard lock(mu_);
+    if (s.ok()) {
+      failures_.erase(ref.model());
+      continue;
+    }
+    Log(LogLevel::kWarning, "module not installed; the current one keeps serving",
+        {{"model", ref.model()},
+         {"version", ref.version()},
+         {"digest", ref.digest()},
+         {"error", s.ToString()}});
+    v1::ModuleStatus& failure = failures_[ref.model()];
+    *failure.mutable_module() = Brief(ref);
+    failure.set_state("failed");
+    failure.set_message(std::string(s.message()).substr(0, 1000));
+    if (Permanent(s)) refused_[ref.digest()] = std::string(s.message());
+    if (first.ok()) first = s;
+  }
+  return first;
+}
+
+absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string& signing_key,
+                                    const ModuleStore::Fetcher& fetch) {
+  // The manifest's signature is checked before a byte is fetched, and again (with the bytes)
+  // before loading.
+  if (signing_key.empty()) {
+    return absl::UnavailableError("the server has not sent its module signing key yet");
+  }
+  RETURN_IF_ERROR(store_.SaveRef(ref));
+  RETURN_IF_ERROR(store_.Download(ref, fetch, options_.download));
+  RETURN_IF_ERROR(VerifyModule(ref, store_.SoPath(ref.digest()), signing_key));
+  ASSIGN_OR_RETURN(auto loaded, ServingModel::Load(ref, store_.SoPath(ref.digest()),
+                                                   options_.device_target));
+  host_.Activate(std::move(loaded));
+  Log(LogLevel::kInfo, "serving new module",
+      {{"model", ref.model()}, {"version", ref.version()}, {"digest", ref.digest()}});
+  RETURN_IF_ERROR(SaveActive());
+  std::set<std::string> keep;
+  for (const std::string& model : host_.Models()) {
+    if (auto a = host_.Active(model)) keep.insert(a->ref().digest());
+    if (auto p = host_.Previous(model)) keep.insert(p->ref().digest());
+  }
+  return store_.Prune(options_.cache_bytes, keep);
+}
+
+absl::Status ModuleManager::SaveActive() {
+  google::protobuf::Struct active;
+  for (const std::string& model : host_.Models()) {
+    auto& slot = *(*active.mutable_fields())[model].mutable_struct_value()->mutable_fields();
+    if (auto a = host_.Active(model)) slot["active"].set_string_value(a->ref().digest());
+    if (auto p = host_.Previous(model)) slot["previous"].set_string_value(p->ref().digest());
+  }
+  return WriteFileAtomically(options_.state_dir + "/active.json", PrintProtoJson(active, true));
+}
+
+void ModuleManager::Report(v1::DeviceState* state) const {
+  std::lock_guard lock(mu_);
+  for (const std::string& model : host_.Models()) {
+    auto active = host_.Active(model);
+    if (!active) continue;
+    v1::ModuleStatus* status = state->add_modules();
+    *status->mutable_module() = Brief(active->ref());
+    status->set_state("running");
+  }
+  for (const auto& [model, failure] : failures_) *state->add_modules() = failure;
+}
+
+}  // namespace edgeloop::agent

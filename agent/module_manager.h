@@ -1,0 +1,55 @@
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "absl/status/status.h"
+#include "agent/model_host.h"
+#include "agent/module_store.h"
+#include "edgeloop/v1/device.pb.h"
+
+namespace edgeloop::agent {
+
+/// Brings what the device serves to what the server wants: for each desired module not
+/// active yet, download (resumable), verify (signature, digest, size, target), load and check
+/// (ABI, CPU, self-test, warm-up) — all off the request path — then swap it in. A module that
+/// fails any step is reported with its reason and the model keeps serving what it served. A
+/// model the desired state no longer names keeps serving too (the server only ever asks for
+/// modules it has; it never asks a device to stop serving).
+///
+/// Which module is active and which is previous, per model, is written atomically to
+/// `<state-dir>/active.json` after each swap; Restore() brings those back after a restart
+/// (verified again), so a kill -9 at any point leaves the old or the new module serving.
+class ModuleManager {
+ public:
+  struct Options {
+    std::string state_dir;
+    std::string device_target;  // this CPU's class
+    ModuleStore::Limits download;
+    int64_t cache_bytes = int64_t{512} << 20;  // modules kept on disk besides active/previous
+  };
+  ModuleManager(const Options& options, ModelHost* host)
+      : options_(options), store_(options.state_dir + "/modules"), host_(*host) {}
+
+  /// Loads the modules active (and previous) before the restart.
+  absl::Status Restore(const std::string& signing_key);
+  /// One pass over the desired modules; returns the first error (the others are still tried).
+  absl::Status Reconcile(const v1::SyncResponse& desired, const ModuleStore::Fetcher& fetch);
+  /// What runs and what failed, for the next Sync.
+  void Report(v1::DeviceState* state) const;
+
+ private:
+  absl::Status Install(const v1::ModuleRef& ref, const std::string& signing_key,
+                       const ModuleStore::Fetcher& fetch);
+  absl::Status SaveActive();
+
+  Options options_;
+  ModuleStore store_;
+  ModelHost& host_;
+  mutable std::mutex mu_;
+  std::map<std::string, v1::ModuleStatus> failures_;  // by model; cleared when it succeeds
+  std::map<std::string, std::string> refused_;        // digest → why (not retried)
+};
+
+}  // namespace edgeloop::agent

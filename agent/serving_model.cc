@@ -1,0 +1,100 @@
+#include "agent/serving_model.h"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/hardware.h"
+#include "common/status.h"
+
+namespace edgeloop::agent {
+
+int64_t Elements(const elm_tensor& t) {
+  int64_t n = 1;
+  for (int k = 0; k < t.rank; ++k) n *= t.dims[k];
+  return n;
+}
+
+void ServingModel::FreeDeleter::operator()(void* p) const { std::free(p); }
+
+absl::StatusOr<std::shared_ptr<ServingModel>> ServingModel::Load(
+    const v1::ModuleRef& ref, const std::string& so_path, const std::string& device_target) {
+  // Refuse a module for another CPU before running any of its code.
+  if (!TargetRunsOn(ref.target(), device_target)) {
+    return absl::FailedPreconditionError(absl::StrCat("module ", ref.digest(), " is built for ",
+                                                      ref.target(), ", which this ",
+                                                      device_target, " CPU cannot run"));
+  }
+  void* handle = ::dlopen(so_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("dlopen ", so_path, ": ", ::dlerror()));
+  }
+  using Entry = const elm_module* (*)();
+  auto entry = reinterpret_cast<Entry>(::dlsym(handle, "edgeloop_module_v1"));
+  const elm_module* module = entry ? entry() : nullptr;
+  if (module == nullptr || module->abi != EDGELOOP_MODULE_ABI) {
+    ::dlclose(handle);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "module ", ref.digest(), " is not an edgeloop module of ABI version ", EDGELOOP_MODULE_ABI));
+  }
+  std::shared_ptr<ServingModel> model(new ServingModel(handle, module, ref));
+  if (ref.target() != module->target) {
+    return absl::FailedPreconditionError(absl::StrCat("module ", ref.digest(), " says target ",
+                                                      module->target, ", its manifest ",
+                                                      ref.target()));
+  }
+  Workspace ws = model->TakeWorkspace();
+  if (ws == nullptr) return absl::ResourceExhaustedError("no memory for the module's workspace");
+  if (module->selftest(ws.get()) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("module ", ref.digest(), " failed its self-test on this device"));
+  }
+  model->ReturnWorkspace(std::move(ws));
+  // A warm-up call: pages in the weights and the code before the first request does.
+  std::vector<std::vector<float>> in(module->num_inputs), out(module->num_outputs);
+  std::vector<const void*> in_ptrs;
+  std::vector<void*> out_ptrs;
+  for (uint32_t k = 0; k < module->num_inputs; ++k) {
+    in[k].assign(Elements(module->inputs[k]), 0.0f);
+    in_ptrs.push_back(in[k].data());
+  }
+  for (uint32_t k = 0; k < module->num_outputs; ++k) {
+    out[k].resize(Elements(module->outputs[k]));
+    out_ptrs.push_back(out[k].data());
+  }
+  RETURN_IF_ERROR(model->Run(in_ptrs.data(), out_ptrs.data()));
+  return model;
+}
+
+ServingModel::~ServingModel() { ::dlclose(handle_); }
+
+ServingModel::Workspace ServingModel::TakeWorkspace() const {
+  {
+    std::lock_guard lock(pool_mu_);
+    if (!pool_.empty()) {
+      Workspace w = std::move(pool_.back());
+      pool_.pop_back();
+      return w;
+    }
+  }
+  const size_t bytes = (module_->workspace_bytes + 63) / 64 * 64 + 64;
+  return Workspace(std::aligned_alloc(64, bytes));
+}
+
+void ServingModel::ReturnWorkspace(Workspace w) const {
+  std::lock_guard lock(pool_mu_);
+  pool_.push_back(std::move(w));
+}
+
+absl::Status ServingModel::Run(const void* const* inputs, void* const* outputs) const {
+  Workspace ws = TakeWorkspace();
+  if (ws == nullptr) return absl::ResourceExhaustedError("no memory for a workspace");
+  const int code = module_->run(ws.get(), inputs, outputs);
+  ReturnWorkspace(std::move(ws));
+  if (code != 0) return absl::InternalError(absl::StrCat("the module returned ", code));
+  return absl::OkStatus();
+}
+
+}  // namespace edgeloop::agent

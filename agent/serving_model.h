@@ -1,0 +1,55 @@
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "edgeloop/module_abi.h"
+#include "edgeloop/v1/device.pb.h"
+
+namespace edgeloop::agent {
+
+/// One verified module loaded into the agent (dlopen, RTLD_LOCAL), serving one model version.
+/// Immutable once loaded; requests share it through a shared_ptr, so a module replaced while
+/// calls run on it is unloaded when the last of them ends. Each call takes a workspace from a
+/// pool (one per concurrent call, allocated on first need), so calls run in parallel.
+class ServingModel {
+ public:
+  /// Loads and checks: the ABI version, the module's own target class against the ref and
+  /// against this CPU's class (FAILED_PRECONDITION for a module this CPU cannot run), its
+  /// embedded self-test, and one warm-up call.
+  static absl::StatusOr<std::shared_ptr<ServingModel>> Load(const v1::ModuleRef& ref,
+                                                            const std::string& so_path,
+                                                            const std::string& device_target);
+  ~ServingModel();
+  ServingModel(const ServingModel&) = delete;
+  ServingModel& operator=(const ServingModel&) = delete;
+
+  const v1::ModuleRef& ref() const { return ref_; }
+  const elm_module& module() const { return *module_; }
+  /// Runs one call; inputs and outputs in the module's order, sized by its signature.
+  absl::Status Run(const void* const* inputs, void* const* outputs) const;
+
+ private:
+  ServingModel(void* handle, const elm_module* module, v1::ModuleRef ref)
+      : handle_(handle), module_(module), ref_(std::move(ref)) {}
+  struct FreeDeleter {
+    void operator()(void* p) const;
+  };
+  using Workspace = std::unique_ptr<void, FreeDeleter>;
+  Workspace TakeWorkspace() const;
+  void ReturnWorkspace(Workspace w) const;
+
+  void* handle_;
+  const elm_module* module_;
+  v1::ModuleRef ref_;
+  mutable std::mutex pool_mu_;
+  mutable std::vector<Workspace> pool_;
+};
+
+/// Elements of a module tensor.
+int64_t Elements(const elm_tensor& t);
+
+}  // namespace edgeloop::agent

@@ -1,0 +1,194 @@
+// Devices serve what operators assign: the real server compiles a pushed model, an operator
+// assigns it, the real agent downloads, verifies and loads the module and answers Predict on
+// its Unix socket with the reference interpreter's numbers — and swaps to a new version while
+// an application keeps calling, without one failed request.
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "agent/client/local_client.h"
+#include "common/proto_json.h"
+#include "compiler/onnx_import.h"
+#include "compiler/reference_interpreter.h"
+#include "edgeloop/v1/device.pb.h"
+#include "edgeloop/v1/registry.pb.h"
+#include "registry/testing/onnx_models.h"
+#include "tests/testing/fixture.h"
+
+namespace edgeloop::tests {
+namespace {
+
+class ServingTest : public ServerTest {
+ protected:
+  std::vector<std::string> ExtraFlags() override {
+    // Syncs every second, so convergence does not wait on Watch alone.
+    return {"--sync-interval-seconds", "1"};
+  }
+
+  int64_t Push(const std::string& model, const std::string& onnx) {
+    v1::Blob blob;
+    EXPECT_TRUE(ParseProtoJson(Call("POST", "/v1/blobs", onnx).body, &blob).ok());
+    v1::ModelVersion v;
+    EXPECT_TRUE(ParseProtoJson(Call("POST", absl::StrCat("/v1/models/", model, "/versions"),
+                                    absl::StrCat(R"({"onnxDigest":")", blob.digest(), "\"}"))
+                                   .body,
+                               &v)
+                    .ok());
+    for (int i = 0; i < 600; ++i) {
+      v1::ModelVersion settled;
+      ParseProtoJson(Call("GET", absl::StrCat("/v1/models/", model, "/versions/", v.version())).body,
+                     &settled)
+          .IgnoreError();
+      if (settled.status() == v1::READY) return v.version();
+      EXPECT_NE(settled.status(), v1::FAILED) << settled.status_message();
+      if (settled.status() == v1::FAILED) return 0;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ADD_FAILURE() << "version never became ready";
+    return 0;
+  }
+
+  void Assign(const std::string& model, int64_t version, const std::string& device) {
+    HttpResponse r = Call("POST", "/v1/assignments",
+                          absl::StrCat(R"({"model":")", model, R"(","deviceId":")", device,
+                                       R"(","version":")", version, "\"}"));
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+
+  // Waits until the agent serves `version` of `model` (up to 30 s).
+  bool WaitServing(const client::LocalClient& client, const std::string& model, int64_t version) {
+    for (int i = 0; i < 300; ++i) {
+      auto models = client.ListModels();
+      if (models.ok()) {
+        for (const auto& m : models->models()) {
+          if (m.name() == model && m.version() == version) return true;
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return false;
+  }
+
+  std::unique_ptr<AgentProcess> StartAgent() {
+    auto token = Call("POST", "/v1/enrollment-tokens", R"({"maxUses":1})");
+    v1::CreateEnrollmentTokenResponse created;
+    EXPECT_TRUE(ParseProtoJson(token.body, &created).ok());
+    AgentProcess::Options o;
+    o.server = server_->device_address();
+    o.state_dir = options_.data_dir + "/agent";
+    o.enroll_token = created.secret();
+    auto agent = std::make_unique<AgentProcess>(o);
+    agent->Start();
+    EXPECT_TRUE(agent->WaitEnrolled()) << agent->log();
+    return agent;
+  }
+};
+
+std::vector<float> Input(int n, float scale) {
+  std::vector<float> v;
+  for (int i = 0; i < n; ++i) v.push_back(scale * static_cast<float>((i * 7) % 11 - 5) / 5.0f);
+  return v;
+}
+
+TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
+  auto agent = StartAgent();
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  const std::string onnx1 = registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1);
+  const int64_t v1 = Push("kws", onnx1);
+  ASSERT_GT(v1, 0);
+  Assign("kws", v1, agent->device_id());
+  client::LocalClient client(agent->state_dir() + "/agent.sock");
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
+
+  // The module's answer is the reference interpreter's.
+  const std::vector<float> x = Input(16, 1.0f);
+  auto predicted = client.Predict("kws", {{"input", {1, 16}, x}});
+  ASSERT_TRUE(predicted.ok()) << predicted.status();
+  EXPECT_EQ(predicted->model_version, v1);
+  auto graph = compiler::ImportOnnx(onnx1);
+  ASSERT_TRUE(graph.ok());
+  compiler::Tensor input;
+  input.shape = {1, 16};
+  input.f = x;
+  auto reference = compiler::RunReference(*graph, {{"input", input}});
+  ASSERT_TRUE(reference.ok());
+  const std::vector<float>& want = reference->at("probabilities").f;
+  ASSERT_EQ(predicted->outputs.size(), 1u);
+  ASSERT_EQ(predicted->outputs[0].values.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i)
+    EXPECT_NEAR(predicted->outputs[0].values[i], want[i], 1e-5 + 1e-3 * std::abs(want[i]));
+  // Feedback on that prediction; an unknown request id is NOT_FOUND.
+  EXPECT_TRUE(client.Feedback(predicted->request_id, 0).ok());
+  EXPECT_EQ(client.Feedback("nope", 0).status().code(), absl::StatusCode::kNotFound);
+
+  // Bad calls get clear errors and change nothing.
+  auto wrong_shape = client.Predict("kws", {{"input", {1, 15}, Input(15, 1.0f)}});
+  EXPECT_EQ(wrong_shape.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(wrong_shape.status().message(), "must be FLOAT32 [1, 16]"))
+      << wrong_shape.status();
+  auto short_data = client.Predict("kws", {{"input", {1, 16}, Input(8, 1.0f)}});
+  EXPECT_EQ(short_data.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client.Predict("nope", {{"input", {1, 16}, x}}).status().code(),
+            absl::StatusCode::kNotFound);
+  auto health = client.Health();
+  ASSERT_TRUE(health.ok());
+  EXPECT_TRUE(health->serving());
+  EXPECT_EQ(health->device_id(), agent->device_id());
+
+  // A new version while an application keeps calling: every call succeeds, on one or the other.
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> calls{0}, failures{0}, on_new{0};
+  const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 24, 4}, 2));
+  ASSERT_GT(v2, v1);
+  std::thread app([&] {
+    while (!done) {
+      auto p = client.Predict("kws", {{"input", {1, 16}, x}});
+      ++calls;
+      if (!p.ok()) {
+        ++failures;
+      } else if (p->model_version == v2) {
+        ++on_new;
+      }
+    }
+  });
+  Assign("kws", v2, agent->device_id());
+  const bool swapped = WaitServing(client, "kws", v2);
+  absl::SleepFor(absl::Milliseconds(200));
+  done = true;
+  app.join();
+  ASSERT_TRUE(swapped) << agent->log();
+  EXPECT_EQ(failures, 0) << "of " << calls;
+  EXPECT_GT(on_new, 0);
+  auto models = client.ListModels();
+  ASSERT_TRUE(models.ok());
+  ASSERT_EQ(models->models_size(), 1);
+  EXPECT_EQ(models->models(0).previous_version(), v1);  // kept for a local rollback
+
+  // The server sees what the device runs.
+  for (int i = 0; i < 100; ++i) {
+    v1::Device device;
+    ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).IgnoreError();
+    if (device.state().modules_size() == 1 && device.state().modules(0).module().version() == v2 &&
+        device.state().modules(0).state() == "running")
+      break;
+    ASSERT_LT(i, 99) << "the device never reported version " << v2;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+
+  // After a restart the agent serves the same module before it even syncs.
+  ASSERT_TRUE(agent->Stop(SIGKILL).ok());
+  server_->Stop(SIGTERM).IgnoreError();
+  agent->Start();
+  client::LocalClient again(agent->state_dir() + "/agent.sock");
+  ASSERT_TRUE(WaitServing(again, "kws", v2)) << agent->log();
+  auto after_restart = again.Predict("kws", {{"input", {1, 16}, x}});
+  ASSERT_TRUE(after_restart.ok()) << after_restart.status();
+  EXPECT_EQ(after_restart->model_version, v2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Storage, ServingTest, ::testing::Values("sqlite"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace edgeloop::tests
