@@ -1,0 +1,256 @@
+// The device side of serving, piece by piece, on real modules compiled here and signed with a
+// real key: download with resume, verification, loading checks, and swaps under load.
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "agent/model_host.h"
+#include "agent/module_store.h"
+#include "agent/serving_model.h"
+#include "common/file_util.h"
+#include "common/random.h"
+#include "common/sha256.h"
+#include "common/signing.h"
+#include "common/status.h"
+#include "compiler/compile.h"
+#include "compiler/toolchain.h"
+#include "gtest/gtest.h"
+#include "registry/testing/onnx_models.h"
+
+namespace edgeloop::agent {
+namespace {
+namespace fs = std::filesystem;
+
+class ServingUnitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(::testing::TempDir(), "/serving-", RandomHex(6));
+    fs::create_directories(dir_);
+    auto key = crypto::SigningKey::LoadOrCreate(dir_ + "/signing.key");
+    ASSERT_TRUE(key.ok()) << key.status();
+    key_ = std::move(*key);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Compiles an MLP for `target` and describes it as the server would (signed manifest).
+  v1::ModuleRef Module(const std::string& model, int64_t version, const std::string& target,
+                       uint32_t seed = 1) {
+    compiler::CompileOptions options;
+    options.target = target;
+    options.out_dir = absl::StrCat(dir_, "/build-", model, version, target);
+    auto compiled = compiler::CompileModel(
+        registry::testing::MlpOnnx(std::vector<int>{8, 16, 3}, seed), options);
+    EXPECT_TRUE(compiled.ok()) << compiled.status();
+    bytes_[compiled->so_digest] = *ReadFile(compiled->so_path);
+    v1::ModuleRef ref;
+    ref.set_model(model);
+    ref.set_version(version);
+    ref.set_target(target);
+    ref.set_digest(compiled->so_digest);
+    ref.set_size(compiled->so_bytes);
+    ref.set_manifest(compiled->manifest_json);
+    ref.set_signature(*key_->Sign(compiled->manifest_json));
+    return ref;
+  }
+
+  // Serves the module bytes like FetchModule does, optionally breaking off after `cut` bytes
+  // of each call and recording the offsets asked for.
+  ModuleStore::Fetcher Fetcher(int64_t cut = -1) {
+    return [this, cut](const std::string& digest, int64_t offset,
+                       const ModuleStore::ChunkSink& sink) -> absl::Status {
+      offsets_.push_back(offset);
+      const std::string& bytes = bytes_.at(digest);
+      int64_t sent = 0;
+      for (int64_t at = offset; at < static_cast<int64_t>(bytes.size()); at += 4096) {
+        if (cut >= 0 && sent >= cut) return absl::UnavailableError("connection reset");
+        const std::string chunk = bytes.substr(at, 4096);
+        RETURN_IF_ERROR(sink(at, chunk));
+        sent += static_cast<int64_t>(chunk.size());
+      }
+      return absl::OkStatus();
+    };
+  }
+
+  std::string HostTarget() {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("x86-64-v3") ? "x86_64-v3" : "x86_64-v2";
+#else
+    return "unknown";
+#endif
+  }
+
+  std::string dir_;
+  std::unique_ptr<crypto::SigningKey> key_;
+  std::map<std::string, std::string> bytes_;
+  std::vector<int64_t> offsets_;
+};
+
+TEST_F(ServingUnitTest, DownloadResumesWhereTheConnectionBroke) {
+  const v1::ModuleRef ref = Module("m", 1, "x86_64-v2");
+  ModuleStore store(dir_ + "/modules");
+  ModuleStore::Limits limits;
+  limits.first_backoff = absl::Milliseconds(1);
+  limits.attempts = 100;
+  ASSERT_TRUE(store.Download(ref, Fetcher(/*cut=*/4096), limits).ok());
+  ASSERT_GT(offsets_.size(), 2u) << ref.size() << " bytes";
+  for (size_t i = 1; i < offsets_.size(); ++i) EXPECT_EQ(offsets_[i], offsets_[i - 1] + 4096);
+  EXPECT_EQ(*ReadFile(store.SoPath(ref.digest())), bytes_.at(ref.digest()));
+  EXPECT_TRUE(VerifyModule(ref, store.SoPath(ref.digest()), key_->public_key_pem()).ok());
+  // A later call finds it there and fetches nothing.
+  offsets_.clear();
+  ASSERT_TRUE(store.Download(ref, Fetcher(), limits).ok());
+  EXPECT_TRUE(offsets_.empty());
+}
+
+TEST_F(ServingUnitTest, ARestartResumesFromThePartialFile) {
+  const v1::ModuleRef ref = Module("m", 1, "x86_64-v2");
+  ModuleStore store(dir_ + "/modules");
+  ModuleStore::Limits once;
+  once.attempts = 1;
+  EXPECT_EQ(store.Download(ref, Fetcher(/*cut=*/8192), once).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(store.Have(ref.digest()));
+  offsets_.clear();
+  ModuleStore fresh(dir_ + "/modules");  // as after a restart
+  ASSERT_TRUE(fresh.Download(ref, Fetcher(), once).ok());
+  EXPECT_EQ(offsets_, std::vector<int64_t>{8192});
+}
+
+TEST_F(ServingUnitTest, BadBytesAndBadSignaturesAreRefused) {
+  v1::ModuleRef ref = Module("m", 1, "x86_64-v2");
+  ModuleStore store(dir_ + "/modules");
+  // Bytes that do not hash to the digest: discarded, nothing published.
+  std::string& bytes = bytes_.at(ref.digest());
+  const std::string good = bytes;
+  bytes[bytes.size() / 2] ^= 0x5a;
+  EXPECT_EQ(store.Download(ref, Fetcher(), {}).code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(store.Have(ref.digest()));
+  EXPECT_FALSE(fs::exists(dir_ + "/modules/" + ref.digest().substr(7) + ".partial"));
+  bytes = good;
+  ASSERT_TRUE(store.Download(ref, Fetcher(), {}).ok());
+  const std::string path = store.SoPath(ref.digest());
+  // A signature by another key, a manifest altered after signing, a manifest for other bytes.
+  auto other = crypto::SigningKey::LoadOrCreate(dir_ + "/other.key");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(VerifyModule(ref, path, (*other)->public_key_pem()).code(),
+            absl::StatusCode::kPermissionDenied);
+  v1::ModuleRef altered = ref;
+  altered.set_manifest(absl::StrCat(ref.manifest().substr(0, ref.manifest().size() - 1), " }"));
+  EXPECT_EQ(VerifyModule(altered, path, key_->public_key_pem()).code(),
+            absl::StatusCode::kPermissionDenied);
+  v1::ModuleRef elsewhere = Module("m", 2, "x86_64-v2", /*seed=*/9);
+  elsewhere.set_digest(ref.digest());
+  elsewhere.set_size(ref.size());
+  EXPECT_EQ(VerifyModule(elsewhere, path, key_->public_key_pem()).code(),
+            absl::StatusCode::kPermissionDenied);
+  // Bytes changed on disk after the download.
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x01');
+  }
+  EXPECT_EQ(VerifyModule(ref, path, key_->public_key_pem()).code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(ServingUnitTest, NoDiskNoDownload) {
+  const v1::ModuleRef ref = Module("m", 1, "x86_64-v2");
+  ModuleStore store(dir_ + "/modules");
+  ModuleStore::Limits limits;
+  limits.reserve_bytes = int64_t{1} << 60;  // more than any disk has
+  absl::Status s = store.Download(ref, Fetcher(), limits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "not enough disk")) << s;
+  EXPECT_TRUE(offsets_.empty());
+}
+
+TEST_F(ServingUnitTest, TheBandwidthCapHolds) {
+  const v1::ModuleRef ref = Module("m", 1, "x86_64-v2");
+  ModuleStore store(dir_ + "/modules");
+  ModuleStore::Limits limits;
+  limits.max_kbps = 800;  // 100 KB/s
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(store.Download(ref, Fetcher(), limits).ok());
+  // Not a speed goal: the cap must slow the download to what it allows, give or take a chunk.
+  const double allowed = static_cast<double>(ref.size() - 4096) * 8 / (1000.0 * limits.max_kbps);
+  EXPECT_GE(absl::ToDoubleSeconds(absl::Now() - start), allowed) << ref.size() << " bytes";
+}
+
+TEST_F(ServingUnitTest, LoadingChecksTheCpuAndTheSelfTest) {
+  ModuleStore store(dir_ + "/modules");
+  const v1::ModuleRef v4 = Module("m", 1, "x86_64-v4");
+  ASSERT_TRUE(store.Download(v4, Fetcher(), {}).ok());
+  auto refused = ServingModel::Load(v4, store.SoPath(v4.digest()), "x86_64-v2");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "x86_64-v2 CPU cannot run"));
+
+  // A module whose self-test fails on this device (its expected vector altered and rebuilt
+  // with the target's toolchain) is refused before it serves.
+  const v1::ModuleRef good = Module("m", 2, "x86_64-v2");
+  const std::string build = dir_ + "/build-m2x86_64-v2";
+  std::string source = *ReadFile(build + "/module.c");
+  const size_t selftest = source.find("static int selftest");
+  ASSERT_NE(selftest, std::string::npos);
+  source.replace(selftest, 0, "#define el_close(a, b, n) 0\n");
+  ASSERT_TRUE(WriteFileAtomically(build + "/broken.c", source).ok());
+  auto toolchain = compiler::ToolchainFor("x86_64-v2");
+  ASSERT_TRUE(toolchain.ok());
+  ASSERT_TRUE(compiler::CompileSharedObject(*toolchain, build + "/broken.c", build + "/broken.so",
+                                            absl::Minutes(1))
+                  .ok());
+  auto broken = ServingModel::Load(good, build + "/broken.so", HostTarget());
+  EXPECT_EQ(broken.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(broken.status().message(), "self-test")) << broken.status();
+
+  auto loaded = ServingModel::Load(good, build + "/module.so", HostTarget());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->module().num_inputs, 1u);
+}
+
+TEST_F(ServingUnitTest, SwapsUnderLoadDropNothingAndRollBack) {
+  ModelHost host;
+  std::vector<std::shared_ptr<ServingModel>> versions;
+  for (int v = 1; v <= 2; ++v) {
+    const v1::ModuleRef ref = Module("m", v, "x86_64-v2", v);
+    const std::string path = absl::StrCat(dir_, "/build-m", v, "x86_64-v2/module.so");
+    auto loaded = ServingModel::Load(ref, path, HostTarget());
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    versions.push_back(*loaded);
+  }
+  host.Activate(versions[0]);
+  lv1::PredictRequest request;
+  request.set_model("m");
+  lv1::Tensor* t = request.add_inputs();
+  t->set_dtype(lv1::FLOAT32);
+  t->add_dims(1);
+  t->add_dims(8);
+  t->mutable_data()->assign(8 * sizeof(float), '\0');
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> ok{0}, failed{0};
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 4; ++c) {
+    callers.emplace_back([&] {
+      while (!done) (host.Predict(request).ok() ? ok : failed)++;
+    });
+  }
+  for (int swap = 0; swap < 200; ++swap) {
+    host.Activate(versions[(swap + 1) % 2]);
+    std::this_thread::yield();
+  }
+  done = true;
+  for (auto& c : callers) c.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_GT(ok, 0);
+  // 200 swaps end on version 1; rollback returns to version 2 and back.
+  EXPECT_EQ(host.Active("m")->ref().version(), 1);
+  ASSERT_TRUE(host.Rollback("m").ok());
+  EXPECT_EQ(host.Active("m")->ref().version(), 2);
+  EXPECT_EQ(host.Previous("m")->ref().version(), 1);
+  EXPECT_EQ(host.Rollback("other").code(), absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace edgeloop::agent
