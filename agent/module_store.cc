@@ -66,6 +66,10 @@ absl::Status ModuleStore::Download(const v1::ModuleRef& ref, const Fetcher& fetc
     fs::remove(partial);
     have = 0;
   }
+  if (have > 0) {
+    Log(LogLevel::kInfo, "resuming module download",
+        {{"digest", ref.digest()}, {"have", have}, {"size", ref.size()}});
+  }
   struct statvfs disk;
   if (::statvfs(dir_.c_str(), &disk) == 0) {
     const int64_t free_bytes = static_cast<int64_t>(disk.f_bavail) * disk.f_frsize;

@@ -3,6 +3,8 @@
 // its Unix socket with the reference interpreter's numbers — and swaps to a new version while
 // an application keeps calling, without one failed request.
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -185,6 +187,87 @@ TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
   auto after_restart = again.Predict("kws", {{"input", {1, 16}, x}});
   ASSERT_TRUE(after_restart.ok()) << after_restart.status();
   EXPECT_EQ(after_restart->model_version, v2);
+}
+
+TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
+  auto agent = StartAgent();
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  Assign("kws", v1, agent->device_id());
+  client::LocalClient client(agent->state_dir() + "/agent.sock");
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
+  const std::vector<float> x = Input(16, 1.0f);
+
+  // v2's module is corrupted in the server's blob store: the agent refuses it, says why, and
+  // v1 keeps serving.
+  const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
+  v1::Device device;
+  ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).ok());
+  v1::ListArtifactsResponse artifacts;
+  ASSERT_TRUE(ParseProtoJson(
+                  Call("GET", absl::StrCat("/v1/models/kws/versions/", v2, "/artifacts")).body,
+                  &artifacts)
+                  .ok());
+  std::string digest;
+  for (const auto& a : artifacts.artifacts()) {
+    if (a.target() == device.profile().target()) digest = a.module_digest();
+  }
+  ASSERT_FALSE(digest.empty());
+  const std::string blob = absl::StrCat(options_.data_dir, "/blobs/sha256/", digest.substr(7, 2),
+                                        "/", digest.substr(7));
+  std::filesystem::permissions(blob, std::filesystem::perms::owner_write,
+                               std::filesystem::perm_options::add);
+  {
+    std::fstream f(blob, std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(f.good()) << blob;
+    f.seekp(2000);
+    f.put('\x7f');
+  }
+  Assign("kws", v2, agent->device_id());
+  std::string message;
+  for (int i = 0; i < 200 && message.empty(); ++i) {
+    v1::Device d;
+    ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &d).IgnoreError();
+    for (const auto& m : d.state().modules()) {
+      if (m.state() == "failed" && m.module().version() == v2) message = m.message();
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(absl::StrContains(message, "hashes to")) << message << agent->log();
+  auto still = client.Predict("kws", {{"input", {1, 16}, x}});
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_EQ(still->model_version, v1);
+
+  // v3 is big enough to take seconds under a bandwidth cap; kill -9 the agent mid-download.
+  ASSERT_TRUE(agent->Stop(SIGTERM).ok());
+  const int64_t v3 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 512, 128, 4}, 3));
+  AgentProcess::Options capped;
+  capped.server = server_->device_address();
+  capped.state_dir = agent->state_dir();
+  capped.extra_flags = {"--max-download-kbps", "800"};
+  auto slow = std::make_unique<AgentProcess>(capped);
+  slow->Start();
+  Assign("kws", v3, agent->device_id());
+  bool partial = false;
+  for (int i = 0; i < 300 && !partial; ++i) {
+    for (const auto& e : std::filesystem::directory_iterator(agent->state_dir() + "/modules")) {
+      partial = partial || (e.path().extension() == ".partial" && e.file_size() > 0);
+    }
+    if (!partial) absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(partial) << slow->log();
+  ASSERT_TRUE(slow->Stop(SIGKILL).ok());
+  // Back up without the cap: it resumes, verifies, serves v3; v1 served in between.
+  AgentProcess::Options normal = capped;
+  normal.extra_flags.clear();
+  AgentProcess restarted(normal);
+  restarted.Start();
+  client::LocalClient again(agent->state_dir() + "/agent.sock");
+  ASSERT_TRUE(WaitServing(again, "kws", v3)) << restarted.log();
+  EXPECT_TRUE(absl::StrContains(restarted.log(), "resuming module download")) << restarted.log();
+  auto now = again.Predict("kws", {{"input", {1, 16}, x}});
+  ASSERT_TRUE(now.ok()) << now.status();
+  EXPECT_EQ(now->model_version, v3);
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, ServingTest, ::testing::Values("sqlite"),
