@@ -107,6 +107,20 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
     modules.download.max_kbps = options.max_download_kbps;
     modules.cache_bytes = options.module_cache_mb << 20;
     agent->modules_ = std::make_unique<ModuleManager>(modules, &agent->host_);
+    ModelHost::RollbackPolicy policy;
+    policy.enabled = options.rollback_min_calls > 0;
+    policy.min_calls = options.rollback_min_calls;
+    policy.max_error_rate = options.rollback_error_rate;
+    policy.max_latency_ratio = options.rollback_latency_ratio;
+    policy.latency_slack_us = options.rollback_latency_slack_us;
+    Agent* self = agent.get();
+    agent->host_.SetRollbackPolicy(
+        policy, [self](const v1::ModuleRef& refused, const std::string& why) {
+          self->modules_->OnLocalRollback(refused, why);
+          std::lock_guard lock(self->mu_);  // report it with the next sync, right away
+          self->sync_requested_ = true;
+          self->wake_.notify_all();
+        });
     if (absl::Status restored = agent->modules_->Restore(last.module_signing_key());
         !restored.ok()) {
       Log(LogLevel::kWarning, "some modules were not restored; the next sync brings them back",

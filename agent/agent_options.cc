@@ -35,6 +35,15 @@ absl::StatusOr<AgentOptions> ParseAgentOptions(const std::vector<std::string>& a
           "bandwidth cap for module downloads in kbit/s (default 0: none)");
   f.Int64("module-cache-mb", &o.module_cache_mb,
           "disk kept for modules besides the active and previous ones (default 512)");
+  f.Int64("rollback-min-calls", &o.rollback_min_calls,
+          "calls a new module serves before it is judged; 0 turns local rollback off (default 50)");
+  f.Double("rollback-error-rate", &o.rollback_error_rate,
+           "roll back locally when a new module fails more calls than this (default 0.05)");
+  f.Double("rollback-latency-ratio", &o.rollback_latency_ratio,
+           "roll back locally when a new module runs slower than this times the previous "
+           "(default 3)");
+  f.Double("rollback-latency-slack-us", &o.rollback_latency_slack_us,
+           "...and by more than this many microseconds (default 100)");
   *usage = absl::StrCat(
       "usage: edgeloop-agent --server HOST:PORT --state-dir DIR [--enroll-token T] [flags]\n\n",
       f.Usage(), "\nEvery flag can also be set as EDGELOOP_<FLAG>.\n");

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/random.h"
 #include "common/status.h"
 
@@ -38,11 +39,51 @@ ModelHost::Slot& ModelHost::FindOrCreate(const std::string& model) {
   return *slot;
 }
 
+void ModelHost::SetRollbackPolicy(const RollbackPolicy& policy, RollbackCallback on_rollback) {
+  std::lock_guard lock(swap_mu_);
+  policy_ = policy;
+  on_rollback_ = std::move(on_rollback);
+}
+
 void ModelHost::Activate(std::shared_ptr<ServingModel> model) {
   Slot& slot = FindOrCreate(model->ref().model());
   std::lock_guard lock(swap_mu_);
   std::shared_ptr<ServingModel> old = slot.active.exchange(std::move(model));
+  slot.probation = old != nullptr && policy_.enabled;
   if (old) slot.previous = std::move(old);
+}
+
+void ModelHost::Watch(Slot& slot, const std::shared_ptr<ServingModel>& model) {
+  const ServingModel::Stats now = model->stats();
+  if (now.calls < policy_.min_calls) return;
+  v1::ModuleRef refused;
+  std::string why;
+  RollbackCallback callback;
+  {
+    std::lock_guard lock(swap_mu_);
+    // Judged once: by whichever call gets here first while this module is still active.
+    if (!slot.probation || slot.active.load() != model || slot.previous == nullptr) return;
+    const ServingModel::Stats before = slot.previous->stats();
+    const double error_rate = static_cast<double>(now.errors) / now.calls;
+    if (error_rate > policy_.max_error_rate) {
+      why = absl::StrCat("error rate ", error_rate * 100, "% over ", now.calls,
+                         " calls is above the limit of ", policy_.max_error_rate * 100, "%");
+    } else if (before.calls >= policy_.min_calls &&
+               now.mean_run_us > policy_.max_latency_ratio * before.mean_run_us &&
+               now.mean_run_us > before.mean_run_us + policy_.latency_slack_us) {
+      why = absl::StrCat("mean run time ", now.mean_run_us, " us over ", now.calls,
+                         " calls is more than ", policy_.max_latency_ratio,
+                         "x the previous module's ", before.mean_run_us, " us");
+    } else {
+      if (now.calls >= policy_.min_calls * 10) slot.probation = false;  // it proved itself
+      return;
+    }
+    slot.probation = false;
+    slot.previous = slot.active.exchange(std::move(slot.previous));
+    refused = model->ref();
+    callback = on_rollback_;
+  }
+  if (callback) callback(refused, why);
 }
 
 absl::Status ModelHost::Rollback(const std::string& model) {
@@ -78,7 +119,9 @@ std::vector<std::string> ModelHost::Models() const {
 }
 
 absl::StatusOr<lv1::PredictResponse> ModelHost::Predict(const lv1::PredictRequest& request) {
-  std::shared_ptr<ServingModel> model = Active(request.model());  // held for the whole call
+  Slot* slot = Find(request.model());
+  // Held for the whole call: a swap meanwhile does not unload it under us.
+  std::shared_ptr<ServingModel> model = slot ? slot->active.load() : nullptr;
   if (model == nullptr) {
     return absl::NotFoundError(
         absl::StrCat("model \"", request.model().substr(0, 128), "\" is not served here"));
@@ -125,7 +168,11 @@ absl::StatusOr<lv1::PredictResponse> ModelHost::Predict(const lv1::PredictReques
   }
   // Protobuf strings are not aligned for floats; the module only needs 4-byte alignment,
   // which string data and our copies have, so run in place.
-  RETURN_IF_ERROR(model->Run(inputs.data(), outputs.data()));
+  const absl::Time started = absl::Now();
+  const absl::Status ran = model->Run(inputs.data(), outputs.data());
+  model->Record(absl::Now() - started, ran.ok());
+  if (slot->probation.load(std::memory_order_relaxed)) Watch(*slot, model);
+  RETURN_IF_ERROR(ran);
   response.set_request_id(RandomHex(12));
   response.set_model_version(model->ref().version());
   response.set_module_digest(model->ref().digest());

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,22 @@ namespace lv1 = ::edgeloop::local::v1;  // the local API's messages
 /// slot's previous one, for an instant local rollback. Thread-safe.
 class ModelHost {
  public:
+  /// After a swap the new module is on probation: once it has served `min_calls` calls, an
+  /// error rate above `max_error_rate`, or a mean run time above `max_latency_ratio` times the
+  /// previous module's (and more than `latency_slack_us` above it, so that sub-microsecond
+  /// modules do not flap on timer noise), swaps the previous one back at once (on the request
+  /// thread: a pointer exchange) and tells `on_rollback`. Probation ends after
+  /// `min_calls * 10` good calls.
+  struct RollbackPolicy {
+    bool enabled = true;
+    int64_t min_calls = 50;
+    double max_error_rate = 0.05;
+    double max_latency_ratio = 3.0;
+    double latency_slack_us = 100;
+  };
+  using RollbackCallback = std::function<void(const v1::ModuleRef& refused, const std::string& why)>;
+  void SetRollbackPolicy(const RollbackPolicy& policy, RollbackCallback on_rollback);
+
   /// Publishes `model` as its model's active module; the one it replaces becomes previous.
   void Activate(std::shared_ptr<ServingModel> model);
   /// Swaps active and previous back. FAILED_PRECONDITION when there is no previous module.
@@ -44,7 +61,12 @@ class ModelHost {
   struct Slot {
     std::atomic<std::shared_ptr<ServingModel>> active;
     std::shared_ptr<ServingModel> previous;  // guarded by swap_mu_
+    std::atomic<bool> probation{false};      // the active module was just swapped in
   };
+  // Judges a module on probation after one of its calls.
+  void Watch(Slot& slot, const std::shared_ptr<ServingModel>& model);
+  RollbackPolicy policy_;
+  RollbackCallback on_rollback_;
   Slot* Find(const std::string& model) const;
   Slot& FindOrCreate(const std::string& model);
 

@@ -35,6 +35,14 @@ absl::Status ModuleManager::Restore(const std::string& signing_key) {
   RETURN_IF_ERROR(ParseProtoJson(*json, &active, true));
   absl::Status first;
   for (const auto& [model, slot] : active.fields()) {
+    if (model == "#rolledBack") {
+      std::lock_guard lock(mu_);
+      for (const auto& digest : slot.list_value().values()) {
+        rolled_back_.insert(digest.string_value());
+        refused_[digest.string_value()] = "rolled back on this device earlier";
+      }
+      continue;
+    }
     const auto& f = slot.struct_value().fields();
     // Previous first, so that it ends up as the previous module again.
     for (const char* which : {"previous", "active"}) {
@@ -67,6 +75,16 @@ absl::Status ModuleManager::Reconcile(const v1::SyncResponse& desired,
     {
       std::lock_guard lock(mu_);
       if (auto it = refused_.find(ref.digest()); it != refused_.end()) continue;
+    }
+    // Back to the module kept as previous (a remote rollback): instant, nothing to fetch.
+    if (auto previous = host_.Previous(ref.model());
+        previous && previous->ref().digest() == ref.digest() && host_.Rollback(ref.model()).ok()) {
+      Log(LogLevel::kInfo, "switched back to the previous module",
+          {{"model", ref.model()}, {"version", ref.version()}, {"digest", ref.digest()}});
+      std::lock_guard lock(mu_);
+      failures_.erase(ref.model());
+      if (absl::Status saved = SaveActive(); !saved.ok() && first.ok()) first = saved;
+      continue;
     }
     absl::Status s = Install(ref, desired.module_signing_key(), fetch);
     std::lock_guard lock(mu_);
@@ -104,7 +122,10 @@ absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string&
   host_.Activate(std::move(loaded));
   Log(LogLevel::kInfo, "serving new module",
       {{"model", ref.model()}, {"version", ref.version()}, {"digest", ref.digest()}});
-  RETURN_IF_ERROR(SaveActive());
+  {
+    std::lock_guard lock(mu_);
+    RETURN_IF_ERROR(SaveActive());
+  }
   std::set<std::string> keep;
   for (const std::string& model : host_.Models()) {
     if (auto a = host_.Active(model)) keep.insert(a->ref().digest());
@@ -113,8 +134,25 @@ absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string&
   return store_.Prune(options_.cache_bytes, keep);
 }
 
+void ModuleManager::OnLocalRollback(const v1::ModuleRef& refused, const std::string& why) {
+  Log(LogLevel::kWarning, "rolled back to the previous module",
+      {{"model", refused.model()}, {"version", refused.version()}, {"why", why}});
+  std::lock_guard lock(mu_);
+  refused_[refused.digest()] = why;
+  rolled_back_.insert(refused.digest());
+  v1::ModuleStatus& failure = failures_[refused.model()];
+  *failure.mutable_module() = Brief(refused);
+  failure.set_state("rolled back");
+  failure.set_message(absl::StrCat("rolled back on the device: ", why));
+  if (absl::Status saved = SaveActive(); !saved.ok()) {
+    Log(LogLevel::kError, "cannot record the rollback", {{"error", saved.ToString()}});
+  }
+}
+
 absl::Status ModuleManager::SaveActive() {
   google::protobuf::Struct active;
+  auto& rolled_back = *(*active.mutable_fields())["#rolledBack"].mutable_list_value();
+  for (const std::string& digest : rolled_back_) rolled_back.add_values()->set_string_value(digest);
   for (const std::string& model : host_.Models()) {
     auto& slot = *(*active.mutable_fields())[model].mutable_struct_value()->mutable_fields();
     if (auto a = host_.Active(model)) slot["active"].set_string_value(a->ref().digest());
@@ -131,6 +169,11 @@ void ModuleManager::Report(v1::DeviceState* state) const {
     v1::ModuleStatus* status = state->add_modules();
     *status->mutable_module() = Brief(active->ref());
     status->set_state("running");
+    if (auto previous = host_.Previous(model)) {
+      v1::ModuleStatus* kept = state->add_modules();
+      *kept->mutable_module() = Brief(previous->ref());
+      kept->set_state("previous");
+    }
   }
   for (const auto& [model, failure] : failures_) *state->add_modules() = failure;
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <mutex>
 #include <string>
 
@@ -36,13 +37,16 @@ class ModuleManager {
   absl::Status Restore(const std::string& signing_key);
   /// One pass over the desired modules; returns the first error (the others are still tried).
   absl::Status Reconcile(const v1::SyncResponse& desired, const ModuleStore::Fetcher& fetch);
-  /// What runs and what failed, for the next Sync.
+  /// What runs, what is kept as previous and what failed, for the next Sync.
   void Report(v1::DeviceState* state) const;
+  /// The host swapped `refused` out after it misbehaved: never install it again (kept across
+  /// restarts), report why, and record which module is active now.
+  void OnLocalRollback(const v1::ModuleRef& refused, const std::string& why);
 
  private:
   absl::Status Install(const v1::ModuleRef& ref, const std::string& signing_key,
                        const ModuleStore::Fetcher& fetch);
-  absl::Status SaveActive();
+  absl::Status SaveActive();  // with mu_ held
 
   Options options_;
   ModuleStore store_;
@@ -50,6 +54,7 @@ class ModuleManager {
   mutable std::mutex mu_;
   std::map<std::string, v1::ModuleStatus> failures_;  // by model; cleared when it succeeds
   std::map<std::string, std::string> refused_;        // digest → why (not retried)
+  std::set<std::string> rolled_back_;                 // digests refused for good (persisted)
 };
 
 }  // namespace edgeloop::agent

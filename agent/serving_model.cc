@@ -88,6 +88,20 @@ void ServingModel::ReturnWorkspace(Workspace w) const {
   pool_.push_back(std::move(w));
 }
 
+void ServingModel::Record(absl::Duration run, bool ok) const {
+  calls_.fetch_add(1, std::memory_order_relaxed);
+  if (!ok) errors_.fetch_add(1, std::memory_order_relaxed);
+  run_ns_.fetch_add(absl::ToInt64Nanoseconds(run), std::memory_order_relaxed);
+}
+
+ServingModel::Stats ServingModel::stats() const {
+  Stats s;
+  s.calls = calls_.load(std::memory_order_relaxed);
+  s.errors = errors_.load(std::memory_order_relaxed);
+  s.mean_run_us = s.calls > 0 ? static_cast<double>(run_ns_.load()) / 1000.0 / s.calls : 0;
+  return s;
+}
+
 absl::Status ServingModel::Run(const void* const* inputs, void* const* outputs) const {
   Workspace ws = TakeWorkspace();
   if (ws == nullptr) return absl::ResourceExhaustedError("no memory for a workspace");

@@ -1,11 +1,13 @@
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "edgeloop/module_abi.h"
 #include "edgeloop/v1/device.pb.h"
 
@@ -32,6 +34,14 @@ class ServingModel {
   /// Runs one call; inputs and outputs in the module's order, sized by its signature.
   absl::Status Run(const void* const* inputs, void* const* outputs) const;
 
+  /// Calls served to applications (not the load checks), for the post-swap health watch.
+  struct Stats {
+    int64_t calls = 0, errors = 0;
+    double mean_run_us = 0;
+  };
+  void Record(absl::Duration run, bool ok) const;
+  Stats stats() const;
+
  private:
   ServingModel(void* handle, const elm_module* module, v1::ModuleRef ref)
       : handle_(handle), module_(module), ref_(std::move(ref)) {}
@@ -47,6 +57,7 @@ class ServingModel {
   v1::ModuleRef ref_;
   mutable std::mutex pool_mu_;
   mutable std::vector<Workspace> pool_;
+  mutable std::atomic<int64_t> calls_{0}, errors_{0}, run_ns_{0};
 };
 
 /// Elements of a module tensor.

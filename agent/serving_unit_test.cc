@@ -212,6 +212,10 @@ TEST_F(ServingUnitTest, LoadingChecksTheCpuAndTheSelfTest) {
 
 TEST_F(ServingUnitTest, SwapsUnderLoadDropNothingAndRollBack) {
   ModelHost host;
+  // These swaps are the operator's; no local judgement in between.
+  ModelHost::RollbackPolicy manual;
+  manual.enabled = false;
+  host.SetRollbackPolicy(manual, nullptr);
   std::vector<std::shared_ptr<ServingModel>> versions;
   for (int v = 1; v <= 2; ++v) {
     const v1::ModuleRef ref = Module("m", v, "x86_64-v2", v);

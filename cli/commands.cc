@@ -535,6 +535,21 @@ absl::Status DeviceCommand(const Args& args, Client& client, OutputFormat format
     }
     return absl::OkStatus();
   }
+  if (verb == "rollback") {
+    RETURN_IF_ERROR(Need(args, 3, "device rollback ID --model M"));
+    v1::RollbackDeviceRequest request;
+    request.set_id(args.words[2]);
+    request.set_model(args.Flag("model"));
+    v1::Assignment a;
+    RETURN_IF_ERROR(FromGrpc(client.fleet().RollbackDevice(client.Context().get(), request, &a)));
+    if (format == OutputFormat::kJson) {
+      out << PrintProtoJson(a, true) << "\n";
+    } else {
+      out << "device " << a.device_id() << " goes back to " << a.model() << " version "
+          << a.version() << " (assignment " << a.id() << ")\n";
+    }
+    return absl::OkStatus();
+  }
   if (verb == "assignments") {
     v1::ListAssignmentsRequest request;
     request.set_model(args.Flag("model"));
@@ -684,6 +699,7 @@ const char* Usage() {
   device assign (--selector SEL | --device ID) --model M (--version V | --alias A)
                                       what devices should run; the newest assignment wins
   device assignments [--model M]
+  device rollback ID --model M        back to the module the device kept as previous
 
 --server defaults to $EDGELOOP_SERVER or 127.0.0.1:9090 (the operator gRPC port);
 --token-file defaults to $EDGELOOP_TOKEN_FILE or ./var/admin.token.

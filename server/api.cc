@@ -149,6 +149,24 @@ absl::StatusOr<v1::Assignment> Api::AssignModel(const Principal& p,
   return assignment;
 }
 
+absl::StatusOr<v1::Assignment> Api::RollbackDevice(const Principal& p,
+                                                   const v1::RollbackDeviceRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
+  ASSIGN_OR_RETURN(v1::Device device, options_.devices->Get(r.id()));
+  // The device says what it keeps as previous; that is the version to go back to.
+  for (const v1::ModuleStatus& m : device.state().modules()) {
+    if (m.state() != "previous" || m.module().model() != r.model()) continue;
+    v1::AssignModelRequest assign;
+    assign.set_model(r.model());
+    assign.set_device_id(r.id());
+    assign.set_version(m.module().version());
+    return AssignModel(p, assign);
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("device \"", r.id(), "\" reports no previous module of \"",
+                   r.model().substr(0, 128), "\" to roll back to"));
+}
+
 absl::StatusOr<v1::ListAssignmentsResponse> Api::ListAssignments(
     const Principal& p, const v1::ListAssignmentsRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));

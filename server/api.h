@@ -72,6 +72,8 @@ class Api {
   absl::StatusOr<v1::Assignment> AssignModel(const Principal& p, const v1::AssignModelRequest& r);
   absl::StatusOr<v1::ListAssignmentsResponse> ListAssignments(
       const Principal& p, const v1::ListAssignmentsRequest& r);
+  absl::StatusOr<v1::Assignment> RollbackDevice(const Principal& p,
+                                                const v1::RollbackDeviceRequest& r);
 
   /// Starts a blob upload. `declared_size` (-1 when unknown) lets an oversized upload be
   /// refused before any byte is read.

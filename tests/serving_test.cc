@@ -171,9 +171,12 @@ TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
   for (int i = 0; i < 100; ++i) {
     v1::Device device;
     ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).IgnoreError();
-    if (device.state().modules_size() == 1 && device.state().modules(0).module().version() == v2 &&
-        device.state().modules(0).state() == "running")
-      break;
+    bool running = false, previous = false;
+    for (const auto& m : device.state().modules()) {
+      running = running || (m.state() == "running" && m.module().version() == v2);
+      previous = previous || (m.state() == "previous" && m.module().version() == v1);
+    }
+    if (running && previous) break;
     ASSERT_LT(i, 99) << "the device never reported version " << v2;
     absl::SleepFor(absl::Milliseconds(100));
   }
@@ -268,6 +271,81 @@ TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
   auto now = again.Predict("kws", {{"input", {1, 16}, x}});
   ASSERT_TRUE(now.ok()) << now.status();
   EXPECT_EQ(now->model_version, v3);
+}
+
+TEST_P(ServingTest, RemoteAndLocalRollbacks) {
+  auto token = Call("POST", "/v1/enrollment-tokens", R"({"maxUses":1})");
+  v1::CreateEnrollmentTokenResponse created;
+  ASSERT_TRUE(ParseProtoJson(token.body, &created).ok());
+  AgentProcess::Options o;
+  o.server = server_->device_address();
+  o.state_dir = options_.data_dir + "/agent";
+  o.enroll_token = created.secret();
+  o.extra_flags = {"--rollback-min-calls", "30", "--rollback-latency-ratio", "3",
+                   "--rollback-latency-slack-us", "20"};
+  AgentProcess agent(o);
+  agent.Start();
+  ASSERT_TRUE(agent.WaitEnrolled()) << agent.log();
+  client::LocalClient client(agent.state_dir() + "/agent.sock");
+  const std::vector<float> x = Input(16, 1.0f);
+  auto call = [&](int n) {
+    for (int i = 0; i < n; ++i) ASSERT_TRUE(client.Predict("kws", {{"input", {1, 16}, x}}).ok());
+  };
+  auto device_module = [&](const std::string& state) -> v1::ModuleStatus {
+    v1::Device d;
+    ParseProtoJson(Call("GET", "/v1/devices/" + agent.device_id()).body, &d).IgnoreError();
+    for (const auto& m : d.state().modules()) {
+      if (m.state() == state) return m;
+    }
+    return v1::ModuleStatus();
+  };
+
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  Assign("kws", v1, agent.device_id());
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent.log();
+  call(60);  // v1's run time is the baseline a new module is judged against
+  const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
+  Assign("kws", v2, agent.device_id());
+  ASSERT_TRUE(WaitServing(client, "kws", v2)) << agent.log();
+  for (int i = 0; i < 100 && device_module("previous").module().version() != v1; ++i)
+    absl::SleepFor(absl::Milliseconds(100));
+
+  // Remote: the operator sends the device back to what it kept as previous; no download.
+  CommandResult cli = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(),
+                                  "--token-file", options_.data_dir + "/admin.token", "device",
+                                  "rollback", agent.device_id(), "--model", "kws"});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_TRUE(absl::StrContains(cli.out, absl::StrCat("version ", v1))) << cli.out;
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent.log();
+  EXPECT_TRUE(absl::StrContains(agent.log(), "switched back to the previous module"));
+
+  // Local: a new module that runs far slower than the one it replaced is swapped back after
+  // its first 30 calls, reported, and not installed again although it is still assigned.
+  const int64_t v3 =
+      Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 1024, 1024, 4}, 3));
+  Assign("kws", v3, agent.device_id());
+  ASSERT_TRUE(WaitServing(client, "kws", v3)) << agent.log();
+  call(40);
+  auto models = client.ListModels();
+  ASSERT_TRUE(models.ok());
+  EXPECT_EQ(models->models(0).version(), v1) << agent.log();
+  v1::ModuleStatus rolled;
+  for (int i = 0; i < 100 && rolled.state().empty(); ++i) {
+    rolled = device_module("rolled back");
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(rolled.module().version(), v3);
+  EXPECT_TRUE(absl::StrContains(rolled.message(), "mean run time")) << rolled.message();
+  absl::SleepFor(absl::Seconds(2));  // two more syncs with v3 still desired
+  models = client.ListModels();
+  ASSERT_TRUE(models.ok());
+  EXPECT_EQ(models->models(0).version(), v1);
+  // An operator asking to roll back a model the device has no previous of gets the reason.
+  HttpResponse none = Call("POST", "/v1/devices/" + agent.device_id() + ":rollback",
+                           R"({"model":"other"})");
+  EXPECT_EQ(none.status, 400);
+  EXPECT_TRUE(absl::StrContains(none.body, "no previous module")) << none.body;
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, ServingTest, ::testing::Values("sqlite"),

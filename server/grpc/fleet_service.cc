@@ -50,6 +50,13 @@ grpc::Status FleetService::AssignModel(grpc::ServerContext* c, const v1::AssignM
                [&](const Principal& p) { return api_.AssignModel(p, *r); });
 }
 
+grpc::Status FleetService::RollbackDevice(grpc::ServerContext* c,
+                                          const v1::RollbackDeviceRequest* r,
+                                          v1::Assignment* out) {
+  return Unary(api_, metrics_, "RollbackDevice", c, out,
+               [&](const Principal& p) { return api_.RollbackDevice(p, *r); });
+}
+
 grpc::Status FleetService::ListAssignments(grpc::ServerContext* c,
                                            const v1::ListAssignmentsRequest* r,
                                            v1::ListAssignmentsResponse* out) {

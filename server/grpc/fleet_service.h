@@ -32,6 +32,8 @@ class FleetService final : public v1::FleetService::Service {
                            v1::Assignment* out) override;
   grpc::Status ListAssignments(grpc::ServerContext* c, const v1::ListAssignmentsRequest* r,
                                v1::ListAssignmentsResponse* out) override;
+  grpc::Status RollbackDevice(grpc::ServerContext* c, const v1::RollbackDeviceRequest* r,
+                              v1::Assignment* out) override;
 
  private:
   Api& api_;

@@ -212,6 +212,15 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
                    m->set_id(r.path.at("id"));
                    return absl::OkStatus();
                  }));
+  router.Add("POST", "/v1/devices/{id}:rollback", RouteKind::kJson,
+             Json<v1::RollbackDeviceRequest, v1::Assignment>(
+                 api, &Api::RollbackDevice,
+                 [](const RestRequest& r, v1::RollbackDeviceRequest* m) {
+                   absl::Status s = Body(r, m);
+                   m->set_id(r.path.at("id"));  // the path names the device, not the body
+                   return s;
+                 },
+                 201));
   router.Add("POST", "/v1/assignments", RouteKind::kJson,
              Json<v1::AssignModelRequest, v1::Assignment>(api, &Api::AssignModel, Body, 201));
   router.Add("GET", "/v1/assignments", RouteKind::kJson,
