@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "agent/client/local_client.h"
 #include "common/proto_json.h"
 #include "compiler/onnx_import.h"
@@ -133,6 +134,14 @@ TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
   EXPECT_EQ(short_data.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(client.Predict("nope", {{"input", {1, 16}, x}}).status().code(),
             absl::StatusCode::kNotFound);
+  // The example application gets the same answer through the client library.
+  CommandResult app_run = RunCommand({BinaryPath("classify"), "--socket",
+                                      agent->state_dir() + "/agent.sock", "--model", "kws",
+                                      absl::StrJoin(x, ",")});
+  ASSERT_EQ(app_run.exit_code, 0) << app_run.err;
+  const size_t want_class = std::max_element(want.begin(), want.end()) - want.begin();
+  EXPECT_TRUE(absl::StrContains(app_run.out, absl::StrCat("kws v", v1, ": class ", want_class)))
+      << app_run.out;
   auto health = client.Health();
   ASSERT_TRUE(health.ok());
   EXPECT_TRUE(health->serving());
