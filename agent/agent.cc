@@ -1,7 +1,10 @@
 #include "agent/agent.h"
 
 #include <stdlib.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -392,6 +395,10 @@ void Agent::WatchLoop() {
 }
 
 absl::Status Agent::Run() {
+  // Syncing, downloading and loading modules run on this thread (and the watch thread it
+  // starts); applications' calls are served by the local API's threads. Those come first.
+  sched_param idle{};
+  ::sched_setscheduler(0, SCHED_IDLE, &idle);  // this thread only (Linux)
   while (!stopping_ && !identity_) {
     absl::Status enrolled = Enroll();
     if (enrolled.ok()) break;
