@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/failpoint.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/proto_json.h"
@@ -117,11 +118,14 @@ absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string&
   }
   RETURN_IF_ERROR(store_.SaveRef(ref));
   RETURN_IF_ERROR(store_.Download(ref, fetch, options_.download));
+  Failpoint("agent.downloaded");
   RETURN_IF_ERROR(VerifyModule(ref, store_.SoPath(ref.digest()), signing_key));
+  Failpoint("agent.verified");
   const absl::Time verified = absl::Now();
   ASSIGN_OR_RETURN(auto loaded, ServingModel::Load(ref, store_.SoPath(ref.digest()),
                                                    options_.device_target));
   host_.Activate(std::move(loaded));
+  Failpoint("agent.published");
   Log(LogLevel::kInfo, "serving new module",
       {{"model", ref.model()},
        {"version", ref.version()},
@@ -132,6 +136,7 @@ absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string&
     std::lock_guard lock(mu_);
     RETURN_IF_ERROR(SaveActive());
   }
+  Failpoint("agent.recorded");
   std::set<std::string> keep;
   for (const std::string& model : host_.Models()) {
     if (auto a = host_.Active(model)) keep.insert(a->ref().digest());

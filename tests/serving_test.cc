@@ -357,6 +357,54 @@ TEST_P(ServingTest, RemoteAndLocalRollbacks) {
   EXPECT_TRUE(absl::StrContains(none.body, "no previous module")) << none.body;
 }
 
+TEST_P(ServingTest, Kill9AtEveryInstallStepLeavesAWorkingModuleAndConverges) {
+  auto agent = StartAgent();
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  int64_t serving = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  Assign("kws", serving, agent->device_id());
+  {
+    client::LocalClient client(agent->state_dir() + "/agent.sock");
+    ASSERT_TRUE(WaitServing(client, "kws", serving)) << agent->log();
+  }
+  ASSERT_TRUE(agent->Stop(SIGTERM).ok());
+  const std::vector<float> x = Input(16, 1.0f);
+  uint32_t seed = 10;
+  for (const char* point :
+       {"agent.downloaded", "agent.verified", "agent.published", "agent.recorded"}) {
+    SCOPED_TRACE(point);
+    const int64_t next = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, ++seed));
+    AgentProcess::Options crashing;
+    crashing.server = server_->device_address();
+    crashing.state_dir = agent->state_dir();
+    crashing.env = {{"EDGELOOP_FAILPOINT", point}};
+    AgentProcess doomed(crashing);
+    doomed.Start();
+    Assign("kws", next, agent->device_id());
+    auto exited = doomed.WaitExit(absl::Seconds(30));
+    ASSERT_TRUE(exited.ok()) << doomed.log();
+    EXPECT_EQ(*exited, 128 + SIGKILL);
+    // Restarted: it serves a whole module at once (the old or the new one), then the new one.
+    AgentProcess::Options normal = crashing;
+    normal.env.clear();
+    AgentProcess restarted(normal);
+    restarted.Start();
+    absl::StatusOr<client::Prediction> first = absl::UnavailableError("not yet");
+    for (int i = 0; i < 100 && !first.ok(); ++i) {
+      // A fresh channel each time: gRPC backs off reconnecting to a socket that refused.
+      first = client::LocalClient(agent->state_dir() + "/agent.sock")
+                  .Predict("kws", {{"input", {1, 16}, x}});
+      if (!first.ok()) absl::SleepFor(absl::Milliseconds(50));
+    }
+    client::LocalClient client(agent->state_dir() + "/agent.sock");
+    ASSERT_TRUE(first.ok()) << first.status() << restarted.log();
+    EXPECT_TRUE(first->model_version == serving || first->model_version == next)
+        << first->model_version;
+    ASSERT_TRUE(WaitServing(client, "kws", next)) << restarted.log();
+    serving = next;
+    ASSERT_TRUE(restarted.Stop(SIGTERM).ok());
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Storage, ServingTest, ::testing::Values("sqlite"),
                          [](const auto& info) { return info.param; });
 

@@ -154,7 +154,8 @@ void AgentProcess::Start() {
     argv.insert(argv.end(), {"--enroll-token", options_.enroll_token});
   if (!options_.labels.empty()) argv.insert(argv.end(), {"--labels", options_.labels});
   argv.insert(argv.end(), options_.extra_flags.begin(), options_.extra_flags.end());
-  pid_ = Spawn(argv, {}, options_.state_dir + "/agent.out", options_.state_dir + "/agent.log");
+  pid_ = Spawn(argv, options_.env, options_.state_dir + "/agent.out",
+               options_.state_dir + "/agent.log");
 }
 
 bool AgentProcess::running() {

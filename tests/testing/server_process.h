@@ -62,6 +62,7 @@ class AgentProcess {
     std::string enroll_token;
     std::string labels;  // k=v,k=v
     std::vector<std::string> extra_flags;
+    std::map<std::string, std::string> env;
   };
   explicit AgentProcess(Options options) : options_(std::move(options)) {}
   ~AgentProcess();
