@@ -109,6 +109,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
     modules.device_target = profile.target();
     modules.download.max_kbps = options.max_download_kbps;
     modules.cache_bytes = options.module_cache_mb << 20;
+    modules.memory_budget_bytes = options.memory_budget_kb << 10;
     agent->modules_ = std::make_unique<ModuleManager>(modules, &agent->host_);
     ModelHost::RollbackPolicy policy;
     policy.enabled = options.rollback_min_calls > 0;

@@ -35,6 +35,9 @@ absl::StatusOr<AgentOptions> ParseAgentOptions(const std::vector<std::string>& a
           "bandwidth cap for module downloads in kbit/s (default 0: none)");
   f.Int64("module-cache-mb", &o.module_cache_mb,
           "disk kept for modules besides the active and previous ones (default 512)");
+  f.Int64("memory-budget-kb", &o.memory_budget_kb,
+          "memory the loaded modules may use; when a new one does not fit beside the old, calls "
+          "wait while the old drains (default 0: what the kernel reports available)");
   f.Int64("rollback-min-calls", &o.rollback_min_calls,
           "calls a new module serves before it is judged; 0 turns local rollback off (default 50)");
   f.Double("rollback-error-rate", &o.rollback_error_rate,

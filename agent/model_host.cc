@@ -51,6 +51,78 @@ void ModelHost::Activate(std::shared_ptr<ServingModel> model) {
   std::shared_ptr<ServingModel> old = slot.active.exchange(std::move(model));
   slot.probation = old != nullptr && policy_.enabled;
   if (old) slot.previous = std::move(old);
+  if (slot.draining) {
+    std::lock_guard drain(slot.drain_mu);
+    slot.draining = false;
+    slot.drained.notify_all();
+  }
+}
+
+absl::Status ModelHost::Drain(const std::string& model, absl::Duration timeout,
+                              int max_waiting) {
+  Slot* slot = Find(model);
+  if (slot == nullptr) return absl::OkStatus();
+  {
+    std::lock_guard drain(slot->drain_mu);
+    slot->max_waiting = max_waiting;
+    slot->draining = true;  // before anything is unloaded: a call finding none waits
+  }
+  // The slot's references are the only ones once the running calls are done.
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    {
+      std::lock_guard lock(swap_mu_);
+      std::shared_ptr<ServingModel> active = slot->active.load();
+      if ((!active || active.use_count() <= 2) &&
+          (!slot->previous || slot->previous.use_count() <= 1)) {
+        slot->active.store(nullptr);
+        slot->previous = nullptr;
+        return absl::OkStatus();  // `active` goes out of scope: the old module is unloaded
+      }
+    }
+    if (absl::Now() > deadline) {
+      std::lock_guard drain(slot->drain_mu);
+      slot->draining = false;
+      slot->drained.notify_all();
+      return absl::DeadlineExceededError("calls on the old module did not finish");
+    }
+    absl::SleepFor(absl::Microseconds(200));
+  }
+}
+
+void ModelHost::EndDrain(const std::string& model) {
+  Slot* slot = Find(model);
+  if (slot == nullptr) return;
+  std::lock_guard drain(slot->drain_mu);
+  slot->draining = false;
+  slot->drained.notify_all();
+}
+
+absl::StatusOr<std::shared_ptr<ServingModel>> ModelHost::Acquire(Slot& slot,
+                                                                 const std::string& model) {
+  for (;;) {
+    if (slot.draining.load()) {
+      std::unique_lock drain(slot.drain_mu);
+      if (slot.draining) {
+        if (slot.waiting >= slot.max_waiting) {
+          return absl::ResourceExhaustedError(absl::StrCat(
+              "model \"", model, "\" is being swapped and ", slot.waiting, " calls already wait"));
+        }
+        ++slot.waiting;
+        const bool released = slot.drained.wait_for(drain, std::chrono::seconds(30),
+                                                     [&] { return !slot.draining.load(); });
+        --slot.waiting;
+        if (!released) {
+          return absl::UnavailableError(absl::StrCat("model \"", model, "\" is being swapped"));
+        }
+      }
+    }
+    std::shared_ptr<ServingModel> active = slot.active.load();
+    if (active) return active;
+    if (!slot.draining.load()) {
+      return absl::UnavailableError(absl::StrCat("model \"", model, "\" has no module loaded"));
+    }
+  }
 }
 
 void ModelHost::Watch(Slot& slot, const std::shared_ptr<ServingModel>& model) {
@@ -120,12 +192,12 @@ std::vector<std::string> ModelHost::Models() const {
 
 absl::StatusOr<lv1::PredictResponse> ModelHost::Predict(const lv1::PredictRequest& request) {
   Slot* slot = Find(request.model());
-  // Held for the whole call: a swap meanwhile does not unload it under us.
-  std::shared_ptr<ServingModel> model = slot ? slot->active.load() : nullptr;
-  if (model == nullptr) {
+  if (slot == nullptr) {
     return absl::NotFoundError(
         absl::StrCat("model \"", request.model().substr(0, 128), "\" is not served here"));
   }
+  // Held for the whole call: a swap meanwhile does not unload it under us.
+  ASSIGN_OR_RETURN(std::shared_ptr<ServingModel> model, Acquire(*slot, request.model()));
   const elm_module& m = model->module();
   if (request.inputs_size() != static_cast<int>(m.num_inputs)) {
     return absl::InvalidArgumentError(absl::StrCat("model \"", request.model(), "\" takes ",

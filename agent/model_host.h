@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "agent/serving_model.h"
 #include "edgeloop/v1/local.pb.h"
 
@@ -46,6 +48,16 @@ class ModelHost {
   /// Swaps active and previous back. FAILED_PRECONDITION when there is no previous module.
   absl::Status Rollback(const std::string& model);
 
+  /// For a device without memory for two modules at once: from now on new calls to `model`
+  /// wait (at most `max_waiting` of them; more get RESOURCE_EXHAUSTED) while the calls running
+  /// on its modules finish; then both the active and the previous module are unloaded. The
+  /// next Activate() releases the waiting calls onto the new module. DEADLINE_EXCEEDED (and
+  /// nothing unloaded) when running calls do not finish within `timeout`.
+  absl::Status Drain(const std::string& model, absl::Duration timeout, int max_waiting = 256);
+  /// Ends a drain without a new module (loading it failed): the old one is loaded again by
+  /// the caller through Activate(); waiting calls get UNAVAILABLE if none comes.
+  void EndDrain(const std::string& model);
+
   std::shared_ptr<ServingModel> Active(const std::string& model) const;
   std::shared_ptr<ServingModel> Previous(const std::string& model) const;
   std::vector<std::string> Models() const;
@@ -62,7 +74,14 @@ class ModelHost {
     std::atomic<std::shared_ptr<ServingModel>> active;
     std::shared_ptr<ServingModel> previous;  // guarded by swap_mu_
     std::atomic<bool> probation{false};      // the active module was just swapped in
+    std::atomic<bool> draining{false};
+    std::mutex drain_mu;
+    std::condition_variable drained;  // signalled when draining ends
+    int waiting = 0;                  // calls queued behind a drain; guarded by drain_mu
+    int max_waiting = 0;
   };
+  // The module a call runs on: waits behind a drain, then takes the active one.
+  absl::StatusOr<std::shared_ptr<ServingModel>> Acquire(Slot& slot, const std::string& model);
   // Judges a module on probation after one of its calls.
   void Watch(Slot& slot, const std::shared_ptr<ServingModel>& model);
   RollbackPolicy policy_;

@@ -1,5 +1,6 @@
 #include "agent/module_manager.h"
 
+#include <fstream>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -72,8 +73,8 @@ absl::Status ModuleManager::Reconcile(const v1::SyncResponse& desired,
                                       const ModuleStore::Fetcher& fetch) {
   absl::Status first;
   for (const v1::ModuleRef& ref : desired.desired_modules()) {
-    auto active = host_.Active(ref.model());
-    if (active && active->ref().digest() == ref.digest()) continue;
+    if (auto active = host_.Active(ref.model()); active && active->ref().digest() == ref.digest())
+      continue;  // (not held past this line: a drain waits for every reference to go)
     {
       std::lock_guard lock(mu_);
       if (auto it = refused_.find(ref.digest()); it != refused_.end()) continue;
@@ -122,9 +123,33 @@ absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string&
   RETURN_IF_ERROR(VerifyModule(ref, store_.SoPath(ref.digest()), signing_key));
   Failpoint("agent.verified");
   const absl::Time verified = absl::Now();
-  ASSIGN_OR_RETURN(auto loaded, ServingModel::Load(ref, store_.SoPath(ref.digest()),
-                                                   options_.device_target));
-  host_.Activate(std::move(loaded));
+  ASSIGN_OR_RETURN(bool fits, FitsBesideLoaded(ref));
+  std::shared_ptr<ServingModel> old = host_.Active(ref.model());
+  if (!fits && old) {
+    // No room for old and new at once: calls wait while the old module drains and unloads.
+    Log(LogLevel::kInfo, "draining the current module to make room",
+        {{"model", ref.model()}, {"version", ref.version()}});
+    const v1::ModuleRef old_ref = old->ref();
+    old.reset();
+    RETURN_IF_ERROR(host_.Drain(ref.model(), absl::Seconds(30)));
+    auto loaded = ServingModel::Load(ref, store_.SoPath(ref.digest()), options_.device_target);
+    if (!loaded.ok()) {
+      // Put the old module back; the calls waiting go on as before.
+      auto back = ServingModel::Load(old_ref, store_.SoPath(old_ref.digest()), options_.device_target);
+      if (back.ok()) {
+        host_.Activate(*std::move(back));
+      } else {
+        host_.EndDrain(ref.model());
+      }
+      return loaded.status();
+    }
+    host_.Activate(*std::move(loaded));
+  } else {
+    old.reset();
+    ASSIGN_OR_RETURN(auto loaded, ServingModel::Load(ref, store_.SoPath(ref.digest()),
+                                                     options_.device_target));
+    host_.Activate(std::move(loaded));
+  }
   Failpoint("agent.published");
   Log(LogLevel::kInfo, "serving new module",
       {{"model", ref.model()},
@@ -158,6 +183,54 @@ void ModuleManager::OnLocalRollback(const v1::ModuleRef& refused, const std::str
   if (absl::Status saved = SaveActive(); !saved.ok()) {
     Log(LogLevel::kError, "cannot record the rollback", {{"error", saved.ToString()}});
   }
+}
+
+namespace {
+
+// What a loaded module costs in memory: its object (weights and code) and the workspaces of a
+// couple of concurrent calls, as its signed manifest states them.
+int64_t ModuleMemory(const v1::ModuleRef& ref) {
+  google::protobuf::Struct manifest;
+  int64_t workspace = 0;
+  if (ParseProtoJson(ref.manifest(), &manifest).ok() &&
+      manifest.fields().count("workspaceBytes")) {
+    workspace = static_cast<int64_t>(manifest.fields().at("workspaceBytes").number_value());
+  }
+  return ref.size() + 2 * workspace;
+}
+
+int64_t MemAvailableBytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  while (meminfo >> key >> kb) {
+    if (key == "MemAvailable:") return kb * 1024;
+    meminfo.ignore(64, '\n');
+  }
+  return INT64_MAX;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> ModuleManager::FitsBesideLoaded(const v1::ModuleRef& ref) const {
+  const int64_t need = ModuleMemory(ref);
+  int64_t this_model = 0, loaded = 0;
+  for (const std::string& model : host_.Models()) {
+    for (const auto& m : {host_.Active(model), host_.Previous(model)}) {
+      if (!m) continue;
+      loaded += ModuleMemory(m->ref());
+      if (model == ref.model()) this_model += ModuleMemory(m->ref());
+    }
+  }
+  // Against a budget everything loaded counts; against what the kernel says is available,
+  // the loaded modules are already in use and not counted again.
+  const int64_t room = options_.memory_budget_bytes > 0 ? options_.memory_budget_bytes - loaded
+                                                        : MemAvailableBytes() - (16 << 20);
+  if (need <= room) return true;
+  if (need <= room + this_model) return false;  // fits once this model's modules are gone
+  return absl::FailedPreconditionError(
+      absl::StrCat("module ", ref.digest(), " needs ", need, " bytes of memory; only ",
+                   room + this_model, " can be made free"));
 }
 
 absl::Status ModuleManager::SaveActive() {

@@ -29,6 +29,10 @@ class ModuleManager {
     std::string device_target;  // this CPU's class
     ModuleStore::Limits download;
     int64_t cache_bytes = int64_t{512} << 20;  // modules kept on disk besides active/previous
+    /// Memory the loaded modules may use (0: what /proc/meminfo says is available). When the
+    /// new module and the ones loaded do not fit, the model's calls wait while its old modules
+    /// are drained and unloaded, then run on the new one.
+    int64_t memory_budget_bytes = 0;
   };
   ModuleManager(const Options& options, ModelHost* host)
       : options_(options), store_(options.state_dir + "/modules"), host_(*host) {}
@@ -47,6 +51,9 @@ class ModuleManager {
   absl::Status Install(const v1::ModuleRef& ref, const std::string& signing_key,
                        const ModuleStore::Fetcher& fetch);
   absl::Status SaveActive();  // with mu_ held
+  /// Whether `ref` can be loaded next to what is loaded; FAILED_PRECONDITION when it cannot
+  /// be loaded even alone.
+  absl::StatusOr<bool> FitsBesideLoaded(const v1::ModuleRef& ref) const;
 
   Options options_;
   ModuleStore store_;

@@ -405,6 +405,61 @@ TEST_P(ServingTest, Kill9AtEveryInstallStepLeavesAWorkingModuleAndConverges) {
   }
 }
 
+TEST_P(ServingTest, WithoutMemoryForTwoModulesCallsWaitForTheSwapInsteadOfFailing) {
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 64, 4}, 1));
+  const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 64, 4}, 2));
+  // Room for one module (the biggest build of v1, its workspaces included) and a half.
+  v1::ListArtifactsResponse artifacts;
+  ASSERT_TRUE(ParseProtoJson(
+                  Call("GET", absl::StrCat("/v1/models/kws/versions/", v1, "/artifacts")).body,
+                  &artifacts)
+                  .ok());
+  int64_t biggest = 0;
+  for (const auto& a : artifacts.artifacts()) biggest = std::max(biggest, a.module_size());
+  const int64_t budget_kb = (biggest * 3 / 2 + 8192) / 1024;
+
+  auto token = Call("POST", "/v1/enrollment-tokens", R"({"maxUses":1})");
+  v1::CreateEnrollmentTokenResponse created;
+  ASSERT_TRUE(ParseProtoJson(token.body, &created).ok());
+  AgentProcess::Options o;
+  o.server = server_->device_address();
+  o.state_dir = options_.data_dir + "/agent";
+  o.enroll_token = created.secret();
+  o.extra_flags = {"--memory-budget-kb", std::to_string(budget_kb)};
+  AgentProcess agent(o);
+  agent.Start();
+  ASSERT_TRUE(agent.WaitEnrolled()) << agent.log();
+  Assign("kws", v1, agent.device_id());
+  client::LocalClient client(agent.state_dir() + "/agent.sock");
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent.log();
+
+  const std::vector<float> x = Input(16, 1.0f);
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> calls{0}, failures{0};
+  std::vector<std::thread> apps;
+  for (int t = 0; t < 3; ++t) {
+    apps.emplace_back([&] {
+      while (!done) {
+        ++calls;
+        if (!client.Predict("kws", {{"input", {1, 16}, x}}).ok()) ++failures;
+      }
+    });
+  }
+  Assign("kws", v2, agent.device_id());
+  const bool swapped = WaitServing(client, "kws", v2);
+  absl::SleepFor(absl::Milliseconds(200));
+  done = true;
+  for (auto& a : apps) a.join();
+  ASSERT_TRUE(swapped) << agent.log();
+  EXPECT_EQ(failures, 0) << "of " << calls;
+  EXPECT_TRUE(absl::StrContains(agent.log(), "draining the current module to make room"))
+      << agent.log();
+  auto models = client.ListModels();
+  ASSERT_TRUE(models.ok());
+  EXPECT_EQ(models->models(0).previous_version(), 0);  // no room to keep it loaded
+}
+
 INSTANTIATE_TEST_SUITE_P(Storage, ServingTest, ::testing::Values("sqlite"),
                          [](const auto& info) { return info.param; });
 
