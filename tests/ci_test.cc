@@ -57,18 +57,9 @@ class CiTest : public ServerTest {
 
 TEST_P(CiTest, PushBecomesSignedModulesForTheFleet) {
   // One device in the fleet: its target class must be built too.
-  auto token = Call("POST", "/v1/enrollment-tokens", R"({"maxUses":1})");
-  v1::CreateEnrollmentTokenResponse created;
-  ASSERT_TRUE(ParseProtoJson(token.body, &created).ok());
-  AgentProcess::Options o;
-  o.server = server_->device_address();
-  o.state_dir = options_.data_dir + "/agent";
-  o.enroll_token = created.secret();
-  AgentProcess agent(o);
-  agent.Start();
-  ASSERT_TRUE(agent.WaitEnrolled()) << agent.log();
+  auto agent = StartAgent();
   v1::Device device;
-  ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent.device_id()).body, &device).ok());
+  ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).ok());
   const std::string fleet_target = device.profile().target();
   ASSERT_FALSE(fleet_target.empty());
 
@@ -147,16 +138,7 @@ TEST_P(CiTest, UncompilableModelFailsWithTheReason) {
 }
 
 TEST_P(CiTest, AssignedDevicesAreToldTheirSignedModule) {
-  auto token = Call("POST", "/v1/enrollment-tokens", R"({"maxUses":1,"labels":{"site":"lab"}})");
-  v1::CreateEnrollmentTokenResponse created;
-  ASSERT_TRUE(ParseProtoJson(token.body, &created).ok());
-  AgentProcess::Options o;
-  o.server = server_->device_address();
-  o.state_dir = options_.data_dir + "/agent";
-  o.enroll_token = created.secret();
-  AgentProcess agent(o);
-  agent.Start();
-  ASSERT_TRUE(agent.WaitEnrolled()) << agent.log();
+  auto agent = StartAgent({}, R"({"site":"lab"})");
 
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
   const int64_t version = Push("kws", registry::testing::MlpOnnx(8, 16, 4));
@@ -170,7 +152,7 @@ TEST_P(CiTest, AssignedDevicesAreToldTheirSignedModule) {
   EXPECT_TRUE(absl::StrContains(cli.out, "to devices matching 'site=lab'")) << cli.out;
 
   v1::Device device;
-  ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent.device_id()).body, &device).ok());
+  ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).ok());
   ASSERT_EQ(device.desired_modules_size(), 1);
   const v1::ModuleRef& m = device.desired_modules(0);
   EXPECT_EQ(m.model(), "kws");

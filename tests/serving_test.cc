@@ -73,19 +73,6 @@ class ServingTest : public ServerTest {
     return false;
   }
 
-  std::unique_ptr<AgentProcess> StartAgent() {
-    auto token = Call("POST", "/v1/enrollment-tokens", R"({"maxUses":1})");
-    v1::CreateEnrollmentTokenResponse created;
-    EXPECT_TRUE(ParseProtoJson(token.body, &created).ok());
-    AgentProcess::Options o;
-    o.server = server_->device_address();
-    o.state_dir = options_.data_dir + "/agent";
-    o.enroll_token = created.secret();
-    auto agent = std::make_unique<AgentProcess>(o);
-    agent->Start();
-    EXPECT_TRUE(agent->WaitEnrolled()) << agent->log();
-    return agent;
-  }
 };
 
 std::vector<float> Input(int n, float scale) {
@@ -283,18 +270,9 @@ TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
 }
 
 TEST_P(ServingTest, RemoteAndLocalRollbacks) {
-  auto token = Call("POST", "/v1/enrollment-tokens", R"({"maxUses":1})");
-  v1::CreateEnrollmentTokenResponse created;
-  ASSERT_TRUE(ParseProtoJson(token.body, &created).ok());
-  AgentProcess::Options o;
-  o.server = server_->device_address();
-  o.state_dir = options_.data_dir + "/agent";
-  o.enroll_token = created.secret();
-  o.extra_flags = {"--rollback-min-calls", "30", "--rollback-latency-ratio", "3",
-                   "--rollback-latency-slack-us", "20"};
-  AgentProcess agent(o);
-  agent.Start();
-  ASSERT_TRUE(agent.WaitEnrolled()) << agent.log();
+  auto agent_process = StartAgent({"--rollback-min-calls", "30", "--rollback-latency-ratio", "3",
+                                   "--rollback-latency-slack-us", "20"});
+  AgentProcess& agent = *agent_process;
   client::LocalClient client(agent.state_dir() + "/agent.sock");
   const std::vector<float> x = Input(16, 1.0f);
   auto call = [&](int n) {
@@ -419,17 +397,8 @@ TEST_P(ServingTest, WithoutMemoryForTwoModulesCallsWaitForTheSwapInsteadOfFailin
   for (const auto& a : artifacts.artifacts()) biggest = std::max(biggest, a.module_size());
   const int64_t budget_kb = (biggest * 3 / 2 + 8192) / 1024;
 
-  auto token = Call("POST", "/v1/enrollment-tokens", R"({"maxUses":1})");
-  v1::CreateEnrollmentTokenResponse created;
-  ASSERT_TRUE(ParseProtoJson(token.body, &created).ok());
-  AgentProcess::Options o;
-  o.server = server_->device_address();
-  o.state_dir = options_.data_dir + "/agent";
-  o.enroll_token = created.secret();
-  o.extra_flags = {"--memory-budget-kb", std::to_string(budget_kb)};
-  AgentProcess agent(o);
-  agent.Start();
-  ASSERT_TRUE(agent.WaitEnrolled()) << agent.log();
+  auto agent_process = StartAgent({"--memory-budget-kb", std::to_string(budget_kb)});
+  AgentProcess& agent = *agent_process;
   Assign("kws", v1, agent.device_id());
   client::LocalClient client(agent.state_dir() + "/agent.sock");
   ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent.log();

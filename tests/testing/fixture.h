@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "common/proto_json.h"
+#include "edgeloop/v1/device.pb.h"
 #include "store/testing/postgres_cluster.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/server_process.h"
@@ -59,6 +61,27 @@ class ServerTest : public ::testing::TestWithParam<std::string> {
             .Request(method, target, body, {{"Authorization", absl::StrCat("Bearer ", admin_)}});
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : HttpResponse{};
+  }
+
+  /// Starts an agent enrolled with a fresh one-use token (with `token_labels`, a JSON object)
+  /// in <data-dir>/agent; fails the test when it does not enroll.
+  std::unique_ptr<AgentProcess> StartAgent(std::vector<std::string> extra_flags = {},
+                                           const std::string& token_labels = "{}") {
+    v1::CreateEnrollmentTokenResponse created;
+    EXPECT_TRUE(ParseProtoJson(Call("POST", "/v1/enrollment-tokens",
+                                    absl::StrCat(R"({"maxUses":1,"labels":)", token_labels, "}"))
+                                   .body,
+                               &created)
+                    .ok());
+    AgentProcess::Options o;
+    o.server = server_->device_address();
+    o.state_dir = options_.data_dir + "/agent";
+    o.enroll_token = created.secret();
+    o.extra_flags = std::move(extra_flags);
+    auto agent = std::make_unique<AgentProcess>(o);
+    agent->Start();
+    EXPECT_TRUE(agent->WaitEnrolled()) << agent->log();
+    return agent;
   }
 
   ServerProcess::Options options_;
