@@ -34,7 +34,12 @@ class ServingUnitTest : public ::testing::Test {
     ASSERT_TRUE(key.ok()) << key.status();
     key_ = std::move(*key);
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override {
+    if (fs::exists(dir_ + "/small-disk")) {
+      (void)::system(absl::StrCat("umount ", dir_, "/small-disk 2>/dev/null").c_str());
+    }
+    fs::remove_all(dir_);
+  }
 
   // Compiles an MLP for `target` and describes it as the server would (signed manifest).
   v1::ModuleRef Module(const std::string& model, int64_t version, const std::string& target,
@@ -165,6 +170,73 @@ TEST_F(ServingUnitTest, NoDiskNoDownload) {
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
   EXPECT_TRUE(absl::StrContains(s.message(), "not enough disk")) << s;
   EXPECT_TRUE(offsets_.empty());
+}
+
+TEST_F(ServingUnitTest, ADiskThatFillsDuringTheDownloadFailsItCleanly) {
+  // A 256 KiB tmpfs that another process fills while the module downloads.
+  const std::string disk = dir_ + "/small-disk";
+  fs::create_directories(disk);
+  if (::system(absl::StrCat("mount -t tmpfs -o size=256k tmpfs ", disk, " 2>/dev/null").c_str()) != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  }
+  const v1::ModuleRef ref = Module("m", 1, "x86_64-v2");
+  ModuleStore store(disk + "/modules");
+  ModuleStore::Limits limits;
+  limits.reserve_bytes = 0;
+  limits.attempts = 2;
+  limits.first_backoff = absl::Milliseconds(1);
+  bool filled = false;
+  ModuleStore::Fetcher fetch = [&](const std::string& digest, int64_t offset,
+                                   const ModuleStore::ChunkSink& sink) -> absl::Status {
+    const std::string& bytes = bytes_.at(digest);
+    for (int64_t at = offset; at < static_cast<int64_t>(bytes.size()); at += 4096) {
+      if (!filled && at > 0) {
+        std::ofstream(disk + "/filler", std::ios::binary) << std::string(256 << 10, 'x');
+        filled = true;
+      }
+      RETURN_IF_ERROR(sink(at, bytes.substr(at, 4096)));
+    }
+    return absl::OkStatus();
+  };
+  absl::Status s = store.Download(ref, fetch, limits);
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(absl::StrContains(s.message(), "No space left")) << s;
+  EXPECT_FALSE(store.Have(ref.digest()));
+  // Space again: the download resumes from what made it to disk and completes.
+  fs::remove(disk + "/filler");
+  EXPECT_TRUE(store.Download(ref, Fetcher(), limits).ok());
+  EXPECT_TRUE(VerifyModule(ref, store.SoPath(ref.digest()), key_->public_key_pem()).ok());
+}
+
+TEST_F(ServingUnitTest, PredictChecksTheRequestAgainstTheSignature) {
+  ModelHost host;
+  const v1::ModuleRef ref = Module("m", 1, "x86_64-v2");
+  auto loaded = ServingModel::Load(ref, dir_ + "/build-m1x86_64-v2/module.so", HostTarget());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  host.Activate(*loaded);
+  auto predict = [&](lv1::DataType dtype, std::vector<int64_t> dims, size_t bytes,
+                     const std::string& name) {
+    lv1::PredictRequest r;
+    r.set_model("m");
+    lv1::Tensor* t = r.add_inputs();
+    t->set_name(name);
+    t->set_dtype(dtype);
+    for (int64_t d : dims) t->add_dims(d);
+    t->mutable_data()->assign(bytes, '\0');
+    return host.Predict(r);
+  };
+  EXPECT_TRUE(predict(lv1::FLOAT32, {1, 8}, 32, "input").ok());
+  EXPECT_TRUE(predict(lv1::FLOAT32, {1, 8}, 32, "").ok());  // by position
+  auto wrong_dtype = predict(lv1::INT8, {1, 8}, 8, "input");
+  EXPECT_EQ(wrong_dtype.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(wrong_dtype.status().message(), "must be FLOAT32 [1, 8]; got INT8"))
+      << wrong_dtype.status();
+  EXPECT_EQ(predict(lv1::FLOAT32, {8}, 32, "input").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(predict(lv1::FLOAT32, {1, 8}, 31, "input").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(predict(lv1::FLOAT32, {1, 8}, 32, "other").status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ServingUnitTest, TheBandwidthCapHolds) {

@@ -121,6 +121,13 @@ TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
   EXPECT_EQ(short_data.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(client.Predict("nope", {{"input", {1, 16}, x}}).status().code(),
             absl::StatusCode::kNotFound);
+  // A caller that gives up mid-call (its deadline passes) leaves the agent serving the others.
+  for (int i = 0; i < 20; ++i) {
+    client::LocalClient(agent->state_dir() + "/agent.sock", absl::Microseconds(50))
+        .Predict("kws", {{"input", {1, 16}, x}})
+        .IgnoreError();
+  }
+  EXPECT_TRUE(client.Predict("kws", {{"input", {1, 16}, x}}).ok());
   // The example application gets the same answer through the client library.
   CommandResult app_run = RunCommand({BinaryPath("classify"), "--socket",
                                       agent->state_dir() + "/agent.sock", "--model", "kws",
