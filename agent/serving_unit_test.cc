@@ -282,6 +282,55 @@ TEST_F(ServingUnitTest, LoadingChecksTheCpuAndTheSelfTest) {
   EXPECT_EQ((*loaded)->module().num_inputs, 1u);
 }
 
+TEST_F(ServingUnitTest, AModuleThatFailsCallsIsRolledBackOnTheDevice) {
+  // A module that fails its calls for some inputs (built from real generated C, with an
+  // error path added to run()), after a good one.
+  const v1::ModuleRef good = Module("m", 1, "x86_64-v2", 1);
+  const v1::ModuleRef bad = Module("m", 2, "x86_64-v2", 2);
+  const std::string build = dir_ + "/build-m2x86_64-v2";
+  std::string source = *ReadFile(build + "/module.c");
+  const std::string run = "static int run(void* workspace, const void* const* inputs, void* const* outputs) {\n";
+  const size_t at = source.find(run);
+  ASSERT_NE(at, std::string::npos);
+  source.insert(at + run.size(), "  if (((const float*)inputs[0])[0] > 100.0f) return 3;\n");
+  ASSERT_TRUE(WriteFileAtomically(build + "/flaky.c", source).ok());
+  auto toolchain = compiler::ToolchainFor("x86_64-v2");
+  ASSERT_TRUE(toolchain.ok());
+  ASSERT_TRUE(compiler::CompileSharedObject(*toolchain, build + "/flaky.c", build + "/flaky.so",
+                                            absl::Minutes(1))
+                  .ok());
+  ModelHost host;
+  ModelHost::RollbackPolicy policy;
+  policy.min_calls = 10;
+  policy.max_error_rate = 0.2;
+  std::string why;
+  int64_t refused = 0;
+  host.SetRollbackPolicy(policy, [&](const v1::ModuleRef& ref, const std::string& reason) {
+    refused = ref.version();
+    why = reason;
+  });
+  auto v1 = ServingModel::Load(good, dir_ + "/build-m1x86_64-v2/module.so", HostTarget());
+  auto v2 = ServingModel::Load(bad, build + "/flaky.so", HostTarget());
+  ASSERT_TRUE(v1.ok() && v2.ok());
+  host.Activate(*v1);
+  host.Activate(*v2);
+  lv1::PredictRequest request;
+  request.set_model("m");
+  lv1::Tensor* t = request.add_inputs();
+  t->set_dtype(lv1::FLOAT32);
+  t->add_dims(1);
+  t->add_dims(8);
+  std::vector<float> poison(8, 1000.0f);
+  t->set_data(reinterpret_cast<const char*>(poison.data()), 32);
+  int failed = 0;
+  for (int i = 0; i < 10; ++i) failed += host.Predict(request).ok() ? 0 : 1;
+  EXPECT_EQ(failed, 10);
+  EXPECT_EQ(refused, 2);
+  EXPECT_TRUE(absl::StrContains(why, "error rate 100% over 10 calls")) << why;
+  EXPECT_EQ(host.Active("m")->ref().version(), 1);  // calls from now on run on the good one
+  EXPECT_TRUE(host.Predict(request).ok());
+}
+
 TEST_F(ServingUnitTest, SwapsUnderLoadDropNothingAndRollBack) {
   ModelHost host;
   // These swaps are the operator's; no local judgement in between.
