@@ -1,6 +1,7 @@
 // An application on the device: classifies feature vectors through the agent's local API.
 //
 //   classify --socket /var/lib/edgeloop/agent.sock --model kws 0.1,0.4,-0.2,...
+//   classify --model kws --fill 0.5        (one input of the model's size, every value 0.5)
 //
 // prints "kws v3: class 2 (p=0.61) request 7f3a…" per vector given. The model's input shape
 // comes from the agent (ListModels), so the same program serves any version it is swapped to.
@@ -13,7 +14,7 @@
 #include "agent/client/local_client.h"
 
 int main(int argc, char** argv) {
-  std::string socket = "/var/lib/edgeloop/agent.sock", model;
+  std::string socket = "/var/lib/edgeloop/agent.sock", model, fill;
   std::vector<std::string> vectors;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -21,12 +22,15 @@ int main(int argc, char** argv) {
       socket = argv[++i];
     } else if (arg == "--model" && i + 1 < argc) {
       model = argv[++i];
+    } else if (arg == "--fill" && i + 1 < argc) {
+      fill = argv[++i];
     } else {
       vectors.push_back(arg);
     }
   }
-  if (model.empty() || vectors.empty()) {
-    std::fprintf(stderr, "usage: classify [--socket PATH] --model NAME v1,v2,... [...]\n");
+  if (model.empty() || (vectors.empty() && fill.empty())) {
+    std::fprintf(stderr,
+                 "usage: classify [--socket PATH] --model NAME (v1,v2,... [...] | --fill V)\n");
     return 2;
   }
   edgeloop::client::LocalClient client(socket);
@@ -45,6 +49,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "classify: the agent serves no single-input model \"%s\"\n",
                  model.c_str());
     return 1;
+  }
+  if (!fill.empty()) {
+    int64_t n = 1;
+    for (int64_t d : dims) n *= d;
+    std::string text = fill;
+    for (int64_t k = 1; k < n; ++k) text += "," + fill;
+    vectors.push_back(text);
   }
   for (const std::string& text : vectors) {
     edgeloop::client::FloatTensor input{"", dims, {}};
