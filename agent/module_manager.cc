@@ -9,6 +9,7 @@
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/proto_json.h"
+#include "common/signing.h"
 #include "common/status.h"
 #include "google/protobuf/struct.pb.h"
 
@@ -116,6 +117,10 @@ absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string&
   // before loading.
   if (signing_key.empty()) {
     return absl::UnavailableError("the server has not sent its module signing key yet");
+  }
+  if (!crypto::VerifySignature(signing_key, ref.manifest(), ref.signature())) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("module ", ref.digest(), ": the manifest's signature does not verify"));
   }
   RETURN_IF_ERROR(store_.SaveRef(ref));
   RETURN_IF_ERROR(store_.Download(ref, fetch, options_.download));

@@ -161,6 +161,24 @@ TEST_F(ServingUnitTest, BadBytesAndBadSignaturesAreRefused) {
   EXPECT_EQ(VerifyModule(ref, path, key_->public_key_pem()).code(), absl::StatusCode::kDataLoss);
 }
 
+TEST_F(ServingUnitTest, TheCacheNeverDropsTheActiveOrPreviousModule) {
+  ModuleStore store(dir_ + "/modules");
+  std::vector<v1::ModuleRef> refs;
+  for (uint32_t v = 1; v <= 4; ++v) {
+    refs.push_back(Module("m", v, "x86_64-v2", v));
+    ASSERT_TRUE(store.Download(refs.back(), Fetcher(), {}).ok());
+    ASSERT_TRUE(store.SaveRef(refs.back()).ok());
+  }
+  // Room for none besides those kept: the oldest two go, the two kept stay.
+  ASSERT_TRUE(store.Prune(0, {refs[0].digest(), refs[3].digest()}).ok());
+  EXPECT_TRUE(store.Have(refs[0].digest()));
+  EXPECT_FALSE(store.Have(refs[1].digest()));
+  EXPECT_FALSE(store.Have(refs[2].digest()));
+  EXPECT_TRUE(store.Have(refs[3].digest()));
+  EXPECT_TRUE(store.LoadRef(refs[0].digest()).ok());
+  EXPECT_FALSE(store.LoadRef(refs[1].digest()).ok());
+}
+
 TEST_F(ServingUnitTest, NoDiskNoDownload) {
   const v1::ModuleRef ref = Module("m", 1, "x86_64-v2");
   ModuleStore store(dir_ + "/modules");

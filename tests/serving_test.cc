@@ -17,6 +17,7 @@
 #include "edgeloop/v1/device.pb.h"
 #include "edgeloop/v1/registry.pb.h"
 #include "registry/testing/onnx_models.h"
+#include "store/database.h"
 #include "tests/testing/fixture.h"
 
 namespace edgeloop::tests {
@@ -241,6 +242,31 @@ TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
   }
   EXPECT_TRUE(absl::StrContains(message, "hashes to")) << message << agent->log();
   auto still = client.Predict("kws", {{"input", {1, 16}, x}});
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_EQ(still->model_version, v1);
+
+  // v2b's signature in the server's database is not the signing key's: refused before a byte
+  // is loaded, with the reason.
+  const int64_t v2b = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 4));
+  {
+    auto db = store::Database::Open({absl::StrCat("sqlite://", options_.data_dir, "/edgeloop.db")});
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)->Query("UPDATE artifacts SET signature = $1 WHERE version = $2 RETURNING version",
+                               {std::string(128, 'a'), v2b})
+                    .ok());
+  }
+  Assign("kws", v2b, agent->device_id());
+  message.clear();
+  for (int i = 0; i < 200 && message.empty(); ++i) {
+    v1::Device d;
+    ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &d).IgnoreError();
+    for (const auto& m : d.state().modules()) {
+      if (m.state() == "failed" && m.module().version() == v2b) message = m.message();
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(absl::StrContains(message, "signature does not verify")) << message;
+  still = client.Predict("kws", {{"input", {1, 16}, x}});
   ASSERT_TRUE(still.ok()) << still.status();
   EXPECT_EQ(still->model_version, v1);
 
