@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <thread>
 #include <vector>
@@ -172,8 +173,11 @@ struct RunResult {
 
 // Clients call as fast as they can (rate 0) or at `rate` per second in total, while the model
 // is reassigned `swaps` times.
+// With `control` set, the model is reassigned to the version it already runs: the server,
+// the push and the device's sync all happen, the swap does not; windows last `control`.
 absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, double rate,
-                                   int* next_version) {
+                                   int* next_version,
+                                   std::optional<absl::Duration> control = std::nullopt) {
   const std::vector<float> input(64, 0.25f);
   std::atomic<bool> done{false};
   std::atomic<int64_t> last_seen{0};  // version of the latest answer any client got
@@ -206,10 +210,17 @@ absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, double 
   for (int s = 0; s < options.swaps && failure.ok(); ++s) {
     // Cycling through the versions, the one assigned is never the one kept as previous: each
     // swap loads a module.
-    const int version = (*next_version % options.versions) + 1;
-    ++*next_version;
+    const int version = control ? ((*next_version - 1) % options.versions) + 1
+                                : (*next_version % options.versions) + 1;
+    if (!control) ++*next_version;
     const absl::Time assigned = absl::Now();
     failure = fleet.Assign(version);
+    if (control) {
+      windows.push_back({assigned, assigned + *control});
+      swap_ms.push_back(0);
+      absl::SleepFor(absl::Milliseconds(150));
+      continue;
+    }
     // Until the first answer from the new module, to any client.
     const absl::Time deadline = assigned + absl::Seconds(30);
     while (failure.ok() && last_seen.load() != version) {
@@ -226,7 +237,8 @@ absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, double 
   RETURN_IF_ERROR(failure);
 
   RunResult r;
-  r.mode = rate > 0 ? absl::StrFormat("%.0f/s", rate) : "saturated";
+  r.mode = absl::StrCat(rate > 0 ? absl::StrFormat("%.0f/s", rate) : "saturated",
+                        control ? ", sync only" : "");
   r.swaps = static_cast<int>(windows.size());
   std::vector<double> steady, swapping;
   for (const auto& per_client : samples) {
@@ -309,6 +321,14 @@ int Main(int argc, char** argv) {
     }
     runs.push_back(*r);
   }
+  // Control: the same load and reassignments without a swap, windows as long as the swaps'.
+  {
+    const absl::Duration window =
+        absl::Milliseconds(runs.back().assign_to_serving_ms_p50 + 20);
+    auto r = RunSwaps(fleet, options, 0.0, &next_version, window);
+    if (!r.ok()) return 1;
+    runs.push_back(*r);
+  }
   // The agent's own verified → serving times (load + publish), from its log.
   std::vector<double> verified_us;
   const std::regex field("\"verified_to_serving_us\":([0-9]+)");
@@ -321,12 +341,12 @@ int Main(int argc, char** argv) {
 
   std::printf(
       "\nPredict on the agent's Unix socket while the model is swapped; latency in µs\n"
-      "%-10s %9s %6s | %8s %8s %8s | %8s %8s %8s %7s | %6s %10s %10s\n",
+      "%-22s %9s %6s | %8s %8s %8s | %8s %8s %8s %7s | %6s %10s %10s\n",
       "clients", "requests", "failed", "p50", "p99", "p99.9", "swap p50", "swap p99", "p99.9",
       "p99 x", "swaps", "assign→srv", "max");
   for (const RunResult& r : runs) {
     std::printf(
-        "%-10s %9lld %6lld | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f %6.2fx | %6d %8.1fms %8.1fms\n",
+        "%-22s %9lld %6lld | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f %6.2fx | %6d %8.1fms %8.1fms\n",
         r.mode.c_str(), static_cast<long long>(r.requests), static_cast<long long>(r.failed),
         r.steady.p50, r.steady.p99, r.steady.p999, r.swapping.p50, r.swapping.p99,
         r.swapping.p999, r.steady.p99 > 0 ? r.swapping.p99 / r.steady.p99 : 0, r.swaps,
