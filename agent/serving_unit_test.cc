@@ -80,6 +80,24 @@ class ServingUnitTest : public ::testing::Test {
     };
   }
 
+  // Rebuilds the generated module.c in `build` (x86_64-v2) with `code` inserted after the
+  // first occurrence of `anchor` (or before it, when `before`); the new object's path.
+  std::string Rebuild(const std::string& build, const std::string& name, const std::string& anchor,
+                      const std::string& code, bool before = false) {
+    std::string source = *ReadFile(build + "/module.c");
+    const size_t at = source.find(anchor);
+    EXPECT_NE(at, std::string::npos) << anchor;
+    if (at == std::string::npos) return "";
+    source.insert(before ? at : at + anchor.size(), code);
+    EXPECT_TRUE(WriteFileAtomically(build + "/" + name + ".c", source).ok());
+    auto toolchain = compiler::ToolchainFor("x86_64-v2");
+    EXPECT_TRUE(toolchain.ok());
+    EXPECT_TRUE(compiler::CompileSharedObject(*toolchain, build + "/" + name + ".c",
+                                              build + "/" + name + ".so", absl::Minutes(1))
+                    .ok());
+    return build + "/" + name + ".so";
+  }
+
   std::string HostTarget() {
 #if defined(__x86_64__)
     return __builtin_cpu_supports("x86-64-v3") ? "x86_64-v3" : "x86_64-v2";
@@ -281,17 +299,10 @@ TEST_F(ServingUnitTest, LoadingChecksTheCpuAndTheSelfTest) {
   // with the target's toolchain) is refused before it serves.
   const v1::ModuleRef good = Module("m", 2, "x86_64-v2");
   const std::string build = dir_ + "/build-m2x86_64-v2";
-  std::string source = *ReadFile(build + "/module.c");
-  const size_t selftest = source.find("static int selftest");
-  ASSERT_NE(selftest, std::string::npos);
-  source.replace(selftest, 0, "#define el_close(a, b, n) 0\n");
-  ASSERT_TRUE(WriteFileAtomically(build + "/broken.c", source).ok());
-  auto toolchain = compiler::ToolchainFor("x86_64-v2");
-  ASSERT_TRUE(toolchain.ok());
-  ASSERT_TRUE(compiler::CompileSharedObject(*toolchain, build + "/broken.c", build + "/broken.so",
-                                            absl::Minutes(1))
-                  .ok());
-  auto broken = ServingModel::Load(good, build + "/broken.so", HostTarget());
+  const std::string broken_so = Rebuild(build, "broken", "static int selftest",
+                                        "#define el_close(a, b, n) 0\n", /*before=*/true);
+  ASSERT_FALSE(broken_so.empty());
+  auto broken = ServingModel::Load(good, broken_so, HostTarget());
   EXPECT_EQ(broken.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(absl::StrContains(broken.status().message(), "self-test")) << broken.status();
 
@@ -305,18 +316,11 @@ TEST_F(ServingUnitTest, AModuleThatFailsCallsIsRolledBackOnTheDevice) {
   // error path added to run()), after a good one.
   const v1::ModuleRef good = Module("m", 1, "x86_64-v2", 1);
   const v1::ModuleRef bad = Module("m", 2, "x86_64-v2", 2);
-  const std::string build = dir_ + "/build-m2x86_64-v2";
-  std::string source = *ReadFile(build + "/module.c");
-  const std::string run = "static int run(void* workspace, const void* const* inputs, void* const* outputs) {\n";
-  const size_t at = source.find(run);
-  ASSERT_NE(at, std::string::npos);
-  source.insert(at + run.size(), "  if (((const float*)inputs[0])[0] > 100.0f) return 3;\n");
-  ASSERT_TRUE(WriteFileAtomically(build + "/flaky.c", source).ok());
-  auto toolchain = compiler::ToolchainFor("x86_64-v2");
-  ASSERT_TRUE(toolchain.ok());
-  ASSERT_TRUE(compiler::CompileSharedObject(*toolchain, build + "/flaky.c", build + "/flaky.so",
-                                            absl::Minutes(1))
-                  .ok());
+  const std::string flaky_so =
+      Rebuild(dir_ + "/build-m2x86_64-v2", "flaky",
+              "static int run(void* workspace, const void* const* inputs, void* const* outputs) {\n",
+              "  if (((const float*)inputs[0])[0] > 100.0f) return 3;\n");
+  ASSERT_FALSE(flaky_so.empty());
   ModelHost host;
   ModelHost::RollbackPolicy policy;
   policy.min_calls = 10;
@@ -328,7 +332,7 @@ TEST_F(ServingUnitTest, AModuleThatFailsCallsIsRolledBackOnTheDevice) {
     why = reason;
   });
   auto v1 = ServingModel::Load(good, dir_ + "/build-m1x86_64-v2/module.so", HostTarget());
-  auto v2 = ServingModel::Load(bad, build + "/flaky.so", HostTarget());
+  auto v2 = ServingModel::Load(bad, flaky_so, HostTarget());
   ASSERT_TRUE(v1.ok() && v2.ok());
   host.Activate(*v1);
   host.Activate(*v2);

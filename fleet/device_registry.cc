@@ -148,9 +148,11 @@ absl::StatusOr<v1::SyncResponse> DeviceRegistry::Sync(absl::string_view device_i
     ASSIGN_OR_RETURN(
         rows,
         options_.database->Query(
-            "UPDATE devices SET state = $2, last_seen_ms = $3, profile = $4, profile_hash = $5, "
-            "target = $6, arch = $7, ram_mb = $8, storage_mb = $9, cores = $10, accel = $11 "
-            "WHERE id = $1 AND status = 'ACTIVE' RETURNING profile_hash, generation",
+            absl::StrCat(
+                "UPDATE devices SET state = $2, last_seen_ms = $3, profile = $4, profile_hash = "
+                "$5, target = $6, arch = $7, ram_mb = $8, storage_mb = $9, cores = $10, accel = "
+                "$11 WHERE id = $1 AND status = 'ACTIVE' RETURNING ",
+                kColumns, ", profile_hash"),
             {std::string(device_id), PrintProtoJson(request.state()), now, PrintProtoJson(profile),
              ProfileHash(request.profile()), profile.target(), profile.arch(), profile.ram_mb(),
              profile.storage_mb(), int64_t{profile.cores()}, AcceleratorKinds(profile)}));
@@ -158,8 +160,9 @@ absl::StatusOr<v1::SyncResponse> DeviceRegistry::Sync(absl::string_view device_i
     ASSIGN_OR_RETURN(
         rows,
         options_.database->Query(
-            "UPDATE devices SET state = $2, last_seen_ms = $3 WHERE id = $1 AND status = 'ACTIVE' "
-            "RETURNING profile_hash, generation",
+            absl::StrCat("UPDATE devices SET state = $2, last_seen_ms = $3 WHERE id = $1 AND "
+                         "status = 'ACTIVE' RETURNING ",
+                         kColumns, ", profile_hash"),
             {std::string(device_id), PrintProtoJson(request.state()), now}));
   }
   if (rows.empty()) {
@@ -167,16 +170,13 @@ absl::StatusOr<v1::SyncResponse> DeviceRegistry::Sync(absl::string_view device_i
     return NoSuchDevice(device_id);
   }
   v1::SyncResponse response;
-  response.set_send_profile(rows[0].Text(0) != request.state().profile_hash());
+  // The row as updated: kColumns (generation is column 10), then the profile hash.
+  response.set_send_profile(rows[0].Text(17) != request.state().profile_hash());
   // Read the generation before the desired state: a change in between shows up as a newer
   // generation on the next sync, never as a stale state under a new number.
   ASSIGN_OR_RETURN(int64_t fleet_generation, FleetGeneration());
-  response.set_desired_generation(rows[0].Int(1) + fleet_generation);
-  ASSIGN_OR_RETURN(Rows device, options_.database->Query(
-                                    absl::StrCat("SELECT ", kColumns, " FROM devices WHERE id = $1"),
-                                    {std::string(device_id)}));
-  if (device.empty()) return NoSuchDevice(device_id);
-  ASSIGN_OR_RETURN(std::vector<v1::ModuleRef> desired, Desired(device[0]));
+  response.set_desired_generation(rows[0].Int(10) + fleet_generation);
+  ASSIGN_OR_RETURN(std::vector<v1::ModuleRef> desired, Desired(rows[0]));
   for (v1::ModuleRef& m : desired) *response.add_desired_modules() = std::move(m);
   response.set_module_signing_key(options_.module_signing_key);
   response.set_next_sync_ms(absl::ToInt64Milliseconds(options_.pacer->Next()));
