@@ -1,7 +1,6 @@
 #include "agent/agent.h"
 
 #include <stdlib.h>
-#include <sched.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -15,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "agent/hardware_profile.h"
+#include "agent/thread_priority.h"
 #include "agent/trust.h"
 #include "common/enrollment_token.h"
 #include "common/file_util.h"
@@ -397,9 +397,15 @@ void Agent::WatchLoop() {
 
 absl::Status Agent::Run() {
   // Syncing, downloading and loading modules run on this thread (and the watch thread it
-  // starts); applications' calls are served by the local API's threads. Those come first.
-  sched_param idle{};
-  ::sched_setscheduler(0, SCHED_IDLE, &idle);  // this thread only (Linux)
+  // starts, which inherits its policy); applications' calls are served by the local API's
+  // threads. Those come first.
+  BackgroundPriority background;
+  if (!BackgroundPriority::Available()) {
+    Log(LogLevel::kWarning,
+        "background work runs at normal priority: this process may not take a thread out of "
+        "SCHED_IDLE again (run it with RLIMIT_NICE allowing nice 0, e.g. systemd LimitNICE=+0), "
+        "so swaps under load cost the applications more latency");
+  }
   while (!stopping_ && !identity_) {
     absl::Status enrolled = Enroll();
     if (enrolled.ok()) break;

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "agent/thread_priority.h"
 #include "common/random.h"
 #include "common/status.h"
 
@@ -45,21 +47,25 @@ void ModelHost::SetRollbackPolicy(const RollbackPolicy& policy, RollbackCallback
   on_rollback_ = std::move(on_rollback);
 }
 
-void ModelHost::Activate(std::shared_ptr<ServingModel> model) {
+std::shared_ptr<ServingModel> ModelHost::Activate(std::shared_ptr<ServingModel> model) {
+  NormalPriority normal;  // takes locks calls take (see thread_priority.h)
   Slot& slot = FindOrCreate(model->ref().model());
   std::lock_guard lock(swap_mu_);
   std::shared_ptr<ServingModel> old = slot.active.exchange(std::move(model));
   slot.probation = old != nullptr && policy_.enabled;
-  if (old) slot.previous = std::move(old);
+  std::shared_ptr<ServingModel> released;
+  if (old) released = std::exchange(slot.previous, std::move(old));
   if (slot.draining) {
     std::lock_guard drain(slot.drain_mu);
     slot.draining = false;
     slot.drained.notify_all();
   }
+  return released;
 }
 
 absl::Status ModelHost::Drain(const std::string& model, absl::Duration timeout,
                               int max_waiting) {
+  NormalPriority normal;  // takes locks calls take (see thread_priority.h)
   Slot* slot = Find(model);
   if (slot == nullptr) return absl::OkStatus();
   {
@@ -75,7 +81,7 @@ absl::Status ModelHost::Drain(const std::string& model, absl::Duration timeout,
       std::shared_ptr<ServingModel> active = slot->active.load();
       if ((!active || active.use_count() <= 2) &&
           (!slot->previous || slot->previous.use_count() <= 1)) {
-        slot->active.store(nullptr);
+        slot->active.exchange(nullptr);
         slot->previous = nullptr;
         return absl::OkStatus();  // `active` goes out of scope: the old module is unloaded
       }
@@ -91,6 +97,7 @@ absl::Status ModelHost::Drain(const std::string& model, absl::Duration timeout,
 }
 
 void ModelHost::EndDrain(const std::string& model) {
+  NormalPriority normal;  // takes locks calls take (see thread_priority.h)
   Slot* slot = Find(model);
   if (slot == nullptr) return;
   std::lock_guard drain(slot->drain_mu);
@@ -159,6 +166,7 @@ void ModelHost::Watch(Slot& slot, const std::shared_ptr<ServingModel>& model) {
 }
 
 absl::Status ModelHost::Rollback(const std::string& model) {
+  NormalPriority normal;  // takes locks calls take (see thread_priority.h)
   Slot* slot = Find(model);
   std::lock_guard lock(swap_mu_);
   if (slot == nullptr || slot->previous == nullptr) {
@@ -170,11 +178,13 @@ absl::Status ModelHost::Rollback(const std::string& model) {
 }
 
 std::shared_ptr<ServingModel> ModelHost::Active(const std::string& model) const {
+  NormalPriority normal;  // takes locks calls take (see thread_priority.h)
   Slot* slot = Find(model);
   return slot ? slot->active.load() : nullptr;
 }
 
 std::shared_ptr<ServingModel> ModelHost::Previous(const std::string& model) const {
+  NormalPriority normal;  // takes locks calls take (see thread_priority.h)
   Slot* slot = Find(model);
   if (slot == nullptr) return nullptr;
   std::lock_guard lock(swap_mu_);
@@ -182,6 +192,7 @@ std::shared_ptr<ServingModel> ModelHost::Previous(const std::string& model) cons
 }
 
 std::vector<std::string> ModelHost::Models() const {
+  NormalPriority normal;  // takes locks calls take (see thread_priority.h)
   std::shared_lock lock(slots_mu_);
   std::vector<std::string> names;
   for (const auto& [name, slot] : slots_) {

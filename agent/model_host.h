@@ -20,10 +20,11 @@ namespace edgeloop::agent {
 
 namespace lv1 = ::edgeloop::local::v1;  // the local API's messages
 
-/// The models this device serves, one slot per model name. Requests read a slot's active
-/// module lock-free (an atomic shared_ptr, RCU-style) and keep it alive for their call; a swap
-/// publishes the new module in one atomic store, so calls already running finish on the old
-/// one, which is unloaded when the last of them ends. The module replaced is kept as the
+/// The models this device serves, one slot per model name. Requests take a reference to a
+/// slot's active module (RCU-style: a shared_ptr copied under a lock held for a reference
+/// count increment) and keep it for their call; a swap publishes the new module in one
+/// pointer exchange, so calls already running finish on the old one, which is unloaded when
+/// the last of them ends. The module replaced is kept as the
 /// slot's previous one, for an instant local rollback. Thread-safe.
 class ModelHost {
  public:
@@ -44,7 +45,9 @@ class ModelHost {
   void SetRollbackPolicy(const RollbackPolicy& policy, RollbackCallback on_rollback);
 
   /// Publishes `model` as its model's active module; the one it replaces becomes previous.
-  void Activate(std::shared_ptr<ServingModel> model);
+  /// Returns the module that was previous until now, so that the caller chooses where its
+  /// unloading runs (it is unloaded when the returned pointer and any call on it let go).
+  std::shared_ptr<ServingModel> Activate(std::shared_ptr<ServingModel> model);
   /// Swaps active and previous back. FAILED_PRECONDITION when there is no previous module.
   absl::Status Rollback(const std::string& model);
 
@@ -70,8 +73,31 @@ class ModelHost {
   lv1::ListModelsResponse List() const;
 
  private:
+  // The module new calls go to. Behind a mutex rather than std::atomic<std::shared_ptr>:
+  // libstdc++ builds that on a spin lock (pause, no sleeping), so a thread preempted while
+  // holding it — easily, on a busy two-core device — leaves the calls behind it spinning out
+  // their time slice. A futex waiter sleeps instead; the critical section is one reference
+  // count increment.
+  class ActiveModule {
+   public:
+    std::shared_ptr<ServingModel> load() const {
+      std::lock_guard lock(mu_);
+      return module_;
+    }
+    /// The old module is returned, so that it is released outside the lock.
+    std::shared_ptr<ServingModel> exchange(std::shared_ptr<ServingModel> module) {
+      std::lock_guard lock(mu_);
+      module_.swap(module);
+      return module;
+    }
+
+   private:
+    mutable std::mutex mu_;
+    std::shared_ptr<ServingModel> module_;
+  };
+
   struct Slot {
-    std::atomic<std::shared_ptr<ServingModel>> active;
+    ActiveModule active;
     std::shared_ptr<ServingModel> previous;  // guarded by swap_mu_
     std::atomic<bool> probation{false};      // the active module was just swapped in
     std::atomic<bool> draining{false};

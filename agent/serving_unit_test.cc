@@ -1,5 +1,9 @@
 // The device side of serving, piece by piece, on real modules compiled here and signed with a
 // real key: download with resume, verification, loading checks, and swaps under load.
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +15,7 @@
 #include "agent/model_host.h"
 #include "agent/module_store.h"
 #include "agent/serving_model.h"
+#include "agent/thread_priority.h"
 #include "common/file_util.h"
 #include "common/random.h"
 #include "common/sha256.h"
@@ -367,7 +372,12 @@ TEST_F(ServingUnitTest, SwapsUnderLoadDropNothingAndRollBack) {
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     versions.push_back(*loaded);
   }
-  host.Activate(versions[0]);
+  // Activate hands back the module that stops being previous, for the caller to let go.
+  EXPECT_EQ(host.Activate(versions[0]), nullptr);
+  EXPECT_EQ(host.Activate(versions[1]), nullptr);  // versions[0] is previous now
+  EXPECT_EQ(host.Activate(versions[0]), versions[0]);  // active again: nothing unloads
+  EXPECT_EQ(host.Activate(versions[1]), versions[1]);
+  EXPECT_EQ(host.Previous("m"), versions[0]);
   lv1::PredictRequest request;
   request.set_model("m");
   lv1::Tensor* t = request.add_inputs();
@@ -397,6 +407,40 @@ TEST_F(ServingUnitTest, SwapsUnderLoadDropNothingAndRollBack) {
   EXPECT_EQ(host.Active("m")->ref().version(), 2);
   EXPECT_EQ(host.Previous("m")->ref().version(), 1);
   EXPECT_EQ(host.Rollback("other").code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(ThreadPriorityTest, BackgroundWorkIsRaisedWhileItHoldsWhatCallsWaitFor) {
+  ASSERT_TRUE(BackgroundPriority::Available()) << "tests run with CAP_SYS_NICE (as root)";
+  std::thread([] {
+    {
+      NormalPriority normal;  // on a normal thread it has nothing to do
+      EXPECT_EQ(::sched_getscheduler(0), SCHED_OTHER);
+    }
+    BackgroundPriority background;
+    EXPECT_EQ(::sched_getscheduler(0), SCHED_IDLE);
+    {
+      NormalPriority normal;
+      EXPECT_EQ(::sched_getscheduler(0), SCHED_OTHER);
+    }
+    EXPECT_EQ(::sched_getscheduler(0), SCHED_IDLE);
+  }).join();
+}
+
+// As nobody, with RLIMIT_NICE 0: a thread could enter SCHED_IDLE but never leave it again.
+void BackgroundWorkAsNobody() {
+  const rlimit none{0, 0};
+  if (::setrlimit(RLIMIT_NICE, &none) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) {
+    std::_Exit(3);
+  }
+  if (BackgroundPriority::Available()) std::_Exit(1);
+  BackgroundPriority background;
+  std::_Exit(::sched_getscheduler(0) == SCHED_OTHER ? 0 : 2);
+}
+
+TEST(ThreadPriorityTest, WithoutLeaveToRaiseBackgroundWorkStaysNormal) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become an unprivileged user";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // a fresh process: Available() not cached
+  EXPECT_EXIT(BackgroundWorkAsNobody(), ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace
