@@ -63,6 +63,15 @@ absl::Status ModuleManager::Restore(const std::string& signing_key) {
       if (!s.ok()) {
         Log(LogLevel::kWarning, "could not restore a module",
             {{"model", model}, {"digest", digest}, {"error", s.ToString()}});
+        // Reported with the first sync, e.g. a module for the CPU of the board this storage
+        // was in before; a module the server sends in its place clears it.
+        std::lock_guard lock(mu_);
+        v1::ModuleStatus& failure = failures_[model];
+        failure.mutable_module()->set_model(model);
+        failure.mutable_module()->set_digest(digest);
+        failure.set_state("failed");
+        failure.set_message(std::string(s.message()).substr(0, 1000));
+        if (Permanent(s)) refused_[digest] = std::string(s.message());
         if (first.ok()) first = s;
       }
     }
@@ -153,7 +162,8 @@ absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string&
     old.reset();
     ASSIGN_OR_RETURN(auto loaded, ServingModel::Load(ref, store_.SoPath(ref.digest()),
                                                      options_.device_target));
-    host_.Activate(std::move(loaded));
+    // Unloaded here, after the swap's locks are let go (unless a call still holds it).
+    std::shared_ptr<ServingModel> released = host_.Activate(std::move(loaded));
   }
   Failpoint("agent.published");
   Log(LogLevel::kInfo, "serving new module",

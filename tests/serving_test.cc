@@ -302,6 +302,117 @@ TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
   EXPECT_EQ(now->model_version, v3);
 }
 
+// A device whose CPU changed under its modules — its storage moved to an older board, or its
+// VM to an older host. The agent restarts under qemu-x86_64 emulating a Nehalem, an x86_64-v2
+// CPU: the module it ran (built for this machine's wider class) is refused before any of its
+// code runs, with the reason; the agent reports its new profile and the server answers with
+// the x86_64-v2 module, which serves.
+TEST_P(ServingTest, AModuleForAnotherCpuIsRefusedAndTheOneForThisCpuServes) {
+  auto agent = StartAgent();
+  v1::Device device;
+  ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).ok());
+  const std::string host_class = device.profile().target();
+  if (host_class == "x86_64-v2" || !absl::StartsWith(host_class, "x86_64")) {
+    GTEST_SKIP() << "this machine's class is " << host_class << ": nothing wider to refuse";
+  }
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  Assign("kws", v1, agent->device_id());
+  client::LocalClient client(agent->state_dir() + "/agent.sock");
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
+  auto served = client.ListModels();
+  ASSERT_TRUE(served.ok());
+  const std::string wide_digest = served->models(0).module_digest();
+  EXPECT_EQ(served->models(0).target(), host_class);
+  ASSERT_TRUE(agent->Stop(SIGTERM).ok());
+
+  AgentProcess::Options older;
+  older.server = server_->device_address();
+  older.state_dir = agent->state_dir();
+  older.wrapper = {"/usr/bin/qemu-x86_64", "-cpu", "Nehalem"};
+  AgentProcess moved(older);
+  moved.Start();
+  client::LocalClient after(agent->state_dir() + "/agent.sock");
+  std::string target;
+  for (int i = 0; i < 1200 && target != "x86_64-v2"; ++i) {  // emulated: slower to converge
+    auto models = after.ListModels();
+    if (models.ok() && models->models_size() == 1) target = models->models(0).target();
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_EQ(target, "x86_64-v2") << moved.log();
+  EXPECT_TRUE(absl::StrContains(moved.log(), absl::StrCat("is built for ", host_class,
+                                                          ", which this x86_64-v2 CPU cannot run")))
+      << moved.log();
+  auto predicted = after.Predict("kws", {{"input", {1, 16}, Input(16, 1.0f)}});
+  ASSERT_TRUE(predicted.ok()) << predicted.status();
+  EXPECT_EQ(predicted->model_version, v1);
+  EXPECT_NE(predicted->module_digest, wide_digest);
+  ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).ok());
+  EXPECT_EQ(device.profile().target(), "x86_64-v2");
+}
+
+// The device's disk fills up while a module downloads (a log gone wild, another
+// application's data): the download fails with the reason, reported to the server; the module
+// in use keeps serving; once there is room again the download resumes and the new module serves.
+TEST_P(ServingTest, ADiskThatFillsDuringADownloadIsReportedAndRecovered) {
+  const std::string disk = options_.data_dir + "/agent";
+  std::filesystem::create_directories(disk);
+  if (::system(absl::StrCat("mount -t tmpfs -o size=24m tmpfs ", disk, " 2>/dev/null").c_str()) !=
+      0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  }
+  // Declared before the agent, so that the agent is stopped first on the way out.
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::system(absl::StrCat("umount -l ", path).c_str()); }
+  } unmount{disk};
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  // About 2.4 MB, so that at 4 Mbit/s its download takes seconds.
+  const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 768, 768, 4}, 2));
+  auto agent = StartAgent({"--max-download-kbps", "4000"});
+  Assign("kws", v1, agent->device_id());
+  client::LocalClient client(agent->state_dir() + "/agent.sock");
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
+
+  Assign("kws", v2, agent->device_id());
+  bool partial = false;
+  for (int i = 0; i < 500 && !partial; ++i) {
+    for (const auto& e : std::filesystem::directory_iterator(disk + "/modules")) {
+      partial = partial || (e.path().extension() == ".partial" && e.file_size() > 0);
+    }
+    if (!partial) absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(partial) << agent->log();
+  {
+    std::ofstream filler(disk + "/filler", std::ios::binary);
+    const std::string mib(1 << 20, 'x');
+    while (filler.write(mib.data(), mib.size())) {
+    }
+  }
+  std::string message;
+  for (int i = 0; i < 300 && message.empty(); ++i) {
+    v1::Device d;
+    ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &d).IgnoreError();
+    for (const auto& m : d.state().modules()) {
+      if (m.state() == "failed" && m.module().version() == v2) message = m.message();
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(absl::StrContains(message, "No space left on device")) << message << agent->log();
+  auto still = client.Predict("kws", {{"input", {1, 16}, Input(16, 1.0f)}});
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_EQ(still->model_version, v1);
+
+  std::filesystem::remove(disk + "/filler");
+  ASSERT_TRUE(WaitServing(client, "kws", v2)) << agent->log();
+  EXPECT_TRUE(absl::StrContains(agent->log(), "resuming module download")) << agent->log();
+  auto now = client.Predict("kws", {{"input", {1, 16}, Input(16, 1.0f)}});
+  ASSERT_TRUE(now.ok()) << now.status();
+  EXPECT_EQ(now->model_version, v2);
+  ASSERT_TRUE(agent->Stop(SIGTERM).ok());
+}
+
 TEST_P(ServingTest, RemoteAndLocalRollbacks) {
   auto agent_process = StartAgent({"--rollback-min-calls", "30", "--rollback-latency-ratio", "3",
                                    "--rollback-latency-slack-us", "20"});

@@ -154,6 +154,7 @@ void AgentProcess::Start() {
     argv.insert(argv.end(), {"--enroll-token", options_.enroll_token});
   if (!options_.labels.empty()) argv.insert(argv.end(), {"--labels", options_.labels});
   argv.insert(argv.end(), options_.extra_flags.begin(), options_.extra_flags.end());
+  argv.insert(argv.begin(), options_.wrapper.begin(), options_.wrapper.end());
   pid_ = Spawn(argv, options_.env, options_.state_dir + "/agent.out",
                options_.state_dir + "/agent.log");
 }

@@ -63,6 +63,9 @@ class AgentProcess {
     std::string labels;  // k=v,k=v
     std::vector<std::string> extra_flags;
     std::map<std::string, std::string> env;
+    /// Runs the agent under this command, e.g. {"qemu-x86_64", "-cpu", "Nehalem"} for a
+    /// device with an older CPU.
+    std::vector<std::string> wrapper;
   };
   explicit AgentProcess(Options options) : options_(std::move(options)) {}
   ~AgentProcess();
