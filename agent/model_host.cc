@@ -4,11 +4,12 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "agent/thread_priority.h"
-#include "common/random.h"
 #include "common/status.h"
 
 namespace edgeloop::agent {
@@ -18,6 +19,15 @@ constexpr size_t kRememberedPredictions = 65536;
 
 std::string Dims(const int64_t* dims, int rank) {
   return absl::StrCat("[", absl::StrJoin(dims, dims + rank, ", "), "]");
+}
+
+// A request id: unique, not secret. Drawn from a per-thread generator rather than OpenSSL's
+// RAND_bytes, which takes locks OpenSSL shares with the background thread's signature checks
+// (run at idle priority, see thread_priority.h), and costs more.
+std::string RequestId() {
+  thread_local absl::BitGen random;  // seeded from the OS
+  return absl::StrFormat("%016x%08x", absl::Uniform<uint64_t>(random),
+                         absl::Uniform<uint32_t>(random));
 }
 
 void Describe(const elm_tensor& t, lv1::Tensor* out) {
@@ -256,7 +266,7 @@ absl::StatusOr<lv1::PredictResponse> ModelHost::Predict(const lv1::PredictReques
   model->Record(absl::Now() - started, ran.ok());
   if (slot->probation.load(std::memory_order_relaxed)) Watch(*slot, model);
   RETURN_IF_ERROR(ran);
-  response.set_request_id(RandomHex(12));
+  response.set_request_id(RequestId());
   response.set_model_version(model->ref().version());
   response.set_module_digest(model->ref().digest());
   if (m.num_outputs > 0) {
