@@ -142,9 +142,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   ci.worker_id = absl::StrCat(host, ":", ::getpid());
   ci.workers = options.compile_workers;
   ci.validation_samples = options.validation_samples;
-  // A version that becomes ready may be what assigned devices wait for.
+  // A version that becomes ready (or a module for a class that joined later) may be what
+  // assigned devices wait for.
   fleet::DeviceRegistry* devices = s->devices.get();
-  ci.on_version_ready = [devices] { devices->WakeAllWatchers(); };
+  ci.on_desired_state_changed = [devices] { devices->WakeAllWatchers(); };
   s->pipeline = std::make_unique<CompilePipeline>(ci);
   s->api = std::make_unique<Api>(ApiOptions{.registry = s->registry.get(),
                                             .blobs = s->blobs.get(),

@@ -366,11 +366,13 @@ TEST_P(ServingTest, ADiskThatFillsDuringADownloadIsReportedAndRecovered) {
     std::string path;
     ~Unmount() { ::system(absl::StrCat("umount -l ", path).c_str()); }
   } unmount{disk};
+  // The agent first, so that the versions are built for its class when pushed (not later,
+  // which would change the module it is asked for in the middle of the download).
+  auto agent = StartAgent({"--max-download-kbps", "4000"});
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
   const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
   // About 2.4 MB, so that at 4 Mbit/s its download takes seconds.
   const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 768, 768, 4}, 2));
-  auto agent = StartAgent({"--max-download-kbps", "4000"});
   Assign("kws", v1, agent->device_id());
   client::LocalClient client(agent->state_dir() + "/agent.sock");
   ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
@@ -411,6 +413,48 @@ TEST_P(ServingTest, ADiskThatFillsDuringADownloadIsReportedAndRecovered) {
   ASSERT_TRUE(now.ok()) << now.status();
   EXPECT_EQ(now->model_version, v2);
   ASSERT_TRUE(agent->Stop(SIGTERM).ok());
+}
+
+// A class that joins the fleet after a version was built (here: the first device, so the
+// version was built for the default x86_64-v2 only): the server builds the assigned version
+// for it too, the version stays READY, and the device moves from the narrower module to the
+// one for its own CPU without being reassigned.
+TEST_P(ServingTest, AClassThatJoinsLaterGetsModulesBuiltForIt) {
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  auto agent = StartAgent();
+  v1::Device device;
+  ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).ok());
+  const std::string host_class = device.profile().target();
+  if (host_class == "x86_64-v2") GTEST_SKIP() << "this machine's class is the default one";
+  Assign("kws", v1, agent->device_id());
+  client::LocalClient client(agent->state_dir() + "/agent.sock");
+  std::string target;
+  for (int i = 0; i < 600 && target != host_class; ++i) {
+    auto models = client.ListModels();
+    if (models.ok() && models->models_size() == 1 && models->models(0).version() == v1) {
+      target = models->models(0).target();
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_EQ(target, host_class) << agent->log();
+  auto predicted = client.Predict("kws", {{"input", {1, 16}, Input(16, 1.0f)}});
+  ASSERT_TRUE(predicted.ok()) << predicted.status();
+  EXPECT_EQ(predicted->model_version, v1);
+  v1::ListArtifactsResponse artifacts;
+  ASSERT_TRUE(ParseProtoJson(
+                  Call("GET", absl::StrCat("/v1/models/kws/versions/", v1, "/artifacts")).body,
+                  &artifacts)
+                  .ok());
+  std::string reason;
+  for (const auto& a : artifacts.artifacts()) {
+    if (a.target() == host_class) reason = a.reason();
+  }
+  EXPECT_TRUE(absl::StrContains(reason, "joined the fleet after this version was built")) << reason;
+  v1::ModelVersion settled;
+  ASSERT_TRUE(
+      ParseProtoJson(Call("GET", absl::StrCat("/v1/models/kws/versions/", v1)).body, &settled).ok());
+  EXPECT_EQ(settled.status(), v1::READY);
 }
 
 TEST_P(ServingTest, RemoteAndLocalRollbacks) {

@@ -102,6 +102,35 @@ absl::Status CompilePipeline::PlanOnce() {
                           .status());
     }
     const int64_t after = offset.empty() ? 0 : offset[0].Int(0);
+    // A class that joined the fleet after a version was planned: build the versions devices
+    // can be told to run (an alias or the newest assignment of a selector or device names
+    // them) for it too, so they get a module for their own CPU rather than a narrower one.
+    // The version stays READY meanwhile; devices swap to the new module when it is built.
+    ASSIGN_OR_RETURN(
+        store::Rows missing,
+        tx.Query("SELECT v.model_id, v.version, d.target, d.devices FROM model_versions v, "
+                 "(SELECT target, COUNT(*) AS devices FROM devices WHERE status = 'ACTIVE' AND "
+                 "target <> '' GROUP BY target) d "
+                 "WHERE v.status = 'READY' AND (EXISTS (SELECT 1 FROM aliases a WHERE "
+                 "a.model_id = v.model_id AND a.version = v.version) OR EXISTS (SELECT 1 FROM "
+                 "assignments s WHERE s.model_id = v.model_id AND s.version = v.version AND "
+                 "s.id = (SELECT MAX(id) FROM assignments n WHERE n.model_id = s.model_id AND "
+                 "n.selector = s.selector AND n.device_id = s.device_id))) AND NOT EXISTS "
+                 "(SELECT 1 FROM compile_jobs j WHERE j.model_id = v.model_id AND "
+                 "j.version = v.version AND j.target = d.target)"));
+    for (const store::Row& row : missing) {
+      RETURN_IF_ERROR(
+          tx.Execute("INSERT INTO compile_jobs (model_id, version, target, state, attempts, "
+                     "lease_owner, lease_expires_ms, error, created_at_ms, updated_at_ms, reason) "
+                     "VALUES ($1, $2, $3, 'QUEUED', 0, '', 0, '', $4, $4, $5) ON CONFLICT DO "
+                     "NOTHING",
+                     {row.Int(0), row.Int(1), row.Text(2), now,
+                      absl::StrCat(row.Int(3), " active device(s) of this class joined the fleet "
+                                               "after this version was built")})
+              .status());
+      Log(LogLevel::kInfo, "compile job planned for a class new to the fleet",
+          {{"model_id", row.Int(0)}, {"version", row.Int(1)}, {"target", row.Text(2)}});
+    }
     ASSIGN_OR_RETURN(store::Rows events,
                      tx.Query("SELECT sequence, type, model, version FROM registry_events "
                               "WHERE sequence > $1 ORDER BY sequence LIMIT 100",
@@ -246,7 +275,7 @@ absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* perm
   RETURN_IF_ERROR(writer->Write(module));
   ASSIGN_OR_RETURN(store::BlobInfo blob, writer->Commit(""));
   const int64_t now = absl::ToUnixMillis(absl::Now());
-  bool still_ours = false, became_ready = false;
+  bool still_ours = false, desired_changed = false;
   RETURN_IF_ERROR(
       store::RunInTransaction(*options_.database, [&](store::Transaction& tx) -> absl::Status {
         ASSIGN_OR_RETURN(int64_t changed,
@@ -270,7 +299,15 @@ absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* perm
                          tx.Query("SELECT COUNT(*) FROM compile_jobs WHERE model_id = $1 AND "
                                   "version = $2 AND state <> 'DONE'",
                                   {job.model_id, job.version}));
-        if (open[0].Int(0) == 0) {
+        ASSIGN_OR_RETURN(store::Rows status,
+                         tx.Query("SELECT status FROM model_versions WHERE model_id = $1 AND "
+                                  "version = $2",
+                                  {job.model_id, job.version}));
+        if (!status.empty() && status[0].Text(0) == "READY") {
+          // A module for a class that joined later: devices of that class switch to it.
+          RETURN_IF_ERROR(fleet::Assignments::Touch(tx));
+          desired_changed = true;
+        } else if (open[0].Int(0) == 0) {
           ASSIGN_OR_RETURN(
               int64_t changed,
               tx.Execute("UPDATE model_versions SET status = 'READY', status_message = '' WHERE "
@@ -281,13 +318,13 @@ absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* perm
             RETURN_IF_ERROR(
                 registry::AppendEvent(tx, "version.ready", job.model, job.version, "", "ci", now));
             RETURN_IF_ERROR(fleet::Assignments::Touch(tx));
-            became_ready = true;
+            desired_changed = true;
           }
         }
         return absl::OkStatus();
       }));
   fs::remove_all(dir, ec);
-  if (became_ready && options_.on_version_ready) options_.on_version_ready();
+  if (desired_changed && options_.on_desired_state_changed) options_.on_desired_state_changed();
   if (still_ours) {
     Log(LogLevel::kInfo, "module built",
         {{"model", job.model},
@@ -315,11 +352,12 @@ absl::Status CompilePipeline::Fail(const Job& job, const std::string& error, boo
                                 std::string(give_up ? "FAILED" : "QUEUED"), error, now})
                         .status());
     if (!give_up) return absl::OkStatus();
-    // The first target that fails for good names the reason.
+    // The first target that fails for good names the reason. A version already READY (this
+    // was a class that joined later) stays so: its devices keep the module they run.
     ASSIGN_OR_RETURN(
         int64_t changed,
         tx.Execute("UPDATE model_versions SET status = 'FAILED', status_message = $3 WHERE "
-                   "model_id = $1 AND version = $2 AND status <> 'FAILED'",
+                   "model_id = $1 AND version = $2 AND status NOT IN ('FAILED', 'READY')",
                    {job.model_id, job.version, absl::StrCat("target ", job.target, ": ", error)}));
     if (changed != 1) return absl::OkStatus();
     return registry::AppendEvent(tx, "version.failed", job.model, job.version, "", "ci", now);

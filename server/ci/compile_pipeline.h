@@ -29,9 +29,10 @@ struct CompilePipelineOptions {
   absl::Duration lease = absl::Minutes(15);  // a job whose worker vanished is retried after this
   absl::Duration compile_timeout = absl::Minutes(10);
   int validation_samples = 256;  // of a version's validation set, per module
-  /// Called after a version became READY (its transaction also bumped the fleet's desired-state
-  /// generation); wakes this process's device watchers.
-  std::function<void()> on_version_ready;
+  /// Called after a version became READY, or a READY version got a module for another class
+  /// (the transaction also bumped the fleet's desired-state generation); wakes this process's
+  /// device watchers.
+  std::function<void()> on_desired_state_changed;
   int max_attempts = 3;
 };
 
