@@ -85,6 +85,38 @@ void CompilePipeline::Shutdown() {
   threads_.clear();
 }
 
+absl::Status CompilePipeline::PlanForNewClasses(store::Transaction& tx, int64_t now) {
+  // A class that joined the fleet after a version was planned gets it built too, so that its
+  // devices run a module for their own CPU rather than a narrower one. The version stays
+  // READY meanwhile; devices swap to the new module when it is signed.
+  ASSIGN_OR_RETURN(
+      store::Rows missing,
+      tx.Query("SELECT w.model_id, w.version, d.target, d.devices FROM "
+               "(SELECT model_id, version FROM aliases UNION SELECT model_id, version FROM "
+               "assignments WHERE version > 0 AND id IN (SELECT MAX(id) FROM assignments "
+               "GROUP BY model_id, selector, device_id)) w "
+               "JOIN model_versions v ON v.model_id = w.model_id AND v.version = w.version "
+               "AND v.status = 'READY' "
+               "CROSS JOIN (SELECT target, COUNT(*) AS devices FROM devices WHERE status = "
+               "'ACTIVE' AND target <> '' GROUP BY target) d "
+               "WHERE NOT EXISTS (SELECT 1 FROM compile_jobs j WHERE j.model_id = w.model_id "
+               "AND j.version = w.version AND j.target = d.target)"));
+  for (const store::Row& row : missing) {
+    RETURN_IF_ERROR(
+        tx.Execute("INSERT INTO compile_jobs (model_id, version, target, state, attempts, "
+                   "lease_owner, lease_expires_ms, error, created_at_ms, updated_at_ms, reason) "
+                   "VALUES ($1, $2, $3, 'QUEUED', 0, '', 0, '', $4, $4, $5) ON CONFLICT DO "
+                   "NOTHING",
+                   {row.Int(0), row.Int(1), row.Text(2), now,
+                    absl::StrCat(row.Int(3), " active device(s) of this class joined the fleet "
+                                             "after this version was built")})
+            .status());
+    Log(LogLevel::kInfo, "compile job planned for a class new to the fleet",
+        {{"model_id", row.Int(0)}, {"version", row.Int(1)}, {"target", row.Text(2)}});
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CompilePipeline::PlanOnce() {
   store::Database& db = *options_.database;
   const int64_t now = absl::ToUnixMillis(absl::Now());
@@ -102,34 +134,9 @@ absl::Status CompilePipeline::PlanOnce() {
                           .status());
     }
     const int64_t after = offset.empty() ? 0 : offset[0].Int(0);
-    // A class that joined the fleet after a version was planned: build the versions devices
-    // can be told to run (an alias or the newest assignment of a selector or device names
-    // them) for it too, so they get a module for their own CPU rather than a narrower one.
-    // The version stays READY meanwhile; devices swap to the new module when it is built.
-    ASSIGN_OR_RETURN(
-        store::Rows missing,
-        tx.Query("SELECT v.model_id, v.version, d.target, d.devices FROM model_versions v, "
-                 "(SELECT target, COUNT(*) AS devices FROM devices WHERE status = 'ACTIVE' AND "
-                 "target <> '' GROUP BY target) d "
-                 "WHERE v.status = 'READY' AND (EXISTS (SELECT 1 FROM aliases a WHERE "
-                 "a.model_id = v.model_id AND a.version = v.version) OR EXISTS (SELECT 1 FROM "
-                 "assignments s WHERE s.model_id = v.model_id AND s.version = v.version AND "
-                 "s.id = (SELECT MAX(id) FROM assignments n WHERE n.model_id = s.model_id AND "
-                 "n.selector = s.selector AND n.device_id = s.device_id))) AND NOT EXISTS "
-                 "(SELECT 1 FROM compile_jobs j WHERE j.model_id = v.model_id AND "
-                 "j.version = v.version AND j.target = d.target)"));
-    for (const store::Row& row : missing) {
-      RETURN_IF_ERROR(
-          tx.Execute("INSERT INTO compile_jobs (model_id, version, target, state, attempts, "
-                     "lease_owner, lease_expires_ms, error, created_at_ms, updated_at_ms, reason) "
-                     "VALUES ($1, $2, $3, 'QUEUED', 0, '', 0, '', $4, $4, $5) ON CONFLICT DO "
-                     "NOTHING",
-                     {row.Int(0), row.Int(1), row.Text(2), now,
-                      absl::StrCat(row.Int(3), " active device(s) of this class joined the fleet "
-                                               "after this version was built")})
-              .status());
-      Log(LogLevel::kInfo, "compile job planned for a class new to the fleet",
-          {{"model_id", row.Int(0)}, {"version", row.Int(1)}, {"target", row.Text(2)}});
+    if (absl::Now() >= next_new_class_pass_) {
+      RETURN_IF_ERROR(PlanForNewClasses(tx, now));
+      next_new_class_pass_ = absl::Now() + options_.new_class_interval;
     }
     ASSIGN_OR_RETURN(store::Rows events,
                      tx.Query("SELECT sequence, type, model, version FROM registry_events "

@@ -26,6 +26,9 @@ struct CompilePipelineOptions {
   std::string worker_id;       // names this process in job leases
   int workers = 1;
   absl::Duration poll_interval = absl::Milliseconds(500);
+  /// How often the planner looks for versions to build for a class that joined the fleet
+  /// after they were planned (it reads every device; the events are read every poll).
+  absl::Duration new_class_interval = absl::Seconds(10);
   absl::Duration lease = absl::Minutes(15);  // a job whose worker vanished is retried after this
   absl::Duration compile_timeout = absl::Minutes(10);
   int validation_samples = 256;  // of a version's validation set, per module
@@ -52,7 +55,8 @@ class CompilePipeline {
   void Start();
   void Shutdown();
 
-  /// One planning pass over new registry events. Exposed for tests.
+  /// One planning pass over new registry events (and, when due, over classes new to the
+  /// fleet). Exposed for tests.
   absl::Status PlanOnce();
   /// Claims and runs one job; false when there was none. Exposed for tests.
   absl::StatusOr<bool> WorkOnce();
@@ -69,10 +73,14 @@ class CompilePipeline {
     std::string validation_digest;  // empty: validated on generated inputs
   };
   absl::StatusOr<bool> Claim(Job* job);
+  /// Plans, for each class in the fleet, the versions devices can be told to run (an alias
+  /// or the newest assignment of a selector or device names them) that were not built for it.
+  absl::Status PlanForNewClasses(store::Transaction& tx, int64_t now);
   /// Requeues jobs that a process on this host held when it died (kill -9, crash), instead of
   /// waiting for their leases to run out.
   absl::Status RecoverAbandonedJobs();
   absl::Status Run(const Job& job, std::string* error, bool* permanent);
+  absl::Time next_new_class_pass_ = absl::InfinitePast();  // planner thread only
   absl::Status Fail(const Job& job, const std::string& error, bool permanent);
 
   CompilePipelineOptions options_;
