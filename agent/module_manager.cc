@@ -65,13 +65,11 @@ absl::Status ModuleManager::Restore(const std::string& signing_key) {
             {{"model", model}, {"digest", digest}, {"error", s.ToString()}});
         // Reported with the first sync, e.g. a module for the CPU of the board this storage
         // was in before; a module the server sends in its place clears it.
+        v1::ModuleRef ref;
+        ref.set_model(model);
+        ref.set_digest(digest);
         std::lock_guard lock(mu_);
-        v1::ModuleStatus& failure = failures_[model];
-        failure.mutable_module()->set_model(model);
-        failure.mutable_module()->set_digest(digest);
-        failure.set_state("failed");
-        failure.set_message(std::string(s.message()).substr(0, 1000));
-        if (Permanent(s)) refused_[digest] = std::string(s.message());
+        RecordFailure(ref, s);
         if (first.ok()) first = s;
       }
     }
@@ -110,11 +108,7 @@ absl::Status ModuleManager::Reconcile(const v1::SyncResponse& desired,
          {"version", ref.version()},
          {"digest", ref.digest()},
          {"error", s.ToString()}});
-    v1::ModuleStatus& failure = failures_[ref.model()];
-    *failure.mutable_module() = Brief(ref);
-    failure.set_state("failed");
-    failure.set_message(std::string(s.message()).substr(0, 1000));
-    if (Permanent(s)) refused_[ref.digest()] = std::string(s.message());
+    RecordFailure(ref, s);
     if (first.ok()) first = s;
   }
   return first;
@@ -183,6 +177,14 @@ absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string&
     if (auto p = host_.Previous(model)) keep.insert(p->ref().digest());
   }
   return store_.Prune(options_.cache_bytes, keep);
+}
+
+void ModuleManager::RecordFailure(const v1::ModuleRef& ref, const absl::Status& why) {
+  v1::ModuleStatus& failure = failures_[ref.model()];
+  *failure.mutable_module() = Brief(ref);
+  failure.set_state("failed");
+  failure.set_message(std::string(why.message()).substr(0, 1000));
+  if (Permanent(why)) refused_[ref.digest()] = std::string(why.message());
 }
 
 void ModuleManager::OnLocalRollback(const v1::ModuleRef& refused, const std::string& why) {

@@ -51,6 +51,8 @@ class ModuleManager {
   absl::Status Install(const v1::ModuleRef& ref, const std::string& signing_key,
                        const ModuleStore::Fetcher& fetch);
   absl::Status SaveActive();  // with mu_ held
+  /// Reports `ref` failed for `why`, and never retries it when no retry can help. With mu_ held.
+  void RecordFailure(const v1::ModuleRef& ref, const absl::Status& why);
   /// Whether `ref` can be loaded next to what is loaded; FAILED_PRECONDITION when it cannot
   /// be loaded even alone.
   absl::StatusOr<bool> FitsBesideLoaded(const v1::ModuleRef& ref) const;

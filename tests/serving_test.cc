@@ -60,6 +60,19 @@ class ServingTest : public ServerTest {
     ASSERT_EQ(r.status, 201) << r.body;
   }
 
+  // The reason the device reports for failing `version` (waits up to 30 s; empty if none).
+  std::string FailureReported(const std::string& device, int64_t version) {
+    for (int i = 0; i < 300; ++i) {
+      v1::Device d;
+      ParseProtoJson(Call("GET", "/v1/devices/" + device).body, &d).IgnoreError();
+      for (const auto& m : d.state().modules()) {
+        if (m.state() == "failed" && m.module().version() == version) return m.message();
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return "";
+  }
+
   // Waits until the agent serves `version` of `model` (up to 30 s).
   bool WaitServing(const client::LocalClient& client, const std::string& model, int64_t version) {
     for (int i = 0; i < 300; ++i) {
@@ -231,15 +244,7 @@ TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
     f.put('\x7f');
   }
   Assign("kws", v2, agent->device_id());
-  std::string message;
-  for (int i = 0; i < 200 && message.empty(); ++i) {
-    v1::Device d;
-    ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &d).IgnoreError();
-    for (const auto& m : d.state().modules()) {
-      if (m.state() == "failed" && m.module().version() == v2) message = m.message();
-    }
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+  std::string message = FailureReported(agent->device_id(), v2);
   EXPECT_TRUE(absl::StrContains(message, "hashes to")) << message << agent->log();
   auto still = client.Predict("kws", {{"input", {1, 16}, x}});
   ASSERT_TRUE(still.ok()) << still.status();
@@ -256,15 +261,7 @@ TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
                     .ok());
   }
   Assign("kws", v2b, agent->device_id());
-  message.clear();
-  for (int i = 0; i < 200 && message.empty(); ++i) {
-    v1::Device d;
-    ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &d).IgnoreError();
-    for (const auto& m : d.state().modules()) {
-      if (m.state() == "failed" && m.module().version() == v2b) message = m.message();
-    }
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+  message = FailureReported(agent->device_id(), v2b);
   EXPECT_TRUE(absl::StrContains(message, "signature does not verify")) << message;
   still = client.Predict("kws", {{"input", {1, 16}, x}});
   ASSERT_TRUE(still.ok()) << still.status();
@@ -392,15 +389,7 @@ TEST_P(ServingTest, ADiskThatFillsDuringADownloadIsReportedAndRecovered) {
     while (filler.write(mib.data(), mib.size())) {
     }
   }
-  std::string message;
-  for (int i = 0; i < 300 && message.empty(); ++i) {
-    v1::Device d;
-    ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &d).IgnoreError();
-    for (const auto& m : d.state().modules()) {
-      if (m.state() == "failed" && m.module().version() == v2) message = m.message();
-    }
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+  std::string message = FailureReported(agent->device_id(), v2);
   EXPECT_TRUE(absl::StrContains(message, "No space left on device")) << message << agent->log();
   auto still = client.Predict("kws", {{"input", {1, 16}, Input(16, 1.0f)}});
   ASSERT_TRUE(still.ok()) << still.status();

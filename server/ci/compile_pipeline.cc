@@ -27,6 +27,17 @@ namespace {
 namespace fs = std::filesystem;
 constexpr char kPlanner[] = "compile-planner";
 
+// Queues building `version` of a model for `target` (nothing when that job exists already).
+absl::Status QueueJob(store::Transaction& tx, int64_t model_id, int64_t version,
+                      const std::string& target, int64_t now, const std::string& reason) {
+  return tx
+      .Execute("INSERT INTO compile_jobs (model_id, version, target, state, attempts, "
+               "lease_owner, lease_expires_ms, error, created_at_ms, updated_at_ms, reason) "
+               "VALUES ($1, $2, $3, 'QUEUED', 0, '', 0, '', $4, $4, $5) ON CONFLICT DO NOTHING",
+               {model_id, version, target, now, reason})
+      .status();
+}
+
 }  // namespace
 
 absl::Status CompilePipeline::RecoverAbandonedJobs() {
@@ -102,15 +113,9 @@ absl::Status CompilePipeline::PlanForNewClasses(store::Transaction& tx, int64_t 
                "WHERE NOT EXISTS (SELECT 1 FROM compile_jobs j WHERE j.model_id = w.model_id "
                "AND j.version = w.version AND j.target = d.target)"));
   for (const store::Row& row : missing) {
-    RETURN_IF_ERROR(
-        tx.Execute("INSERT INTO compile_jobs (model_id, version, target, state, attempts, "
-                   "lease_owner, lease_expires_ms, error, created_at_ms, updated_at_ms, reason) "
-                   "VALUES ($1, $2, $3, 'QUEUED', 0, '', 0, '', $4, $4, $5) ON CONFLICT DO "
-                   "NOTHING",
-                   {row.Int(0), row.Int(1), row.Text(2), now,
-                    absl::StrCat(row.Int(3), " active device(s) of this class joined the fleet "
-                                             "after this version was built")})
-            .status());
+    RETURN_IF_ERROR(QueueJob(tx, row.Int(0), row.Int(1), row.Text(2), now,
+                             absl::StrCat(row.Int(3), " active device(s) of this class joined "
+                                                      "the fleet after this version was built")));
     Log(LogLevel::kInfo, "compile job planned for a class new to the fleet",
         {{"model_id", row.Int(0)}, {"version", row.Int(1)}, {"target", row.Text(2)}});
   }
@@ -161,13 +166,7 @@ absl::Status CompilePipeline::PlanOnce() {
                        tx.Query("SELECT id FROM models WHERE name = $1", {event.Text(2)}));
       if (model.empty()) continue;
       for (const auto& [target, reason] : targets) {
-        RETURN_IF_ERROR(
-            tx.Execute(
-                  "INSERT INTO compile_jobs (model_id, version, target, state, attempts, "
-                  "lease_owner, lease_expires_ms, error, created_at_ms, updated_at_ms, reason) "
-                  "VALUES ($1, $2, $3, 'QUEUED', 0, '', 0, '', $4, $4, $5) ON CONFLICT DO NOTHING",
-                  {model[0].Int(0), event.Int(3), target, now, reason})
-                .status());
+        RETURN_IF_ERROR(QueueJob(tx, model[0].Int(0), event.Int(3), target, now, reason));
       }
       RETURN_IF_ERROR(
           tx.Execute("UPDATE model_versions SET status = 'COMPILING' WHERE model_id = $1 AND "
