@@ -252,14 +252,6 @@ absl::Status Agent::SyncOnce() {
   RETURN_IF_ERROR(
       FromGrpc(v1::DeviceService::NewStub(channel)->Sync(CallContext().get(), request, &response)));
   send_profile_ = response.send_profile();
-  if (response.desired_generation() != desired_generation_.load()) {
-    RETURN_IF_ERROR(
-        WriteFileAtomically(options_.state_dir + "/desired.json", PrintProtoJson(response, true)));
-    Log(LogLevel::kInfo, "desired state changed",
-        {{"generation", response.desired_generation()},
-         {"modules", response.desired_modules_size()}});
-    desired_generation_ = response.desired_generation();
-  }
   if (auto previous = ReadFile(options_.state_dir + "/actual.json");
       !previous.ok() || previous->find(profile_hash_) == std::string::npos) {
     // What the device runs (modules, agent, profile) changes rarely; health is not kept.
@@ -268,30 +260,58 @@ absl::Status Agent::SyncOnce() {
     RETURN_IF_ERROR(
         WriteFileAtomically(options_.state_dir + "/actual.json", PrintProtoJson(actual, true)));
   }
-  // Install what the server wants (downloads run here, never on request threads); when that
-  // changed what runs, report it at once instead of an interval later.
-  modules_->Reconcile(response, [this](const std::string& digest, int64_t offset,
-                                       const ModuleStore::ChunkSink& sink) {
-    return FetchModule(digest, offset, sink);
-  }).IgnoreError();  // failures are logged and reported per module
-  v1::DeviceState after;
-  modules_->Report(&after);
-  v1::DeviceState before;
-  *before.mutable_modules() = state->modules();
-  if (after.SerializeAsString() != before.SerializeAsString()) {
+  ASSIGN_OR_RETURN(bool changed, ApplyDesired(response, "sync"));
+  if (changed) {
     std::lock_guard lock(mu_);
     sync_requested_ = true;
   }
   syncs_ok_->Increment();
   last_sync_->Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
   next_sync_->Set(static_cast<double>(response.next_sync_ms()) / 1000.0);
-  generation_gauge_->Set(static_cast<double>(response.desired_generation()));
   // The server asked for the profile: send it right away rather than a whole interval later.
   if (send_profile_) {
     std::lock_guard lock(mu_);
     sync_requested_ = true;
   }
   next_interval_ = absl::Milliseconds(std::max<int64_t>(response.next_sync_ms(), 100));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Agent::ApplyDesired(const v1::SyncResponse& desired, const char* source) {
+  if (desired.desired_generation() != desired_generation_.load()) {
+    RETURN_IF_ERROR(
+        WriteFileAtomically(options_.state_dir + "/desired.json", PrintProtoJson(desired, true)));
+    Log(LogLevel::kInfo, "desired state changed",
+        {{"generation", desired.desired_generation()},
+         {"modules", desired.desired_modules_size()},
+         {"from", source}});
+    desired_generation_ = desired.desired_generation();
+    generation_gauge_->Set(static_cast<double>(desired.desired_generation()));
+  }
+  // Install what the server wants (downloads run here, never on request threads).
+  v1::DeviceState before;
+  modules_->Report(&before);
+  modules_->Reconcile(desired, [this](const std::string& digest, int64_t offset,
+                                      const ModuleStore::ChunkSink& sink) {
+    return FetchModule(digest, offset, sink);
+  }).IgnoreError();  // failures are logged and reported per module
+  v1::DeviceState after;
+  modules_->Report(&after);
+  return after.SerializeAsString() != before.SerializeAsString();
+}
+
+absl::Status Agent::ApplyPushed(absl::Time* sync_at) {
+  std::optional<v1::SyncResponse> pushed;
+  {
+    std::lock_guard lock(mu_);
+    pushed.swap(pushed_);
+  }
+  // Generations only grow: a push older than what a sync brought since is stale.
+  if (!pushed || pushed->desired_generation() <= desired_generation_.load()) {
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(bool changed, ApplyDesired(*pushed, "watch"));
+  if (changed) *sync_at = absl::InfinitePast();  // report what runs now at once
   return absl::OkStatus();
 }
 
@@ -358,10 +378,12 @@ absl::Duration Agent::Backoff() {
   return base * jitter(random_);
 }
 
-bool Agent::Wait(absl::Duration d) {
+bool Agent::Wait(absl::Time* until) {
   std::unique_lock lock(mu_);
-  wake_.wait_until(lock, absl::ToChronoTime(absl::Now() + d),
-                   [&] { return stopping_.load() || sync_requested_; });
+  wake_.wait_until(lock, absl::ToChronoTime(*until), [&] {
+    return stopping_.load() || sync_requested_ || pushed_.has_value();
+  });
+  if (sync_requested_) *until = absl::InfinitePast();
   sync_requested_ = false;
   return !stopping_;
 }
@@ -382,11 +404,14 @@ void Agent::WatchLoop() {
     auto reader = v1::DeviceService::NewStub(channel)->Watch(context, request);
     v1::WatchEvent event;
     while (reader->Read(&event)) {
-      if (event.desired_generation() != desired_generation_) {
-        std::lock_guard lock(mu_);
-        sync_requested_ = true;
-        wake_.notify_all();
+      if (event.desired_generation() == desired_generation_) continue;
+      std::lock_guard lock(mu_);
+      if (event.has_desired()) {
+        pushed_ = std::move(*event.mutable_desired());  // the sync thread installs it
+      } else {
+        sync_requested_ = true;  // only the generation: sync to learn the state
       }
+      wake_.notify_all();
     }
     reader->Finish();
     std::unique_lock lock(mu_);
@@ -415,15 +440,20 @@ absl::Status Agent::Run() {
     if (permanent) return enrolled;  // a token that failed will not succeed on retry
     ++failures_;
     Log(LogLevel::kWarning, "enrollment failed, retrying", {{"error", enrolled.ToString()}});
-    if (!Wait(Backoff())) return absl::OkStatus();
+    absl::Time retry = absl::Now() + Backoff();
+    if (!Wait(&retry)) return absl::OkStatus();
   }
   failures_ = 0;
   if (options_.enroll_only || stopping_) return absl::OkStatus();
   watch_thread_ = std::thread([this] { WatchLoop(); });
+  absl::Time sync_at = absl::InfinitePast();  // now
   while (!stopping_) {
     absl::Status status = RenewIfDue();
-    if (status.ok()) status = SyncOnce();
-    absl::Duration wait = next_interval_;
+    if (status.ok()) status = ApplyPushed(&sync_at);
+    if (status.ok() && absl::Now() >= sync_at) {
+      status = SyncOnce();
+      sync_at = absl::Now() + next_interval_;
+    }
     if (status.ok()) {
       if (failures_ > 0)
         Log(LogLevel::kInfo, "server reachable again", {{"after_failures", failures_}});
@@ -431,7 +461,8 @@ absl::Status Agent::Run() {
     } else {
       syncs_failed_->Increment();
       ++failures_;
-      wait = Backoff();
+      const absl::Duration wait = Backoff();
+      sync_at = absl::Now() + wait;
       if (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) {
         // gRPC's own reconnect schedule (and its resolver's) can lag well behind ours once the
         // server is back; a new channel connects on the next attempt.
@@ -445,7 +476,7 @@ absl::Status Agent::Run() {
       Log(absl::IsPermissionDenied(status) ? LogLevel::kError : LogLevel::kWarning, "sync failed",
           {{"error", status.ToString()}, {"retry_in_ms", absl::ToInt64Milliseconds(wait)}});
     }
-    Wait(wait);
+    Wait(&sync_at);
   }
   return absl::OkStatus();
 }

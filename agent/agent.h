@@ -45,11 +45,17 @@ class Agent {
   explicit Agent(const AgentOptions& options);
   absl::Status Enroll();
   absl::Status SyncOnce();
+  /// Records the desired state (from "sync" or "watch") and brings the modules to it; true
+  /// when what runs changed.
+  absl::StatusOr<bool> ApplyDesired(const v1::SyncResponse& desired, const char* source);
+  /// Installs the state Watch pushed last, if newer; sets `sync_at` to now to report a change.
+  absl::Status ApplyPushed(absl::Time* sync_at);
   absl::Status RenewIfDue();
   void WatchLoop();
   void UseIdentity(DeviceIdentity identity);
-  /// Sleeps up to `d`; false when stopping. Returns early when a sync is requested.
-  bool Wait(absl::Duration d);
+  /// Sleeps until `*until`, a push, a sync request (which moves `*until` to now) or Stop();
+  /// false when stopping.
+  bool Wait(absl::Time* until);
   absl::Duration Backoff();
   std::string RenderMetrics();
   v1::DeviceHealth Health() const;
@@ -62,6 +68,7 @@ class Agent {
   std::mutex mu_;
   std::condition_variable wake_;
   bool sync_requested_ = false;
+  std::optional<v1::SyncResponse> pushed_;  // the newest state Watch pushed, not applied yet
   std::mt19937_64 random_{std::random_device{}()};
   int failures_ = 0;
   absl::Time started_ = absl::Now();

@@ -170,16 +170,21 @@ absl::StatusOr<v1::SyncResponse> DeviceRegistry::Sync(absl::string_view device_i
     return NoSuchDevice(device_id);
   }
   v1::SyncResponse response;
-  // The row as updated: kColumns (generation is column 10), then the profile hash.
+  // The row as updated: kColumns, then the profile hash.
   response.set_send_profile(rows[0].Text(17) != request.state().profile_hash());
-  // Read the generation before the desired state: a change in between shows up as a newer
-  // generation on the next sync, never as a stale state under a new number.
-  ASSIGN_OR_RETURN(int64_t fleet_generation, FleetGeneration());
-  response.set_desired_generation(rows[0].Int(10) + fleet_generation);
-  ASSIGN_OR_RETURN(std::vector<v1::ModuleRef> desired, Desired(rows[0]));
-  for (v1::ModuleRef& m : desired) *response.add_desired_modules() = std::move(m);
-  response.set_module_signing_key(options_.module_signing_key);
+  RETURN_IF_ERROR(FillDesired(rows[0], &response));
   response.set_next_sync_ms(absl::ToInt64Milliseconds(options_.pacer->Next()));
+  return response;
+}
+
+absl::StatusOr<v1::SyncResponse> DeviceRegistry::DesiredState(absl::string_view device_id) {
+  ASSIGN_OR_RETURN(Rows rows, options_.database->Query(
+                                  absl::StrCat("SELECT ", kColumns, " FROM devices WHERE id = $1"),
+                                  {std::string(device_id)}));
+  if (rows.empty()) return NoSuchDevice(device_id);
+  if (rows[0].Text(4) != "ACTIVE") return Decommissioned(device_id);
+  v1::SyncResponse response;
+  RETURN_IF_ERROR(FillDesired(rows[0], &response));
   return response;
 }
 
@@ -215,12 +220,19 @@ absl::StatusOr<int64_t> DeviceRegistry::FleetGeneration() {
   return options_.assignments->Generation();
 }
 
-absl::StatusOr<std::vector<v1::ModuleRef>> DeviceRegistry::Desired(const store::Row& row) {
-  if (options_.assignments == nullptr || row.Text(4) != "ACTIVE") {
-    return std::vector<v1::ModuleRef>();
-  }
+absl::Status DeviceRegistry::FillDesired(const store::Row& row, v1::SyncResponse* out) {
+  // Read the generation (kColumns' 10th plus the fleet's) before the desired state: a change
+  // in between shows up as a newer generation next time, never as a stale state under a new
+  // number.
+  ASSIGN_OR_RETURN(int64_t fleet_generation, FleetGeneration());
+  out->set_desired_generation(row.Int(10) + fleet_generation);
+  out->set_module_signing_key(options_.module_signing_key);
+  if (options_.assignments == nullptr || row.Text(4) != "ACTIVE") return absl::OkStatus();
   ASSIGN_OR_RETURN(Attributes attributes, AttributesOf(row));
-  return options_.assignments->DesiredFor(row.Text(0), attributes, row.Text(11));
+  ASSIGN_OR_RETURN(std::vector<v1::ModuleRef> desired,
+                   options_.assignments->DesiredFor(row.Text(0), attributes, row.Text(11)));
+  for (v1::ModuleRef& m : desired) *out->add_desired_modules() = std::move(m);
+  return absl::OkStatus();
 }
 
 void DeviceRegistry::Notify(absl::string_view device_id) {
@@ -282,8 +294,9 @@ absl::StatusOr<v1::Device> DeviceRegistry::Get(absl::string_view device_id) {
                                   {std::string(device_id)}));
   if (rows.empty()) return NoSuchDevice(device_id);
   ASSIGN_OR_RETURN(v1::Device device, DeviceFromRow(rows[0]));
-  ASSIGN_OR_RETURN(std::vector<v1::ModuleRef> desired, Desired(rows[0]));
-  for (v1::ModuleRef& m : desired) *device.add_desired_modules() = std::move(m);
+  v1::SyncResponse desired;
+  RETURN_IF_ERROR(FillDesired(rows[0], &desired));
+  device.mutable_desired_modules()->Swap(desired.mutable_desired_modules());
   return device;
 }
 

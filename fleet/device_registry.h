@@ -60,6 +60,9 @@ class DeviceRegistry {
   absl::Status CheckActive(absl::string_view device_id);
   /// The device's desired-state generation (changes whenever what it should run may change).
   absl::StatusOr<int64_t> Generation(absl::string_view device_id);
+  /// What the device should run now (desired_generation, desired_modules and
+  /// module_signing_key of a SyncResponse), without recording anything: pushed to watchers.
+  absl::StatusOr<v1::SyncResponse> DesiredState(absl::string_view device_id);
   /// Blocks until the generation differs from `known` or `deadline` passes (in-process
   /// changes wake it at once; callers poll Generation as well for other replicas).
   void WaitForChange(absl::string_view device_id, int64_t known, absl::Time deadline);
@@ -78,8 +81,8 @@ class DeviceRegistry {
   absl::StatusOr<v1::Device> DeviceFromRow(const store::Row& row) const;
   /// The fleet-wide part of the generation (0 without assignments).
   absl::StatusOr<int64_t> FleetGeneration();
-  /// What the device of this row should run.
-  absl::StatusOr<std::vector<v1::ModuleRef>> Desired(const store::Row& row);
+  /// Fills `out`'s desired state for the device of this row (kColumns).
+  absl::Status FillDesired(const store::Row& row, v1::SyncResponse* out);
   void Notify(absl::string_view device_id);
 
   DeviceRegistryOptions options_;

@@ -131,6 +131,13 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
     auto response = registry_->Sync(device_id, sync);
     EXPECT_TRUE(response.ok()) << response.status();
     if (generation) *generation = response->desired_generation();
+    // What Watch pushes is the same state, without recording a sync.
+    auto pushed = registry_->DesiredState(device_id);
+    EXPECT_TRUE(pushed.ok()) << pushed.status();
+    v1::SyncResponse desired_part = *response;
+    desired_part.clear_next_sync_ms();
+    desired_part.clear_send_profile();
+    EXPECT_EQ(pushed->DebugString(), desired_part.DebugString());
     std::vector<std::string> out;
     for (const auto& m : response->desired_modules()) {
       EXPECT_EQ(m.digest(), ModuleDigest(m.model(), m.version(), m.target()));
@@ -311,6 +318,9 @@ TEST_P(DeviceRegistryTest, SyncRecordsStateAndIsBoundToTheDevice) {
   EXPECT_EQ(registry_->Sync(b->device_id(), v1::SyncRequest()).status().code(),
             absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(registry_->CheckActive(b->device_id()).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(registry_->DesiredState(b->device_id()).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(registry_->DesiredState("dev-unknown").status().code(), absl::StatusCode::kNotFound);
   auto csr = crypto::GenerateKeyAndCsr("x");
   v1::RenewRequest renew;
   renew.set_csr_pem(csr->csr_pem);

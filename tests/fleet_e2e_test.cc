@@ -145,6 +145,23 @@ TEST_P(FleetTest, AgentsEnrollSyncAndAreSelectable) {
   EXPECT_TRUE(absl::StrContains(label.out, "floor=2"));
   ASSERT_TRUE(Eventually([&] { return absl::StrContains(gw->log(), "\"generation\":2"); }))
       << gw->log();
+  // It came with the state itself, so the agent did not sync to learn it.
+  EXPECT_TRUE(absl::StrContains(gw->log(), R"("generation":2,"modules":0,"from":"watch")"))
+      << gw->log();
+  {
+    // What Watch streams: the generation and the device's desired state with it.
+    grpc::ClientContext context;
+    v1::WatchRequest request;
+    request.set_known_generation(1);
+    auto stream = DeviceStub(gw.get())->Watch(&context, request);
+    v1::WatchEvent event;
+    ASSERT_TRUE(stream->Read(&event));
+    EXPECT_EQ(event.desired_generation(), 2);
+    ASSERT_TRUE(event.has_desired());
+    EXPECT_EQ(event.desired().desired_generation(), 2);
+    EXPECT_TRUE(absl::StrContains(event.desired().module_signing_key(), "PUBLIC KEY"));
+    context.TryCancel();
+  }
   CommandResult listed = cli({"device", "list", "--selector", "floor=2"});
   EXPECT_TRUE(absl::StrContains(listed.out, gw->device_id())) << listed.out << listed.err;
   EXPECT_FALSE(absl::StrContains(listed.out, cam1->device_id()));

@@ -85,10 +85,12 @@ grpc::Status DeviceService::Watch(grpc::ServerContext* c, const v1::WatchRequest
                     while (!stopping_ && !c->IsCancelled()) {
                       ASSIGN_OR_RETURN(int64_t generation, devices_.Generation(id));
                       if (generation != known) {
+                        // The state itself, so the device need not sync to learn it.
                         v1::WatchEvent event;
-                        event.set_desired_generation(generation);
+                        ASSIGN_OR_RETURN(*event.mutable_desired(), devices_.DesiredState(id));
+                        event.set_desired_generation(event.desired().desired_generation());
                         if (!writer->Write(event)) break;
-                        known = generation;
+                        known = event.desired_generation();
                       }
                       // Changes made through this replica wake the wait at once; the timeout picks
                       // up changes made through other replicas.
