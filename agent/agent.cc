@@ -291,10 +291,13 @@ absl::StatusOr<bool> Agent::ApplyDesired(const v1::SyncResponse& desired, const 
   // Install what the server wants (downloads run here, never on request threads).
   v1::DeviceState before;
   modules_->Report(&before);
-  modules_->Reconcile(desired, [this](const std::string& digest, int64_t offset,
-                                      const ModuleStore::ChunkSink& sink) {
-    return FetchModule(digest, offset, sink);
-  }).IgnoreError();  // failures are logged and reported per module
+  modules_
+      ->Reconcile(
+          desired,
+          [this](const std::string& digest, int64_t offset, const ModuleStore::ChunkSink& sink) {
+            return FetchModule(digest, offset, sink);
+          })
+      .IgnoreError();  // failures are logged and reported per module
   v1::DeviceState after;
   modules_->Report(&after);
   return after.SerializeAsString() != before.SerializeAsString();
@@ -380,9 +383,8 @@ absl::Duration Agent::Backoff() {
 
 bool Agent::Wait(absl::Time* until) {
   std::unique_lock lock(mu_);
-  wake_.wait_until(lock, absl::ToChronoTime(*until), [&] {
-    return stopping_.load() || sync_requested_ || pushed_.has_value();
-  });
+  wake_.wait_until(lock, absl::ToChronoTime(*until),
+                   [&] { return stopping_.load() || sync_requested_ || pushed_.has_value(); });
   if (sync_requested_) *until = absl::InfinitePast();
   sync_requested_ = false;
   return !stopping_;

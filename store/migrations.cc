@@ -196,6 +196,11 @@ CREATE TABLE desired_state (
 INSERT INTO desired_state (id, generation) VALUES (1, 0);
 CREATE INDEX artifacts_by_module ON artifacts (module_digest);
 )sql"},
+      // A sync reads the device's own assignments and the selector ones, not every device's.
+      {8, "assignments_by_device", R"sql(
+CREATE INDEX assignments_by_device ON assignments (device_id, id);
+CREATE INDEX assignments_with_selector ON assignments (id) WHERE selector <> '';
+)sql"},
   };
   return *migrations;
 }
