@@ -1,5 +1,6 @@
 #include "agent/agent.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
@@ -427,6 +428,7 @@ absl::Status Agent::Run() {
   // starts, which inherits its policy); applications' calls are served by the local API's
   // threads. Those come first.
   BackgroundPriority background;
+  ::pthread_setname_np(::pthread_self(), "agent-sync");  // for top -H, perf and the like
   if (!BackgroundPriority::Available()) {
     Log(LogLevel::kWarning,
         "background work runs at normal priority: this process may not take a thread out of "
@@ -447,7 +449,10 @@ absl::Status Agent::Run() {
   }
   failures_ = 0;
   if (options_.enroll_only || stopping_) return absl::OkStatus();
-  watch_thread_ = std::thread([this] { WatchLoop(); });
+  watch_thread_ = std::thread([this] {
+    ::pthread_setname_np(::pthread_self(), "agent-watch");
+    WatchLoop();
+  });
   absl::Time sync_at = absl::InfinitePast();  // now
   while (!stopping_) {
     absl::Status status = RenewIfDue();

@@ -90,7 +90,13 @@ class Fleet {
   absl::Status Start(int versions) {
     ServerProcess::Options so;
     so.data_dir = dir_ = tests::NewTempDir("hotswap-bench");
-    so.extra_flags = {"--sync-interval-seconds", "5"};
+    // Versions are built for this machine's class before they are READY, so no compile for a
+    // class that joins later runs (and swaps the device to it) while the bench measures.
+    tests::CommandResult profile =
+        tests::RunCommand({tests::BinaryPath("edgeloop-agent"), "--print-profile"});
+    v1::HardwareProfile hardware;
+    RETURN_IF_ERROR(ParseProtoJson(profile.out, &hardware, true));
+    so.extra_flags = {"--sync-interval-seconds", "5", "--compile-targets", hardware.target()};
     server_ = std::make_unique<ServerProcess>(so);
     RETURN_IF_ERROR(server_->Start());
     // On a fleet the server is not on the device; here it shares the two cores with the agent
