@@ -204,18 +204,6 @@ void ModuleManager::OnLocalRollback(const v1::ModuleRef& refused, const std::str
 
 namespace {
 
-// What a loaded module costs in memory: its object (weights and code) and the workspaces of a
-// couple of concurrent calls, as its signed manifest states them.
-int64_t ModuleMemory(const v1::ModuleRef& ref) {
-  google::protobuf::Struct manifest;
-  int64_t workspace = 0;
-  if (ParseProtoJson(ref.manifest(), &manifest).ok() &&
-      manifest.fields().count("workspaceBytes")) {
-    workspace = static_cast<int64_t>(manifest.fields().at("workspaceBytes").number_value());
-  }
-  return ref.size() + 2 * workspace;
-}
-
 int64_t MemAvailableBytes() {
   std::ifstream meminfo("/proc/meminfo");
   std::string key;
@@ -228,6 +216,21 @@ int64_t MemAvailableBytes() {
 }
 
 }  // namespace
+
+int64_t ModuleManager::ModuleMemory(const v1::ModuleRef& ref) const {
+  std::lock_guard lock(memory_mu_);
+  if (auto it = memory_by_digest_.find(ref.digest()); it != memory_by_digest_.end()) {
+    return it->second;
+  }
+  google::protobuf::Struct manifest;
+  int64_t workspace = 0;
+  if (ParseProtoJson(ref.manifest(), &manifest).ok() &&
+      manifest.fields().count("workspaceBytes")) {
+    workspace = static_cast<int64_t>(manifest.fields().at("workspaceBytes").number_value());
+  }
+  if (memory_by_digest_.size() > 1024) memory_by_digest_.clear();  // modules come and go
+  return memory_by_digest_[ref.digest()] = ref.size() + 2 * workspace;
+}
 
 absl::StatusOr<bool> ModuleManager::FitsBesideLoaded(const v1::ModuleRef& ref) const {
   const int64_t need = ModuleMemory(ref);

@@ -56,6 +56,10 @@ class ModuleManager {
   /// Whether `ref` can be loaded next to what is loaded; FAILED_PRECONDITION when it cannot
   /// be loaded even alone.
   absl::StatusOr<bool> FitsBesideLoaded(const v1::ModuleRef& ref) const;
+  /// What a loaded module costs in memory: its object (weights and code) and the workspaces
+  /// of a couple of concurrent calls, as its signed manifest states them. Remembered by digest
+  /// (parsing the manifest's JSON again for every loaded module on every install adds up).
+  int64_t ModuleMemory(const v1::ModuleRef& ref) const;
 
   Options options_;
   ModuleStore store_;
@@ -64,6 +68,8 @@ class ModuleManager {
   std::map<std::string, v1::ModuleStatus> failures_;  // by model; cleared when it succeeds
   std::map<std::string, std::string> refused_;        // digest → why (not retried)
   std::set<std::string> rolled_back_;                 // digests refused for good (persisted)
+  mutable std::mutex memory_mu_;
+  mutable std::map<std::string, int64_t> memory_by_digest_;  // ModuleMemory's, by digest
 };
 
 }  // namespace edgeloop::agent

@@ -135,8 +135,11 @@ absl::Status ModuleStore::Download(const v1::ModuleRef& ref, const Fetcher& fetc
 
 absl::Status ModuleStore::SaveRef(const v1::ModuleRef& ref) {
   RETURN_IF_ERROR(MakeDirectories(dir_, 0700));
-  return WriteFileAtomically(absl::StrCat(dir_, "/", Hex(ref.digest()), ".json"),
-                             PrintProtoJson(ref, true));
+  const std::string path = absl::StrCat(dir_, "/", Hex(ref.digest()), ".json");
+  const std::string json = PrintProtoJson(ref, true);
+  // Swapping back to a cached module writes nothing (an fsync'd write is CPU and I/O).
+  if (auto kept = ReadFile(path); kept.ok() && *kept == json) return absl::OkStatus();
+  return WriteFileAtomically(path, json);
 }
 
 absl::StatusOr<v1::ModuleRef> ModuleStore::LoadRef(absl::string_view digest) const {

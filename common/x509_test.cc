@@ -143,6 +143,17 @@ TEST(SigningKeyTest, SignsAndVerifiesAndPersists) {
   auto again = SigningKey::LoadOrCreate(dir + "/signing.key");
   ASSERT_TRUE(again.ok());
   EXPECT_EQ((*again)->public_key_pem(), (*key)->public_key_pem());
+  // The parsed key is kept between calls: switching keys must not verify under the old one.
+  auto other = SigningKey::LoadOrCreate(dir + "/other.key");
+  ASSERT_TRUE(other.ok());
+  auto other_signature = (*other)->Sign("{\"abi\":1}");
+  ASSERT_TRUE(other_signature.ok());
+  EXPECT_TRUE(VerifySignature((*other)->public_key_pem(), "{\"abi\":1}", *other_signature));
+  EXPECT_FALSE(VerifySignature((*key)->public_key_pem(), "{\"abi\":1}", *other_signature));
+  EXPECT_FALSE(VerifySignature((*other)->public_key_pem(), "{\"abi\":1}", *signature));
+  EXPECT_TRUE(VerifySignature((*key)->public_key_pem(), "{\"abi\":1}", *signature));
+  EXPECT_FALSE(VerifySignature("-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n",
+                               "{\"abi\":1}", *signature));
   std::filesystem::remove_all(dir);
 }
 
