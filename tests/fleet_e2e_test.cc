@@ -145,9 +145,14 @@ TEST_P(FleetTest, AgentsEnrollSyncAndAreSelectable) {
   EXPECT_TRUE(absl::StrContains(label.out, "floor=2"));
   ASSERT_TRUE(Eventually([&] { return absl::StrContains(gw->log(), "\"generation\":2"); }))
       << gw->log();
-  // It came with the state itself, so the agent did not sync to learn it.
-  EXPECT_TRUE(absl::StrContains(gw->log(), R"("generation":2,"modules":0,"from":"watch")"))
-      << gw->log();
+  // It came with the state itself, so the agent did not sync to learn it — unless one of its
+  // 1 s syncs happened to be in flight just then; a second edit cannot race that too.
+  if (!absl::StrContains(gw->log(), R"("generation":2,"modules":0,"from":"watch")")) {
+    ASSERT_EQ(cli({"device", "label", gw->device_id(), "floor=2", "again=1"}).exit_code, 0);
+    ASSERT_TRUE(Eventually([&] {
+      return absl::StrContains(gw->log(), R"("generation":3,"modules":0,"from":"watch")");
+    })) << gw->log();
+  }
   {
     // What Watch streams: the generation and the device's desired state with it.
     grpc::ClientContext context;
@@ -156,9 +161,9 @@ TEST_P(FleetTest, AgentsEnrollSyncAndAreSelectable) {
     auto stream = DeviceStub(gw.get())->Watch(&context, request);
     v1::WatchEvent event;
     ASSERT_TRUE(stream->Read(&event));
-    EXPECT_EQ(event.desired_generation(), 2);
+    EXPECT_GE(event.desired_generation(), 2);
     ASSERT_TRUE(event.has_desired());
-    EXPECT_EQ(event.desired().desired_generation(), 2);
+    EXPECT_EQ(event.desired().desired_generation(), event.desired_generation());
     EXPECT_TRUE(absl::StrContains(event.desired().module_signing_key(), "PUBLIC KEY"));
     context.TryCancel();
   }
