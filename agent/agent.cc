@@ -165,11 +165,19 @@ void Agent::UseIdentity(DeviceIdentity identity) {
   // A channel of its own, so replacing it after a failure really starts a fresh connection.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   auto channel = grpc::CreateCustomChannel(options_.server, grpc::SslCredentials(tls), args);
-  if (auto info = crypto::InspectCertificate(identity.cert_pem); info.ok()) {
+  // Read once per certificate: parsing PEM with OpenSSL 3 costs about half a millisecond, and
+  // the sync loop asks whether renewal is due every time it wakes.
+  absl::StatusOr<crypto::CertificateInfo> info = crypto::InspectCertificate(identity.cert_pem);
+  absl::StatusOr<absl::Time> renew_at;
+  if (info.ok()) {
     cert_expiry_->Set(absl::ToDoubleSeconds(info->not_after - absl::UnixEpoch()));
+    renew_at = info->not_before + (info->not_after - info->not_before) * 2 / 3;
+  } else {
+    renew_at = info.status();
   }
   enrolled_->Set(1);
   std::lock_guard lock(mu_);
+  renew_at_ = std::move(renew_at);
   identity_ = std::move(identity);
   channel_ = std::move(channel);
 }
@@ -349,13 +357,14 @@ absl::Status Agent::FetchModule(const std::string& digest, int64_t offset,
 
 absl::Status Agent::RenewIfDue() {
   DeviceIdentity identity;
+  absl::StatusOr<absl::Time> due;
   {
     std::lock_guard lock(mu_);
     identity = *identity_;
+    due = renew_at_;
   }
-  ASSIGN_OR_RETURN(crypto::CertificateInfo info, crypto::InspectCertificate(identity.cert_pem));
-  const absl::Time due = info.not_before + (info.not_after - info.not_before) * 2 / 3;
-  if (absl::Now() < due) return absl::OkStatus();
+  RETURN_IF_ERROR(due.status());
+  if (absl::Now() < *due) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::string csr, crypto::CsrForKey(identity.key_pem, identity.device_id));
   v1::RenewRequest request;
   request.set_csr_pem(csr);

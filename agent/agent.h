@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/agent_options.h"
 #include "agent/identity.h"
@@ -74,6 +75,7 @@ class Agent {
   absl::Time started_ = absl::Now();
 
   std::optional<DeviceIdentity> identity_;              // guarded by mu_ once the watch thread runs
+  absl::StatusOr<absl::Time> renew_at_;  // two thirds into identity_'s certificate; guarded by mu_
   std::shared_ptr<grpc::Channel> channel_;              // mTLS, guarded by mu_
   std::unique_ptr<grpc::ClientContext> watch_context_;  // guarded by mu_, for cancellation
   grpc::ClientContext* fetch_context_ = nullptr;        // guarded by mu_, for cancellation

@@ -9,7 +9,7 @@
 // agent's own verified → serving), and Predict's overhead over calling the module in-process.
 //
 //   build/bin/hotswap_bench [--swaps 100] [--clients 2] [--rate 1000] [--versions 4]
-//                           [--json bench/results/hotswap_bench.json]
+//                           [--split-cpus] [--json bench/results/hotswap_bench.json]
 #include <sched.h>
 
 #include <algorithm>
@@ -48,11 +48,36 @@ using tests::HttpClient;
 using tests::ServerProcess;
 
 struct Options {
+  bool split_cpus = false;
   int swaps = 100;
   int clients = 2;
   double rate = 1000;  // requests per second, all clients together, in the steady-rate run
   int versions = 4;
   std::string json = "bench/results/hotswap_bench.json";
+};
+
+// Where each side runs. On a fleet the server is on another machine, not on the device's
+// cores. By default everything shares all CPUs here, the server at idle priority; with
+// --split-cpus the server (and the operator's calls) get the last CPU and the device (agent
+// and applications) the others: a device with one core fewer, alone on its cores.
+struct CpuSplit {
+  cpu_set_t device, control;
+
+  static CpuSplit Make(bool split) {
+    CpuSplit cpus;
+    ::sched_getaffinity(0, sizeof(cpu_set_t), &cpus.device);
+    cpus.control = cpus.device;
+    if (!split || CPU_COUNT(&cpus.device) < 2) return cpus;
+    int last = CPU_SETSIZE - 1;
+    while (!CPU_ISSET(last, &cpus.device)) --last;
+    CPU_CLR(last, &cpus.device);
+    CPU_ZERO(&cpus.control);
+    CPU_SET(last, &cpus.control);
+    return cpus;
+  }
+  bool shared() const { return CPU_EQUAL(&device, &control); }
+  // The calling thread, and the processes and threads it starts from now on.
+  static void RunOn(const cpu_set_t& cpus) { ::sched_setaffinity(0, sizeof(cpu_set_t), &cpus); }
 };
 
 struct Sample {
@@ -87,7 +112,8 @@ class Fleet {
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
-  absl::Status Start(int versions) {
+  absl::Status Start(int versions, const CpuSplit& cpus) {
+    CpuSplit::RunOn(cpus.control);
     ServerProcess::Options so;
     so.data_dir = dir_ = tests::NewTempDir("hotswap-bench");
     // Versions are built for this machine's class before they are READY, so no compile for a
@@ -99,14 +125,15 @@ class Fleet {
     so.extra_flags = {"--sync-interval-seconds", "5", "--compile-targets", hardware.target()};
     server_ = std::make_unique<ServerProcess>(so);
     RETURN_IF_ERROR(server_->Start());
-    // On a fleet the server is not on the device; here it shares the two cores with the agent
-    // and the applications, so it only gets the time they leave idle (threads it starts later
-    // inherit the policy).
-    for (const auto& task : std::filesystem::directory_iterator(
-             absl::StrCat("/proc/", server_->pid(), "/task"))) {
-      sched_param idle{};
-      ::sched_setscheduler(static_cast<pid_t>(std::stoi(task.path().filename())), SCHED_IDLE,
-                           &idle);
+    if (cpus.shared()) {
+      // The server shares the device's cores here, so it only gets the time the agent and the
+      // applications leave idle (threads it starts later inherit the policy).
+      for (const auto& task : std::filesystem::directory_iterator(
+               absl::StrCat("/proc/", server_->pid(), "/task"))) {
+        sched_param idle{};
+        ::sched_setscheduler(static_cast<pid_t>(std::stoi(task.path().filename())), SCHED_IDLE,
+                             &idle);
+      }
     }
     admin_ = server_->admin_token();
     RETURN_IF_ERROR(Call("POST", "/v1/models", R"({"name":"bench"})").status());
@@ -143,7 +170,9 @@ class Fleet {
     ao.enroll_token = created.secret();
     ao.extra_flags = {"--rollback-min-calls", "0"};  // the swaps are the operator's
     agent_ = std::make_unique<AgentProcess>(ao);
+    CpuSplit::RunOn(cpus.device);
     agent_->Start();
+    CpuSplit::RunOn(cpus.control);  // this thread is the operator from here on
     if (!agent_->WaitEnrolled()) return absl::InternalError("agent did not enroll");
     return absl::OkStatus();
   }
@@ -192,8 +221,8 @@ struct RunResult {
 // is reassigned `swaps` times.
 // With `control` set, the model is reassigned to the version it already runs: the server,
 // the push and the device's sync all happen, the swap does not; windows last `control`.
-absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, double rate,
-                                   int* next_version,
+absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, const CpuSplit& cpus,
+                                   double rate, int* next_version,
                                    std::optional<absl::Duration> control = std::nullopt) {
   const std::vector<float> input(64, 0.25f);
   std::atomic<bool> done{false};
@@ -206,6 +235,7 @@ absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, double 
   std::vector<std::thread> threads;
   for (int c = 0; c < options.clients; ++c) {
     threads.emplace_back([&, c] {
+      CpuSplit::RunOn(cpus.device);  // the applications run on the device
       client::LocalClient client(fleet.socket());
       const absl::Duration period =
           rate > 0 ? absl::Seconds(options.clients / rate) : absl::ZeroDuration();
@@ -296,11 +326,14 @@ int Main(int argc, char** argv) {
   flags.Double("rate", &options.rate, "requests per second in the steady-rate run (all clients)");
   flags.Int("versions", &options.versions, "versions cycled through (each swap loads a module)");
   flags.String("json", &options.json, "where to write the results");
+  flags.Bool("split-cpus", &options.split_cpus,
+             "the server on the last CPU, the agent and applications on the others");
   if (std::optional<int> exit_code = ParseFlags(flags, argc, argv)) return *exit_code;
   if (options.versions < 3) options.versions = 3;  // 2 would only flip active and previous
 
+  const CpuSplit cpus = CpuSplit::Make(options.split_cpus);
   Fleet fleet;
-  if (absl::Status s = fleet.Start(options.versions); !s.ok()) {
+  if (absl::Status s = fleet.Start(options.versions, cpus); !s.ok()) {
     std::fprintf(stderr, "hotswap_bench: %s\n", s.ToString().c_str());
     return 1;
   }
@@ -314,7 +347,9 @@ int Main(int argc, char** argv) {
     absl::SleepFor(absl::Milliseconds(50));
   }
 
-  // Predict's overhead: the same module called in this process versus through the socket.
+  // Predict's overhead: the same module called in this process versus through the socket, by
+  // an application on the device.
+  CpuSplit::RunOn(cpus.device);
   const std::vector<float> input(64, 0.25f);
   std::vector<double> rpc_us, local_us;
   for (int i = 0; i < 2000; ++i) {
@@ -337,10 +372,11 @@ int Main(int argc, char** argv) {
     local_us.push_back(absl::ToDoubleMicroseconds(absl::Now() - t));
   }
   const Percentiles rpc = Summarize(rpc_us), local = Summarize(local_us);
+  CpuSplit::RunOn(cpus.control);
 
   std::vector<RunResult> runs;
   for (double rate : {options.rate, 0.0}) {
-    auto r = RunSwaps(fleet, options, rate, &next_version);
+    auto r = RunSwaps(fleet, options, cpus, rate, &next_version);
     if (!r.ok()) {
       std::fprintf(stderr, "hotswap_bench: %s\n%s\n", r.status().ToString().c_str(),
                    fleet.log().c_str());
@@ -352,7 +388,7 @@ int Main(int argc, char** argv) {
   {
     const absl::Duration window =
         absl::Milliseconds(runs.back().assign_to_serving_ms_p50 + 20);
-    auto r = RunSwaps(fleet, options, 0.0, &next_version, window);
+    auto r = RunSwaps(fleet, options, cpus, 0.0, &next_version, window);
     if (!r.ok()) return 1;
     runs.push_back(*r);
   }
@@ -367,8 +403,10 @@ int Main(int argc, char** argv) {
   const Percentiles verified = Summarize(verified_us);
 
   std::printf(
-      "\nPredict on the agent's Unix socket while the model is swapped; latency in µs\n"
+      "\nPredict on the agent's Unix socket while the model is swapped; latency in µs; %s\n"
       "%-22s %9s %6s | %8s %8s %8s | %8s %8s %8s %7s | %6s %10s %10s\n",
+      cpus.shared() ? "server and device share all CPUs (server at idle priority)"
+                    : "server on the last CPU, agent and applications on the others",
       "clients", "requests", "failed", "p50", "p99", "p99.9", "swap p50", "swap p99", "p99.9",
       "p99 x", "swaps", "assign→srv", "max");
   for (const RunResult& r : runs) {
@@ -392,10 +430,11 @@ int Main(int argc, char** argv) {
         absl::StrFormat(
             R"({"mode":"%s","requests":%d,"failed":%d,"steady":{"n":%d,"p50_us":%.1f,"p99_us":%.1f,"p999_us":%.1f},)"
             R"("swapping":{"n":%d,"p50_us":%.1f,"p99_us":%.1f,"p999_us":%.1f},"swaps":%d,)"
-            R"("assign_to_serving_ms_p50":%.1f,"assign_to_serving_ms_max":%.1f})",
+            R"("assign_to_serving_ms_p50":%.1f,"assign_to_serving_ms_max":%.1f,"split_cpus":%s})",
             r.mode, r.requests, r.failed, r.steady.n, r.steady.p50, r.steady.p99, r.steady.p999,
             r.swapping.n, r.swapping.p50, r.swapping.p99, r.swapping.p999, r.swaps,
-            r.assign_to_serving_ms_p50, r.assign_to_serving_ms_max));
+            r.assign_to_serving_ms_p50, r.assign_to_serving_ms_max,
+            cpus.shared() ? "false" : "true"));
   }
   absl::StrAppend(
       &json,
