@@ -9,7 +9,6 @@
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/proto_json.h"
-#include "common/signing.h"
 #include "common/status.h"
 #include "google/protobuf/struct.pb.h"
 
@@ -116,19 +115,17 @@ absl::Status ModuleManager::Reconcile(const v1::SyncResponse& desired,
 
 absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string& signing_key,
                                     const ModuleStore::Fetcher& fetch) {
-  // The manifest's signature is checked before a byte is fetched, and again (with the bytes)
-  // before loading.
+  // The signed manifest is checked before a byte is fetched; the bytes, against the digest it
+  // names, before loading. (`ref` does not change in between: checking its signature again
+  // would prove nothing new.)
   if (signing_key.empty()) {
     return absl::UnavailableError("the server has not sent its module signing key yet");
   }
-  if (!crypto::VerifySignature(signing_key, ref.manifest(), ref.signature())) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("module ", ref.digest(), ": the manifest's signature does not verify"));
-  }
+  RETURN_IF_ERROR(VerifyManifest(ref, signing_key));
   RETURN_IF_ERROR(store_.SaveRef(ref));
   RETURN_IF_ERROR(store_.Download(ref, fetch, options_.download));
   Failpoint("agent.downloaded");
-  RETURN_IF_ERROR(VerifyModule(ref, store_.SoPath(ref.digest()), signing_key));
+  RETURN_IF_ERROR(VerifyModuleFile(ref, store_.SoPath(ref.digest())));
   Failpoint("agent.verified");
   const absl::Time verified = absl::Now();
   ASSIGN_OR_RETURN(bool fits, FitsBesideLoaded(ref));

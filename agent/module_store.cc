@@ -176,8 +176,7 @@ absl::Status ModuleStore::Prune(int64_t max_bytes, const std::set<std::string>& 
   return absl::OkStatus();
 }
 
-absl::Status VerifyModule(const v1::ModuleRef& ref, const std::string& so_path,
-                          const std::string& signing_key_pem) {
+absl::Status VerifyManifest(const v1::ModuleRef& ref, const std::string& signing_key_pem) {
   if (signing_key_pem.empty()) {
     return absl::FailedPreconditionError("no module signing key from the server yet");
   }
@@ -200,12 +199,22 @@ absl::Status VerifyModule(const v1::ModuleRef& ref, const std::string& so_path,
         "module ", ref.digest(), ": the signed manifest names another module (", text("soDigest"),
         ", ", number("soSize"), " bytes, ", text("target"), ")"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status VerifyModuleFile(const v1::ModuleRef& ref, const std::string& so_path) {
   ASSIGN_OR_RETURN(std::string digest, FileSha256(so_path));
   if (digest != ref.digest()) {
     return absl::DataLossError(
         absl::StrCat("module file ", so_path, " hashes to ", digest, ", not ", ref.digest()));
   }
   return absl::OkStatus();
+}
+
+absl::Status VerifyModule(const v1::ModuleRef& ref, const std::string& so_path,
+                          const std::string& signing_key_pem) {
+  RETURN_IF_ERROR(VerifyManifest(ref, signing_key_pem));
+  return VerifyModuleFile(ref, so_path);
 }
 
 }  // namespace edgeloop::agent

@@ -54,9 +54,14 @@ class ModuleStore {
   std::string dir_;
 };
 
-/// Checks a module before anything loads it: the manifest is signed by `signing_key_pem`,
-/// names this digest, size and target, and the file's bytes hash to the digest.
-/// PERMISSION_DENIED for a bad signature, DATA_LOSS for bytes that do not match.
+/// The manifest is signed by `signing_key_pem` and names the ref's digest, size and target:
+/// PERMISSION_DENIED otherwise. Checked before a byte of the module is fetched.
+absl::Status VerifyManifest(const v1::ModuleRef& ref, const std::string& signing_key_pem);
+
+/// The file's bytes hash to the ref's digest: DATA_LOSS otherwise.
+absl::Status VerifyModuleFile(const v1::ModuleRef& ref, const std::string& so_path);
+
+/// Checks a module before anything loads it: both of the above.
 absl::Status VerifyModule(const v1::ModuleRef& ref, const std::string& so_path,
                           const std::string& signing_key_pem);
 

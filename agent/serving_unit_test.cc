@@ -175,6 +175,12 @@ TEST_F(ServingUnitTest, BadBytesAndBadSignaturesAreRefused) {
   elsewhere.set_size(ref.size());
   EXPECT_EQ(VerifyModule(elsewhere, path, key_->public_key_pem()).code(),
             absl::StatusCode::kPermissionDenied);
+  // The manifest alone is judged before anything is fetched: no file needed.
+  EXPECT_TRUE(VerifyManifest(ref, key_->public_key_pem()).ok());
+  EXPECT_EQ(VerifyManifest(elsewhere, key_->public_key_pem()).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(VerifyManifest(ref, "").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(VerifyModuleFile(ref, path).ok());
   // Bytes changed on disk after the download.
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
@@ -182,6 +188,7 @@ TEST_F(ServingUnitTest, BadBytesAndBadSignaturesAreRefused) {
     f.put('\x01');
   }
   EXPECT_EQ(VerifyModule(ref, path, key_->public_key_pem()).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(VerifyModuleFile(ref, path).code(), absl::StatusCode::kDataLoss);
 }
 
 TEST_F(ServingUnitTest, TheCacheNeverDropsTheActiveOrPreviousModule) {
