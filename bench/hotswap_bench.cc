@@ -423,18 +423,18 @@ int Main(int argc, char** argv) {
       verified.p50, verified.p99, static_cast<long long>(verified.n), rpc.p50, local.p50,
       rpc.p50 - local.p50);
 
-  std::string json = "{\"runs\":[";
+  std::string json =
+      absl::StrCat("{\"split_cpus\":", cpus.shared() ? "false" : "true", ",\"runs\":[");
   for (const RunResult& r : runs) {
     absl::StrAppend(
         &json, json.back() == '[' ? "\n " : ",\n ",
         absl::StrFormat(
             R"({"mode":"%s","requests":%d,"failed":%d,"steady":{"n":%d,"p50_us":%.1f,"p99_us":%.1f,"p999_us":%.1f},)"
             R"("swapping":{"n":%d,"p50_us":%.1f,"p99_us":%.1f,"p999_us":%.1f},"swaps":%d,)"
-            R"("assign_to_serving_ms_p50":%.1f,"assign_to_serving_ms_max":%.1f,"split_cpus":%s})",
+            R"("assign_to_serving_ms_p50":%.1f,"assign_to_serving_ms_max":%.1f})",
             r.mode, r.requests, r.failed, r.steady.n, r.steady.p50, r.steady.p99, r.steady.p999,
             r.swapping.n, r.swapping.p50, r.swapping.p99, r.swapping.p999, r.swaps,
-            r.assign_to_serving_ms_p50, r.assign_to_serving_ms_max,
-            cpus.shared() ? "false" : "true"));
+            r.assign_to_serving_ms_p50, r.assign_to_serving_ms_max));
   }
   absl::StrAppend(
       &json,
