@@ -22,7 +22,6 @@
 #include "common/hardware.h"
 #include "common/logging.h"
 #include "common/process_metrics.h"
-#include "common/proto_json.h"
 #include "common/status.h"
 #include "common/x509.h"
 #include "prometheus/text_serializer.h"
@@ -96,12 +95,6 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
   if (agent->options_.serial.empty()) agent->options_.serial = DefaultSerial();
   ASSIGN_OR_RETURN(std::optional<DeviceIdentity> identity, LoadIdentity(options.state_dir));
   if (identity) agent->UseIdentity(std::move(*identity));
-  // Resume from the last desired state, so a restart does not look like a change.
-  v1::SyncResponse last;
-  if (auto desired = ReadFile(options.state_dir + "/desired.json"); desired.ok()) {
-    if (ParseProtoJson(*desired, &last, true).ok())
-      agent->desired_generation_ = last.desired_generation();
-  }
   if (!options.enroll_only) {
     // Serve what was active before a restart, then open the local API.
     const v1::HardwareProfile profile = ReadHardwareProfile({options.state_dir, options.labels});
@@ -126,11 +119,12 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
           self->sync_requested_ = true;
           self->wake_.notify_all();
         });
-    if (absl::Status restored = agent->modules_->Restore(last.module_signing_key());
-        !restored.ok()) {
+    if (absl::Status restored = agent->modules_->Restore(); !restored.ok()) {
       Log(LogLevel::kWarning, "some modules were not restored; the next sync brings them back",
           {{"error", restored.ToString()}});
     }
+    // Resume from the desired state recorded, so a restart does not look like a change.
+    agent->desired_generation_ = agent->modules_->RecordedGeneration();
     Agent* raw = agent.get();
     ASSIGN_OR_RETURN(agent->local_api_,
                      LocalApi::Start(options.socket, &agent->host_, [raw](lv1::HealthResponse* h) {
@@ -261,14 +255,6 @@ absl::Status Agent::SyncOnce() {
   RETURN_IF_ERROR(
       FromGrpc(v1::DeviceService::NewStub(channel)->Sync(CallContext().get(), request, &response)));
   send_profile_ = response.send_profile();
-  if (auto previous = ReadFile(options_.state_dir + "/actual.json");
-      !previous.ok() || previous->find(profile_hash_) == std::string::npos) {
-    // What the device runs (modules, agent, profile) changes rarely; health is not kept.
-    v1::DeviceState actual = *state;
-    actual.clear_health();
-    RETURN_IF_ERROR(
-        WriteFileAtomically(options_.state_dir + "/actual.json", PrintProtoJson(actual, true)));
-  }
   ASSIGN_OR_RETURN(bool changed, ApplyDesired(response, "sync"));
   if (changed) {
     std::lock_guard lock(mu_);
@@ -288,8 +274,6 @@ absl::Status Agent::SyncOnce() {
 
 absl::StatusOr<bool> Agent::ApplyDesired(const v1::SyncResponse& desired, const char* source) {
   if (desired.desired_generation() != desired_generation_.load()) {
-    RETURN_IF_ERROR(
-        WriteFileAtomically(options_.state_dir + "/desired.json", PrintProtoJson(desired, true)));
     Log(LogLevel::kInfo, "desired state changed",
         {{"generation", desired.desired_generation()},
          {"modules", desired.desired_modules_size()},

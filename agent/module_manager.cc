@@ -31,13 +31,23 @@ bool Permanent(const absl::Status& s) {
 
 }  // namespace
 
-absl::Status ModuleManager::Restore(const std::string& signing_key) {
+absl::Status ModuleManager::Restore() {
   auto json = ReadFile(options_.state_dir + "/active.json");
   if (!json.ok()) return absl::OkStatus();  // nothing was active yet
   google::protobuf::Struct active;
   RETURN_IF_ERROR(ParseProtoJson(*json, &active, true));
+  std::string signing_key;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = active.fields().find("#signingKey"); it != active.fields().end())
+      signing_key_ = it->second.string_value();
+    if (auto it = active.fields().find("#generation"); it != active.fields().end())
+      generation_ = static_cast<int64_t>(it->second.number_value());
+    signing_key = signing_key_;
+  }
   absl::Status first;
   for (const auto& [model, slot] : active.fields()) {
+    if (model == "#signingKey" || model == "#generation") continue;
     if (model == "#rolledBack") {
       std::lock_guard lock(mu_);
       for (const auto& digest : slot.list_value().values()) {
@@ -76,8 +86,20 @@ absl::Status ModuleManager::Restore(const std::string& signing_key) {
   return first;
 }
 
+int64_t ModuleManager::RecordedGeneration() const {
+  std::lock_guard lock(mu_);
+  return generation_;
+}
+
 absl::Status ModuleManager::Reconcile(const v1::SyncResponse& desired,
                                       const ModuleStore::Fetcher& fetch) {
+  {
+    // Recorded with the next swap, not now: a desired state is not worth an fsync'd write
+    // before it changes what runs (the server sends it again after a restart).
+    std::lock_guard lock(mu_);
+    signing_key_ = desired.module_signing_key();
+    generation_ = desired.desired_generation();
+  }
   absl::Status first;
   for (const v1::ModuleRef& ref : desired.desired_modules()) {
     if (auto active = host_.Active(ref.model()); active && active->ref().digest() == ref.digest())
@@ -252,6 +274,8 @@ absl::StatusOr<bool> ModuleManager::FitsBesideLoaded(const v1::ModuleRef& ref) c
 
 absl::Status ModuleManager::SaveActive() {
   google::protobuf::Struct active;
+  (*active.mutable_fields())["#signingKey"].set_string_value(signing_key_);
+  (*active.mutable_fields())["#generation"].set_number_value(static_cast<double>(generation_));
   auto& rolled_back = *(*active.mutable_fields())["#rolledBack"].mutable_list_value();
   for (const std::string& digest : rolled_back_) rolled_back.add_values()->set_string_value(digest);
   for (const std::string& model : host_.Models()) {

@@ -20,8 +20,11 @@ namespace edgeloop::agent {
 /// modules it has; it never asks a device to stop serving).
 ///
 /// Which module is active and which is previous, per model, is written atomically to
-/// `<state-dir>/active.json` after each swap; Restore() brings those back after a restart
-/// (verified again), so a kill -9 at any point leaves the old or the new module serving.
+/// `<state-dir>/active.json` after each swap, with the signing key that verified them and the
+/// desired generation they came from: the one state file a swap writes (each fsync'd write
+/// is CPU and I/O on the device's cores while applications call). Restore() brings those back
+/// after a restart (verified again), so a kill -9 at any point leaves the old or the new
+/// module serving. A desired state not recorded yet comes again with the first sync.
 class ModuleManager {
  public:
   struct Options {
@@ -38,7 +41,9 @@ class ModuleManager {
       : options_(options), store_(options.state_dir + "/modules"), host_(*host) {}
 
   /// Loads the modules active (and previous) before the restart.
-  absl::Status Restore(const std::string& signing_key);
+  absl::Status Restore();
+  /// The desired generation the recorded modules came from (0: none recorded).
+  int64_t RecordedGeneration() const;
   /// One pass over the desired modules; returns the first error (the others are still tried).
   absl::Status Reconcile(const v1::SyncResponse& desired, const ModuleStore::Fetcher& fetch);
   /// What runs, what is kept as previous and what failed, for the next Sync.
@@ -68,6 +73,8 @@ class ModuleManager {
   std::map<std::string, v1::ModuleStatus> failures_;  // by model; cleared when it succeeds
   std::map<std::string, std::string> refused_;        // digest → why (not retried)
   std::set<std::string> rolled_back_;                 // digests refused for good (persisted)
+  std::string signing_key_;                           // of the desired state being applied
+  int64_t generation_ = 0;                            // of the desired state being applied
   mutable std::mutex memory_mu_;
   mutable std::map<std::string, int64_t> memory_by_digest_;  // ModuleMemory's, by digest
 };

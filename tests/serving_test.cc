@@ -198,7 +198,11 @@ TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
     absl::SleepFor(absl::Milliseconds(100));
   }
 
-  // After a restart the agent serves the same module before it even syncs.
+  // After a restart the agent serves the same module before it even syncs, and knows which
+  // desired state it came from.
+  auto before_restart = client.Health();
+  ASSERT_TRUE(before_restart.ok());
+  ASSERT_GT(before_restart->desired_generation(), 0);
   ASSERT_TRUE(agent->Stop(SIGKILL).ok());
   server_->Stop(SIGTERM).IgnoreError();
   agent->Start();
@@ -207,6 +211,9 @@ TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
   auto after_restart = again.Predict("kws", {{"input", {1, 16}, x}});
   ASSERT_TRUE(after_restart.ok()) << after_restart.status();
   EXPECT_EQ(after_restart->model_version, v2);
+  auto health_after = again.Health();
+  ASSERT_TRUE(health_after.ok());
+  EXPECT_EQ(health_after->desired_generation(), before_restart->desired_generation());
 }
 
 TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
