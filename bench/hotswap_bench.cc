@@ -1,15 +1,17 @@
-// Hot swaps under load: applications call Predict on the agent's Unix socket (at a steady rate,
-// then flat out) while an operator reassigns the model 100+ times, cycling through versions so
-// that each swap loads a module the agent is not holding (from its disk cache after the first
-// round: dlopen, checks, self-test, warm-up, then the atomic publish). Real server, real agent.
+// Hot swaps under load: applications call Predict on the agent's Unix socket (at a steady
+// rate with Poisson arrivals, then flat out) while an operator reassigns the model 100+ times,
+// cycling through versions so that each swap loads a module the agent is not holding (from its
+// disk cache after the first round: dlopen, checks, self-test, warm-up, then the atomic
+// publish). Real server, real agent.
 //
 // Reports requests, failures (must be 0), p50/p99/p99.9 of requests that started in steady
 // state versus inside a swap window (from the assignment until the first answer from the new
-// version, plus 20 ms), their p99 ratio, how long a swap took (assignment → serving; the
-// agent's own verified → serving), and Predict's overhead over calling the module in-process.
+// version, plus 20 ms), their p99 ratio with its 95% interval over swaps, how long a swap took
+// (assignment → serving; the agent's own verified → serving), and Predict's overhead over
+// calling the module in-process.
 //
 //   build/bin/hotswap_bench [--swaps 100] [--clients 2] [--rate 1000] [--versions 4]
-//                           [--split-cpus] [--json bench/results/hotswap_bench.json]
+//                           [--layout split|shared] [--json bench/results/hotswap_bench.json]
 #include <sched.h>
 
 #include <algorithm>
@@ -20,8 +22,10 @@
 #include <fstream>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <regex>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -48,7 +52,7 @@ using tests::HttpClient;
 using tests::ServerProcess;
 
 struct Options {
-  bool split_cpus = false;
+  std::string layout = "split";
   int swaps = 100;
   int clients = 2;
   double rate = 1000;  // requests per second, all clients together, in the steady-rate run
@@ -57,9 +61,11 @@ struct Options {
 };
 
 // Where each side runs. On a fleet the server is on another machine, not on the device's
-// cores. By default everything shares all CPUs here, the server at idle priority; with
-// --split-cpus the server (and the operator's calls) get the last CPU and the device (agent
-// and applications) the others: a device with one core fewer, alone on its cores.
+// cores: by default (--layout split) the server and the operator's calls get the last CPU and
+// the device (agent and applications) the others — a device with one core fewer, alone on its
+// cores. --layout shared puts everything on all CPUs, the server at idle priority: the
+// control plane's own work then lands on the device's cores too (a harder case than a fleet
+// has). With one CPU both are the shared layout.
 struct CpuSplit {
   cpu_set_t device, control;
 
@@ -96,11 +102,39 @@ Percentiles Summarize(std::vector<double> us) {
   p.n = static_cast<int64_t>(us.size());
   if (us.empty()) return p;
   std::sort(us.begin(), us.end());
-  auto at = [&](double q) { return us[std::min(us.size() - 1, static_cast<size_t>(q * us.size()))]; };
+  auto at = [&](double q) {
+    return us[std::min(us.size() - 1, static_cast<size_t>(q * us.size()))];
+  };
   p.p50 = at(0.5);
   p.p99 = at(0.99);
   p.p999 = at(0.999);
   return p;
+}
+
+// How sure a p99 ratio is. A run's windows hold a few thousand calls, so its p99 rests on a few
+// dozen of them, and what one swap does to its calls is not what the next does: resampling
+// whole swaps (with replacement, 400 times) gives the 95% interval of the ratio that the
+// swaps' own variation allows. Steady state, with five times the calls, is held fixed.
+std::pair<double, double> RatioInterval(const std::vector<std::vector<double>>& by_window,
+                                        double steady_p99) {
+  if (by_window.empty()) return {0, 0};
+  std::mt19937_64 random(42);
+  std::uniform_int_distribution<size_t> pick(0, by_window.size() - 1);
+  std::vector<double> ratios, calls;
+  for (int round = 0; round < 400; ++round) {
+    calls.clear();
+    for (size_t k = 0; k < by_window.size(); ++k) {
+      const std::vector<double>& w = by_window[pick(random)];
+      calls.insert(calls.end(), w.begin(), w.end());
+    }
+    if (calls.empty()) continue;
+    auto p99 = calls.begin() + std::min(calls.size() - 1, static_cast<size_t>(0.99 * calls.size()));
+    std::nth_element(calls.begin(), p99, calls.end());
+    ratios.push_back(*p99 / steady_p99);
+  }
+  if (ratios.empty()) return {0, 0};
+  std::sort(ratios.begin(), ratios.end());
+  return {ratios[ratios.size() * 25 / 1000], ratios[ratios.size() * 975 / 1000]};
 }
 
 // One server and one enrolled agent, with `versions` versions of a model compiled.
@@ -128,8 +162,8 @@ class Fleet {
     if (cpus.shared()) {
       // The server shares the device's cores here, so it only gets the time the agent and the
       // applications leave idle (threads it starts later inherit the policy).
-      for (const auto& task : std::filesystem::directory_iterator(
-               absl::StrCat("/proc/", server_->pid(), "/task"))) {
+      for (const auto& task :
+           std::filesystem::directory_iterator(absl::StrCat("/proc/", server_->pid(), "/task"))) {
         sched_param idle{};
         ::sched_setscheduler(static_cast<pid_t>(std::stoi(task.path().filename())), SCHED_IDLE,
                              &idle);
@@ -213,6 +247,7 @@ struct RunResult {
   std::string mode;
   int64_t requests = 0, failed = 0;
   Percentiles steady, swapping;
+  double ratio_low = 0, ratio_high = 0;  // 95% interval of the p99 ratio, over swaps
   int swaps = 0;
   double assign_to_serving_ms_p50 = 0, assign_to_serving_ms_max = 0;
 };
@@ -237,16 +272,20 @@ absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, const C
     threads.emplace_back([&, c] {
       CpuSplit::RunOn(cpus.device);  // the applications run on the device
       client::LocalClient client(fleet.socket());
-      const absl::Duration period =
-          rate > 0 ? absl::Seconds(options.clients / rate) : absl::ZeroDuration();
-      absl::Time next = absl::Now();
+      // Independent applications: each sends at the times of a Poisson process (at a fixed
+      // period every client fires in the same instants, and the operator's swaps lock onto
+      // that phase — then a run measures one alignment over and over, not the swap). A call
+      // is timed from when it was due, so one that waited behind a slow one counts that wait.
+      std::mt19937_64 random(0x5eed + c);
+      std::exponential_distribution<double> gap(rate > 0 ? rate / options.clients : 1.0);
+      absl::Time due = absl::Now();
       while (!done) {
         if (rate > 0) {
-          next += period;
-          const absl::Duration wait = next - absl::Now();
+          due += absl::Seconds(gap(random));
+          const absl::Duration wait = due - absl::Now();
           if (wait > absl::ZeroDuration()) absl::SleepFor(wait);
         }
-        const absl::Time start = absl::Now();
+        const absl::Time start = rate > 0 ? due : absl::Now();
         auto p = client.Predict("bench", {{"", {1, 64}, input}});
         const absl::Time end = absl::Now();
         samples[c].push_back({start, absl::ToDoubleMicroseconds(end - start), p.ok()});
@@ -298,6 +337,7 @@ absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, const C
                         control ? ", sync only" : "");
   r.swaps = static_cast<int>(windows.size());
   std::vector<double> steady, swapping;
+  std::vector<std::vector<double>> by_window(windows.size());
   for (const auto& per_client : samples) {
     for (const Sample& s : per_client) {
       ++r.requests;
@@ -305,13 +345,23 @@ absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, const C
         ++r.failed;
         continue;
       }
-      bool in_window = false;
-      for (const auto& [from, to] : windows) in_window = in_window || (s.start >= from && s.start <= to);
-      (in_window ? swapping : steady).push_back(s.us);
+      // Windows are in time order and do not overlap: the last one starting before s.
+      auto after = std::upper_bound(
+          windows.begin(), windows.end(), s.start,
+          [](absl::Time t, const std::pair<absl::Time, absl::Time>& w) { return t < w.first; });
+      if (after != windows.begin() && s.start <= std::prev(after)->second) {
+        swapping.push_back(s.us);
+        by_window[std::prev(after) - windows.begin()].push_back(s.us);
+      } else {
+        steady.push_back(s.us);
+      }
     }
   }
   r.steady = Summarize(steady);
   r.swapping = Summarize(swapping);
+  if (r.steady.p99 > 0) {
+    std::tie(r.ratio_low, r.ratio_high) = RatioInterval(by_window, r.steady.p99);
+  }
   std::sort(swap_ms.begin(), swap_ms.end());
   r.assign_to_serving_ms_p50 = swap_ms[swap_ms.size() / 2];
   r.assign_to_serving_ms_max = swap_ms.back();
@@ -326,12 +376,18 @@ int Main(int argc, char** argv) {
   flags.Double("rate", &options.rate, "requests per second in the steady-rate run (all clients)");
   flags.Int("versions", &options.versions, "versions cycled through (each swap loads a module)");
   flags.String("json", &options.json, "where to write the results");
-  flags.Bool("split-cpus", &options.split_cpus,
-             "the server on the last CPU, the agent and applications on the others");
+  flags.String("layout", &options.layout,
+               "split: the server on the last CPU, the agent and applications on the others; "
+               "shared: all on all CPUs, the server at idle priority");
   if (std::optional<int> exit_code = ParseFlags(flags, argc, argv)) return *exit_code;
   if (options.versions < 3) options.versions = 3;  // 2 would only flip active and previous
 
-  const CpuSplit cpus = CpuSplit::Make(options.split_cpus);
+  if (options.layout != "split" && options.layout != "shared") {
+    std::fprintf(stderr, "hotswap_bench: --layout is split or shared, not %s\n",
+                 options.layout.c_str());
+    return 2;
+  }
+  const CpuSplit cpus = CpuSplit::Make(options.layout == "split");
   Fleet fleet;
   if (absl::Status s = fleet.Start(options.versions, cpus); !s.ok()) {
     std::fprintf(stderr, "hotswap_bench: %s\n", s.ToString().c_str());
@@ -386,8 +442,7 @@ int Main(int argc, char** argv) {
   }
   // Control: the same load and reassignments without a swap, windows as long as the swaps'.
   {
-    const absl::Duration window =
-        absl::Milliseconds(runs.back().assign_to_serving_ms_p50 + 20);
+    const absl::Duration window = absl::Milliseconds(runs.back().assign_to_serving_ms_p50 + 20);
     auto r = RunSwaps(fleet, options, cpus, 0.0, &next_version, window);
     if (!r.ok()) return 1;
     runs.push_back(*r);
@@ -404,17 +459,19 @@ int Main(int argc, char** argv) {
 
   std::printf(
       "\nPredict on the agent's Unix socket while the model is swapped; latency in µs; %s\n"
-      "%-22s %9s %6s | %8s %8s %8s | %8s %8s %8s %7s | %6s %10s %10s\n",
+      "%-22s %9s %6s | %8s %8s %8s | %8s %8s %8s %7s %11s | %6s %10s %10s\n",
       cpus.shared() ? "server and device share all CPUs (server at idle priority)"
                     : "server on the last CPU, agent and applications on the others",
       "clients", "requests", "failed", "p50", "p99", "p99.9", "swap p50", "swap p99", "p99.9",
-      "p99 x", "swaps", "assign→srv", "max");
+      "p99 x", "95% CI", "swaps", "assign→srv", "max");
   for (const RunResult& r : runs) {
     std::printf(
-        "%-22s %9lld %6lld | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f %6.2fx | %6d %8.1fms %8.1fms\n",
+        "%-22s %9lld %6lld | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f %6.2fx %5.2f–%4.2fx | %6d "
+        "%8.1fms "
+        "%8.1fms\n",
         r.mode.c_str(), static_cast<long long>(r.requests), static_cast<long long>(r.failed),
-        r.steady.p50, r.steady.p99, r.steady.p999, r.swapping.p50, r.swapping.p99,
-        r.swapping.p999, r.steady.p99 > 0 ? r.swapping.p99 / r.steady.p99 : 0, r.swaps,
+        r.steady.p50, r.steady.p99, r.steady.p999, r.swapping.p50, r.swapping.p99, r.swapping.p999,
+        r.steady.p99 > 0 ? r.swapping.p99 / r.steady.p99 : 0, r.ratio_low, r.ratio_high, r.swaps,
         r.assign_to_serving_ms_p50, r.assign_to_serving_ms_max);
   }
   std::printf(
@@ -424,23 +481,23 @@ int Main(int argc, char** argv) {
       rpc.p50 - local.p50);
 
   std::string json =
-      absl::StrCat("{\"split_cpus\":", cpus.shared() ? "false" : "true", ",\"runs\":[");
+      absl::StrCat("{\"layout\":\"", cpus.shared() ? "shared" : "split", "\",\"runs\":[");
   for (const RunResult& r : runs) {
     absl::StrAppend(
         &json, json.back() == '[' ? "\n " : ",\n ",
         absl::StrFormat(
             R"({"mode":"%s","requests":%d,"failed":%d,"steady":{"n":%d,"p50_us":%.1f,"p99_us":%.1f,"p999_us":%.1f},)"
-            R"("swapping":{"n":%d,"p50_us":%.1f,"p99_us":%.1f,"p999_us":%.1f},"swaps":%d,)"
+            R"("swapping":{"n":%d,"p50_us":%.1f,"p99_us":%.1f,"p999_us":%.1f},)"
+            R"("p99_ratio_ci95":[%.3f,%.3f],"swaps":%d,)"
             R"("assign_to_serving_ms_p50":%.1f,"assign_to_serving_ms_max":%.1f})",
             r.mode, r.requests, r.failed, r.steady.n, r.steady.p50, r.steady.p99, r.steady.p999,
-            r.swapping.n, r.swapping.p50, r.swapping.p99, r.swapping.p999, r.swaps,
-            r.assign_to_serving_ms_p50, r.assign_to_serving_ms_max));
+            r.swapping.n, r.swapping.p50, r.swapping.p99, r.swapping.p999, r.ratio_low,
+            r.ratio_high, r.swaps, r.assign_to_serving_ms_p50, r.assign_to_serving_ms_max));
   }
   absl::StrAppend(
-      &json,
-      absl::StrFormat("\n],\"verified_to_serving_us\":{\"n\":%d,\"p50\":%.0f,\"p99\":%.0f},"
-                      "\"predict_p50_us\":%.1f,\"in_process_p50_us\":%.2f}\n",
-                      verified.n, verified.p50, verified.p99, rpc.p50, local.p50));
+      &json, absl::StrFormat("\n],\"verified_to_serving_us\":{\"n\":%d,\"p50\":%.0f,\"p99\":%.0f},"
+                             "\"predict_p50_us\":%.1f,\"in_process_p50_us\":%.2f}\n",
+                             verified.n, verified.p50, verified.p99, rpc.p50, local.p50));
   if (!options.json.empty()) {
     const std::filesystem::path parent = std::filesystem::path(options.json).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent);
