@@ -36,17 +36,17 @@ absl::Status ModuleManager::Restore() {
   if (!json.ok()) return absl::OkStatus();  // nothing was active yet
   google::protobuf::Struct active;
   RETURN_IF_ERROR(ParseProtoJson(*json, &active, true));
-  std::string signing_key;
+  const auto& fields = active.fields();
+  const std::string signing_key =
+      fields.count("#signingKey") ? fields.at("#signingKey").string_value() : "";
   {
     std::lock_guard lock(mu_);
-    if (auto it = active.fields().find("#signingKey"); it != active.fields().end())
-      signing_key_ = it->second.string_value();
-    if (auto it = active.fields().find("#generation"); it != active.fields().end())
-      generation_ = static_cast<int64_t>(it->second.number_value());
-    signing_key = signing_key_;
+    signing_key_ = signing_key;
+    if (fields.count("#generation"))
+      generation_ = static_cast<int64_t>(fields.at("#generation").number_value());
   }
   absl::Status first;
-  for (const auto& [model, slot] : active.fields()) {
+  for (const auto& [model, slot] : fields) {
     if (model == "#signingKey" || model == "#generation") continue;
     if (model == "#rolledBack") {
       std::lock_guard lock(mu_);
