@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "agent/thread_priority.h"
 #include "common/hardware.h"
 #include "common/status.h"
 
@@ -27,7 +28,15 @@ absl::StatusOr<std::shared_ptr<ServingModel>> ServingModel::Load(
                                                       ref.target(), ", which this ",
                                                       device_target, " CPU cannot run"));
   }
-  void* handle = ::dlopen(so_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  void* handle;
+  {
+    // dlopen and dlclose hold the process's locks that request threads take too — the dynamic
+    // loader's (thread creation, which gRPC's server does on the request path, sets up TLS
+    // under it) and the kernel's mmap lock (a call's page fault or malloc waits on it) — so
+    // the background thread does them at normal priority (see thread_priority.h).
+    NormalPriority normal;
+    handle = ::dlopen(so_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  }
   if (handle == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat("dlopen ", so_path, ": ", ::dlerror()));
   }
@@ -68,7 +77,10 @@ absl::StatusOr<std::shared_ptr<ServingModel>> ServingModel::Load(
   return model;
 }
 
-ServingModel::~ServingModel() { ::dlclose(handle_); }
+ServingModel::~ServingModel() {
+  NormalPriority normal;  // as for dlopen, in Load
+  ::dlclose(handle_);
+}
 
 ServingModel::Workspace ServingModel::TakeWorkspace() const {
   {
