@@ -44,6 +44,7 @@ absl::StatusOr<std::shared_ptr<ServingModel>> ServingModel::Load(
   auto entry = reinterpret_cast<Entry>(::dlsym(handle, "edgeloop_module_v1"));
   const elm_module* module = entry ? entry() : nullptr;
   if (module == nullptr || module->abi != EDGELOOP_MODULE_ABI) {
+    NormalPriority normal;  // as for dlopen
     ::dlclose(handle);
     return absl::FailedPreconditionError(absl::StrCat(
         "module ", ref.digest(), " is not an edgeloop module of ABI version ", EDGELOOP_MODULE_ABI));
