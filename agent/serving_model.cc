@@ -18,6 +18,24 @@ int64_t Elements(const elm_tensor& t) {
   return n;
 }
 
+namespace {
+
+// dlopen and dlclose hold the process's locks that request threads take too — the dynamic
+// loader's (thread creation, which gRPC's server does on the request path, sets up TLS under
+// it) and the kernel's mmap lock (a call's page fault or malloc waits on it) — so the
+// background thread does them at normal priority (see thread_priority.h).
+void* OpenModule(const std::string& so_path) {
+  NormalPriority normal;
+  return ::dlopen(so_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+}
+
+void CloseModule(void* handle) {
+  NormalPriority normal;
+  ::dlclose(handle);
+}
+
+}  // namespace
+
 void ServingModel::FreeDeleter::operator()(void* p) const { std::free(p); }
 
 absl::StatusOr<std::shared_ptr<ServingModel>> ServingModel::Load(
@@ -28,15 +46,7 @@ absl::StatusOr<std::shared_ptr<ServingModel>> ServingModel::Load(
                                                       ref.target(), ", which this ",
                                                       device_target, " CPU cannot run"));
   }
-  void* handle;
-  {
-    // dlopen and dlclose hold the process's locks that request threads take too — the dynamic
-    // loader's (thread creation, which gRPC's server does on the request path, sets up TLS
-    // under it) and the kernel's mmap lock (a call's page fault or malloc waits on it) — so
-    // the background thread does them at normal priority (see thread_priority.h).
-    NormalPriority normal;
-    handle = ::dlopen(so_path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  }
+  void* handle = OpenModule(so_path);
   if (handle == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat("dlopen ", so_path, ": ", ::dlerror()));
   }
@@ -44,8 +54,7 @@ absl::StatusOr<std::shared_ptr<ServingModel>> ServingModel::Load(
   auto entry = reinterpret_cast<Entry>(::dlsym(handle, "edgeloop_module_v1"));
   const elm_module* module = entry ? entry() : nullptr;
   if (module == nullptr || module->abi != EDGELOOP_MODULE_ABI) {
-    NormalPriority normal;  // as for dlopen
-    ::dlclose(handle);
+    CloseModule(handle);
     return absl::FailedPreconditionError(absl::StrCat(
         "module ", ref.digest(), " is not an edgeloop module of ABI version ", EDGELOOP_MODULE_ABI));
   }
@@ -78,10 +87,7 @@ absl::StatusOr<std::shared_ptr<ServingModel>> ServingModel::Load(
   return model;
 }
 
-ServingModel::~ServingModel() {
-  NormalPriority normal;  // as for dlopen, in Load
-  ::dlclose(handle_);
-}
+ServingModel::~ServingModel() { CloseModule(handle_); }
 
 ServingModel::Workspace ServingModel::TakeWorkspace() const {
   {
