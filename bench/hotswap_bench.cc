@@ -12,6 +12,7 @@
 //
 //   build/bin/hotswap_bench [--swaps 100] [--clients 2] [--rate 1000] [--versions 4]
 //                           [--layout split|shared] [--json bench/results/hotswap_bench.json]
+//                           [--calls-csv calls.csv]
 #include <sched.h>
 
 #include <algorithm>
@@ -58,6 +59,7 @@ struct Options {
   double rate = 1000;  // requests per second, all clients together, in the steady-rate run
   int versions = 4;
   std::string json = "bench/results/hotswap_bench.json";
+  std::string calls_csv;  // every call and window, for looking at a run beyond its summary
 };
 
 // Where each side runs. On a fleet the server is on another machine, not on the device's
@@ -312,7 +314,7 @@ absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, const C
     if (control) {
       windows.push_back({assigned, assigned + *control});
       swap_ms.push_back(0);
-      absl::SleepFor(absl::Milliseconds(150));
+      absl::SleepFor(*control + absl::Milliseconds(150));  // the window, then steady state
       continue;
     }
     // Until the first answer from the new module, to any client.
@@ -359,6 +361,21 @@ absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, const C
   }
   r.steady = Summarize(steady);
   r.swapping = Summarize(swapping);
+  if (!options.calls_csv.empty()) {
+    // run,kind,start_us,value: "window" rows give each window's start and end, "call" rows
+    // each call's due time and latency; times in µs since the first window opened.
+    std::ofstream csv(options.calls_csv, std::ios::app);
+    const absl::Time t0 = windows.empty() ? absl::Now() : windows.front().first;
+    auto us = [&](absl::Time t) { return absl::ToInt64Microseconds(t - t0); };
+    for (const auto& [from, to] : windows) {
+      csv << r.mode << ",window," << us(from) << "," << us(to) << "\n";
+    }
+    for (const auto& per_client : samples) {
+      for (const Sample& s : per_client) {
+        csv << r.mode << ",call," << us(s.start) << "," << (s.ok ? s.us : -1) << "\n";
+      }
+    }
+  }
   if (r.steady.p99 > 0) {
     std::tie(r.ratio_low, r.ratio_high) = RatioInterval(by_window, r.steady.p99);
   }
@@ -376,6 +393,8 @@ int Main(int argc, char** argv) {
   flags.Double("rate", &options.rate, "requests per second in the steady-rate run (all clients)");
   flags.Int("versions", &options.versions, "versions cycled through (each swap loads a module)");
   flags.String("json", &options.json, "where to write the results");
+  flags.String("calls-csv", &options.calls_csv,
+               "also write every call (due time, latency) and window to this CSV");
   flags.String("layout", &options.layout,
                "split: the server on the last CPU, the agent and applications on the others; "
                "shared: all on all CPUs, the server at idle priority");
@@ -396,6 +415,12 @@ int Main(int argc, char** argv) {
   int next_version = 0;
   if (absl::Status s = fleet.Assign(1); !s.ok()) return 1;
   ++next_version;
+  // The applications' gRPC runtime belongs on the device too: its timer, executor and
+  // event-engine threads start with this process's first channel and inherit the affinity of
+  // the thread that starts them. Started from the operator's CPU, they left the clients'
+  // calls waiting on threads that share a CPU with the server (the device's CPU idled while
+  // the server handled an assignment).
+  CpuSplit::RunOn(cpus.device);
   client::LocalClient client(fleet.socket());
   for (int i = 0; i < 600; ++i) {
     auto m = client.ListModels();
@@ -405,7 +430,6 @@ int Main(int argc, char** argv) {
 
   // Predict's overhead: the same module called in this process versus through the socket, by
   // an application on the device.
-  CpuSplit::RunOn(cpus.device);
   const std::vector<float> input(64, 0.25f);
   std::vector<double> rpc_us, local_us;
   for (int i = 0; i < 2000; ++i) {
@@ -440,10 +464,14 @@ int Main(int argc, char** argv) {
     }
     runs.push_back(*r);
   }
-  // Control: the same load and reassignments without a swap, windows as long as the swaps'.
-  {
-    const absl::Duration window = absl::Milliseconds(runs.back().assign_to_serving_ms_p50 + 20);
-    auto r = RunSwaps(fleet, options, cpus, 0.0, &next_version, window);
+  // Controls: the same loads and reassignments without a swap, windows as long as the swaps'
+  // were at that load. What a control measures above 1.0× is the reassignment's other work
+  // plus this machine's noise: the floor under the ratio above it.
+  const size_t swapped_runs = runs.size();
+  for (size_t k = 0; k < swapped_runs; ++k) {
+    const double rate = k == 0 ? options.rate : 0.0;
+    const absl::Duration window = absl::Milliseconds(runs[k].assign_to_serving_ms_p50 + 20);
+    auto r = RunSwaps(fleet, options, cpus, rate, &next_version, window);
     if (!r.ok()) return 1;
     runs.push_back(*r);
   }
