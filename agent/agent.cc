@@ -82,6 +82,12 @@ Agent::Agent(const AgentOptions& options) : options_(options) {
                        "When the device certificate expires.");
   generation_gauge_ =
       gauge("edgeloop_agent_desired_generation", "Generation of the desired state last received.");
+  background_lifts_ = &prometheus::BuildCounter()
+                           .Name("edgeloop_agent_background_lifts_total")
+                           .Help("Times background work waited a second for a CPU that "
+                                 "applications kept busy and was lifted to nice 19.")
+                           .Register(*metrics_)
+                           .Add({});
 }
 
 Agent::~Agent() {
@@ -418,8 +424,7 @@ void Agent::WatchLoop() {
 
 absl::Status Agent::Run() {
   // Syncing, downloading and loading modules run on this thread (and the watch thread it
-  // starts, which inherits its policy); applications' calls are served by the local API's
-  // threads. Those come first.
+  // starts); applications' calls are served by the local API's threads. Those come first.
   BackgroundPriority background;
   ::pthread_setname_np(::pthread_self(), "agent-sync");  // for top -H, perf and the like
   if (!BackgroundPriority::Available()) {
@@ -443,6 +448,7 @@ absl::Status Agent::Run() {
   failures_ = 0;
   if (options_.enroll_only || stopping_) return absl::OkStatus();
   watch_thread_ = std::thread([this] {
+    BackgroundPriority background;
     ::pthread_setname_np(::pthread_self(), "agent-watch");
     WatchLoop();
   });
@@ -492,6 +498,8 @@ void Agent::Stop() {
 }
 
 std::string Agent::RenderMetrics() {
+  background_lifts_->Increment(static_cast<double>(BackgroundPriority::Lifts()) -
+                               background_lifts_->Value());
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, metrics_->Collect());
   return out.str() + ProcessMetricsText();

@@ -96,6 +96,7 @@ class Agent {
   prometheus::Gauge* enrolled_;
   prometheus::Gauge* cert_expiry_;
   prometheus::Gauge* generation_gauge_;
+  prometheus::Counter* background_lifts_;
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
 
   // Serving: the models, what keeps them in line with the desired state, the local API.

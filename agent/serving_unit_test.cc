@@ -433,6 +433,57 @@ TEST(ThreadPriorityTest, BackgroundWorkIsRaisedWhileItHoldsWhatCallsWaitFor) {
   }).join();
 }
 
+TEST(ThreadPriorityTest, StarvedBackgroundWorkIsLiftedUntilItSleeps) {
+  ASSERT_TRUE(BackgroundPriority::Available()) << "tests run with CAP_SYS_NICE (as root)";
+  // One CPU, kept busy by two normal threads: idle-priority work there would crawl.
+  cpu_set_t allowed, one;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &allowed)) ++cpu;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  std::atomic<bool> busy{true};
+  std::vector<std::thread> applications;
+  for (int i = 0; i < 2; ++i) {
+    applications.emplace_back([&] {
+      ::sched_setaffinity(0, sizeof(one), &one);
+      while (busy) {
+      }
+    });
+  }
+  const int64_t lifts_before = BackgroundPriority::Lifts();
+  int starved_policy = -1, starved_nice = -1, raised_nice = -1, after_raise_nice = -1;
+  int slept_policy = -1;
+  absl::Duration waited;
+  std::thread([&] {
+    ::sched_setaffinity(0, sizeof(one), &one);
+    BackgroundPriority background;
+    const absl::Time start = absl::Now();
+    while (::sched_getscheduler(0) == SCHED_IDLE && absl::Now() - start < absl::Seconds(60)) {
+    }
+    waited = absl::Now() - start;
+    starved_policy = ::sched_getscheduler(0);
+    starved_nice = ::getpriority(PRIO_PROCESS, 0);  // this thread's, on Linux
+    {
+      NormalPriority normal;  // holding what calls wait for still means normal priority
+      raised_nice = ::getpriority(PRIO_PROCESS, 0);
+    }
+    after_raise_nice = ::getpriority(PRIO_PROCESS, 0);
+    busy = false;
+    absl::SleepFor(kStarvedAfter);  // asleep, it is not starving: idle again
+    slept_policy = ::sched_getscheduler(0);
+  }).join();
+  busy = false;
+  for (auto& a : applications) a.join();
+  EXPECT_EQ(starved_policy, SCHED_OTHER) << "still idle after " << waited;
+  EXPECT_GE(waited, kStarvedAfter * 0.9);
+  EXPECT_EQ(starved_nice, 19);
+  EXPECT_EQ(raised_nice, 0);
+  EXPECT_EQ(after_raise_nice, 19);
+  EXPECT_EQ(slept_policy, SCHED_IDLE);
+  EXPECT_EQ(BackgroundPriority::Lifts(), lifts_before + 1);
+}
+
 // As nobody, with RLIMIT_NICE 0: a thread could enter SCHED_IDLE but never leave it again.
 void BackgroundWorkAsNobody() {
   const rlimit none{0, 0};

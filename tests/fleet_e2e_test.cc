@@ -425,6 +425,7 @@ TEST(FleetCertificateTest, AgentRenewsItsCertificateAndReportsMetrics) {
   EXPECT_EQ(metrics->status, 200);
   EXPECT_TRUE(absl::StrContains(metrics->body, "edgeloop_agent_enrolled 1")) << metrics->body;
   EXPECT_TRUE(absl::StrContains(metrics->body, "edgeloop_agent_syncs_total{result=\"ok\"}"));
+  EXPECT_TRUE(absl::StrContains(metrics->body, "edgeloop_agent_background_lifts_total 0"));
   EXPECT_TRUE(absl::StrContains(metrics->body, "process_resident_memory_bytes"));
   EXPECT_EQ(HttpClient(metrics_port).Get("/other")->status, 404);
   std::ofstream(options.data_dir + "/agent-metrics.txt") << metrics->body;
