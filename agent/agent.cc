@@ -84,8 +84,9 @@ Agent::Agent(const AgentOptions& options) : options_(options) {
       gauge("edgeloop_agent_desired_generation", "Generation of the desired state last received.");
   background_lifts_ = &prometheus::BuildCounter()
                            .Name("edgeloop_agent_background_lifts_total")
-                           .Help("Times background work waited a second for a CPU that "
-                                 "applications kept busy and was lifted to nice 19.")
+                           .Help(
+                               "Times background work waited a second for a CPU that "
+                               "applications kept busy and was lifted to nice 19.")
                            .Register(*metrics_)
                            .Add({});
 }
