@@ -10,7 +10,8 @@
 // (assignment → serving; the agent's own verified → serving), and Predict's overhead over
 // calling the module in-process.
 //
-//   build/bin/hotswap_bench [--swaps 100] [--clients 2] [--rate 1000] [--versions 4]
+//   build/bin/hotswap_bench [--swaps 100] [--saturated-swaps N] [--clients 2] [--rate 1000]
+//                           [--versions 4]
 //                           [--layout split|shared] [--json bench/results/hotswap_bench.json]
 //                           [--calls-csv calls.csv]
 #include <sched.h>
@@ -55,6 +56,7 @@ using tests::ServerProcess;
 struct Options {
   std::string layout = "split";
   int swaps = 100;
+  int saturated_swaps = 0;  // 0: as many as --swaps
   int clients = 2;
   double rate = 1000;  // requests per second, all clients together, in the steady-rate run
   int versions = 4;
@@ -303,7 +305,9 @@ absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, const C
   std::vector<double> swap_ms;
   absl::SleepFor(absl::Milliseconds(300));  // steady state before the first swap
   absl::Status failure;
-  for (int s = 0; s < options.swaps && failure.ok(); ++s) {
+  const int swaps = rate > 0 || options.saturated_swaps <= 0 ? options.swaps
+                                                             : options.saturated_swaps;
+  for (int s = 0; s < swaps && failure.ok(); ++s) {
     // Cycling through the versions, the one assigned is never the one kept as previous: each
     // swap loads a module.
     const int version = control ? ((*next_version - 1) % options.versions) + 1
@@ -389,6 +393,9 @@ int Main(int argc, char** argv) {
   Options options;
   FlagSet flags;
   flags.Int("swaps", &options.swaps, "reassignments per run");
+  flags.Int("saturated-swaps", &options.saturated_swaps,
+            "reassignments in the saturated runs, if not --swaps (a saturated one-core device "
+            "swaps in about a second: the agent waits for idle CPU)");
   flags.Int("clients", &options.clients, "application threads calling Predict");
   flags.Double("rate", &options.rate, "requests per second in the steady-rate run (all clients)");
   flags.Int("versions", &options.versions, "versions cycled through (each swap loads a module)");
