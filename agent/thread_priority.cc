@@ -37,7 +37,7 @@ namespace {
 
 using Thread = BackgroundPriority::Thread;
 
-thread_local std::shared_ptr<Thread> current;
+thread_local Thread* current = nullptr;  // the calling thread's, if it is a background thread
 std::atomic<int64_t> lifts{0};
 
 // The kernel's struct sched_attr, first version (linux/sched/types.h cannot be included next
@@ -103,15 +103,13 @@ class StarvationGuard {
     static StarvationGuard* guard = new StarvationGuard;  // lives as long as the process
     return *guard;
   }
-  void Add(std::shared_ptr<Thread> t) {
+  void Add(Thread* t) {
     std::lock_guard lock(mu_);
-    threads_.push_back(std::move(t));
+    threads_.push_back(t);
   }
-  void Remove(const Thread* t) {
+  void Remove(const Thread* t) {  // after it returns, the guard no longer touches `t`
     std::lock_guard lock(mu_);
-    threads_.erase(std::remove_if(threads_.begin(), threads_.end(),
-                                  [t](const std::shared_ptr<Thread>& x) { return x.get() == t; }),
-                   threads_.end());
+    threads_.erase(std::find(threads_.begin(), threads_.end(), t));
   }
 
  private:
@@ -124,7 +122,7 @@ class StarvationGuard {
       for (;;) {
         absl::SleepFor(kPeriod);
         std::lock_guard lock(mu_);
-        for (const std::shared_ptr<Thread>& t : threads_) Check(*t);
+        for (Thread* t : threads_) Check(*t);
       }
     }).detach();
   }
@@ -146,7 +144,7 @@ class StarvationGuard {
   }
 
   std::mutex mu_;
-  std::vector<std::shared_ptr<Thread>> threads_;
+  std::vector<Thread*> threads_;
 };
 
 }  // namespace
@@ -167,15 +165,16 @@ int64_t BackgroundPriority::Lifts() { return lifts.load(std::memory_order_relaxe
 BackgroundPriority::BackgroundPriority() {
   if (current != nullptr || !Available()) return;
   StarvationGuard& guard = StarvationGuard::Get();  // started before this thread is idle
-  auto t = std::make_shared<Thread>();
+  auto t = std::make_unique<Thread>();
   t->tid = ::gettid();
   {
     std::lock_guard lock(t->mu);
     Apply(*t);
     if (t->applied != Thread::As::kIdle) return;
   }
-  current = thread_ = t;
-  guard.Add(std::move(t));
+  thread_ = std::move(t);
+  current = thread_.get();
+  guard.Add(current);
 }
 
 BackgroundPriority::~BackgroundPriority() {

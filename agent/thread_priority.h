@@ -41,10 +41,10 @@ class BackgroundPriority {
   /// How many times the guard has lifted a starved background thread (for metrics).
   static int64_t Lifts();
 
-  struct Thread;  // one background thread's state, shared with the guard
+  struct Thread;  // one background thread's state, which the guard looks at too
 
  private:
-  std::shared_ptr<Thread> thread_;
+  std::unique_ptr<Thread> thread_;
 };
 
 /// While alive, a background thread runs as a normal one (nice 0); on any other thread it does
@@ -57,7 +57,7 @@ class NormalPriority {
   NormalPriority& operator=(const NormalPriority&) = delete;
 
  private:
-  std::shared_ptr<BackgroundPriority::Thread> thread_;
+  BackgroundPriority::Thread* thread_;
 };
 
 }  // namespace edgeloop::agent
