@@ -211,6 +211,17 @@ std::vector<std::string> ModelHost::Models() const {
   return names;
 }
 
+std::vector<ModelHost::Loaded> ModelHost::LoadedModels() const {
+  NormalPriority normal;  // takes locks calls take (see thread_priority.h)
+  std::shared_lock lock(slots_mu_);
+  std::lock_guard swap(swap_mu_);
+  std::vector<Loaded> loaded;
+  for (const auto& [name, slot] : slots_) {
+    if (auto active = slot->active.load()) loaded.push_back({name, active, slot->previous});
+  }
+  return loaded;
+}
+
 absl::StatusOr<lv1::PredictResponse> ModelHost::Predict(const lv1::PredictRequest& request) {
   Slot* slot = Find(request.model());
   if (slot == nullptr) {

@@ -66,6 +66,16 @@ class ModelHost {
   std::shared_ptr<ServingModel> Previous(const std::string& model) const;
   std::vector<std::string> Models() const;
 
+  /// Every model with a module loaded, and its modules, taken in one go: the background
+  /// thread's reads of what is loaded (memory check, state file, report, cache pruning)
+  /// each raise it to normal priority once rather than once per lookup. Holding the
+  /// pointers delays unloading, so they are let go right after use.
+  struct Loaded {
+    std::string model;
+    std::shared_ptr<ServingModel> active, previous;
+  };
+  std::vector<Loaded> LoadedModels() const;
+
   /// Checks the request against the module's signature (count, names, dtype, dims, bytes) and
   /// runs it. NOT_FOUND for a model not served here, INVALID_ARGUMENT naming what does not fit.
   absl::StatusOr<lv1::PredictResponse> Predict(const lv1::PredictRequest& request);

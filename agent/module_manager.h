@@ -62,8 +62,7 @@ class ModuleManager {
   /// be loaded even alone.
   absl::StatusOr<bool> FitsBesideLoaded(const v1::ModuleRef& ref) const;
   /// What a loaded module costs in memory: its object (weights and code) and the workspaces
-  /// of a couple of concurrent calls, as its signed manifest states them. Remembered by digest
-  /// (parsing the manifest's JSON again for every loaded module on every install adds up).
+  /// of a couple of concurrent calls, as its signed manifest states them.
   int64_t ModuleMemory(const v1::ModuleRef& ref) const;
 
   Options options_;
@@ -75,8 +74,6 @@ class ModuleManager {
   std::set<std::string> rolled_back_;                 // digests refused for good (persisted)
   std::string signing_key_;                           // of the desired state being applied
   int64_t generation_ = 0;                            // of the desired state being applied
-  mutable std::mutex memory_mu_;
-  mutable std::map<std::string, int64_t> memory_by_digest_;  // ModuleMemory's, by digest
 };
 
 }  // namespace edgeloop::agent

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -130,16 +132,23 @@ absl::Status ModuleStore::Download(const v1::ModuleRef& ref, const Fetcher& fetc
   std::error_code ec;
   fs::rename(partial, SoPath(ref.digest()), ec);
   if (ec) return absl::InternalError(absl::StrCat("rename ", partial, ": ", ec.message()));
+  if (module_bytes_ >= 0) module_bytes_ += ref.size();
   return absl::OkStatus();
 }
 
 absl::Status ModuleStore::SaveRef(const v1::ModuleRef& ref) {
-  RETURN_IF_ERROR(MakeDirectories(dir_, 0700));
+  // Swapping back to a cached module writes nothing (an fsync'd write is CPU and I/O).
+  std::string serialized = ref.SerializeAsString();
+  if (auto it = saved_refs_.find(ref.digest()); it != saved_refs_.end() && it->second == serialized)
+    return absl::OkStatus();
   const std::string path = absl::StrCat(dir_, "/", Hex(ref.digest()), ".json");
   const std::string json = PrintProtoJson(ref, true);
-  // Swapping back to a cached module writes nothing (an fsync'd write is CPU and I/O).
-  if (auto kept = ReadFile(path); kept.ok() && *kept == json) return absl::OkStatus();
-  return WriteFileAtomically(path, json);
+  if (auto kept = ReadFile(path); !kept.ok() || *kept != json) {  // (kept from an earlier run)
+    RETURN_IF_ERROR(MakeDirectories(dir_, 0700));
+    RETURN_IF_ERROR(WriteFileAtomically(path, json));
+  }
+  saved_refs_[ref.digest()] = std::move(serialized);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::ModuleRef> ModuleStore::LoadRef(absl::string_view digest) const {
@@ -150,6 +159,8 @@ absl::StatusOr<v1::ModuleRef> ModuleStore::LoadRef(absl::string_view digest) con
 }
 
 absl::Status ModuleStore::Prune(int64_t max_bytes, const std::set<std::string>& keep) {
+  // Nothing to delete while the modules fit; only a download adds to them.
+  if (module_bytes_ >= 0 && module_bytes_ <= max_bytes) return absl::OkStatus();
   struct Entry {
     fs::file_time_type time;
     std::string digest;
@@ -171,9 +182,34 @@ absl::Status ModuleStore::Prune(int64_t max_bytes, const std::set<std::string>& 
     if (total <= max_bytes) break;
     fs::remove(SoPath(m.digest), ec);
     fs::remove(absl::StrCat(dir_, "/", Hex(m.digest), ".json"), ec);
+    saved_refs_.erase(m.digest);
     total -= m.size;
   }
+  module_bytes_ = total;
   return absl::OkStatus();
+}
+
+absl::StatusOr<ManifestFacts> ParseManifest(const std::string& manifest) {
+  static std::mutex mu;
+  static auto* parsed = new std::map<std::string, ManifestFacts>;  // by manifest text
+  {
+    std::lock_guard lock(mu);
+    if (auto it = parsed->find(manifest); it != parsed->end()) return it->second;
+  }
+  google::protobuf::Struct json;
+  RETURN_IF_ERROR(ParseProtoJson(manifest, &json));
+  const auto& f = json.fields();
+  auto text = [&](const char* key) {
+    return f.count(key) ? f.at(key).string_value() : std::string();
+  };
+  auto number = [&](const char* key, int64_t otherwise) {
+    return f.count(key) ? static_cast<int64_t>(f.at(key).number_value()) : otherwise;
+  };
+  ManifestFacts facts{text("soDigest"), number("soSize", -1), text("target"),
+                      number("workspaceBytes", 0)};
+  std::lock_guard lock(mu);
+  if (parsed->size() >= 64) parsed->clear();  // modules come and go
+  return (*parsed)[manifest] = std::move(facts);
 }
 
 absl::Status VerifyManifest(const v1::ModuleRef& ref, const std::string& signing_key_pem) {
@@ -184,20 +220,12 @@ absl::Status VerifyManifest(const v1::ModuleRef& ref, const std::string& signing
     return absl::PermissionDeniedError(
         absl::StrCat("module ", ref.digest(), ": the manifest's signature does not verify"));
   }
-  google::protobuf::Struct manifest;
-  RETURN_IF_ERROR(ParseProtoJson(ref.manifest(), &manifest));
-  const auto& f = manifest.fields();
-  auto text = [&](const char* key) {
-    return f.count(key) ? f.at(key).string_value() : std::string();
-  };
-  auto number = [&](const char* key) {
-    return f.count(key) ? static_cast<int64_t>(f.at(key).number_value()) : int64_t{-1};
-  };
-  if (text("soDigest") != ref.digest() || number("soSize") != ref.size() ||
-      text("target") != ref.target()) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "module ", ref.digest(), ": the signed manifest names another module (", text("soDigest"),
-        ", ", number("soSize"), " bytes, ", text("target"), ")"));
+  ASSIGN_OR_RETURN(const ManifestFacts manifest, ParseManifest(ref.manifest()));
+  if (manifest.so_digest != ref.digest() || manifest.so_size != ref.size() ||
+      manifest.target != ref.target()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("module ", ref.digest(), ": the signed manifest names another module (",
+                     manifest.so_digest, ", ", manifest.so_size, " bytes, ", manifest.target, ")"));
   }
   return absl::OkStatus();
 }

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 
@@ -16,6 +17,7 @@ namespace edgeloop::agent {
 /// with `<hex>.json` (the ModuleRef: model, version, manifest, signature). A download grows
 /// `<hex>.partial`, so a broken connection or a restart resumes from the bytes already there;
 /// the file becomes `<hex>.so` by rename only after its size and SHA-256 check out.
+/// Used by the agent's background thread only (not thread-safe).
 class ModuleStore {
  public:
   explicit ModuleStore(std::string dir) : dir_(std::move(dir)) {}
@@ -52,7 +54,25 @@ class ModuleStore {
 
  private:
   std::string dir_;
+  // What this process knows is on disk, so that swapping between cached modules costs no
+  // file-system work beyond the swap (it runs on the device's CPU while calls are served):
+  // each ref as saved (serialized), and the modules' total size (-1: not counted yet).
+  std::map<std::string, std::string> saved_refs_;
+  int64_t module_bytes_ = -1;
 };
+
+/// What the agent reads from a module's signed manifest.
+struct ManifestFacts {
+  std::string so_digest;
+  int64_t so_size = -1;
+  std::string target;
+  int64_t workspace_bytes = 0;
+};
+/// Parses a manifest's JSON, once per manifest text (remembered for a few dozen): protobuf's
+/// JSON parser is ~0.1 ms of CPU a manifest, spent on the device's core while calls are
+/// served, and the same manifest is read for its check and its memory needs, and again
+/// whenever the device swaps back to a module it had. INVALID_ARGUMENT for malformed JSON.
+absl::StatusOr<ManifestFacts> ParseManifest(const std::string& manifest);
 
 /// The manifest is signed by `signing_key_pem` and names the ref's digest, size and target:
 /// PERMISSION_DENIED otherwise. Checked before a byte of the module is fetched.

@@ -2,6 +2,7 @@
 // real key: download with resume, verification, loading checks, and swaps under load.
 #include <sched.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -180,6 +181,12 @@ TEST_F(ServingUnitTest, BadBytesAndBadSignaturesAreRefused) {
   EXPECT_EQ(VerifyManifest(elsewhere, key_->public_key_pem()).code(),
             absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(VerifyManifest(ref, "").code(), absl::StatusCode::kFailedPrecondition);
+  auto facts = ParseManifest(ref.manifest());
+  ASSERT_TRUE(facts.ok());
+  EXPECT_EQ(facts->so_digest, ref.digest());
+  EXPECT_EQ(facts->so_size, ref.size());
+  EXPECT_EQ(facts->target, ref.target());
+  EXPECT_EQ(ParseManifest("{\"soDigest\": ").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(VerifyModuleFile(ref, path).ok());
   // Bytes changed on disk after the download.
   {
@@ -207,6 +214,51 @@ TEST_F(ServingUnitTest, TheCacheNeverDropsTheActiveOrPreviousModule) {
   EXPECT_TRUE(store.Have(refs[3].digest()));
   EXPECT_TRUE(store.LoadRef(refs[0].digest()).ok());
   EXPECT_FALSE(store.LoadRef(refs[1].digest()).ok());
+}
+
+TEST_F(ServingUnitTest, TheCacheIsPrunedWhenADownloadOutgrowsIt) {
+  ModuleStore store(dir_ + "/modules");
+  std::vector<v1::ModuleRef> refs;
+  for (uint32_t v = 1; v <= 3; ++v) refs.push_back(Module("m", v, "x86_64-v2", v));
+  const int64_t room = refs[0].size() + refs[1].size() + refs[2].size() - 1;  // not all three
+  for (int k = 0; k < 2; ++k) {
+    ASSERT_TRUE(store.Download(refs[k], Fetcher(), {}).ok());
+    ASSERT_TRUE(store.Prune(room, {refs[k].digest()}).ok());
+  }
+  EXPECT_TRUE(store.Have(refs[0].digest()));  // both fit
+  EXPECT_TRUE(store.Have(refs[1].digest()));
+  // The third does not fit beside them: the oldest not kept goes.
+  ASSERT_TRUE(store.Download(refs[2], Fetcher(), {}).ok());
+  ASSERT_TRUE(store.Prune(room, {refs[1].digest(), refs[2].digest()}).ok());
+  EXPECT_FALSE(store.Have(refs[0].digest()));
+  EXPECT_TRUE(store.Have(refs[1].digest()));
+  EXPECT_TRUE(store.Have(refs[2].digest()));
+}
+
+TEST_F(ServingUnitTest, ARefIsWrittenOnlyWhenItChanges) {
+  const v1::ModuleRef ref = Module("m", 1, "x86_64-v2");
+  const std::string path = dir_ + "/modules/" + ref.digest().substr(7) + ".json";
+  auto inode = [&] {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+  };
+  ModuleStore store(dir_ + "/modules");
+  ASSERT_TRUE(store.SaveRef(ref).ok());
+  const ino_t first = inode();
+  ASSERT_NE(first, 0u);
+  ASSERT_TRUE(store.SaveRef(ref).ok());
+  EXPECT_EQ(inode(), first);  // (an atomic write makes a new file)
+  ModuleStore after_restart(dir_ + "/modules");
+  ASSERT_TRUE(after_restart.SaveRef(ref).ok());
+  EXPECT_EQ(inode(), first);
+  // The same bytes under another version (a re-tag): the ref on disk follows.
+  v1::ModuleRef retagged = ref;
+  retagged.set_version(7);
+  ASSERT_TRUE(after_restart.SaveRef(retagged).ok());
+  EXPECT_NE(inode(), first);
+  auto loaded = store.LoadRef(ref.digest());
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(loaded->version(), 7);
 }
 
 TEST_F(ServingUnitTest, NoDiskNoDownload) {
@@ -414,6 +466,11 @@ TEST_F(ServingUnitTest, SwapsUnderLoadDropNothingAndRollBack) {
   EXPECT_EQ(host.Active("m")->ref().version(), 2);
   EXPECT_EQ(host.Previous("m")->ref().version(), 1);
   EXPECT_EQ(host.Rollback("other").code(), absl::StatusCode::kFailedPrecondition);
+  const std::vector<ModelHost::Loaded> loaded = host.LoadedModels();
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_EQ(loaded[0].model, "m");
+  EXPECT_EQ(loaded[0].active->ref().version(), 2);
+  EXPECT_EQ(loaded[0].previous->ref().version(), 1);
 }
 
 TEST(ThreadPriorityTest, BackgroundWorkIsRaisedWhileItHoldsWhatCallsWaitFor) {

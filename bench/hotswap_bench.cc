@@ -232,6 +232,7 @@ class Fleet {
 
   std::string socket() const { return agent_->state_dir() + "/agent.sock"; }
   std::string log() const { return agent_->log(); }
+  pid_t agent_pid() const { return agent_->pid(); }
   // The agent's copy of the module it runs: its store, by the digest it reports.
   std::string active_module_path() {
     client::LocalClient c(socket());
@@ -247,6 +248,22 @@ class Fleet {
   std::string admin_;
 };
 
+// On-CPU time of the agent's background threads (sync, watch: the install, the state file,
+// the report), from the kernel's per-thread schedstat: what a swap costs the device's CPU.
+int64_t BackgroundCpuNs(pid_t agent) {
+  int64_t ns = 0;
+  std::error_code ec;
+  const std::string tasks = absl::StrCat("/proc/", agent, "/task");
+  for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
+    std::string comm;
+    std::getline(std::ifstream(task.path() / "comm"), comm);
+    if (comm != "agent-sync" && comm != "agent-watch") continue;
+    int64_t on_cpu = 0;
+    if (std::ifstream(task.path() / "schedstat") >> on_cpu) ns += on_cpu;
+  }
+  return ns;
+}
+
 struct RunResult {
   std::string mode;
   int64_t requests = 0, failed = 0;
@@ -254,6 +271,7 @@ struct RunResult {
   double ratio_low = 0, ratio_high = 0;  // 95% interval of the p99 ratio, over swaps
   int swaps = 0;
   double assign_to_serving_ms_p50 = 0, assign_to_serving_ms_max = 0;
+  double background_cpu_us = 0;  // per reassignment
 };
 
 // Clients call as fast as they can (rate 0) or at `rate` per second in total, while the model
@@ -307,6 +325,7 @@ absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, const C
   absl::Status failure;
   const int swaps = rate > 0 || options.saturated_swaps <= 0 ? options.swaps
                                                              : options.saturated_swaps;
+  const int64_t background_ns = BackgroundCpuNs(fleet.agent_pid());
   for (int s = 0; s < swaps && failure.ok(); ++s) {
     // Cycling through the versions, the one assigned is never the one kept as previous: each
     // swap loads a module.
@@ -334,11 +353,13 @@ absl::StatusOr<RunResult> RunSwaps(Fleet& fleet, const Options& options, const C
     swap_ms.push_back(absl::ToDoubleMilliseconds(serving - assigned));
     absl::SleepFor(absl::Milliseconds(150));  // steady state between swaps
   }
+  const int64_t background_used_ns = BackgroundCpuNs(fleet.agent_pid()) - background_ns;
   done = true;
   for (auto& t : threads) t.join();
   RETURN_IF_ERROR(failure);
 
   RunResult r;
+  r.background_cpu_us = static_cast<double>(background_used_ns) / 1000.0 / std::max(swaps, 1);
   r.mode = absl::StrCat(rate > 0 ? absl::StrFormat("%.0f/s", rate) : "saturated",
                         control ? ", sync only" : "");
   r.swaps = static_cast<int>(windows.size());
@@ -494,21 +515,21 @@ int Main(int argc, char** argv) {
 
   std::printf(
       "\nPredict on the agent's Unix socket while the model is swapped; latency in µs; %s\n"
-      "%-22s %9s %6s | %8s %8s %8s | %8s %8s %8s %7s %11s | %6s %10s %10s\n",
+      "%-22s %9s %6s | %8s %8s %8s | %8s %8s %8s %7s %11s | %6s %10s %10s %9s\n",
       cpus.shared() ? "server and device share all CPUs (server at idle priority)"
                     : "server on the last CPU, agent and applications on the others",
       "clients", "requests", "failed", "p50", "p99", "p99.9", "swap p50", "swap p99", "p99.9",
-      "p99 x", "95% CI", "swaps", "assign→srv", "max");
+      "p99 x", "95% CI", "swaps", "assign→srv", "max", "agent CPU");
   for (const RunResult& r : runs) {
     std::printf(
         "%-22s %9lld %6lld | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f %6.2fx %5.2f–%4.2fx | %6d "
-        "%8.1fms "
-        "%8.1fms\n",
+        "%8.1fms %8.1fms %7.0fµs\n",
         r.mode.c_str(), static_cast<long long>(r.requests), static_cast<long long>(r.failed),
         r.steady.p50, r.steady.p99, r.steady.p999, r.swapping.p50, r.swapping.p99, r.swapping.p999,
         r.steady.p99 > 0 ? r.swapping.p99 / r.steady.p99 : 0, r.ratio_low, r.ratio_high, r.swaps,
-        r.assign_to_serving_ms_p50, r.assign_to_serving_ms_max);
+        r.assign_to_serving_ms_p50, r.assign_to_serving_ms_max, r.background_cpu_us);
   }
+  std::printf("agent CPU: the agent's sync and watch threads' CPU time per reassignment\n");
   std::printf(
       "agent verified→serving (load, self-test, warm-up, publish): p50 %.0f µs, p99 %.0f µs over "
       "%lld swaps\nPredict p50 %.1f µs vs the module in-process %.2f µs: %.1f µs of overhead\n",
@@ -524,10 +545,12 @@ int Main(int argc, char** argv) {
             R"({"mode":"%s","requests":%d,"failed":%d,"steady":{"n":%d,"p50_us":%.1f,"p99_us":%.1f,"p999_us":%.1f},)"
             R"("swapping":{"n":%d,"p50_us":%.1f,"p99_us":%.1f,"p999_us":%.1f},)"
             R"("p99_ratio_ci95":[%.3f,%.3f],"swaps":%d,)"
-            R"("assign_to_serving_ms_p50":%.1f,"assign_to_serving_ms_max":%.1f})",
+            R"("assign_to_serving_ms_p50":%.1f,"assign_to_serving_ms_max":%.1f,)"
+            R"("agent_background_cpu_us":%.0f})",
             r.mode, r.requests, r.failed, r.steady.n, r.steady.p50, r.steady.p99, r.steady.p999,
             r.swapping.n, r.swapping.p50, r.swapping.p99, r.swapping.p999, r.ratio_low,
-            r.ratio_high, r.swaps, r.assign_to_serving_ms_p50, r.assign_to_serving_ms_max));
+            r.ratio_high, r.swaps, r.assign_to_serving_ms_p50, r.assign_to_serving_ms_max,
+            r.background_cpu_us));
   }
   absl::StrAppend(
       &json, absl::StrFormat("\n],\"verified_to_serving_us\":{\"n\":%d,\"p50\":%.0f,\"p99\":%.0f},"
