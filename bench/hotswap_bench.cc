@@ -434,6 +434,8 @@ int Main(int argc, char** argv) {
                  options.layout.c_str());
     return 2;
   }
+  // Each run appends its calls; a file left by an earlier bench must not mix with them.
+  if (!options.calls_csv.empty()) std::ofstream(options.calls_csv, std::ios::trunc);
   const CpuSplit cpus = CpuSplit::Make(options.layout == "split");
   Fleet fleet;
   if (absl::Status s = fleet.Start(options.versions, cpus); !s.ok()) {
