@@ -43,7 +43,7 @@ class LocalApi::Service final : public lv1::LocalInference::Service {
   }
   grpc::Status Health(grpc::ServerContext*, const lv1::HealthRequest*,
                       lv1::HealthResponse* out) override {
-    out->set_serving(!host_.Models().empty());
+    out->set_serving(!host_.LoadedModels().empty());
     if (health_) health_(out);
     return grpc::Status::OK;
   }

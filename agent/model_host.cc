@@ -201,16 +201,6 @@ std::shared_ptr<ServingModel> ModelHost::Previous(const std::string& model) cons
   return slot->previous;
 }
 
-std::vector<std::string> ModelHost::Models() const {
-  NormalPriority normal;  // takes locks calls take (see thread_priority.h)
-  std::shared_lock lock(slots_mu_);
-  std::vector<std::string> names;
-  for (const auto& [name, slot] : slots_) {
-    if (slot->active.load()) names.push_back(name);
-  }
-  return names;
-}
-
 std::vector<ModelHost::Loaded> ModelHost::LoadedModels() const {
   NormalPriority normal;  // takes locks calls take (see thread_priority.h)
   std::shared_lock lock(slots_mu_);
@@ -312,11 +302,10 @@ absl::StatusOr<lv1::FeedbackResponse> ModelHost::Feedback(const lv1::FeedbackReq
 
 lv1::ListModelsResponse ModelHost::List() const {
   lv1::ListModelsResponse response;
-  for (const std::string& name : Models()) {
-    std::shared_ptr<ServingModel> model = Active(name);
-    if (!model) continue;
+  for (const Loaded& loaded : LoadedModels()) {
+    const std::shared_ptr<ServingModel>& model = loaded.active;
     lv1::LocalModel* out = response.add_models();
-    out->set_name(name);
+    out->set_name(loaded.model);
     out->set_version(model->ref().version());
     out->set_module_digest(model->ref().digest());
     out->set_target(model->ref().target());
@@ -324,7 +313,7 @@ lv1::ListModelsResponse ModelHost::List() const {
       Describe(model->module().inputs[k], out->add_inputs());
     for (uint32_t k = 0; k < model->module().num_outputs; ++k)
       Describe(model->module().outputs[k], out->add_outputs());
-    if (auto previous = Previous(name)) out->set_previous_version(previous->ref().version());
+    if (loaded.previous) out->set_previous_version(loaded.previous->ref().version());
   }
   return response;
 }

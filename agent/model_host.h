@@ -64,12 +64,11 @@ class ModelHost {
 
   std::shared_ptr<ServingModel> Active(const std::string& model) const;
   std::shared_ptr<ServingModel> Previous(const std::string& model) const;
-  std::vector<std::string> Models() const;
 
-  /// Every model with a module loaded, and its modules, taken in one go: the background
-  /// thread's reads of what is loaded (memory check, state file, report, cache pruning)
-  /// each raise it to normal priority once rather than once per lookup. Holding the
-  /// pointers delays unloading, so they are let go right after use.
+  /// Every model with a module loaded, and its modules, taken in one go — for the background
+  /// thread (memory check, state file, report, cache pruning) one raise to normal priority
+  /// rather than one per lookup. Holding the pointers delays unloading, so callers let go
+  /// of them right after use.
   struct Loaded {
     std::string model;
     std::shared_ptr<ServingModel> active, previous;
