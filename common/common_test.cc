@@ -6,6 +6,7 @@
 #include "common/random.h"
 #include "common/sha256.h"
 #include "common/status.h"
+#include "common/utf8.h"
 #include "gtest/gtest.h"
 
 namespace edgeloop {
@@ -36,6 +37,19 @@ TEST(StatusTest, HttpMapping) {
   EXPECT_EQ(HttpStatusFor(absl::ResourceExhaustedError("x")), 429);
   EXPECT_EQ(HttpStatusFor(absl::UnavailableError("x")), 503);
   EXPECT_EQ(HttpStatusFor(absl::InternalError("x")), 500);
+}
+
+TEST(Utf8Test, AcceptsWellFormedRefusesTheRest) {
+  EXPECT_TRUE(IsValidUtf8(""));
+  EXPECT_TRUE(IsValidUtf8("plain ascii"));
+  EXPECT_TRUE(IsValidUtf8("\xc3\xbc \xe5\x85\xa5 \xf0\x9f\x98\x80"));  // ü 入 😀
+  EXPECT_FALSE(IsValidUtf8("\xff"));
+  EXPECT_FALSE(IsValidUtf8("\x80"));              // a continuation byte alone
+  EXPECT_FALSE(IsValidUtf8("\xc3"));              // cut short
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong '/'
+  EXPECT_FALSE(IsValidUtf8("\xe0\x80\xaf"));      // overlong, three bytes
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate U+D800
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // above U+10FFFF
 }
 
 TEST(RandomTest, HexOfRequestedLength) {

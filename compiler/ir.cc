@@ -1,6 +1,27 @@
 #include "compiler/ir.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
 namespace edgeloop::compiler {
+
+absl::StatusOr<int64_t> CheckedElementCount(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (const int64_t d : shape) {
+    if (d < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("shape [", absl::StrJoin(shape, ","), "] has a negative dimension"));
+    }
+    // n <= kMaxTensorElements here, so a d above it alone is too many (when n > 0).
+    if (d > 0 && (d > kMaxTensorElements || n > kMaxTensorElements / d)) {
+      return absl::InvalidArgumentError(absl::StrCat("shape [", absl::StrJoin(shape, ","),
+                                                     "] has more than ", kMaxTensorElements,
+                                                     " elements"));
+    }
+    n *= d;
+  }
+  return n;
+}
 
 int64_t Node::Int(const std::string& key, int64_t fallback) const {
   auto it = attributes.find(key);

@@ -6,9 +6,21 @@
 #include <variant>
 #include <vector>
 
+#include "absl/status/statusor.h"
+
 namespace edgeloop::compiler {
 
 enum class DType { kFloat32, kInt64, kBool };
+
+/// The most elements one tensor may have anywhere in the compiler: 1 GiB of float32, more than
+/// any model meant for a device holds in one tensor, and small enough that sums and products of
+/// a few sizes within it cannot overflow int64.
+inline constexpr int64_t kMaxTensorElements = int64_t{1} << 28;
+
+/// Elements of a shape that comes from a model (or from arithmetic on one): INVALID_ARGUMENT
+/// for a negative dimension or more than kMaxTensorElements elements, computed without ever
+/// overflowing.
+absl::StatusOr<int64_t> CheckedElementCount(const std::vector<int64_t>& shape);
 
 /// Number of elements of a shape (1 for a scalar).
 inline int64_t ElementCount(const std::vector<int64_t>& shape) {

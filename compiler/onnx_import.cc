@@ -1,5 +1,6 @@
 #include "compiler/onnx_import.h"
 
+#include <climits>
 #include <cstring>
 #include <map>
 #include <set>
@@ -201,20 +202,16 @@ absl::StatusOr<Tensor> TensorFromProtoBytes(const std::string& bytes) {
 }
 
 absl::StatusOr<Graph> ImportOnnx(const std::string& model_bytes, const ImportLimits& limits) {
+  if (model_bytes.size() > static_cast<size_t>(INT32_MAX)) {
+    return absl::InvalidArgumentError("not an ONNX model: protobuf messages are under 2 GiB");
+  }
   onnx::ModelProto model;
   {
     google::protobuf::io::CodedInputStream coded(
         reinterpret_cast<const uint8_t*>(model_bytes.data()), static_cast<int>(model_bytes.size()));
-    coded.SetRecursionLimit(64);  // hostile nesting is refused by the parser, not our stack
-    if (!model.ParseFromCodedStream(&coded) || !model.has_graph()) {
-      return absl::InvalidArgumentError(
-          "not an ONNX model (does not parse as onnx.ModelProto with a graph)");
-    }
+    RETURN_IF_ERROR(ParseOnnxModel(coded, limits, &model));
   }
-  if (model.graph().node_size() > limits.max_nodes) {
-    return absl::InvalidArgumentError(absl::StrCat("graph has ", model.graph().node_size(),
-                                                   " nodes; at most ", limits.max_nodes));
-  }
+  RETURN_IF_ERROR(CheckModelLimits(model, limits));
   Graph graph;
   for (const auto& opset : model.opset_import()) {
     if (opset.domain().empty() || opset.domain() == "ai.onnx") graph.opset = opset.version();

@@ -4,14 +4,9 @@
 
 #include "absl/status/statusor.h"
 #include "compiler/ir.h"
+#include "compiler/onnx_limits.h"
 
 namespace edgeloop::compiler {
-
-struct ImportLimits {
-  int64_t max_nodes = 100000;
-  int64_t max_tensor_elements = int64_t{1} << 31;
-  int64_t max_rank = 8;
-};
 
 /// The operators the compiler implements (with every attribute ONNX defines for them).
 bool IsSupportedOperator(const std::string& op_type);

@@ -1,5 +1,7 @@
 #include "compiler/onnx_import.h"
 
+#include <functional>
+
 #include "absl/strings/match.h"
 #include "compiler/reference_interpreter.h"
 #include "gtest/gtest.h"
@@ -152,6 +154,95 @@ TEST(OnnxImportTest, HostileModelsAreRefusedNotFollowed) {
   tight.max_nodes = 1000;
   EXPECT_EQ(ImportOnnx(deep.SerializeAsString(), tight).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+onnx::TensorProto* Ints(onnx::GraphProto* g, const std::string& name, std::vector<int64_t> v) {
+  auto* t = g->add_initializer();
+  t->set_name(name);
+  t->set_data_type(onnx::TensorProto::INT64);
+  t->add_dims(static_cast<int64_t>(v.size()));
+  for (int64_t x : v) t->add_int64_data(x);
+  return t;
+}
+
+// Sizes a model computes (pads, reshape targets, windows, concatenations) are checked before
+// anything is allocated or indexed: a clear error, never a wrapped-around size or a crash.
+TEST(OnnxImportTest, ShapeArithmeticOfAHostileModelIsCheckedNotOverflowed) {
+  static constexpr int64_t kHuge = int64_t{1} << 62;
+  struct Case {
+    const char* what;
+    std::function<void(onnx::GraphProto*)> build;  // x [1, 4] in, y out
+  };
+  const std::vector<Case> cases = {
+      {"Pad to 2^62",
+       [](onnx::GraphProto* g) {
+         Ints(g, "pads", {0, kHuge, 0, kHuge});
+         Add(g, "Pad", {"x", "pads"}, "y");
+       }},
+      {"Pad whose sum wraps",
+       [](onnx::GraphProto* g) {
+         Ints(g, "pads", {0, INT64_MAX, 0, INT64_MAX});
+         Add(g, "Pad", {"x", "pads"}, "y");
+       }},
+      {"Reshape to a product that wraps to 4",
+       [](onnx::GraphProto* g) {
+         Ints(g, "shape", {int64_t{1} << 32, int64_t{1} << 32, 4});
+         Add(g, "Reshape", {"x", "shape"}, "y");
+       }},
+      {"Reshape with -1 and a huge known part",
+       [](onnx::GraphProto* g) {
+         Ints(g, "shape", {-1, kHuge});
+         Add(g, "Reshape", {"x", "shape"}, "y");
+       }},
+      {"Concat of 8192 copies of 2^16 elements",
+       [](onnx::GraphProto* g) {
+         Ints(g, "pads", {0, 0, 0, (1 << 16) - 4});
+         Add(g, "Pad", {"x", "pads"}, "p");  // [1, 65536]
+         auto* n = Add(g, "Concat", std::vector<std::string>(8192, "p"), "y");
+         auto* axis = n->add_attribute();
+         axis->set_name("axis");
+         axis->set_type(onnx::AttributeProto::INT);
+         axis->set_i(1);
+       }},
+      {"MaxPool with a dilation of 2^62",
+       [](onnx::GraphProto* g) {
+         Ints(g, "shape", {1, 1, 4});
+         Add(g, "Reshape", {"x", "shape"}, "x3");
+         auto* n = Add(g, "MaxPool", {"x3"}, "y");
+         for (const auto& [name, value] : std::vector<std::pair<std::string, int64_t>>{
+                  {"kernel_shape", 2}, {"dilations", kHuge}, {"pads", kHuge}}) {
+           auto* a = n->add_attribute();
+           a->set_name(name);
+           a->set_type(onnx::AttributeProto::INTS);
+           a->add_ints(value);
+           if (name == "pads") a->add_ints(value);
+         }
+       }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    onnx::ModelProto m = Model();
+    auto* g = m.mutable_graph();
+    Value(g->add_input(), "x", {1, 4});
+    c.build(g);
+    auto* y = g->add_output();
+    y->set_name("y");
+    y->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+    y->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(1);
+    absl::StatusOr<Graph> graph = ImportOnnx(m.SerializeAsString());
+    if (!graph.ok()) {
+      EXPECT_EQ(graph.status().code(), absl::StatusCode::kInvalidArgument) << graph.status();
+      continue;
+    }
+    Tensor x;
+    x.shape = {1, 4};
+    x.f.assign(4, 1.0f);
+    absl::StatusOr<std::map<std::string, Tensor>> out = RunReference(*graph, {{"x", x}});
+    ASSERT_FALSE(out.ok()) << "ran a model whose sizes overflow";
+    EXPECT_TRUE(out.status().code() == absl::StatusCode::kInvalidArgument ||
+                out.status().code() == absl::StatusCode::kResourceExhausted)
+        << out.status();
+  }
 }
 
 }  // namespace

@@ -38,11 +38,26 @@ int64_t Axis(int64_t axis, size_t rank) {
   return axis < 0 ? axis + static_cast<int64_t>(rank) : axis;
 }
 
-Tensor Float(Shape shape) {
+// A zeroed float tensor; the one place the interpreter allocates an output, so a shape a
+// hostile model computes (huge pads, windows, broadcasts, products) is refused here.
+absl::StatusOr<Tensor> Float(const Context& c, Shape shape) {
+  absl::StatusOr<int64_t> n = CheckedElementCount(shape);
+  if (!n.ok()) return Bad(c, n.status().message());
   Tensor t;
   t.shape = std::move(shape);
-  t.f.assign(Elements(t.shape), 0.0f);
+  t.f.assign(*n, 0.0f);
   return t;
+}
+
+// Attribute and operand values that feed size arithmetic (pads, axes' sizes, reshape
+// targets) are held to the tensor bound first, so sums and products of a few stay in int64.
+absl::Status CheckSizes(const Context& c, const Shape& values, absl::string_view what) {
+  for (const int64_t v : values) {
+    if (v > kMaxTensorElements || v < -kMaxTensorElements) {
+      return Bad(c, absl::StrCat(what, " ", v, " is out of range"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status NeedFloat(const Context& c, const Tensor* t) {
@@ -86,7 +101,7 @@ absl::StatusOr<Tensor> Binary(const Context& c, const std::function<float(float,
   const Tensor& a = *c.in[0];
   const Tensor& b = *c.in[1];
   ASSIGN_OR_RETURN(Shape shape, BroadcastShape(c, a.shape, b.shape));
-  Tensor out = Float(shape);
+  ASSIGN_OR_RETURN(Tensor out, Float(c, shape));
   const Shape sa = Strides(a.shape), sb = Strides(b.shape);
   Shape coords(shape.size(), 0);
   for (int64_t n = 0; n < out.size(); ++n) {
@@ -136,7 +151,7 @@ absl::StatusOr<Tensor> Softmax(const Context& c, bool log) {
       length *= x.shape[k];
     if (!legacy && static_cast<int64_t>(k) > axis) inner *= x.shape[k];
   }
-  Tensor out = Float(x.shape);
+  ASSIGN_OR_RETURN(Tensor out, Float(c, x.shape));
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t i = 0; i < inner; ++i) {
       auto at = [&](int64_t l) { return (o * length + l) * inner + i; };
@@ -166,7 +181,7 @@ absl::StatusOr<Tensor> Gemm(const Context& c) {
   const int64_t m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1];
   const int64_t kb = tb ? b.shape[1] : b.shape[0], n = tb ? b.shape[0] : b.shape[1];
   if (k != kb) return Bad(c, "inner dimensions differ");
-  Tensor out = Float({m, n});
+  ASSIGN_OR_RETURN(Tensor out, Float(c, Shape({m, n})));
   const Tensor* bias = c.in.size() > 2 ? c.in[2] : nullptr;
   Shape bias_strides;
   if (bias != nullptr) {
@@ -206,7 +221,7 @@ absl::StatusOr<Tensor> MatMul(const Context& c) {
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor out = Float(out_shape);
+  ASSIGN_OR_RETURN(Tensor out, Float(c, out_shape));
   const Shape sa = Strides(a_batch), sb = Strides(b_batch);
   Shape coords(batch.size(), 0);
   for (int64_t bi = 0; bi < Elements(batch); ++bi) {
@@ -287,7 +302,7 @@ absl::StatusOr<Tensor> Conv(const Context& c) {
   const Tensor* bias = c.in.size() > 2 ? c.in[2] : nullptr;
   Shape out_shape = {batch, maps};
   out_shape.insert(out_shape.end(), w.out.begin(), w.out.end());
-  Tensor out = Float(out_shape);
+  ASSIGN_OR_RETURN(Tensor out, Float(c, out_shape));
   const int64_t in_plane = Elements(in_spatial), out_plane = Elements(w.out),
                 taps = Elements(w.kernel);
   const int64_t per_group_in = channels / group, per_group_out = maps / group;
@@ -324,7 +339,7 @@ absl::StatusOr<Tensor> Pool(const Context& c, bool max) {
   const bool count_pad = c.node.Int("count_include_pad", 0) != 0;
   Shape out_shape = {x.shape[0], x.shape[1]};
   out_shape.insert(out_shape.end(), w.out.begin(), w.out.end());
-  Tensor out = Float(out_shape);
+  ASSIGN_OR_RETURN(Tensor out, Float(c, out_shape));
   const int64_t in_plane = Elements(in_spatial), out_plane = Elements(w.out);
   for (int64_t plane = 0; plane < x.shape[0] * x.shape[1]; ++plane) {
     const float* src = x.f.data() + plane * in_plane;
@@ -363,7 +378,7 @@ absl::StatusOr<Tensor> GlobalAveragePool(const Context& c) {
   if (x.shape.size() < 3) return Bad(c, "input rank < 3");
   Shape out_shape = {x.shape[0], x.shape[1]};
   out_shape.resize(x.shape.size(), 1);
-  Tensor out = Float(out_shape);
+  ASSIGN_OR_RETURN(Tensor out, Float(c, out_shape));
   const int64_t plane = Elements(Shape(x.shape.begin() + 2, x.shape.end()));
   for (int64_t p = 0; p < x.shape[0] * x.shape[1]; ++p) {
     double sum = 0;
@@ -385,7 +400,7 @@ absl::StatusOr<Tensor> BatchNormalization(const Context& c) {
   const int64_t channels = x.shape.size() > 1 ? x.shape[1] : 1;
   const int64_t plane =
       x.shape.size() > 2 ? Elements(Shape(x.shape.begin() + 2, x.shape.end())) : 1;
-  Tensor out = Float(x.shape);
+  ASSIGN_OR_RETURN(Tensor out, Float(c, x.shape));
   for (int64_t n = 0; n < x.shape[0]; ++n) {
     for (int64_t ch = 0; ch < channels; ++ch) {
       const double scale =
@@ -403,8 +418,10 @@ absl::StatusOr<Tensor> BatchNormalization(const Context& c) {
 // ---- shapes and data movement ---------------------------------------------------------------
 
 absl::StatusOr<Tensor> Reshaped(const Context& c, Shape shape) {
+  absl::StatusOr<int64_t> n = CheckedElementCount(shape);
+  if (!n.ok()) return Bad(c, n.status().message());
   Tensor out = *c.in[0];
-  if (Elements(shape) != out.size()) return Bad(c, "element count changes");
+  if (*n != out.size()) return Bad(c, "element count changes");
   out.shape = std::move(shape);
   return out;
 }
@@ -412,6 +429,7 @@ absl::StatusOr<Tensor> Reshaped(const Context& c, Shape shape) {
 absl::StatusOr<Tensor> Reshape(const Context& c) {
   if (c.in.size() < 2 || c.in[1] == nullptr) return Bad(c, "missing shape");
   Shape target = IntsOf(*c.in[1]);
+  RETURN_IF_ERROR(CheckSizes(c, target, "target dimension"));
   const Shape& in = c.in[0]->shape;
   const bool allow_zero = c.node.Int("allowzero", 0) != 0;
   int64_t known = 1, infer = -1;
@@ -425,6 +443,8 @@ absl::StatusOr<Tensor> Reshape(const Context& c) {
       infer = static_cast<int64_t>(k);
     } else if (target[k] < 0) {
       return Bad(c, "negative dimension");
+    } else if (target[k] > 0 && known > kMaxTensorElements / target[k]) {
+      return Bad(c, "the target shape has too many elements");
     } else {
       known *= target[k];
     }
@@ -532,8 +552,10 @@ absl::StatusOr<Tensor> Concat(const Context& c) {
       if (static_cast<int64_t>(k) != axis && t->shape[k] != c.in[0]->shape[k])
         return Bad(c, "shapes differ");
     }
-    out_shape[axis] += t->shape[axis];
+    out_shape[axis] += t->shape[axis];  // each input holds at most kMaxTensorElements
   }
+  absl::StatusOr<int64_t> elements = CheckedElementCount(out_shape);
+  if (!elements.ok()) return Bad(c, elements.status().message());
   Tensor out;
   out.dtype = c.in[0]->dtype;
   out.shape = out_shape;
@@ -569,13 +591,14 @@ absl::StatusOr<Tensor> Pad(const Context& c) {
     if (c.in.size() > 3 && c.in[3] != nullptr) return Unsupported(c, "the axes input");
   }
   if (pads.size() != 2 * rank) return Bad(c, "pads do not match the rank");
+  RETURN_IF_ERROR(CheckSizes(c, pads, "pad"));
   const std::string mode = c.node.String("mode", "constant");
   Shape out_shape(rank);
   for (size_t k = 0; k < rank; ++k) {
     out_shape[k] = x.shape[k] + pads[k] + pads[k + rank];
     if (out_shape[k] < 0) return Bad(c, "negative output size");
   }
-  Tensor out = Float(out_shape);
+  ASSIGN_OR_RETURN(Tensor out, Float(c, out_shape));
   const Shape in_strides = Strides(x.shape);
   Shape coords(rank, 0);
   for (int64_t n = 0; n < out.size(); ++n) {
@@ -627,7 +650,7 @@ absl::StatusOr<Tensor> ReduceMean(const Context& c) {
   }
   Shape kept_shape(rank);
   for (size_t k = 0; k < rank; ++k) kept_shape[k] = reduce[k] ? 1 : x.shape[k];
-  Tensor out = Float(kept_shape);
+  ASSIGN_OR_RETURN(Tensor out, Float(c, kept_shape));
   std::vector<int64_t> counts(out.size(), 0);
   const Shape out_strides = Strides(kept_shape);
   std::vector<double> sums(out.size(), 0);
@@ -746,6 +769,8 @@ absl::StatusOr<std::map<std::string, Tensor>> RunReference(
 
 absl::StatusOr<std::map<std::string, Tensor>> RunReferenceAllValues(
     const Graph& graph, const std::map<std::string, Tensor>& inputs) {
+  constexpr int64_t kMaxHeldElements = 4 * kMaxTensorElements;
+  int64_t held = 0;
   std::map<std::string, Tensor> values = graph.constants;
   for (const ValueInfo& info : graph.inputs) {
     auto it = inputs.find(info.name);
@@ -774,7 +799,15 @@ absl::StatusOr<std::map<std::string, Tensor>> RunReferenceAllValues(
     while (!c.in.empty() && c.in.back() == nullptr) c.in.pop_back();
     ASSIGN_OR_RETURN(std::vector<Tensor> outputs, Execute(c));
     for (size_t k = 0; k < node.outputs.size() && k < outputs.size(); ++k) {
-      if (!node.outputs[k].empty()) values[node.outputs[k]] = std::move(outputs[k]);
+      if (node.outputs[k].empty()) continue;
+      // Every value is kept (the C backend reads them all), so their sum is what is bounded.
+      held += outputs[k].size();
+      if (held > kMaxHeldElements) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "the model's values need more than ", kMaxHeldElements * 4 >> 30,
+            " GiB at compile time (at node ", &node - graph.nodes.data(), ")"));
+      }
+      values[node.outputs[k]] = std::move(outputs[k]);
     }
   }
   for (const ValueInfo& info : graph.outputs) {

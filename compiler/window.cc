@@ -31,6 +31,13 @@ absl::StatusOr<Window> PlanWindow(const Node& node, const Shape& in_spatial, Sha
       pads.size() != 2 * d) {
     return Bad(node, "kernel_shape, strides, dilations or pads do not match the input rank");
   }
+  // Held to the tensor bound, so the sums and products below stay far inside int64.
+  for (const Shape* values : std::initializer_list<const Shape*>{
+           &w.kernel, &w.strides, &w.dilations, &pads, &in_spatial}) {
+    for (const int64_t v : *values) {
+      if (v < 0 || v > kMaxTensorElements) return Bad(node, "window attribute out of range");
+    }
+  }
   w.pad_begin.assign(pads.begin(), pads.begin() + d);
   w.pad_end.assign(pads.begin() + d, pads.end());
   const std::string auto_pad = node.String("auto_pad", "NOTSET");

@@ -6,6 +6,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "compiler/onnx_limits.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "onnx/checker.h"
@@ -96,7 +98,8 @@ v1::TensorSpec SpecFor(const onnx::ValueInfoProto& value) {
 
 }  // namespace
 
-absl::StatusOr<OnnxSummary> InspectOnnx(store::BlobReader& reader) {
+absl::StatusOr<OnnxSummary> InspectOnnx(store::BlobReader& reader,
+                                        const compiler::ImportLimits& limits) {
   if (reader.size() == 0) return absl::InvalidArgumentError("not an ONNX model: the file is empty");
   onnx::ModelProto model;
   {
@@ -104,16 +107,13 @@ absl::StatusOr<OnnxSummary> InspectOnnx(store::BlobReader& reader) {
     google::protobuf::io::CopyingInputStreamAdaptor adaptor(&source, 1 << 20);
     google::protobuf::io::CodedInputStream coded(&adaptor);
     coded.SetTotalBytesLimit(INT32_MAX);
-    bool parsed = model.ParseFromCodedStream(&coded) && coded.ConsumedEntireMessage();
+    absl::Status parsed = compiler::ParseOnnxModel(coded, limits, &model);
     if (!source.status().ok()) return source.status();
-    if (!parsed) {
-      return absl::InvalidArgumentError(
-          "not an ONNX model: the bytes do not parse as an onnx.ModelProto protobuf");
-    }
+    RETURN_IF_ERROR(parsed);
   }
-  if (!model.has_graph()) {
-    return absl::InvalidArgumentError("not an ONNX model: it has no graph (is this an ONNX file?)");
-  }
+  // The compiler's limits, before ONNX's checker reads anything: what the registry accepts,
+  // the CI stage can import.
+  RETURN_IF_ERROR(compiler::CheckModelLimits(model, limits));
   try {
     onnx::checker::check_model(model);
   } catch (const std::exception& e) {

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "compiler/onnx_limits.h"
 #include "edgeloop/v1/registry.pb.h"
 #include "store/blob_store.h"
 
@@ -17,9 +18,11 @@ struct OnnxSummary {
   std::string producer;  // "pytorch 2.1", "" when not set
 };
 
-/// Parses an ONNX model from a blob with libonnx, runs ONNX's checker on it and reads its
-/// input/output signature. INVALID_ARGUMENT naming the problem when the bytes are not an
-/// ONNX model or the model does not pass the checker.
-absl::StatusOr<OnnxSummary> InspectOnnx(store::BlobReader& reader);
+/// Parses an ONNX model from a blob with libonnx, checks it against the compiler's limits
+/// (nesting, node count, external data, names) before ONNX's checker runs on it, and reads
+/// its input/output signature. INVALID_ARGUMENT naming the problem when the bytes are not an
+/// ONNX model, break a limit or do not pass the checker.
+absl::StatusOr<OnnxSummary> InspectOnnx(store::BlobReader& reader,
+                                        const compiler::ImportLimits& limits = {});
 
 }  // namespace edgeloop::registry

@@ -202,7 +202,14 @@ absl::StatusOr<v1::ModelVersion> Registry::CreateVersion(const v1::CreateVersion
         "ONNX blob ", request.onnx_digest(), " has not been uploaded; POST it to /v1/blobs first"));
   }
   RETURN_IF_ERROR(onnx.status());
-  ASSIGN_OR_RETURN(OnnxSummary summary, InspectOnnx(**onnx));
+  if (!inspections_.try_acquire_for(absl::ToChronoMilliseconds(options_.inspection_wait))) {
+    return absl::UnavailableError(absl::StrCat(
+        "the server is busy inspecting ", options_.max_concurrent_inspections,
+        " other pushed models; retry this push"));
+  }
+  absl::StatusOr<OnnxSummary> inspected = InspectOnnx(**onnx);
+  inspections_.release();
+  ASSIGN_OR_RETURN(OnnxSummary summary, std::move(inspected));
   for (const auto& [field, digest] : {std::pair<const char*, const std::string*>{
                                           "validationDigest", &request.validation_digest()},
                                       {"calibrationDigest", &request.calibration_digest()}}) {

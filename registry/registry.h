@@ -1,10 +1,13 @@
 #pragma once
 
+#include <algorithm>
 #include <memory>
+#include <semaphore>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
 #include "edgeloop/v1/registry.pb.h"
 #include "store/blob_store.h"
@@ -16,6 +19,11 @@ struct RegistryOptions {
   store::Database* database = nullptr;  // not owned; migrations already applied
   store::BlobStore* blobs = nullptr;    // not owned
   const Clock* clock = SystemClock::Get();
+  /// Pushed models are parsed whole in memory (up to the upload limit each), so only this
+  /// many are inspected at once; a push that waits longer than `inspection_wait` for a turn
+  /// is refused with UNAVAILABLE and can be retried.
+  int max_concurrent_inspections = 2;
+  absl::Duration inspection_wait = absl::Seconds(30);
 };
 
 /// Counts exported as gauges on /metrics.
@@ -71,8 +79,10 @@ class Registry {
   absl::StatusOr<RegistrySizes> Sizes();
 
  private:
-  explicit Registry(const RegistryOptions& options) : options_(options) {}
+  explicit Registry(const RegistryOptions& options)
+      : options_(options), inspections_(std::max(1, options.max_concurrent_inspections)) {}
   RegistryOptions options_;
+  std::counting_semaphore<> inspections_;
 };
 
 }  // namespace edgeloop::registry

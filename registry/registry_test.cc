@@ -4,6 +4,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/random.h"
 #include "common/sha256.h"
@@ -186,6 +187,39 @@ TEST_P(RegistryTest, BadInputIsRefusedAndRecordsNothing) {
   auto ok = Push("m", Upload(testing::MlpOnnx(2, 2, 2)));
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->version(), 1);
+}
+
+// A pushed model is held to the compiler's limits before ONNX's checker reads it.
+TEST_P(RegistryTest, HostileModelsAreRefusedAtPush) {
+  ASSERT_TRUE(CreateModel("m").ok());
+  struct Case {
+    const char* what;
+    std::string onnx;
+    const char* says;
+  };
+  const std::vector<Case> cases = {
+      {"a name with a newline", testing::ReluOnnxWithInputName("in\nput"), "control character"},
+      {"a name that is not UTF-8", testing::ReluOnnxWithInputName("in\xffput"),
+       "not valid UTF-8"},
+      {"a name of 5000 bytes", testing::ReluOnnxWithInputName(std::string(5000, 'n')),
+       "bytes long"},
+      {"weights in a file on the server", testing::ExternalDataOnnx("/etc/shadow"),
+       "external file"},
+      {"subgraphs nested 40 deep", testing::NestedSubgraphsOnnx(40), "nest deeper"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    auto pushed = Push("m", Upload(c.onnx));
+    ASSERT_EQ(pushed.status().code(), absl::StatusCode::kInvalidArgument) << pushed.status();
+    EXPECT_TRUE(absl::StrContains(pushed.status().message(), c.says)) << pushed.status();
+  }
+  // Names that are merely odd are kept as they are.
+  auto odd = Push("m", Upload(testing::ReluOnnxWithInputName("*/ \"x\" ?\?/ 入力")));
+  ASSERT_TRUE(odd.ok()) << odd.status();
+  EXPECT_EQ(odd->inputs(0).name(), "*/ \"x\" ?\?/ 入力");
+  v1::GetModelRequest get;
+  get.set_model("m");
+  EXPECT_EQ(registry_->GetModel(get)->latest_version(), 1);  // nothing else was recorded
 }
 
 TEST_P(RegistryTest, ConcurrentPushesGetDistinctConsecutiveNumbers) {

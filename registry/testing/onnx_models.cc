@@ -188,4 +188,51 @@ std::string DanglingInputOnnx() {
   return model.SerializeAsString();
 }
 
+std::string ReluOnnxWithInputName(const std::string& name) {
+  onnx::ModelProto model = BaseModel();
+  onnx::GraphProto* graph = model.mutable_graph();
+  graph->set_name("hostile");
+  SetTensorType(graph->add_input(), name, {4});
+  AddNode(graph, "Relu", {name}, "output");
+  SetTensorType(graph->add_output(), "output", {4});
+  return model.SerializeAsString();
+}
+
+std::string ExternalDataOnnx(const std::string& location) {
+  onnx::ModelProto model = BaseModel();
+  onnx::GraphProto* graph = model.mutable_graph();
+  graph->set_name("external");
+  SetTensorType(graph->add_input(), "input", {4});
+  uint32_t state = 1;
+  AddWeights(graph, "bias", {4}, &state);
+  onnx::TensorProto* bias = graph->mutable_initializer(0);
+  bias->clear_float_data();
+  bias->set_data_location(onnx::TensorProto::EXTERNAL);
+  auto* entry = bias->add_external_data();
+  entry->set_key("location");
+  entry->set_value(location);
+  AddNode(graph, "Add", {"input", "bias"}, "output");
+  SetTensorType(graph->add_output(), "output", {4});
+  return model.SerializeAsString();
+}
+
+std::string NestedSubgraphsOnnx(int depth) {
+  onnx::ModelProto model = BaseModel();
+  onnx::GraphProto* graph = model.mutable_graph();
+  graph->set_name("nested");
+  SetTensorType(graph->add_input(), "input", {4});
+  onnx::GraphProto* level = graph;
+  for (int d = 0; d < depth; ++d) {
+    onnx::NodeProto* node = AddNode(level, "If", {"input"}, "output");
+    auto* branch = node->add_attribute();
+    branch->set_name("then_branch");
+    branch->set_type(onnx::AttributeProto::GRAPH);
+    level = branch->mutable_g();
+    level->set_name("branch");
+  }
+  AddNode(level, "Relu", {"input"}, "output");
+  SetTensorType(graph->add_output(), "output", {4});
+  return model.SerializeAsString();
+}
+
 }  // namespace edgeloop::registry::testing

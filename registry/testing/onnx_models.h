@@ -34,4 +34,11 @@ std::string ValidationSetOnnx(const std::string& input, const std::vector<int64_
 /// that nothing produces.
 std::string DanglingInputOnnx();
 
+/// Models that attack their reader rather than compute (the server's push inspection, the
+/// compiler): an input named `name` (Relu to "output"); a weight whose data is said to be in
+/// the file `location` beside the model; `depth` If nodes nested in each other's branches.
+std::string ReluOnnxWithInputName(const std::string& name);
+std::string ExternalDataOnnx(const std::string& location);
+std::string NestedSubgraphsOnnx(int depth);
+
 }  // namespace edgeloop::registry::testing
