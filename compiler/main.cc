@@ -10,6 +10,8 @@
 #include "common/status.h"
 #include "compiler/compile.h"
 #include "compiler/onnx_import.h"
+#include "compiler/syscall_filter.h"
+#include "compiler/toolchain.h"
 
 int main(int argc, char** argv) {
   using namespace edgeloop;
@@ -78,6 +80,16 @@ int main(int argc, char** argv) {
         return 3;
       }
       set = *std::move(parsed_set);
+    }
+    // Module code is about to run in this process (native targets; emulated ones run in
+    // elm-runner, which gets the same filter): from here on it may start no process.
+    auto toolchain = compiler::ToolchainFor(options.target);
+    if (toolchain.ok() && toolchain->runner.empty()) {
+      auto filter = compiler::SyscallFilter::NoNewProcesses(/*allow_exec=*/false);
+      if (!filter.ok() || filter->Install() != 0) {
+        std::fprintf(stderr, "edgeloop-compile: validation failed: cannot forbid new processes\n");
+        return 3;
+      }
     }
     auto validation =
         compiler::ValidateModule(*bytes, *result, options, set ? &*set : nullptr);

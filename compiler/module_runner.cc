@@ -34,7 +34,8 @@ absl::StatusOr<std::unique_ptr<EmulatedModule>> EmulatedModule::Create(
 absl::StatusOr<int> EmulatedModule::SelfTest() {
   std::vector<std::string> argv = toolchain_.runner;
   argv.insert(argv.end(), {runner_, so_path_, "selftest"});
-  return RunTool(argv, work_dir_, work_dir_ + "/selftest.log", absl::Minutes(5));
+  ASSIGN_OR_RETURN(SyscallFilter filter, SyscallFilter::NoNewProcesses(/*allow_exec=*/true));
+  return RunTool(argv, work_dir_, work_dir_ + "/selftest.log", absl::Minutes(5), &filter);
 }
 
 absl::StatusOr<std::vector<std::vector<Tensor>>> EmulatedModule::Run(
@@ -55,7 +56,10 @@ absl::StatusOr<std::vector<std::vector<Tensor>>> EmulatedModule::Run(
   }
   for (size_t k = 0; k < output_shapes.size(); ++k)
     argv.push_back(absl::StrCat(work_dir_, "/out", k, ".bin"));
-  ASSIGN_OR_RETURN(int code, RunTool(argv, work_dir_, work_dir_ + "/run.log", absl::Minutes(5)));
+  // Module code runs in elm-runner: it may exec qemu, then start nothing else.
+  ASSIGN_OR_RETURN(SyscallFilter filter, SyscallFilter::NoNewProcesses(/*allow_exec=*/true));
+  ASSIGN_OR_RETURN(int code,
+                   RunTool(argv, work_dir_, work_dir_ + "/run.log", absl::Minutes(5), &filter));
   if (code != 0) return absl::InternalError(absl::StrCat("elm-runner exited with ", code));
   std::vector<std::vector<Tensor>> outputs(samples.size(),
                                            std::vector<Tensor>(output_shapes.size()));

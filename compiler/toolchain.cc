@@ -43,16 +43,19 @@ absl::StatusOr<Toolchain> ToolchainFor(const std::string& target) {
 }
 
 absl::StatusOr<int> RunTool(const std::vector<std::string>& argv, const std::string& cwd,
-                            const std::string& log, absl::Duration timeout) {
+                            const std::string& log, absl::Duration timeout,
+                            const SyscallFilter* filter) {
+  // Built before fork: the child only makes system calls.
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
   pid_t pid = ::fork();
   if (pid == 0) {
     if (::chdir(cwd.c_str()) != 0) ::_exit(126);
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(fd, 1);
     ::dup2(fd, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
+    if (filter != nullptr && filter->Install() != 0) ::_exit(126);
     ::execvp(args[0], args.data());
     ::_exit(127);
   }

@@ -5,6 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "compiler/syscall_filter.h"
 
 namespace edgeloop::compiler {
 
@@ -29,8 +30,10 @@ absl::Status CompileSharedObject(const Toolchain& toolchain, const std::string& 
 
 /// Runs a program (argv[0] looked up in PATH) in `cwd` with its output in `log`; its exit code
 /// (128 + signal when killed by one). DEADLINE_EXCEEDED after `timeout` (the program is killed);
-/// NOT_FOUND when the program is not installed.
+/// NOT_FOUND when the program is not installed. `filter`, when given, is installed in the child
+/// before it execs (for programs that run module code).
 absl::StatusOr<int> RunTool(const std::vector<std::string>& argv, const std::string& cwd,
-                            const std::string& log, absl::Duration timeout);
+                            const std::string& log, absl::Duration timeout,
+                            const SyscallFilter* filter = nullptr);
 
 }  // namespace edgeloop::compiler

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "common/status.h"
+#include "compiler/sandbox.h"
 
 namespace edgeloop::server {
 namespace {
@@ -42,6 +43,11 @@ void Register(FlagSet& f, ServerOptions& o) {
            "target classes every version is compiled for besides the fleet's (default x86_64-v2)");
   f.Int("compile-workers", &o.compile_workers,
         "compile jobs run at once in this process (default 1)");
+  f.String("compile-binary", &o.compile_binary,
+           "the model compiler (default: edgeloop-compile next to this binary)");
+  f.String("compile-sandbox", &o.compile_sandbox,
+           "auto (every sandbox control this machine allows) or require (refuse to start "
+           "without namespaces and the syscall filter); see docs/security.md");
   f.Int("validation-samples", &o.validation_samples,
         "samples of a version's validation set each module is checked on (default 256)");
   f.Int("shutdown-grace-seconds", &o.shutdown_grace_seconds,
@@ -70,6 +76,7 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
   if (options.role != "all" && options.role != "worker") {
     return absl::InvalidArgumentError("--role must be all or worker");
   }
+  RETURN_IF_ERROR(compiler::ParseSandboxMode(options.compile_sandbox).status());
   std::error_code ec;
   std::filesystem::path data_dir = std::filesystem::absolute(options.data_dir, ec);
   options.data_dir = data_dir.lexically_normal().string();

@@ -35,6 +35,11 @@ struct ServerOptions {
   std::string compile_targets = "x86_64-v2";
   int compile_workers = 1;
   int validation_samples = 256;
+  /// edgeloop-compile; empty: the one next to this binary.
+  std::string compile_binary;
+  /// "auto" (every control this machine allows, logged) or "require" (refuse to start without
+  /// namespaces and the syscall filter); docs/security.md.
+  std::string compile_sandbox = "auto";
 };
 
 /// Parses argv (without argv[0]) and the environment. INVALID_ARGUMENT names the bad flag.

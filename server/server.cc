@@ -56,6 +56,7 @@ struct Server::Impl {
   std::unique_ptr<grpc::Server> grpc;
   std::unique_ptr<grpc::Server> device_grpc;
   std::unique_ptr<crypto::SigningKey> signer;
+  std::unique_ptr<compiler::Sandbox> sandbox;
   std::unique_ptr<CompilePipeline> pipeline;
   int http_port = 0;
   int grpc_port = 0;
@@ -134,9 +135,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   ci.default_targets = absl::StrSplit(options.compile_targets, ',', absl::SkipEmpty());
   std::error_code ec;
   ci.compile_binary =
-      (std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "edgeloop-compile")
-          .string();
-  ci.work_dir = options.data_dir + "/compile";
+      !options.compile_binary.empty()
+          ? options.compile_binary
+          : (std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "edgeloop-compile")
+                .string();
+  // Every compile runs untrusted input (and, validating, the module built from it): sandboxed.
+  compiler::SandboxOptions sandbox_options;
+  ASSIGN_OR_RETURN(sandbox_options.mode, compiler::ParseSandboxMode(options.compile_sandbox));
+  sandbox_options.scratch_root = options.data_dir + "/compile";
+  sandbox_options.limits.cpu_time = ci.compile_timeout + absl::Minutes(1);
+  ASSIGN_OR_RETURN(s->sandbox, compiler::Sandbox::Create(sandbox_options));
+  Log(s->sandbox->controls().namespaces && s->sandbox->controls().seccomp ? LogLevel::kInfo
+                                                                          : LogLevel::kWarning,
+      "compile sandbox", {{"controls", s->sandbox->controls().Describe()}});
+  ci.sandbox = s->sandbox.get();
   char host[256] = "host";
   ::gethostname(host, sizeof host);
   ci.worker_id = absl::StrCat(host, ":", ::getpid());

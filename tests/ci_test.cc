@@ -1,6 +1,10 @@
 // The CI stage end to end: a push becomes signed, validated modules for every target class in
 // the fleet, with no other step; a model the compiler cannot take fails with the reason.
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -211,6 +215,86 @@ TEST_P(CiTest, ModulesAreValidatedOnTheVersionsValidationSet) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, CiTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+// A compromised compiler (or a model that took one over) runs in the sandbox: it reports what it
+// could reach in the one line the server keeps as the reason, and every probe must be refused.
+class HostileCompilerTest : public CiTest {
+ protected:
+  std::vector<std::string> ExtraFlags() override {
+    // A loopback port the compile must not reach (this process listens on it).
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(::listen(listener_, 16), 0);
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
+    options_.env["EDGELOOP_ADMIN_TOKEN_HINT"] = "the server's environment";
+    tools_ = NewTempDir("hostile-compiler");
+    const std::string script = absl::StrCat(R"(#!/bin/bash
+data=')", options_.data_dir, R"('
+key=refused; cat "$data/signing.key" >/dev/null 2>&1 && key=READ
+token=refused; cat "$data/admin.token" >/dev/null 2>&1 && token=READ
+ca=refused; ls "$data" >/dev/null 2>&1 && ca=LISTED
+env=clean; env | grep -q '^EDGELOOP_' && env=LEAKED
+net=refused; (exec 3<>/dev/tcp/127.0.0.1/)", ntohs(addr.sin_port), R"() 2>/dev/null && net=CONNECTED
+while [ $# -gt 0 ]; do [ "$1" = --out ] && out="$2"; shift; done
+if grep -q SYMLINK model.onnx; then
+  # Outputs that point at the server's secrets, for the server to publish.
+  mkdir -p "$out" && ln -s "$data/signing.key" "$out/module.so"
+  echo '{}' > "$out/manifest.json"; echo '{}' > "$out/validation.json"
+  exit 0
+fi
+echo "edgeloop-compile: hostile: key=$key token=$token data=$ca env=$env net=$net" >&2
+exit 1
+)");
+    EXPECT_TRUE(WriteFileAtomically(tools_ + "/edgeloop-compile", script, 0755).ok());
+    std::vector<std::string> flags = CiTest::ExtraFlags();
+    flags.insert(flags.end(), {"--compile-binary", tools_ + "/edgeloop-compile"});
+    return flags;
+  }
+  void TearDown() override {
+    CiTest::TearDown();
+    ::close(listener_);
+    std::filesystem::remove_all(tools_);
+  }
+  int listener_ = -1;
+  std::string tools_;
+};
+
+TEST_P(HostileCompilerTest, ReachesNothingOfTheServerAndPublishesNothingOfIt) {
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"trojan"})").status, 201);
+  const int64_t probed = Push("trojan", registry::testing::MlpOnnx(4, 4, 2));
+  v1::ModelVersion settled = WaitSettled("trojan", probed);
+  ASSERT_EQ(settled.status(), v1::FAILED);
+  EXPECT_TRUE(absl::StrContains(settled.status_message(),
+                                "hostile: key=refused token=refused data=refused env=clean "
+                                "net=refused"))
+      << settled.status_message();
+
+  // Outputs that are links to the signing key are refused, not signed and published.
+  const int64_t linked = Push("trojan", registry::testing::ReluOnnxWithInputName("SYMLINK"));
+  settled = WaitSettled("trojan", linked);
+  ASSERT_EQ(settled.status(), v1::FAILED);
+  EXPECT_TRUE(absl::StrContains(settled.status_message(), "symbolic link"))
+      << settled.status_message();
+  const std::string key = *ReadFile(options_.data_dir + "/signing.key");
+  v1::ListArtifactsResponse artifacts;
+  ASSERT_TRUE(ParseProtoJson(
+                  Call("GET", absl::StrCat("/v1/models/trojan/versions/", linked, "/artifacts")).body,
+                  &artifacts)
+                  .ok());
+  EXPECT_EQ(artifacts.artifacts_size(), 0);
+  EXPECT_FALSE(absl::StrContains(settled.status_message(), key.substr(0, 40)));
+
+  // The server still serves.
+  EXPECT_EQ(Call("GET", "/v1/models/trojan").status, 200);
+  EXPECT_EQ(Call("GET", "/readyz").status, 200);
+}
+
+INSTANTIATE_TEST_SUITE_P(Storage, HostileCompilerTest, ::testing::Values("sqlite"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -226,39 +226,41 @@ absl::StatusOr<bool> CompilePipeline::Claim(Job* job) {
 }
 
 absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* permanent) {
-  const std::string dir = absl::StrCat(options_.work_dir, "/job-", job.id, "-", job.attempts);
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  RETURN_IF_ERROR(MakeDirectories(dir));
+  compiler::Sandbox& sandbox = *options_.sandbox;
+  ASSIGN_OR_RETURN(const std::string dir,
+                   sandbox.NewScratch(absl::StrCat("job-", job.id, "-", job.attempts, "-")));
+  struct Cleanup {
+    compiler::Sandbox& sandbox;
+    const std::string& dir;
+    ~Cleanup() { sandbox.Remove(dir); }
+  } cleanup{sandbox, dir};
   // The model goes to a file for the compiler process.
   ASSIGN_OR_RETURN(auto reader, options_.blobs->Open(job.onnx_digest));
   ASSIGN_OR_RETURN(std::string onnx, store::ReadWholeBlob(*reader));
-  RETURN_IF_ERROR(WriteFileAtomically(dir + "/model.onnx", onnx));
-  std::vector<std::string> argv = {
-      options_.compile_binary, dir + "/model.onnx", "--target", job.target, "--out", dir + "/out",
-      "--validate", "--timeout-seconds",
-      std::to_string(absl::ToInt64Seconds(options_.compile_timeout))};
+  RETURN_IF_ERROR(WriteFileAtomically(dir + "/model.onnx", onnx, 0644));
+  std::vector<std::string> args = {
+      dir + "/model.onnx", "--target", job.target, "--out", dir + "/out", "--validate",
+      "--timeout-seconds", std::to_string(absl::ToInt64Seconds(options_.compile_timeout))};
   if (!job.validation_digest.empty()) {
     ASSIGN_OR_RETURN(auto set_reader, options_.blobs->Open(job.validation_digest));
     ASSIGN_OR_RETURN(std::string set, store::ReadWholeBlob(*set_reader));
-    RETURN_IF_ERROR(WriteFileAtomically(dir + "/validation.pb", set));
-    argv.insert(argv.end(), {"--validation-set", dir + "/validation.pb", "--validation-samples",
+    RETURN_IF_ERROR(WriteFileAtomically(dir + "/validation.pb", set, 0644));
+    args.insert(args.end(), {"--validation-set", dir + "/validation.pb", "--validation-samples",
                              std::to_string(options_.validation_samples)});
   }
   const absl::Time started = absl::Now();
-  auto ran = compiler::RunTool(argv, dir, dir + "/compile.log",
-                               options_.compile_timeout + absl::Minutes(1));
+  auto ran = sandbox.Run(options_.compile_binary, args, dir, "compile.log",
+                         options_.compile_timeout + absl::Minutes(1));
   if (!ran.ok()) {
     // A hung compiler is worth another try; a missing one is not.
     *permanent = !absl::IsDeadlineExceeded(ran.status());
     *error = absl::IsDeadlineExceeded(ran.status()) ? "compile timed out"
                                                     : std::string(ran.status().message());
-    fs::remove_all(dir, ec);
     return absl::OkStatus();
   }
   const int code = *ran;
   if (code != 0) {
-    std::string log = ReadFile(dir + "/compile.log").value_or("");
+    std::string log = sandbox.ReadOutput(dir, "compile.log", 1 << 20).value_or("");
     log = std::string(absl::StripAsciiWhitespace(log));
     if (size_t at = log.rfind("edgeloop-compile: "); at != std::string::npos)
       log = log.substr(at + 18);
@@ -267,18 +269,33 @@ absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* perm
     *permanent = code == 1 || code == 3 || code == 2;
     *error = code > 128 ? absl::StrCat("compiler crashed (signal ", code - 128, ")")
                         : log.substr(0, 1000);
-    fs::remove_all(dir, ec);
     return absl::OkStatus();
   }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
-  ASSIGN_OR_RETURN(std::string manifest, ReadFile(dir + "/out/manifest.json"));
-  manifest = std::string(absl::StripTrailingAsciiWhitespace(manifest));
-  ASSIGN_OR_RETURN(std::string validation, ReadFile(dir + "/out/validation.json"));
-  validation = std::string(absl::StripTrailingAsciiWhitespace(validation));
-  ASSIGN_OR_RETURN(std::string module, ReadFile(dir + "/out/module.so"));
-  ASSIGN_OR_RETURN(std::string signature, options_.signer->Sign(manifest));
+  // What the run left is as untrusted as the model: read without following links, bounded.
+  auto read_output = [&](const char* name, int64_t max_bytes) -> absl::StatusOr<std::string> {
+    auto bytes = sandbox.ReadOutput(dir, absl::StrCat("out/", name), max_bytes);
+    if (!bytes.ok()) {
+      return absl::Status(bytes.status().code(),
+                          absl::StrCat("the compiler's output: ", bytes.status().message()));
+    }
+    return bytes;
+  };
+  auto manifest = read_output("manifest.json", 1 << 20);
+  auto validation = read_output("validation.json", 1 << 20);
+  auto module = read_output("module.so", int64_t{4} << 30);
+  for (const auto* output : {&manifest, &validation, &module}) {
+    if (!output->ok()) {
+      *permanent = true;
+      *error = std::string(output->status().message());
+      return absl::OkStatus();
+    }
+  }
+  const std::string manifest_text(absl::StripTrailingAsciiWhitespace(*manifest));
+  const std::string validation_text(absl::StripTrailingAsciiWhitespace(*validation));
+  ASSIGN_OR_RETURN(std::string signature, options_.signer->Sign(manifest_text));
   ASSIGN_OR_RETURN(auto writer, options_.blobs->NewWriter(int64_t{4} << 30));
-  RETURN_IF_ERROR(writer->Write(module));
+  RETURN_IF_ERROR(writer->Write(*module));
   ASSIGN_OR_RETURN(store::BlobInfo blob, writer->Commit(""));
   const int64_t now = absl::ToUnixMillis(absl::Now());
   bool still_ours = false, desired_changed = false;
@@ -298,8 +315,8 @@ absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* perm
                   "module_size, manifest, signature, validation, compile_seconds, created_at_ms, "
                   "reason) SELECT $1, $2, $3, 'c', $4, $5, $6, $7, $8, $9, $10, reason FROM "
                   "compile_jobs WHERE id = $11 ON CONFLICT DO NOTHING",
-                  {job.model_id, job.version, job.target, blob.digest, blob.size, manifest,
-                   signature, validation, seconds, now, job.id})
+                  {job.model_id, job.version, job.target, blob.digest, blob.size, manifest_text,
+                   signature, validation_text, seconds, now, job.id})
                 .status());
         ASSIGN_OR_RETURN(store::Rows open,
                          tx.Query("SELECT COUNT(*) FROM compile_jobs WHERE model_id = $1 AND "
@@ -329,7 +346,6 @@ absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* perm
         }
         return absl::OkStatus();
       }));
-  fs::remove_all(dir, ec);
   if (desired_changed && options_.on_desired_state_changed) options_.on_desired_state_changed();
   if (still_ours) {
     Log(LogLevel::kInfo, "module built",

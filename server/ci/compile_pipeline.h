@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/signing.h"
+#include "compiler/sandbox.h"
 #include "store/blob_store.h"
 #include "store/database.h"
 
@@ -21,8 +22,8 @@ struct CompilePipelineOptions {
   const crypto::SigningKey* signer = nullptr;  // not owned
   /// Targets every version is compiled for, besides those of the devices in the fleet.
   std::vector<std::string> default_targets = {"x86_64-v2"};
-  std::string compile_binary;  // edgeloop-compile
-  std::string work_dir;        // scratch for jobs
+  std::string compile_binary;          // edgeloop-compile
+  compiler::Sandbox* sandbox = nullptr;  // runs it, in a scratch directory per job; not owned
   std::string worker_id;       // names this process in job leases
   int workers = 1;
   absl::Duration poll_interval = absl::Milliseconds(500);
@@ -42,8 +43,9 @@ struct CompilePipelineOptions {
 /// The CI stage. A planner turns each `version.created` registry event into one durable
 /// compile job per target class (the fleet's plus the defaults) and marks the version
 /// COMPILING. Workers claim jobs with a lease (FOR UPDATE SKIP LOCKED on PostgreSQL), run
-/// `edgeloop-compile --validate` (on the version's validation set when it has one) in a child process (a crashing or hanging compile cannot hurt
-/// the server), sign the manifest, store the module as a blob and record the artifact — all of
+/// `edgeloop-compile --validate` (on the version's validation set when it has one) in the
+/// compile sandbox (a crashing, hanging or hostile compile cannot hurt the server or read its
+/// data; docs/security.md), sign the manifest, store the module as a blob and record the artifact — all of
 /// that in the transaction that completes the job, so a killed worker leaves a job to retry,
 /// never half an artifact. When every job of a version is done it becomes READY; a job that
 /// fails for good makes it FAILED with the target and the reason. Thread-safe.
