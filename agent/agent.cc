@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "agent/hardware_profile.h"
+#include "agent/signing_key_pin.h"
 #include "agent/thread_priority.h"
 #include "agent/trust.h"
 #include "common/enrollment_token.h"
@@ -209,7 +210,16 @@ absl::Status Agent::Enroll() {
   request.set_serial(options_.serial);
   v1::EnrollResponse response;
   RETURN_IF_ERROR(FromGrpc(stub->Enroll(CallContext().get(), request, &response)));
-  DeviceIdentity identity{response.device_id(), key_pem, response.cert_pem(), response.ca_pem()};
+  // The module signing key is pinned now, on the word of the CA the token pinned: nobody who
+  // later answers as the server can swap it for a key of their own.
+  absl::StatusOr<std::string> signing_key =
+      AcceptSigningKey("", ca_pem, response.module_signing_key());
+  if (!signing_key.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("enrollment refused: ", signing_key.status().message()));
+  }
+  DeviceIdentity identity{response.device_id(), key_pem, response.cert_pem(), response.ca_pem(),
+                          *signing_key};
   RETURN_IF_ERROR(SaveIdentity(options_.state_dir, identity));
   Log(LogLevel::kInfo, "enrolled", {{"device", response.device_id()}, {"server", options_.server}});
   UseIdentity(std::move(identity));
@@ -279,6 +289,35 @@ absl::Status Agent::SyncOnce() {
   return absl::OkStatus();
 }
 
+std::string Agent::TrustedSigningKey(const v1::SyncResponse& desired) {
+  v1::SigningKeyTrust offer = desired.module_signing_key_trust();
+  if (offer.key_pem().empty()) offer.set_key_pem(desired.module_signing_key());
+  std::lock_guard lock(mu_);
+  const std::string pinned = identity_->module_signing_key;
+  absl::StatusOr<std::string> accepted = AcceptSigningKey(pinned, identity_->ca_pem, offer);
+  if (!accepted.ok()) {
+    if (offer.key_pem() != refused_signing_key_) {
+      Log(LogLevel::kError, "module signing key refused",
+          {{"offered", offer.key_pem()}, {"error", accepted.status().ToString()}});
+      refused_signing_key_ = offer.key_pem();
+    }
+    return pinned;
+  }
+  if (*accepted != pinned) {
+    DeviceIdentity updated = *identity_;
+    updated.module_signing_key = *accepted;
+    if (absl::Status saved = SaveIdentity(options_.state_dir, updated); !saved.ok()) {
+      Log(LogLevel::kWarning, "could not pin the new module signing key",
+          {{"error", saved.ToString()}});
+      return pinned;
+    }
+    Log(LogLevel::kInfo, pinned.empty() ? "module signing key pinned" : "module signing key rotated",
+        {{"key", *accepted}});
+    identity_->module_signing_key = *accepted;
+  }
+  return *accepted;
+}
+
 absl::StatusOr<bool> Agent::ApplyDesired(const v1::SyncResponse& desired, const char* source) {
   if (desired.desired_generation() != desired_generation_.load()) {
     Log(LogLevel::kInfo, "desired state changed",
@@ -288,12 +327,16 @@ absl::StatusOr<bool> Agent::ApplyDesired(const v1::SyncResponse& desired, const 
     desired_generation_ = desired.desired_generation();
     generation_gauge_->Set(static_cast<double>(desired.desired_generation()));
   }
+  // Modules are checked against the key this device pinned; the server's offer replaces it only
+  // when the CA endorsed it or the pinned key handed over to it.
+  v1::SyncResponse checked = desired;
+  checked.set_module_signing_key(TrustedSigningKey(desired));
   // Install what the server wants (downloads run here, never on request threads).
   v1::DeviceState before;
   modules_->Report(&before);
   modules_
       ->Reconcile(
-          desired,
+          checked,
           [this](const std::string& digest, int64_t offset, const ModuleStore::ChunkSink& sink) {
             return FetchModule(digest, offset, sink);
           })

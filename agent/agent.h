@@ -49,6 +49,9 @@ class Agent {
   /// Records the desired state (from "sync" or "watch") and brings the modules to it; true
   /// when what runs changed.
   absl::StatusOr<bool> ApplyDesired(const v1::SyncResponse& desired, const char* source);
+  /// The module signing key to check `desired` against: the pinned one, or the server's offer
+  /// when it proves itself (then pinned in its place).
+  std::string TrustedSigningKey(const v1::SyncResponse& desired);
   /// Installs the state Watch pushed last, if newer; sets `sync_at` to now to report a change.
   absl::Status ApplyPushed(absl::Time* sync_at);
   absl::Status RenewIfDue();
@@ -75,6 +78,7 @@ class Agent {
   absl::Time started_ = absl::Now();
 
   std::optional<DeviceIdentity> identity_;              // guarded by mu_ once the watch thread runs
+  std::string refused_signing_key_;                     // logged once; sync thread only
   absl::StatusOr<absl::Time> renew_at_;  // two thirds into identity_'s certificate; guarded by mu_
   std::shared_ptr<grpc::Channel> channel_;              // mTLS, guarded by mu_
   std::unique_ptr<grpc::ClientContext> watch_context_;  // guarded by mu_, for cancellation

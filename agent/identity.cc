@@ -19,6 +19,9 @@ absl::StatusOr<std::optional<DeviceIdentity>> LoadIdentity(const std::string& st
   ASSIGN_OR_RETURN(identity.key_pem, ReadFile(Dir(state_dir) + "/key.pem"));
   ASSIGN_OR_RETURN(identity.cert_pem, ReadFile(Dir(state_dir) + "/cert.pem"));
   ASSIGN_OR_RETURN(identity.ca_pem, ReadFile(Dir(state_dir) + "/ca.pem"));
+  auto pinned = ReadFile(Dir(state_dir) + "/module-signing.pub");
+  if (!pinned.ok() && !absl::IsNotFound(pinned.status())) return pinned.status();
+  identity.module_signing_key = pinned.value_or("");
   return std::optional<DeviceIdentity>(std::move(identity));
 }
 
@@ -28,6 +31,10 @@ absl::Status SaveIdentity(const std::string& state_dir, const DeviceIdentity& id
   RETURN_IF_ERROR(WriteFileAtomically(dir + "/key.pem", identity.key_pem, 0600));
   RETURN_IF_ERROR(WriteFileAtomically(dir + "/cert.pem", identity.cert_pem, 0644));
   RETURN_IF_ERROR(WriteFileAtomically(dir + "/ca.pem", identity.ca_pem, 0644));
+  if (!identity.module_signing_key.empty()) {
+    RETURN_IF_ERROR(
+        WriteFileAtomically(dir + "/module-signing.pub", identity.module_signing_key, 0644));
+  }
   return WriteFileAtomically(dir + "/device_id", identity.device_id + "\n", 0644);
 }
 

@@ -64,9 +64,16 @@ absl::Status ModuleManager::Restore() {
       const std::string digest = f.at(which).string_value();
       absl::Status s = [&]() -> absl::Status {
         ASSIGN_OR_RETURN(v1::ModuleRef ref, store_.LoadRef(digest));
-        RETURN_IF_ERROR(VerifyModule(ref, store_.SoPath(digest), signing_key));
+        absl::StatusOr<ModuleFile> file = VerifyModule(ref, store_.SoPath(digest), signing_key);
+        if (absl::IsDataLoss(file.status())) {
+          // The disk changed the bytes: gone, so the server's next word downloads it again.
+          store_.Discard(ref);
+          return absl::UnavailableError(
+              absl::StrCat(file.status().message(), "; deleted, to be downloaded again"));
+        }
+        RETURN_IF_ERROR(file.status());
         ASSIGN_OR_RETURN(auto loaded,
-                         ServingModel::Load(ref, store_.SoPath(digest), options_.device_target));
+                         ServingModel::Load(ref, *std::move(file), options_.device_target));
         host_.Activate(std::move(loaded));
         return absl::OkStatus();
       }();
@@ -148,7 +155,16 @@ absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string&
   RETURN_IF_ERROR(store_.SaveRef(ref));
   RETURN_IF_ERROR(store_.Download(ref, fetch, options_.download));
   Failpoint("agent.downloaded");
-  RETURN_IF_ERROR(VerifyModuleFile(ref, store_.SoPath(ref.digest())));
+  absl::StatusOr<ModuleFile> file = OpenVerifiedModule(ref, store_.SoPath(ref.digest()));
+  if (absl::IsDataLoss(file.status())) {
+    // A cached copy that went bad on disk (the download itself was checked): fetched again.
+    Log(LogLevel::kWarning, "cached module is corrupt; downloading it again",
+        {{"digest", ref.digest()}, {"error", file.status().ToString()}});
+    store_.Discard(ref);
+    RETURN_IF_ERROR(store_.Download(ref, fetch, options_.download));
+    file = OpenVerifiedModule(ref, store_.SoPath(ref.digest()));
+  }
+  RETURN_IF_ERROR(file.status());
   Failpoint("agent.verified");
   const absl::Time verified = absl::Now();
   ASSIGN_OR_RETURN(bool fits, FitsBesideLoaded(ref));
@@ -160,10 +176,12 @@ absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string&
     const v1::ModuleRef old_ref = old->ref();
     old.reset();
     RETURN_IF_ERROR(host_.Drain(ref.model(), absl::Seconds(30)));
-    auto loaded = ServingModel::Load(ref, store_.SoPath(ref.digest()), options_.device_target);
+    auto loaded = ServingModel::Load(ref, *std::move(file), options_.device_target);
     if (!loaded.ok()) {
       // Put the old module back; the calls waiting go on as before.
-      auto back = ServingModel::Load(old_ref, store_.SoPath(old_ref.digest()), options_.device_target);
+      absl::StatusOr<std::shared_ptr<ServingModel>> back = absl::UnknownError("");
+      if (auto old_file = OpenVerifiedModule(old_ref, store_.SoPath(old_ref.digest())); old_file.ok())
+        back = ServingModel::Load(old_ref, *std::move(old_file), options_.device_target);
       if (back.ok()) {
         host_.Activate(*std::move(back));
       } else {
@@ -174,8 +192,8 @@ absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string&
     host_.Activate(*std::move(loaded));
   } else {
     old.reset();
-    ASSIGN_OR_RETURN(auto loaded, ServingModel::Load(ref, store_.SoPath(ref.digest()),
-                                                     options_.device_target));
+    ASSIGN_OR_RETURN(auto loaded,
+                     ServingModel::Load(ref, *std::move(file), options_.device_target));
     // Unloaded here, after the swap's locks are let go (unless a call still holds it).
     std::shared_ptr<ServingModel> released = host_.Activate(std::move(loaded));
   }

@@ -29,17 +29,6 @@ std::string Hex(absl::string_view digest) {
   return std::string(digest.substr(std::min(digest.size(), kDigestPrefix.size())));
 }
 
-absl::StatusOr<std::string> FileSha256(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return ErrnoStatus(absl::StrCat("open ", path), errno);
-  Sha256 hash;
-  std::vector<char> buffer(1 << 16);
-  while (in.read(buffer.data(), buffer.size()) || in.gcount() > 0) {
-    hash.Update(absl::string_view(buffer.data(), static_cast<size_t>(in.gcount())));
-  }
-  return DigestFromHex(hash.HexDigest());
-}
-
 int64_t FileSize(const std::string& path) {
   std::error_code ec;
   const auto size = fs::file_size(path, ec);
@@ -123,7 +112,8 @@ absl::Status ModuleStore::Download(const v1::ModuleRef& ref, const Fetcher& fetc
                                                limits.attempts, " attempts (", have, " of ",
                                                ref.size(), " bytes): ", last.ToString()));
   }
-  ASSIGN_OR_RETURN(std::string digest, FileSha256(partial));
+  ASSIGN_OR_RETURN(ModuleFile file, ModuleFile::Open(partial));
+  ASSIGN_OR_RETURN(std::string digest, file.Digest());
   if (digest != ref.digest()) {
     fs::remove(partial);
     return absl::DataLossError(absl::StrCat("downloaded module hashes to ", digest,
@@ -134,6 +124,11 @@ absl::Status ModuleStore::Download(const v1::ModuleRef& ref, const Fetcher& fetc
   if (ec) return absl::InternalError(absl::StrCat("rename ", partial, ": ", ec.message()));
   if (module_bytes_ >= 0) module_bytes_ += ref.size();
   return absl::OkStatus();
+}
+
+void ModuleStore::Discard(const v1::ModuleRef& ref) {
+  std::error_code ec;
+  if (fs::remove(SoPath(ref.digest()), ec) && module_bytes_ >= 0) module_bytes_ = -1;  // recount
 }
 
 absl::Status ModuleStore::SaveRef(const v1::ModuleRef& ref) {
@@ -230,19 +225,20 @@ absl::Status VerifyManifest(const v1::ModuleRef& ref, const std::string& signing
   return absl::OkStatus();
 }
 
-absl::Status VerifyModuleFile(const v1::ModuleRef& ref, const std::string& so_path) {
-  ASSIGN_OR_RETURN(std::string digest, FileSha256(so_path));
+absl::StatusOr<ModuleFile> OpenVerifiedModule(const v1::ModuleRef& ref, const std::string& so_path) {
+  ASSIGN_OR_RETURN(ModuleFile file, ModuleFile::Open(so_path));
+  ASSIGN_OR_RETURN(std::string digest, file.Digest());
   if (digest != ref.digest()) {
     return absl::DataLossError(
         absl::StrCat("module file ", so_path, " hashes to ", digest, ", not ", ref.digest()));
   }
-  return absl::OkStatus();
+  return file;
 }
 
-absl::Status VerifyModule(const v1::ModuleRef& ref, const std::string& so_path,
-                          const std::string& signing_key_pem) {
+absl::StatusOr<ModuleFile> VerifyModule(const v1::ModuleRef& ref, const std::string& so_path,
+                                        const std::string& signing_key_pem) {
   RETURN_IF_ERROR(VerifyManifest(ref, signing_key_pem));
-  return VerifyModuleFile(ref, so_path);
+  return OpenVerifiedModule(ref, so_path);
 }
 
 }  // namespace edgeloop::agent

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "agent/module_file.h"
 #include "edgeloop/v1/device.pb.h"
 
 namespace edgeloop::agent {
@@ -45,6 +46,10 @@ class ModuleStore {
   /// digest (the partial file is discarded, so the next attempt starts over).
   absl::Status Download(const v1::ModuleRef& ref, const Fetcher& fetch, const Limits& limits);
 
+  /// Deletes a cached module whose bytes went bad on disk, so the next Download fetches it
+  /// again.
+  void Discard(const v1::ModuleRef& ref);
+
   /// Keeps the ref (manifest and signature) next to the module, for restarts.
   absl::Status SaveRef(const v1::ModuleRef& ref);
   absl::StatusOr<v1::ModuleRef> LoadRef(absl::string_view digest) const;
@@ -78,11 +83,12 @@ absl::StatusOr<ManifestFacts> ParseManifest(const std::string& manifest);
 /// PERMISSION_DENIED otherwise. Checked before a byte of the module is fetched.
 absl::Status VerifyManifest(const v1::ModuleRef& ref, const std::string& signing_key_pem);
 
-/// The file's bytes hash to the ref's digest: DATA_LOSS otherwise.
-absl::Status VerifyModuleFile(const v1::ModuleRef& ref, const std::string& so_path);
+/// Opens the module file and checks, through the open descriptor, that its bytes hash to the
+/// ref's digest (DATA_LOSS otherwise): load what this returns, never the path again.
+absl::StatusOr<ModuleFile> OpenVerifiedModule(const v1::ModuleRef& ref, const std::string& so_path);
 
-/// Checks a module before anything loads it: both of the above.
-absl::Status VerifyModule(const v1::ModuleRef& ref, const std::string& so_path,
-                          const std::string& signing_key_pem);
+/// Checks a module before anything loads it: its manifest, then its bytes (both of the above).
+absl::StatusOr<ModuleFile> VerifyModule(const v1::ModuleRef& ref, const std::string& so_path,
+                                        const std::string& signing_key_pem);
 
 }  // namespace edgeloop::agent

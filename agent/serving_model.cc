@@ -39,16 +39,16 @@ void CloseModule(void* handle) {
 void ServingModel::FreeDeleter::operator()(void* p) const { std::free(p); }
 
 absl::StatusOr<std::shared_ptr<ServingModel>> ServingModel::Load(
-    const v1::ModuleRef& ref, const std::string& so_path, const std::string& device_target) {
+    const v1::ModuleRef& ref, ModuleFile file, const std::string& device_target) {
   // Refuse a module for another CPU before running any of its code.
   if (!TargetRunsOn(ref.target(), device_target)) {
     return absl::FailedPreconditionError(absl::StrCat("module ", ref.digest(), " is built for ",
                                                       ref.target(), ", which this ",
                                                       device_target, " CPU cannot run"));
   }
-  void* handle = OpenModule(so_path);
+  void* handle = OpenModule(file.ProcPath());
   if (handle == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat("dlopen ", so_path, ": ", ::dlerror()));
+    return absl::FailedPreconditionError(absl::StrCat("dlopen ", file.path(), ": ", ::dlerror()));
   }
   using Entry = const elm_module* (*)();
   auto entry = reinterpret_cast<Entry>(::dlsym(handle, "edgeloop_module_v1"));
@@ -58,7 +58,7 @@ absl::StatusOr<std::shared_ptr<ServingModel>> ServingModel::Load(
     return absl::FailedPreconditionError(absl::StrCat(
         "module ", ref.digest(), " is not an edgeloop module of ABI version ", EDGELOOP_MODULE_ABI));
   }
-  std::shared_ptr<ServingModel> model(new ServingModel(handle, module, ref));
+  std::shared_ptr<ServingModel> model(new ServingModel(handle, std::move(file), module, ref));
   if (ref.target() != module->target) {
     return absl::FailedPreconditionError(absl::StrCat("module ", ref.digest(), " says target ",
                                                       module->target, ", its manifest ",

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/module_file.h"
 #include "edgeloop/module_abi.h"
 #include "edgeloop/v1/device.pb.h"
 
@@ -22,8 +23,9 @@ class ServingModel {
   /// Loads and checks: the ABI version, the module's own target class against the ref and
   /// against this CPU's class (FAILED_PRECONDITION for a module this CPU cannot run), its
   /// embedded self-test, and one warm-up call.
+  /// `file` is the verified file (OpenVerifiedModule): it is loaded through its descriptor.
   static absl::StatusOr<std::shared_ptr<ServingModel>> Load(const v1::ModuleRef& ref,
-                                                            const std::string& so_path,
+                                                            ModuleFile file,
                                                             const std::string& device_target);
   ~ServingModel();
   ServingModel(const ServingModel&) = delete;
@@ -43,8 +45,8 @@ class ServingModel {
   Stats stats() const;
 
  private:
-  ServingModel(void* handle, const elm_module* module, v1::ModuleRef ref)
-      : handle_(handle), module_(module), ref_(std::move(ref)) {}
+  ServingModel(void* handle, ModuleFile file, const elm_module* module, v1::ModuleRef ref)
+      : handle_(handle), file_(std::move(file)), module_(module), ref_(std::move(ref)) {}
   struct FreeDeleter {
     void operator()(void* p) const;
   };
@@ -53,6 +55,7 @@ class ServingModel {
   void ReturnWorkspace(Workspace w) const;
 
   void* handle_;
+  ModuleFile file_;  // closed after dlclose (members go after the destructor's body)
   const elm_module* module_;
   v1::ModuleRef ref_;
   mutable std::mutex pool_mu_;

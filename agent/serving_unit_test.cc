@@ -165,16 +165,16 @@ TEST_F(ServingUnitTest, BadBytesAndBadSignaturesAreRefused) {
   // A signature by another key, a manifest altered after signing, a manifest for other bytes.
   auto other = crypto::SigningKey::LoadOrCreate(dir_ + "/other.key");
   ASSERT_TRUE(other.ok());
-  EXPECT_EQ(VerifyModule(ref, path, (*other)->public_key_pem()).code(),
+  EXPECT_EQ(VerifyModule(ref, path, (*other)->public_key_pem()).status().code(),
             absl::StatusCode::kPermissionDenied);
   v1::ModuleRef altered = ref;
   altered.set_manifest(absl::StrCat(ref.manifest().substr(0, ref.manifest().size() - 1), " }"));
-  EXPECT_EQ(VerifyModule(altered, path, key_->public_key_pem()).code(),
+  EXPECT_EQ(VerifyModule(altered, path, key_->public_key_pem()).status().code(),
             absl::StatusCode::kPermissionDenied);
   v1::ModuleRef elsewhere = Module("m", 2, "x86_64-v2", /*seed=*/9);
   elsewhere.set_digest(ref.digest());
   elsewhere.set_size(ref.size());
-  EXPECT_EQ(VerifyModule(elsewhere, path, key_->public_key_pem()).code(),
+  EXPECT_EQ(VerifyModule(elsewhere, path, key_->public_key_pem()).status().code(),
             absl::StatusCode::kPermissionDenied);
   // The manifest alone is judged before anything is fetched: no file needed.
   EXPECT_TRUE(VerifyManifest(ref, key_->public_key_pem()).ok());
@@ -187,15 +187,15 @@ TEST_F(ServingUnitTest, BadBytesAndBadSignaturesAreRefused) {
   EXPECT_EQ(facts->so_size, ref.size());
   EXPECT_EQ(facts->target, ref.target());
   EXPECT_EQ(ParseManifest("{\"soDigest\": ").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(VerifyModuleFile(ref, path).ok());
+  EXPECT_TRUE(OpenVerifiedModule(ref, path).ok());
   // Bytes changed on disk after the download.
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(100);
     f.put('\x01');
   }
-  EXPECT_EQ(VerifyModule(ref, path, key_->public_key_pem()).code(), absl::StatusCode::kDataLoss);
-  EXPECT_EQ(VerifyModuleFile(ref, path).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(VerifyModule(ref, path, key_->public_key_pem()).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(OpenVerifiedModule(ref, path).status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST_F(ServingUnitTest, TheCacheNeverDropsTheActiveOrPreviousModule) {
@@ -308,10 +308,40 @@ TEST_F(ServingUnitTest, ADiskThatFillsDuringTheDownloadFailsItCleanly) {
   EXPECT_TRUE(VerifyModule(ref, store.SoPath(ref.digest()), key_->public_key_pem()).ok());
 }
 
+// The bytes checked are the bytes loaded: a file swapped in at the path between the check and
+// the load (a rename over it) does not get loaded.
+TEST_F(ServingUnitTest, TheVerifiedFileIsTheLoadedFile) {
+  const v1::ModuleRef first = Module("m", 1, "x86_64-v2", /*seed=*/1);
+  const v1::ModuleRef second = Module("m", 2, "x86_64-v2", /*seed=*/9);
+  const std::string slot = dir_ + "/slot.so";
+  ASSERT_TRUE(WriteFileAtomically(slot, bytes_.at(first.digest())).ok());
+  auto file = OpenVerifiedModule(first, slot);
+  ASSERT_TRUE(file.ok()) << file.status();
+  ASSERT_TRUE(WriteFileAtomically(slot, bytes_.at(second.digest())).ok());  // renamed over it
+  auto outputs = [&](const ServingModel& model) {
+    std::vector<float> in(8, 0.5f), out(3, 0.0f);
+    const void* inputs[] = {in.data()};
+    void* outs[] = {out.data()};
+    EXPECT_TRUE(model.Run(inputs, outs).ok());
+    return out;
+  };
+  auto loaded = ServingModel::Load(first, *std::move(file), HostTarget());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto swapped_in = ServingModel::Load(second, *ModuleFile::Open(slot), HostTarget());
+  ASSERT_TRUE(swapped_in.ok()) << swapped_in.status();
+  auto reference = ServingModel::Load(first, *ModuleFile::Open(dir_ + "/build-m1x86_64-v2/module.so"),
+                                      HostTarget());
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  EXPECT_EQ(outputs(**loaded), outputs(**reference));
+  EXPECT_NE(outputs(**loaded), outputs(**swapped_in));
+  // The path's new bytes fail the check for the first module.
+  EXPECT_TRUE(absl::IsDataLoss(OpenVerifiedModule(first, slot).status()));
+}
+
 TEST_F(ServingUnitTest, PredictChecksTheRequestAgainstTheSignature) {
   ModelHost host;
   const v1::ModuleRef ref = Module("m", 1, "x86_64-v2");
-  auto loaded = ServingModel::Load(ref, dir_ + "/build-m1x86_64-v2/module.so", HostTarget());
+  auto loaded = ServingModel::Load(ref, *ModuleFile::Open(dir_ + "/build-m1x86_64-v2/module.so"), HostTarget());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   host.Activate(*loaded);
   auto predict = [&](lv1::DataType dtype, std::vector<int64_t> dims, size_t bytes,
@@ -355,7 +385,7 @@ TEST_F(ServingUnitTest, LoadingChecksTheCpuAndTheSelfTest) {
   ModuleStore store(dir_ + "/modules");
   const v1::ModuleRef v4 = Module("m", 1, "x86_64-v4");
   ASSERT_TRUE(store.Download(v4, Fetcher(), {}).ok());
-  auto refused = ServingModel::Load(v4, store.SoPath(v4.digest()), "x86_64-v2");
+  auto refused = ServingModel::Load(v4, *ModuleFile::Open(store.SoPath(v4.digest())), "x86_64-v2");
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(absl::StrContains(refused.status().message(), "x86_64-v2 CPU cannot run"));
 
@@ -366,11 +396,11 @@ TEST_F(ServingUnitTest, LoadingChecksTheCpuAndTheSelfTest) {
   const std::string broken_so = Rebuild(build, "broken", "static int selftest",
                                         "#define el_close(a, b, n) 0\n", /*before=*/true);
   ASSERT_FALSE(broken_so.empty());
-  auto broken = ServingModel::Load(good, broken_so, HostTarget());
+  auto broken = ServingModel::Load(good, *ModuleFile::Open(broken_so), HostTarget());
   EXPECT_EQ(broken.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(absl::StrContains(broken.status().message(), "self-test")) << broken.status();
 
-  auto loaded = ServingModel::Load(good, build + "/module.so", HostTarget());
+  auto loaded = ServingModel::Load(good, *ModuleFile::Open(build + "/module.so"), HostTarget());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ((*loaded)->module().num_inputs, 1u);
 }
@@ -395,8 +425,8 @@ TEST_F(ServingUnitTest, AModuleThatFailsCallsIsRolledBackOnTheDevice) {
     refused = ref.version();
     why = reason;
   });
-  auto v1 = ServingModel::Load(good, dir_ + "/build-m1x86_64-v2/module.so", HostTarget());
-  auto v2 = ServingModel::Load(bad, flaky_so, HostTarget());
+  auto v1 = ServingModel::Load(good, *ModuleFile::Open(dir_ + "/build-m1x86_64-v2/module.so"), HostTarget());
+  auto v2 = ServingModel::Load(bad, *ModuleFile::Open(flaky_so), HostTarget());
   ASSERT_TRUE(v1.ok() && v2.ok());
   host.Activate(*v1);
   host.Activate(*v2);
@@ -427,7 +457,7 @@ TEST_F(ServingUnitTest, SwapsUnderLoadDropNothingAndRollBack) {
   for (int v = 1; v <= 2; ++v) {
     const v1::ModuleRef ref = Module("m", v, "x86_64-v2", v);
     const std::string path = absl::StrCat(dir_, "/build-m", v, "x86_64-v2/module.so");
-    auto loaded = ServingModel::Load(ref, path, HostTarget());
+    auto loaded = ServingModel::Load(ref, *ModuleFile::Open(path), HostTarget());
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     versions.push_back(*loaded);
   }

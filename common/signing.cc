@@ -109,6 +109,17 @@ absl::StatusOr<std::string> SigningKey::Sign(absl::string_view message) const {
   return HexEncode(absl::string_view(reinterpret_cast<const char*>(signature), length));
 }
 
+// Each statement names its purpose first, so a signature of one is never a signature of the other
+// (or of a module manifest, which is JSON).
+std::string SigningKeyStatement(absl::string_view public_key_pem) {
+  return absl::StrCat("edgeloop module signing key v1\n", public_key_pem);
+}
+
+std::string SigningKeyRotationStatement(absl::string_view previous_pem, absl::string_view next_pem) {
+  return absl::StrCat("edgeloop module signing key rotation v1\nfrom\n", previous_pem, "to\n",
+                      next_pem);
+}
+
 bool VerifySignature(absl::string_view public_key_pem, absl::string_view message, absl::string_view signature_hex) {
   if (signature_hex.size() != 128) return false;
   std::vector<unsigned char> signature(64);

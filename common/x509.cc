@@ -161,6 +161,54 @@ struct CertificateAuthority::Impl {
 
 CertificateAuthority::~CertificateAuthority() = default;
 
+absl::StatusOr<std::string> CertificateAuthority::Endorse(absl::string_view statement) const {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  size_t length = 0;
+  std::string signature;
+  bool ok = EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, impl_->key.get()) == 1 &&
+            EVP_DigestSign(ctx, nullptr, &length,
+                           reinterpret_cast<const unsigned char*>(statement.data()),
+                           statement.size()) == 1;
+  if (ok) {
+    signature.resize(length);
+    ok = EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(signature.data()), &length,
+                        reinterpret_cast<const unsigned char*>(statement.data()),
+                        statement.size()) == 1;
+    signature.resize(length);
+  }
+  EVP_MD_CTX_free(ctx);
+  if (!ok) return OpenSslError("endorse");
+  return HexEncode(signature);
+}
+
+bool VerifyEndorsement(absl::string_view ca_cert_pem, absl::string_view statement,
+                       absl::string_view signature_hex) {
+  Bio bio = ReadBio(ca_cert_pem);
+  Cert cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (!cert) {
+    ERR_clear_error();
+    return false;
+  }
+  EVP_PKEY* key = X509_get0_pubkey(cert.get());
+  long length = 0;
+  unsigned char* signature = OPENSSL_hexstr2buf(std::string(signature_hex).c_str(), &length);
+  if (key == nullptr || signature == nullptr || signature_hex.empty()) {
+    OPENSSL_free(signature);
+    ERR_clear_error();
+    return false;
+  }
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  const bool ok =
+      EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1 &&
+      EVP_DigestVerify(ctx, signature, static_cast<size_t>(length),
+                       reinterpret_cast<const unsigned char*>(statement.data()),
+                       statement.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  OPENSSL_free(signature);
+  ERR_clear_error();
+  return ok;
+}
+
 absl::StatusOr<KeyAndCsr> GenerateKeyAndCsr(absl::string_view common_name) {
   ASSIGN_OR_RETURN(Pkey key, NewP256Key());
   KeyAndCsr out;

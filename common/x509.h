@@ -44,6 +44,11 @@ struct ServerIdentity {
 /// created on first use under a directory (`ca.key` mode 0600, `ca.pem`) or loaded from there.
 /// It signs device certificates from their CSRs and the device listener's TLS certificate.
 /// Thread-safe after creation.
+/// True when `signature_hex` is the CA certificate's key's signature of `statement`
+/// (CertificateAuthority::Endorse).
+bool VerifyEndorsement(absl::string_view ca_cert_pem, absl::string_view statement,
+                       absl::string_view signature_hex);
+
 class CertificateAuthority {
  public:
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>> LoadOrCreate(const std::string& dir,
@@ -58,6 +63,10 @@ class CertificateAuthority {
   /// not parse, its signature does not verify, or its key is weaker than P-256 / RSA-2048.
   absl::StatusOr<std::string> SignClientCsr(absl::string_view csr_pem, absl::string_view common_name,
                                             absl::Time now, absl::Duration validity) const;
+
+  /// Hex ECDSA-SHA256 signature of `statement` by the CA's key: the CA vouching for something
+  /// devices cannot check otherwise (the module signing key; docs/security.md).
+  absl::StatusOr<std::string> Endorse(absl::string_view statement) const;
 
   /// A fresh key and server certificate for `hosts` (DNS names or IP addresses as SANs).
   absl::StatusOr<ServerIdentity> IssueServerIdentity(const std::vector<std::string>& hosts, absl::Time now,

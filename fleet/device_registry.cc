@@ -119,6 +119,7 @@ absl::StatusOr<v1::EnrollResponse> DeviceRegistry::Enroll(const v1::EnrollReques
     response.set_device_id(id);
     response.set_cert_pem(std::move(cert));
     response.set_ca_pem(options_.ca->cert_pem());
+    *response.mutable_module_signing_key() = options_.module_signing_key;
     return absl::OkStatus();
   }));
   return response;
@@ -226,7 +227,8 @@ absl::Status DeviceRegistry::FillDesired(const store::Row& row, v1::SyncResponse
   // number.
   ASSIGN_OR_RETURN(int64_t fleet_generation, FleetGeneration());
   out->set_desired_generation(row.Int(10) + fleet_generation);
-  out->set_module_signing_key(options_.module_signing_key);
+  out->set_module_signing_key(options_.module_signing_key.key_pem());
+  *out->mutable_module_signing_key_trust() = options_.module_signing_key;
   if (options_.assignments == nullptr || row.Text(4) != "ACTIVE") return absl::OkStatus();
   ASSIGN_OR_RETURN(Attributes attributes, AttributesOf(row));
   ASSIGN_OR_RETURN(std::vector<v1::ModuleRef> desired,

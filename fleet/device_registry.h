@@ -28,8 +28,9 @@ struct DeviceRegistryOptions {
   absl::Duration cert_validity = absl::Hours(24 * 30);
   /// A device not seen for this long is listed as offline.
   absl::Duration offline_after = absl::Seconds(90);
-  /// PEM public key that signs module manifests, told to devices on every sync.
-  std::string module_signing_key;
+  /// The key that signs module manifests and why devices may trust it (the CA's endorsement,
+  /// a rotation from the previous key): given at enrollment, told on every sync.
+  v1::SigningKeyTrust module_signing_key;
 };
 
 /// Device counts for metrics.

@@ -59,7 +59,7 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
                               .pacer = pacer_.get(),
                               .assignments = assignments_.get(),
                               .clock = &clock_,
-                              .module_signing_key = "signing-key"});
+                              .module_signing_key = {}});
   }
   void TearDown() override {
     registry_.reset();

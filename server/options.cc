@@ -48,6 +48,9 @@ void Register(FlagSet& f, ServerOptions& o) {
   f.String("compile-sandbox", &o.compile_sandbox,
            "auto (every sandbox control this machine allows) or require (refuse to start "
            "without namespaces and the syscall filter); see docs/security.md");
+  f.Bool("rotate-signing-key", &o.rotate_signing_key,
+         "replace the module signing key now: the old key signs the hand-over devices follow, "
+         "every module's manifest is signed again (docs/operations.md)");
   f.Int("validation-samples", &o.validation_samples,
         "samples of a version's validation set each module is checked on (default 256)");
   f.Int("shutdown-grace-seconds", &o.shutdown_grace_seconds,

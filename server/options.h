@@ -40,6 +40,8 @@ struct ServerOptions {
   /// "auto" (every control this machine allows, logged) or "require" (refuse to start without
   /// namespaces and the syscall filter); docs/security.md.
   std::string compile_sandbox = "auto";
+  /// Replace the module signing key at this start (docs/operations.md).
+  bool rotate_signing_key = false;
 };
 
 /// Parses argv (without argv[0]) and the environment. INVALID_ARGUMENT names the bad flag.

@@ -25,6 +25,7 @@
 #include "server/grpc/fleet_service.h"
 #include "server/grpc/registry_service.h"
 #include "server/metrics.h"
+#include "server/module_signing_key.h"
 #include "server/rest/http_server.h"
 #include "server/rest/routes.h"
 #include "store/blob_store.h"
@@ -111,8 +112,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   s->pacer = std::make_unique<fleet::SyncPacer>(
       absl::Seconds(options.sync_interval_seconds), options.sync_capacity_per_second,
       SystemClock::Get(), static_cast<uint64_t>(absl::ToUnixNanos(now)));
-  // Module manifests are signed with this key; devices get its public half on every sync.
-  ASSIGN_OR_RETURN(s->signer, crypto::SigningKey::LoadOrCreate(options.data_dir + "/signing.key"));
+  // Module manifests are signed with this key; devices pin it at enrollment (the CA endorses
+  // it) and follow a rotation only when the old key signed the hand-over.
+  ASSIGN_OR_RETURN(ModuleSigningKey signing,
+                   LoadModuleSigningKey(options.data_dir, *s->ca, *s->db,
+                                        options.rotate_signing_key));
+  s->signer = std::move(signing.signer);
   s->assignments = std::make_unique<fleet::Assignments>(s->db.get(), SystemClock::Get());
   s->devices = std::make_unique<fleet::DeviceRegistry>(
       fleet::DeviceRegistryOptions{.database = s->db.get(),
@@ -123,7 +128,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
                                    .clock = SystemClock::Get(),
                                    .cert_validity = options.device_cert_validity,
                                    .offline_after = absl::Seconds(options.offline_after_seconds),
-                                   .module_signing_key = s->signer->public_key_pem()});
+                                   .module_signing_key = signing.trust});
 
   s->metrics = std::make_unique<ServerMetrics>(s->registry.get(), s->devices.get());
 

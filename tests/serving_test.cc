@@ -2,18 +2,26 @@
 // assigns it, the real agent downloads, verifies and loads the module and answers Predict on
 // its Unix socket with the reference interpreter's numbers — and swaps to a new version while
 // an application keeps calling, without one failed request.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "agent/client/local_client.h"
+#include "common/file_util.h"
 #include "common/proto_json.h"
+#include "common/signing.h"
+#include "common/x509.h"
 #include "compiler/onnx_import.h"
 #include "compiler/reference_interpreter.h"
+#include "edgeloop/v1/device.grpc.pb.h"
 #include "edgeloop/v1/device.pb.h"
 #include "edgeloop/v1/registry.pb.h"
 #include "registry/testing/onnx_models.h"
@@ -614,6 +622,173 @@ TEST_P(ServingTest, WithoutMemoryForTwoModulesCallsWaitForTheSwapInsteadOfFailin
   auto models = client.ListModels();
   ASSERT_TRUE(models.ok());
   EXPECT_EQ(models->models(0).previous_version(), 0);  // no room to keep it loaded
+}
+
+// Devices pin the module signing key at enrollment. A rotation (the old key signs the
+// hand-over, every manifest is signed again) is followed; a server that offers a key of its own
+// gets nothing installed, however it answers.
+TEST_P(ServingTest, DevicesFollowASigningKeyRotationAndRefuseAnImpostorsKey) {
+  auto agent = StartAgent();
+  const std::string pin_path = agent->state_dir() + "/identity/module-signing.pub";
+  const std::string first_key = *ReadFile(options_.data_dir + "/signing.key.pub");
+  EXPECT_EQ(ReadFile(pin_path).value_or(""), first_key);  // pinned at enrollment
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  Assign("kws", v1, agent->device_id());
+  client::LocalClient client(agent->state_dir() + "/agent.sock");
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
+
+  // Rotation: same device address, new key; the device follows and the next version installs.
+  const std::string device_address = server_->device_address();
+  ASSERT_TRUE(server_->Stop(SIGTERM).ok());
+  options_.device_listen = device_address;
+  options_.extra_flags.push_back("--rotate-signing-key");
+  StartServer();
+  const std::string second_key = *ReadFile(options_.data_dir + "/signing.key.pub");
+  ASSERT_NE(second_key, first_key);
+  bool followed = false;
+  for (int i = 0; i < 300 && !followed; ++i) {
+    followed = ReadFile(pin_path).value_or("") == second_key;
+    if (!followed) absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(followed) << agent->log();
+  // The module built before the rotation was signed again with the new key.
+  v1::ListArtifactsResponse artifacts;
+  ASSERT_TRUE(ParseProtoJson(
+                  Call("GET", absl::StrCat("/v1/models/kws/versions/", v1, "/artifacts")).body,
+                  &artifacts)
+                  .ok());
+  ASSERT_GT(artifacts.artifacts_size(), 0);
+  for (const auto& a : artifacts.artifacts())
+    EXPECT_TRUE(crypto::VerifySignature(second_key, a.manifest(), a.signature())) << a.target();
+  const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
+  Assign("kws", v2, agent->device_id());
+  ASSERT_TRUE(WaitServing(client, "kws", v2)) << agent->log();
+
+  // An impostor with a certificate from the same CA (a stolen listener key) but without the CA
+  // key or the signing key: it offers its own key and a module signed with it.
+  ASSERT_TRUE(agent->Stop(SIGTERM).ok());
+  auto ca = crypto::CertificateAuthority::LoadOrCreate(options_.data_dir + "/ca", absl::Now());
+  ASSERT_TRUE(ca.ok());
+  auto tls = (*ca)->IssueServerIdentity({"127.0.0.1"}, absl::Now(), absl::Hours(1));
+  ASSERT_TRUE(tls.ok());
+  auto impostor_key = crypto::SigningKey::LoadOrCreate(options_.data_dir + "/impostor.key");
+  ASSERT_TRUE(impostor_key.ok());
+  class Impostor final : public v1::DeviceService::Service {
+   public:
+    explicit Impostor(const crypto::SigningKey& key) : key_(key) {}
+    grpc::Status Sync(grpc::ServerContext*, const v1::SyncRequest* request,
+                      v1::SyncResponse* response) override {
+      {
+        std::lock_guard lock(mu);
+        last = *request;
+      }
+      v1::ModuleRef* m = response->add_desired_modules();
+      m->set_model("kws");
+      m->set_version(99);
+      m->set_target(request->state().modules_size() > 0
+                        ? request->state().modules(0).module().target()
+                        : "x86_64-v2");
+      m->set_digest("sha256:" + std::string(64, 'e'));
+      m->set_size(4096);
+      m->set_manifest(absl::StrCat(R"({"soDigest":")", m->digest(), R"(","soSize":4096,"target":")",
+                                   m->target(), "\"}"));
+      m->set_signature(*key_.Sign(m->manifest()));
+      response->set_desired_generation(1000);
+      response->set_next_sync_ms(200);
+      response->set_module_signing_key(key_.public_key_pem());
+      response->mutable_module_signing_key_trust()->set_key_pem(key_.public_key_pem());
+      response->mutable_module_signing_key_trust()->set_ca_signature(std::string(140, 'a'));
+      return grpc::Status::OK;
+    }
+    grpc::Status FetchModule(grpc::ServerContext*, const v1::FetchModuleRequest*,
+                             grpc::ServerWriter<v1::ModuleChunk>*) override {
+      ++fetches;
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no");
+    }
+    std::mutex mu;
+    v1::SyncRequest last;
+    std::atomic<int> fetches{0};
+
+   private:
+    const crypto::SigningKey& key_;
+  } impostor(**impostor_key);
+  grpc::SslServerCredentialsOptions server_tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  server_tls.pem_root_certs = (*ca)->cert_pem();
+  server_tls.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(server_tls), &port);
+  builder.RegisterService(&impostor);
+  std::unique_ptr<grpc::Server> fake = builder.BuildAndStart();
+  ASSERT_GT(port, 0);
+  AgentProcess::Options o;
+  o.server = absl::StrCat("127.0.0.1:", port);
+  o.state_dir = agent->state_dir();
+  AgentProcess redirected(o);
+  redirected.Start();
+  std::string reported;
+  for (int i = 0; i < 300 && reported.empty(); ++i) {
+    {
+      std::lock_guard lock(impostor.mu);
+      for (const auto& m : impostor.last.state().modules())
+        if (m.module().version() == 99 && m.state() == "failed") reported = m.message();
+    }
+    if (reported.empty()) absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_FALSE(reported.empty()) << redirected.log();
+  EXPECT_TRUE(absl::StrContains(reported, "signature")) << reported;
+  EXPECT_EQ(impostor.fetches.load(), 0);  // refused before a byte was fetched
+  EXPECT_EQ(ReadFile(pin_path).value_or(""), second_key);
+  EXPECT_TRUE(absl::StrContains(redirected.log(), "module signing key refused"));
+  ASSERT_TRUE(redirected.Stop(SIGTERM).ok());
+  fake->Shutdown();
+}
+
+// A cached module whose bytes went bad on disk is deleted and downloaded again, at install and
+// at restart, instead of being refused for good.
+TEST_P(ServingTest, ACorruptedCachedModuleIsDownloadedAgain) {
+  auto agent = StartAgent();
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  client::LocalClient client(agent->state_dir() + "/agent.sock");
+  std::vector<int64_t> versions;
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    versions.push_back(Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, seed)));
+    Assign("kws", versions.back(), agent->device_id());
+    ASSERT_TRUE(WaitServing(client, "kws", versions.back())) << agent->log();
+  }
+  // v1 is only cached now (v3 active, v2 previous): flip a byte of it, then ask for it.
+  v1::Device device;
+  ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).ok());
+  v1::ListArtifactsResponse artifacts;
+  ASSERT_TRUE(ParseProtoJson(Call("GET", absl::StrCat("/v1/models/kws/versions/", versions[0],
+                                                      "/artifacts"))
+                                 .body,
+                             &artifacts)
+                  .ok());
+  std::string cached;
+  for (const auto& a : artifacts.artifacts()) {
+    if (a.target() == device.profile().target())
+      cached = absl::StrCat(agent->state_dir(), "/modules/", a.module_digest().substr(7), ".so");
+  }
+  ASSERT_TRUE(std::filesystem::exists(cached)) << cached;
+  auto corrupt = [&] {
+    std::fstream f(cached, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.put('\x5a');
+  };
+  corrupt();
+  Assign("kws", versions[0], agent->device_id());
+  ASSERT_TRUE(WaitServing(client, "kws", versions[0])) << agent->log();
+  EXPECT_TRUE(absl::StrContains(agent->log(), "cached module is corrupt")) << agent->log();
+
+  // The same at a restart: the active module's file went bad while the agent was down.
+  ASSERT_TRUE(agent->Stop(SIGTERM).ok());
+  corrupt();
+  agent->Start();
+  ASSERT_TRUE(WaitServing(client, "kws", versions[0])) << agent->log();
+  EXPECT_TRUE(absl::StrContains(agent->log(), "to be downloaded again")) << agent->log();
+  EXPECT_TRUE(client.Predict("kws", {{"input", {1, 16}, Input(16, 1.0f)}}).ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, ServingTest, ::testing::Values("sqlite"),

@@ -225,6 +225,22 @@ absl::StatusOr<bool> CompilePipeline::Claim(Job* job) {
   return claimed;
 }
 
+absl::Status CompilePipeline::ResignArtifacts(store::Database& database,
+                                              const crypto::SigningKey& signer) {
+  return store::RunInTransaction(database, [&](store::Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(store::Rows rows,
+                     tx.Query("SELECT model_id, version, target, manifest FROM artifacts", {}));
+    for (const store::Row& row : rows) {
+      ASSIGN_OR_RETURN(std::string signature, signer.Sign(row.Text(3)));
+      RETURN_IF_ERROR(tx.Execute("UPDATE artifacts SET signature = $4 WHERE model_id = $1 AND "
+                                 "version = $2 AND target = $3",
+                                 {row.Int(0), row.Int(1), row.Text(2), signature})
+                          .status());
+    }
+    return absl::OkStatus();
+  });
+}
+
 absl::Status CompilePipeline::Run(const Job& job, std::string* error, bool* permanent) {
   compiler::Sandbox& sandbox = *options_.sandbox;
   ASSIGN_OR_RETURN(const std::string dir,

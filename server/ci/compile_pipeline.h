@@ -57,6 +57,10 @@ class CompilePipeline {
   void Start();
   void Shutdown();
 
+  /// Signs every artifact's manifest again with `signer`, in one transaction (a rotation of the
+  /// module signing key: devices that follow it accept only the new key's signatures).
+  static absl::Status ResignArtifacts(store::Database& database, const crypto::SigningKey& signer);
+
   /// One planning pass over new registry events (and, when due, over classes new to the
   /// fleet). Exposed for tests.
   absl::Status PlanOnce();
