@@ -376,6 +376,11 @@ absl::StatusOr<int> Sandbox::RunWith(const SandboxControls& controls, const std:
   if (!finished) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
+  }
+  // Until they are gone (reaped by init), the killed still count against the run user's
+  // process limit: the next run starts when they are.
+  for (int i = 0; i < 5000 && ::kill(-pid, 0) == 0; ++i) ::usleep(1000);
+  if (!finished) {
     return absl::DeadlineExceededError(absl::StrCat(fs::path(program).filename().string(),
                                                     " did not finish within ",
                                                     absl::FormatDuration(timeout)));

@@ -75,9 +75,17 @@ void ServerMetrics::RefreshDevices() {
   }
 }
 
+// The method label comes from a fixed set: a client inventing methods must not be able to
+// grow the number of series (each one costs memory here and in every Prometheus scraping us).
+absl::string_view MethodLabel(absl::string_view method) {
+  for (absl::string_view known : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+    if (method == known) return known;
+  return "other";
+}
+
 void ServerMetrics::ObserveHttp(absl::string_view method, absl::string_view route, int code,
                                 absl::Duration elapsed) {
-  const prometheus::Labels labels{{"method", std::string(method)},
+  const prometheus::Labels labels{{"method", std::string(MethodLabel(method))},
                                   {"route", std::string(route)},
                                   {"code", std::to_string(code)}};
   http_requests_->Add(labels).Increment();

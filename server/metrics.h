@@ -17,10 +17,13 @@
 
 namespace edgeloop::server {
 
+/// "GET", "POST", ... for the methods HTTP defines that the API may use; "other" for the rest.
+absl::string_view MethodLabel(absl::string_view method);
+
 /// The server's Prometheus metrics: requests per transport, route and code, latency
 /// histograms, registry sizes and process metrics. Routes are the templates
-/// ("/v1/models/{model}"), never raw paths, so label cardinality stays bounded.
-/// Thread-safe.
+/// ("/v1/models/{model}"), never raw paths, and methods come from a fixed set (MethodLabel),
+/// so label cardinality stays bounded. Thread-safe.
 class ServerMetrics {
  public:
   ServerMetrics(registry::Registry* registry, fleet::DeviceRegistry* devices);

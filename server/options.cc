@@ -36,6 +36,13 @@ void Register(FlagSet& f, ServerOptions& o) {
   f.Int64("max-json-body-bytes", &o.max_json_body_bytes,
           "largest JSON request body (default 4 MiB)");
   f.Int("http-threads", &o.http_threads, "REST worker threads (default 8)");
+  f.Int("http-idle-timeout-seconds", &o.http_idle_timeout_seconds,
+        "time a client has to send a request's whole header, keep-alive wait included (default "
+        "60)");
+  f.Int("http-body-timeout-seconds", &o.http_body_timeout_seconds,
+        "time for a JSON body, and for each 64 KiB of a blob upload or download (default 30)");
+  f.Int("http-max-connections", &o.http_max_connections,
+        "REST connections served at once; more are answered 503 (default 1024)");
   f.Int("db-pool-size", &o.db_pool_size, "database connections (default 16)");
   f.String("log-level", &o.log_level, "debug|info|warning|error (default info)");
   f.String("role", &o.role, "all (API, devices, compile workers) or worker (compile workers only)");

@@ -26,6 +26,9 @@ struct ServerOptions {
   int64_t max_upload_bytes = int64_t{2} << 30;
   int64_t max_json_body_bytes = 4 << 20;
   int http_threads = 8;
+  int http_idle_timeout_seconds = 60;
+  int http_body_timeout_seconds = 30;
+  int http_max_connections = 1024;
   int db_pool_size = 16;
   std::string log_level = "info";
   int shutdown_grace_seconds = 20;

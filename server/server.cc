@@ -177,6 +177,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   http_options.listen = options.http_listen;
   http_options.threads = options.http_threads;
   http_options.max_json_body_bytes = options.max_json_body_bytes;
+  http_options.idle_timeout_seconds = options.http_idle_timeout_seconds;
+  http_options.body_timeout_seconds = options.http_body_timeout_seconds;
+  http_options.max_connections = options.http_max_connections;
   ASSIGN_OR_RETURN(
       s->http, rest::HttpServer::Create(http_options, &s->router, s->api.get(), s->metrics.get()));
   s->registry_service = std::make_unique<grpc_api::RegistryService>(s->api.get(), s->metrics.get());

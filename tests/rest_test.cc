@@ -1,10 +1,16 @@
 // REST API integration tests against the real edgeloop-server binary.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <fstream>
 #include <set>
 #include <thread>
+
+#include "absl/strings/str_split.h"
 
 #include "absl/strings/match.h"
 #include "common/proto_json.h"
@@ -241,6 +247,8 @@ TEST_P(RestTest, DownloadsWithRangeAndETag) {
   ASSERT_EQ(full.status, 200);
   EXPECT_EQ(full.body, data);
   EXPECT_EQ(full.headers["etag"], "\"" + digest + "\"");
+  // Authenticated content: no shared cache may keep it.
+  EXPECT_TRUE(absl::StartsWith(full.headers["cache-control"], "private")) << full.headers["cache-control"];
   auto client = HttpClient(server_->http_port());
   auto part = client.Get("/v1/blobs/" + digest,
                          {{"Authorization", Bearer(admin_)}, {"Range", "bytes=70000-70009"}});
@@ -358,6 +366,155 @@ TEST(LargeUploadTest, OneGibibyteStreamsWithBoundedMemory) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, RestTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+// Clients that abuse the port: they are cut off or refused, and everyone else is served.
+class RestAbuseTest : public RestTest {
+ protected:
+  std::vector<std::string> ExtraFlags() override {
+    return {"--max-upload-bytes",          "64000000", "--http-body-timeout-seconds", "2",
+            "--http-idle-timeout-seconds", "3",        "--http-max-connections",      "24"};
+  }
+
+  // A raw loopback connection (optionally with a tiny receive buffer: a client that reads
+  // slowly fills it at once).
+  static int Connect(int port, int receive_buffer = 0) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (receive_buffer > 0)
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    return fd;
+  }
+  // Reads until the server closes (true) or `limit` passes (false); what was read in `*got`.
+  static bool ClosedWithin(int fd, absl::Duration limit, int64_t* got = nullptr) {
+    const absl::Time deadline = absl::Now() + limit;
+    char buffer[65536];
+    int64_t total = 0;
+    for (;;) {
+      const int left = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+      if (left <= 0) return false;
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, left) <= 0) continue;
+      const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+      if (n <= 0) break;  // EOF or reset
+      total += n;
+    }
+    if (got) *got = total;
+    return true;
+  }
+  int64_t HttpSeries() {
+    HttpResponse metrics = Call("GET", "/metrics", "", "");
+    int64_t series = 0;
+    for (absl::string_view line : absl::StrSplit(metrics.body, '\n'))
+      if (absl::StartsWith(line, "edgeloop_http_requests_total{")) ++series;
+    return series;
+  }
+};
+
+TEST_P(RestAbuseTest, ASlowBodyIsCutOffAtItsDeadlineWhileOthersAreServed) {
+  // A JSON body trickling in a byte every 200 ms: never idle, never finished.
+  const int json = Connect(server_->http_port());
+  const std::string head = absl::StrCat(
+      "POST /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ", admin_,
+      "\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{");
+  ASSERT_EQ(::send(json, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  std::atomic<bool> closed{false};
+  std::thread trickle([&] {
+    for (int i = 0; i < 100 && !closed; ++i) {
+      if (::send(json, " ", 1, MSG_NOSIGNAL) != 1) break;
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+  });
+  // A blob upload that stalls after its first bytes.
+  auto blob = StartPartialUpload(server_->http_port(), "/v1/blobs", admin_, 1 << 20,
+                                 std::string(1000, 'x'));
+  ASSERT_TRUE(blob.ok()) << blob.status();
+  // Meanwhile everyone else is served.
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(Call("GET", "/v1/models").status, 200);
+  EXPECT_TRUE(ClosedWithin(json, absl::Seconds(15)));
+  closed = true;
+  trickle.join();
+  EXPECT_TRUE(ClosedWithin(*blob, absl::Seconds(15)));
+  ::close(json);
+  ::close(*blob);
+  EXPECT_EQ(StagedUploads(), 0);  // the stalled upload left nothing behind
+  EXPECT_EQ(Call("GET", "/v1/models").status, 200);
+}
+
+TEST_P(RestAbuseTest, AClientThatStopsReadingADownloadIsCutOff) {
+  std::string digest;
+  auto uploaded = StreamUpload(server_->http_port(), admin_, 48 << 20, &digest);
+  ASSERT_TRUE(uploaded.ok()) << uploaded.status();
+  ASSERT_TRUE(absl::StrContains(*uploaded, " 201 ")) << *uploaded;
+  const int reader = Connect(server_->http_port(), 4096);
+  const std::string request = absl::StrCat("GET /v1/blobs/", digest,
+                                           " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ",
+                                           admin_, "\r\n\r\n");
+  ASSERT_EQ(::send(reader, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  // It reads nothing; the server's writes stall and hit the deadline. Then whatever sat in the
+  // buffers is read, and the connection ends short of the 48 MiB.
+  EXPECT_EQ(Call("GET", "/v1/models").status, 200);
+  bool cut = false;
+  for (int i = 0; i < 100 && !cut; ++i) {
+    HttpResponse metrics = Call("GET", "/metrics", "", "");
+    cut = absl::StrContains(metrics.body, "route=\"/v1/blobs/{digest}\"");
+    if (!cut) absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(cut) << "the stalled download never ended";
+  int64_t got = 0;
+  EXPECT_TRUE(ClosedWithin(reader, absl::Seconds(15), &got));
+  EXPECT_LT(got, int64_t{48} << 20);
+  ::close(reader);
+}
+
+TEST_P(RestAbuseTest, InventedMethodsDoNotGrowTheMetricSeries) {
+  HttpClient client(server_->http_port());
+  ASSERT_TRUE(client.Request("BREW", "/v1/models").ok());  // the "other" series exists now
+  HttpSeries();  // and the scrape's own
+  const int64_t before = HttpSeries();
+  uint32_t state = 12345;
+  for (int i = 0; i < 10000; ++i) {
+    std::string method;
+    for (int k = 0; k < 6; ++k) {
+      state = state * 1664525u + 1013904223u;
+      method.push_back(static_cast<char>('A' + (state >> 24) % 26));
+    }
+    auto r = client.Request(method, "/v1/models");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 405) << method;
+  }
+  EXPECT_EQ(HttpSeries(), before);
+  EXPECT_TRUE(absl::StrContains(Call("GET", "/metrics", "", "").body, "method=\"other\""));
+}
+
+TEST_P(RestAbuseTest, ConnectionsBeyondTheCapAreAnswered503) {
+  std::vector<int> idle;
+  for (int i = 0; i < 24; ++i) idle.push_back(Connect(server_->http_port()));
+  // The cap is reached once the server has accepted them all: the next one is refused.
+  bool refused = false;
+  for (int i = 0; i < 50 && !refused; ++i) {
+    auto r = HttpClient(server_->http_port()).Request("GET", "/healthz");
+    refused = r.ok() && r->status == 503;
+    if (!refused) absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(refused);
+  for (int fd : idle) ::close(fd);
+  // Freed connections serve again.
+  bool served = false;
+  for (int i = 0; i < 100 && !served; ++i) {
+    auto r = HttpClient(server_->http_port()).Request("GET", "/healthz");
+    served = r.ok() && r->status == 200;
+    if (!served) absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(served);
+}
+
+INSTANTIATE_TEST_SUITE_P(Storage, RestAbuseTest, ::testing::Values("sqlite"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -71,8 +71,10 @@ struct HttpServer::Impl {
   std::vector<std::thread> threads;
   std::atomic<bool> stopping{false};
   std::atomic<int> in_flight{0};
+  std::atomic<int> connections{0};
 
   asio::awaitable<void> Accept();
+  asio::awaitable<void> Refuse(tcp::socket socket);
   asio::awaitable<void> Session(tcp::socket socket);
 
   // Writes a complete response with a string body; false when the connection failed.
@@ -88,8 +90,13 @@ struct HttpServer::Impl {
     res.body() = std::move(body);
     res.prepare_payload();
     beast::error_code ec;
+    stream.expires_after(BodyTimeout());
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     co_return !ec;
+  }
+
+  std::chrono::seconds BodyTimeout() const {
+    return std::chrono::seconds(options.body_timeout_seconds);
   }
 
   asio::awaitable<bool> WriteError(beast::tcp_stream& stream, unsigned version, bool keep_alive,
@@ -112,6 +119,7 @@ struct HttpServer::Impl {
     if (!beast::iequals(head.get()[http::field::expect], "100-continue")) co_return true;
     http::response<http::empty_body> res{http::status::continue_, head.get().version()};
     beast::error_code ec;
+    stream.expires_after(BodyTimeout());
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     co_return !ec;
   }
@@ -197,8 +205,33 @@ asio::awaitable<void> HttpServer::Impl::Accept() {
       continue;
     }
     socket.set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(io, Session(std::move(socket)), asio::detached);
+    if (connections.load() >= options.max_connections) {
+      asio::co_spawn(io, Refuse(std::move(socket)), asio::detached);
+      continue;
+    }
+    connections.fetch_add(1);
+    asio::co_spawn(io, Session(std::move(socket)), [this](std::exception_ptr) {
+      connections.fetch_sub(1);
+    });
   }
+}
+
+asio::awaitable<void> HttpServer::Impl::Refuse(tcp::socket socket) {
+  // Over the cap: a short answer without reading the request, then the connection closes.
+  beast::tcp_stream stream(std::move(socket));
+  stream.expires_after(std::chrono::seconds(2));
+  http::response<http::string_body> res{http::status::service_unavailable, 11};
+  res.set(http::field::server, "edgeloop");
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::retry_after, "1");
+  res.keep_alive(false);
+  res.body() = ErrorJson(absl::UnavailableError(
+      absl::StrCat("too many connections (", options.max_connections, "); retry")));
+  res.prepare_payload();
+  beast::error_code ec;
+  co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  metrics->ObserveHttp("", "refused", 503, absl::ZeroDuration());
 }
 
 asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
@@ -224,7 +257,6 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
       }
       break;
     }
-    stream.expires_never();
     in_flight.fetch_add(1);
     const absl::Time start = absl::Now();
     const auto& req = head.get();
@@ -279,6 +311,7 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
         ok = co_await MaybeContinue(stream, head);
         http::request_parser<http::string_body> parser(std::move(head));
         parser.body_limit(static_cast<uint64_t>(options.max_json_body_bytes));
+        stream.expires_after(BodyTimeout());  // the whole body, however it trickles in
         if (ok)
           co_await http::async_read(stream, buffer, parser,
                                     asio::redirect_error(asio::use_awaitable, ec));
@@ -287,6 +320,7 @@ asio::awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
           keep_alive = false;
           ok = co_await WriteError(stream, version, false, JsonBodyTooLarge(), &code);
         } else if (ec) {
+          if (ec == beast::error::timeout) code = 408;
           ok = false;
         } else {
           RestRequest rest;
@@ -364,10 +398,14 @@ asio::awaitable<bool> HttpServer::Impl::Upload(beast::tcp_stream& stream,
     parser.get().body().data = chunk.data();
     parser.get().body().size = chunk.size();
     beast::error_code ec;
+    stream.expires_after(BodyTimeout());  // per 64 KiB: a slow trickle is cut off
     co_await http::async_read(stream, buffer, parser,
                               asio::redirect_error(asio::use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
-    if (ec) co_return false;  // client went away: the writer's destructor discards the staged bytes
+    if (ec) {
+      if (ec == beast::error::timeout) *code = 408;
+      co_return false;  // client gone or too slow: the writer's destructor discards the bytes
+    }
     size_t got = chunk.size() - parser.get().body().size;
     absl::Status written = (*writer)->Write(absl::string_view(chunk.data(), got));
     if (!written.ok()) {
@@ -420,7 +458,8 @@ asio::awaitable<bool> HttpServer::Impl::Download(beast::tcp_stream& stream,
   res.set(http::field::content_type, "application/octet-stream");
   res.set(http::field::etag, etag);
   res.set(http::field::accept_ranges, "bytes");
-  res.set("Cache-Control", "public, max-age=31536000, immutable");
+  // Content-addressed, so immutable; but only for who may read it: no shared cache keeps it.
+  res.set("Cache-Control", "private, max-age=31536000, immutable");
   if (range.partial)
     res.set(http::field::content_range,
             absl::StrCat("bytes ", range.first, "-", range.last, "/", size));
@@ -431,6 +470,7 @@ asio::awaitable<bool> HttpServer::Impl::Download(beast::tcp_stream& stream,
   *code = range.partial ? 206 : 200;
   http::response_serializer<http::buffer_body> serializer{res};
   beast::error_code ec;
+  stream.expires_after(BodyTimeout());
   co_await http::async_write_header(stream, serializer,
                                     asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return false;
@@ -449,6 +489,7 @@ asio::awaitable<bool> HttpServer::Impl::Download(beast::tcp_stream& stream,
     res.body().data = chunk.data();
     res.body().size = chunk.size();
     res.body().more = offset <= range.last;
+    stream.expires_after(BodyTimeout());  // a client that stops reading is cut off
     co_await http::async_write(stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return false;

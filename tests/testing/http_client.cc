@@ -46,6 +46,7 @@ absl::StatusOr<HttpResponse> HttpClient::Request(
       if (!s.ok()) return s;
     }
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+    if (req.method() == http::verb::unknown) req.method_string(method);  // any token
     req.set(http::field::host, "127.0.0.1");
     for (const auto& [k, v] : headers) req.set(k, v);
     req.body() = body;
