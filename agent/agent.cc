@@ -171,15 +171,18 @@ void Agent::UseIdentity(DeviceIdentity identity) {
   // the sync loop asks whether renewal is due every time it wakes.
   absl::StatusOr<crypto::CertificateInfo> info = crypto::InspectCertificate(identity.cert_pem);
   absl::StatusOr<absl::Time> renew_at;
+  absl::Time expires = absl::InfiniteFuture();
   if (info.ok()) {
     cert_expiry_->Set(absl::ToDoubleSeconds(info->not_after - absl::UnixEpoch()));
     renew_at = info->not_before + (info->not_after - info->not_before) * 2 / 3;
+    expires = info->not_after;
   } else {
     renew_at = info.status();
   }
   enrolled_->Set(1);
   std::lock_guard lock(mu_);
   renew_at_ = std::move(renew_at);
+  cert_expires_ = expires;
   identity_ = std::move(identity);
   channel_ = std::move(channel);
 }
@@ -197,7 +200,19 @@ absl::Status Agent::Enroll() {
   } else {
     ASSIGN_OR_RETURN(ca_pem, FetchPinnedCa(options_.server, token.ca_pin));
   }
-  ASSIGN_OR_RETURN(std::string key_pem, PendingKey(options_.state_dir));
+  std::optional<DeviceIdentity> current;
+  {
+    std::lock_guard lock(mu_);
+    current = identity_;
+  }
+  // A device that was enrolled proves itself with the key it enrolled with; a new one uses the
+  // pending key, kept on disk so that a retry after a lost answer presents the same key.
+  std::string key_pem;
+  if (current) {
+    key_pem = current->key_pem;
+  } else {
+    ASSIGN_OR_RETURN(key_pem, PendingKey(options_.state_dir));
+  }
   ASSIGN_OR_RETURN(std::string csr_pem, crypto::CsrForKey(key_pem, "pending"));
   grpc::SslCredentialsOptions tls;
   tls.pem_root_certs = ca_pem;
@@ -208,22 +223,36 @@ absl::Status Agent::Enroll() {
   request.set_csr_pem(csr_pem);
   *request.mutable_profile() = ReadHardwareProfile({options_.state_dir, options_.labels});
   request.set_serial(options_.serial);
+  if (current) request.set_device_id(current->device_id);
   v1::EnrollResponse response;
   RETURN_IF_ERROR(FromGrpc(stub->Enroll(CallContext().get(), request, &response)));
   // The module signing key is pinned now, on the word of the CA the token pinned: nobody who
-  // later answers as the server can swap it for a key of their own.
-  absl::StatusOr<std::string> signing_key =
-      AcceptSigningKey("", ca_pem, response.module_signing_key());
+  // later answers as the server can swap it for a key of their own. Re-enrolling keeps the pin
+  // unless the offer proves a rotation, as a sync's would.
+  absl::StatusOr<std::string> signing_key = AcceptSigningKey(
+      current ? current->module_signing_key : "", ca_pem, response.module_signing_key());
   if (!signing_key.ok()) {
     return absl::PermissionDeniedError(
         absl::StrCat("enrollment refused: ", signing_key.status().message()));
   }
   DeviceIdentity identity{response.device_id(), key_pem, response.cert_pem(), response.ca_pem(),
                           *signing_key};
+  if (current && response.device_id() != current->device_id) {
+    return absl::InternalError(absl::StrCat("re-enrollment answered for device \"",
+                                            response.device_id(), "\", not \"",
+                                            current->device_id, "\""));
+  }
   RETURN_IF_ERROR(SaveIdentity(options_.state_dir, identity));
-  Log(LogLevel::kInfo, "enrolled", {{"device", response.device_id()}, {"server", options_.server}});
+  Log(LogLevel::kInfo, current ? "re-enrolled" : "enrolled",
+      {{"device", response.device_id()}, {"server", options_.server}});
   UseIdentity(std::move(identity));
   return absl::OkStatus();
+}
+
+bool Agent::NeedsEnrollment() {
+  std::lock_guard lock(mu_);
+  if (!identity_) return true;
+  return !options_.enroll_token.empty() && absl::Now() >= cert_expires_;
 }
 
 v1::DeviceHealth Agent::Health() const {
@@ -477,12 +506,29 @@ absl::Status Agent::Run() {
         "SCHED_IDLE again (run it with RLIMIT_NICE allowing nice 0, e.g. systemd LimitNICE=+0), "
         "so swaps under load cost the applications more latency");
   }
-  while (!stopping_ && !identity_) {
+  {
+    std::lock_guard lock(mu_);
+    if (identity_ && options_.enroll_token.empty() && absl::Now() >= cert_expires_) {
+      Log(LogLevel::kError,
+          "this device's certificate has expired and the server will refuse it; restart the "
+          "agent with --enroll-token (a new token from `edgeloop token create --enroll`) to "
+          "re-enroll as the same device",
+          {{"device", identity_->device_id}});
+    }
+  }
+  while (!stopping_ && NeedsEnrollment()) {
+    const bool enrolled_before = identity_.has_value();
     absl::Status enrolled = Enroll();
     if (enrolled.ok()) break;
     const bool permanent = absl::IsFailedPrecondition(enrolled) ||
                            absl::IsInvalidArgument(enrolled) ||
                            absl::IsPermissionDenied(enrolled) || absl::IsUnauthenticated(enrolled);
+    if (permanent && enrolled_before) {
+      // The models it has keep serving; only syncing waits for a token that works.
+      Log(LogLevel::kError, "re-enrollment refused; serving what is installed",
+          {{"error", enrolled.ToString()}});
+      break;
+    }
     if (permanent) return enrolled;  // a token that failed will not succeed on retry
     ++failures_;
     Log(LogLevel::kWarning, "enrollment failed, retrying", {{"error", enrolled.ToString()}});

@@ -44,7 +44,11 @@ class Agent {
 
  private:
   explicit Agent(const AgentOptions& options);
+  /// Enrolls with --enroll-token: a new device, or, when the certificate of the identity it has
+  /// lapsed, the same device again (same key and id, so nothing it holds is lost).
   absl::Status Enroll();
+  /// True without an identity, or with a lapsed certificate and a token to re-enroll with.
+  bool NeedsEnrollment();
   absl::Status SyncOnce();
   /// Records the desired state (from "sync" or "watch") and brings the modules to it; true
   /// when what runs changed.
@@ -80,6 +84,7 @@ class Agent {
   std::optional<DeviceIdentity> identity_;              // guarded by mu_ once the watch thread runs
   std::string refused_signing_key_;                     // logged once; sync thread only
   absl::StatusOr<absl::Time> renew_at_;  // two thirds into identity_'s certificate; guarded by mu_
+  absl::Time cert_expires_ = absl::InfiniteFuture();  // identity_'s certificate; guarded by mu_
   std::shared_ptr<grpc::Channel> channel_;              // mTLS, guarded by mu_
   std::unique_ptr<grpc::ClientContext> watch_context_;  // guarded by mu_, for cancellation
   grpc::ClientContext* fetch_context_ = nullptr;        // guarded by mu_, for cancellation

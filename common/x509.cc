@@ -161,6 +161,19 @@ struct CertificateAuthority::Impl {
 
 CertificateAuthority::~CertificateAuthority() = default;
 
+absl::StatusOr<std::string> CsrKeyPin(absl::string_view csr_pem) {
+  Bio bio = ReadBio(csr_pem);
+  Req req(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
+  if (!req) return OpenSslError("parse CSR");
+  EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
+  unsigned char* der = nullptr;
+  const int length = key ? i2d_PUBKEY(key, &der) : -1;
+  if (length <= 0) return OpenSslError("CSR public key");
+  std::string pin = DigestFromHex(Sha256Hex(absl::string_view(reinterpret_cast<char*>(der), length)));
+  OPENSSL_free(der);
+  return pin;
+}
+
 absl::StatusOr<std::string> CertificateAuthority::Endorse(absl::string_view statement) const {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   size_t length = 0;

@@ -34,6 +34,10 @@ absl::StatusOr<CertificateInfo> InspectCertificate(absl::string_view cert_pem);
 /// agent can trust the server's CA without trusting on first use.
 absl::StatusOr<std::string> CertificatePin(absl::string_view cert_pem);
 
+/// "sha256:<hex>" of the public key (SubjectPublicKeyInfo DER) a CSR asks a certificate for:
+/// what tells a retried enrollment from a new device.
+absl::StatusOr<std::string> CsrKeyPin(absl::string_view csr_pem);
+
 /// A key and certificate for a TLS server.
 struct ServerIdentity {
   std::string key_pem;

@@ -5,11 +5,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/failpoint.h"
 #include "common/hardware.h"
 #include "common/names.h"
 #include "common/proto_json.h"
 #include "common/random.h"
 #include "common/status.h"
+#include "common/x509.h"
 #include "fleet/profile_validation.h"
 #include "fleet/selector.h"
 #include "google/protobuf/util/time_util.h"
@@ -89,40 +91,104 @@ absl::StatusOr<v1::Device> DeviceRegistry::DeviceFromRow(const store::Row& row) 
 absl::StatusOr<v1::EnrollResponse> DeviceRegistry::Enroll(const v1::EnrollRequest& request) {
   if (request.serial().size() > 128)
     return absl::InvalidArgumentError("serial is longer than 128 characters");
+  if (request.device_id().size() > 64)
+    return absl::InvalidArgumentError("deviceId is longer than 64 characters");
   if (request.csr_pem().empty()) return absl::InvalidArgumentError("csrPem is required");
+  if (request.csr_pem().size() > 16 * 1024)
+    return absl::InvalidArgumentError("csrPem is larger than 16 KiB");
   RETURN_IF_ERROR(ValidateProfile(request.profile()));
-  v1::HardwareProfile profile = request.profile();
-  profile.set_target(DeriveTargetClass(profile));  // the server decides, not the device's claim
-  const std::string id = absl::StrCat("dev-", RandomHex(8));
+  // A wrong secret is refused here, by a read: guessing never queues for the write lock.
+  ASSIGN_OR_RETURN(v1::EnrollmentToken checked, options_.tokens->Check(request.token()));
+  absl::StatusOr<std::string> key = crypto::CsrKeyPin(request.csr_pem());
+  if (!key.ok()) return absl::InvalidArgumentError(key.status().message());
   const absl::Time now = options_.clock->Now();
   v1::EnrollResponse response;
   RETURN_IF_ERROR(store::RunInTransaction(*options_.database, [&](Transaction& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(v1::EnrollmentToken token, options_.tokens->Spend(tx, request.token()));
+    ASSIGN_OR_RETURN(std::string id, EnrollDevice(tx, request, checked, *key, now));
     ASSIGN_OR_RETURN(std::string cert, options_.ca->SignClientCsr(request.csr_pem(), id, now,
                                                                   options_.cert_validity));
-    // Operator-given token labels win over labels the agent was started with.
-    google::protobuf::Map<std::string, std::string> labels = profile.labels();
-    for (const auto& [k, v] : token.labels()) labels[k] = v;
-    RETURN_IF_ERROR(
-        tx.Execute(
-              "INSERT INTO devices (id, serial, labels, profile, profile_hash, target, arch, "
-              "ram_mb, "
-              "storage_mb, cores, accel, status, state, enrollment_token_id, cert_expires_at_ms, "
-              "enrolled_at_ms, last_seen_ms, generation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-              "$9, $10, $11, 'ACTIVE', '{}', $12, $13, $14, $14, 1)",
-              {id, request.serial(), LabelsJson(labels), PrintProtoJson(profile),
-               ProfileHash(request.profile()), profile.target(), profile.arch(), profile.ram_mb(),
-               profile.storage_mb(), int64_t{profile.cores()}, AcceleratorKinds(profile),
-               token.id(), absl::ToUnixMillis(now + options_.cert_validity),
-               absl::ToUnixMillis(now)})
-            .status());
     response.set_device_id(id);
     response.set_cert_pem(std::move(cert));
     response.set_ca_pem(options_.ca->cert_pem());
     *response.mutable_module_signing_key() = options_.module_signing_key;
     return absl::OkStatus();
   }));
+  Failpoint("fleet.enrolled");  // committed, not yet answered: the answer a network can lose
   return response;
+}
+
+absl::StatusOr<std::string> DeviceRegistry::EnrollDevice(Transaction& tx,
+                                                         const v1::EnrollRequest& request,
+                                                         const v1::EnrollmentToken& checked,
+                                                         const std::string& key, absl::Time now) {
+  v1::HardwareProfile profile = request.profile();
+  profile.set_target(DeriveTargetClass(profile));  // the server decides, not the device's claim
+  const int64_t cert_expires = absl::ToUnixMillis(now + options_.cert_validity);
+  const int64_t now_ms = absl::ToUnixMillis(now);
+
+  if (request.device_id().empty()) {
+    // A retry whose first answer was lost: the same token, key and serial found their device.
+    ASSIGN_OR_RETURN(Rows earlier,
+                     tx.Query("SELECT id, status FROM devices WHERE enrollment_token_id = $1 AND "
+                              "enrollment_key = $2 AND serial = $3",
+                              {checked.id(), key, request.serial()}));
+    if (!earlier.empty()) {
+      const std::string id = earlier[0].Text(0);
+      if (earlier[0].Text(1) != "ACTIVE") return Decommissioned(id);
+      if (checked.has_revoke_time())
+        return absl::PermissionDeniedError("enrollment token has been revoked");
+      if (TimeUtil::TimestampToMilliseconds(checked.expire_time()) <= now_ms)
+        return absl::PermissionDeniedError("enrollment token has expired");
+      RETURN_IF_ERROR(tx.Execute("UPDATE devices SET cert_expires_at_ms = $2, last_seen_ms = $3 "
+                                 "WHERE id = $1",
+                                 {id, cert_expires, now_ms})
+                          .status());
+      return id;
+    }
+  }
+
+  ASSIGN_OR_RETURN(v1::EnrollmentToken token, options_.tokens->Spend(tx, request.token()));
+  if (!request.device_id().empty()) {
+    // Re-enrollment: the new token is the operator's word, the old key the device's proof.
+    ASSIGN_OR_RETURN(Rows rows, tx.Query("SELECT status, enrollment_key, labels FROM devices "
+                                         "WHERE id = $1",
+                                         {request.device_id()}));
+    if (rows.empty()) return NoSuchDevice(request.device_id());
+    if (rows[0].Text(0) != "ACTIVE") return Decommissioned(request.device_id());
+    if (rows[0].Text(1).empty() || rows[0].Text(1) != key) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "device \"", request.device_id(),
+          "\" enrolled with another key: only that key can re-enroll it"));
+    }
+    v1::Device existing;
+    RETURN_IF_ERROR(ParseProtoJson(rows[0].Text(2), &existing, true));
+    google::protobuf::Map<std::string, std::string> labels = existing.labels();
+    for (const auto& [k, v] : token.labels()) labels[k] = v;
+    RETURN_IF_ERROR(tx.Execute("UPDATE devices SET enrollment_token_id = $2, labels = $3, "
+                               "cert_expires_at_ms = $4, last_seen_ms = $5, "
+                               "generation = generation + 1 WHERE id = $1",
+                               {request.device_id(), token.id(), LabelsJson(labels),
+                                cert_expires, now_ms})
+                        .status());
+    return request.device_id();
+  }
+
+  const std::string id = absl::StrCat("dev-", RandomHex(8));
+  // Operator-given token labels win over labels the agent was started with.
+  google::protobuf::Map<std::string, std::string> labels = profile.labels();
+  for (const auto& [k, v] : token.labels()) labels[k] = v;
+  RETURN_IF_ERROR(
+      tx.Execute("INSERT INTO devices (id, serial, labels, profile, profile_hash, target, arch, "
+                 "ram_mb, storage_mb, cores, accel, status, state, enrollment_token_id, "
+                 "enrollment_key, cert_expires_at_ms, enrolled_at_ms, last_seen_ms, generation) "
+                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'ACTIVE', '{}', $12, $13, "
+                 "$14, $15, $15, 1)",
+                 {id, request.serial(), LabelsJson(labels), PrintProtoJson(profile),
+                  ProfileHash(request.profile()), profile.target(), profile.arch(),
+                  profile.ram_mb(), profile.storage_mb(), int64_t{profile.cores()},
+                  AcceleratorKinds(profile), token.id(), key, cert_expires, now_ms})
+          .status());
+  return id;
 }
 
 absl::Status DeviceRegistry::CheckActive(absl::string_view device_id) {
@@ -197,10 +263,13 @@ absl::StatusOr<v1::RenewResponse> DeviceRegistry::Renew(absl::string_view device
   ASSIGN_OR_RETURN(
       *response.mutable_cert_pem(),
       options_.ca->SignClientCsr(request.csr_pem(), device_id, now, options_.cert_validity));
+  // The key of the newest certificate is the one that may re-enroll the device once that
+  // certificate has lapsed (and devices enrolled before keys were recorded gain one here).
+  ASSIGN_OR_RETURN(std::string key, crypto::CsrKeyPin(request.csr_pem()));
   RETURN_IF_ERROR(store::RunInTransaction(*options_.database, [&](Transaction& tx) {
     return tx
-        .Execute("UPDATE devices SET cert_expires_at_ms = $2 WHERE id = $1",
-                 {std::string(device_id), absl::ToUnixMillis(now + options_.cert_validity)})
+        .Execute("UPDATE devices SET cert_expires_at_ms = $2, enrollment_key = $3 WHERE id = $1",
+                 {std::string(device_id), absl::ToUnixMillis(now + options_.cert_validity), key})
         .status();
   }));
   return response;

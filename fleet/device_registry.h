@@ -49,7 +49,12 @@ class DeviceRegistry {
   explicit DeviceRegistry(const DeviceRegistryOptions& options) : options_(options) {}
 
   /// Spends one use of the token, records the device with the token's labels over its own,
-  /// and signs its CSR with CN = the new device id, all in one transaction.
+  /// and signs its CSR with CN = the new device id, all in one transaction. The token's secret
+  /// is checked before the transaction starts. Two answers spend no new device:
+  ///  - a retry (same token, CSR key and serial, token still live) returns the device the lost
+  ///    answer created, with a fresh certificate, and spends no use;
+  ///  - a re-enrollment (request.device_id, CSR for the key that device enrolled with) spends a
+  ///    use of the new token and gives the same device a new certificate.
   absl::StatusOr<v1::EnrollResponse> Enroll(const v1::EnrollRequest& request);
   /// Stores what the device reports and answers what it should run and when to sync next.
   absl::StatusOr<v1::SyncResponse> Sync(absl::string_view device_id,
@@ -80,6 +85,10 @@ class DeviceRegistry {
 
  private:
   absl::StatusOr<v1::Device> DeviceFromRow(const store::Row& row) const;
+  /// Enroll's decision inside its transaction: the id of the device the CSR is for.
+  absl::StatusOr<std::string> EnrollDevice(store::Transaction& tx, const v1::EnrollRequest& request,
+                                           const v1::EnrollmentToken& checked,
+                                           const std::string& key, absl::Time now);
   /// The fleet-wide part of the generation (0 without assignments).
   absl::StatusOr<int64_t> FleetGeneration();
   /// Fills `out`'s desired state for the device of this row (kColumns).

@@ -274,6 +274,90 @@ TEST_P(DeviceRegistryTest, RacingDevicesCannotOverspendAToken) {
   EXPECT_EQ(DeviceCount(), 3);
 }
 
+TEST_P(DeviceRegistryTest, ARetriedEnrollFindsTheDeviceItsLostAnswerCreated) {
+  std::string token = Token(1);
+  auto csr = crypto::GenerateKeyAndCsr("pending");
+  ASSERT_TRUE(csr.ok());
+  v1::EnrollRequest request;
+  request.set_token(token);
+  request.set_csr_pem(csr->csr_pem);
+  *request.mutable_profile() = Pi4();
+  request.set_serial("SN-7");
+  auto first = registry_->Enroll(request);
+  ASSERT_TRUE(first.ok()) << first.status();
+  clock_.Advance(absl::Minutes(5));
+  auto retried = registry_->Enroll(request);  // the first answer never arrived
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->device_id(), first->device_id());
+  auto info = crypto::InspectCertificate(retried->cert_pem());
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->common_name, first->device_id());
+  EXPECT_EQ(DeviceCount(), 1);
+
+  // Another key, or another serial, with the spent token is a new device and is refused.
+  auto other_key = Enroll(token, Pi4(), "SN-7");
+  EXPECT_TRUE(absl::StrContains(other_key.status().message(), "used up")) << other_key.status();
+  request.set_serial("SN-8");
+  EXPECT_EQ(registry_->Enroll(request).status().code(), absl::StatusCode::kPermissionDenied);
+  request.set_serial("SN-7");
+  // A wrong secret is refused even with the right key and serial.
+  request.set_token(token.substr(0, 17) + std::string(64, 'a') + token.substr(81));
+  EXPECT_EQ(registry_->Enroll(request).status().code(), absl::StatusCode::kUnauthenticated);
+  // After the token's lifetime the retry is refused too.
+  request.set_token(token);
+  clock_.Advance(absl::Hours(2));
+  auto late = registry_->Enroll(request);
+  EXPECT_TRUE(absl::StrContains(late.status().message(), "expired")) << late.status();
+  EXPECT_EQ(DeviceCount(), 1);
+}
+
+TEST_P(DeviceRegistryTest, AnExpiredDeviceReEnrollsWithItsKeyAndKeepsItsId) {
+  auto csr = crypto::GenerateKeyAndCsr("pending");
+  ASSERT_TRUE(csr.ok());
+  v1::EnrollRequest request;
+  request.set_token(Token(1, {{"site", "plant-3"}}));
+  request.set_csr_pem(csr->csr_pem);
+  *request.mutable_profile() = Pi4();
+  (*request.mutable_profile()->mutable_labels())["role"] = "camera";
+  request.set_serial("SN-9");
+  auto first = registry_->Enroll(request);
+  ASSERT_TRUE(first.ok()) << first.status();
+  clock_.Advance(absl::Hours(24 * 400));  // offline past the certificate's validity
+
+  request.set_token(Token(1, {{"site", "plant-4"}}));
+  request.set_device_id(first->device_id());
+  auto again = registry_->Enroll(request);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->device_id(), first->device_id());
+  auto device = registry_->Get(first->device_id());
+  ASSERT_TRUE(device.ok());
+  EXPECT_EQ(device->labels().at("site"), "plant-4");  // the new token's labels win
+  EXPECT_EQ(device->labels().at("role"), "camera");   // the device's own stay
+  EXPECT_GT(absl::FromUnixSeconds(device->cert_expire_time().seconds()), clock_.Now());
+  EXPECT_EQ(DeviceCount(), 1);
+
+  // Only the key the device enrolled with may re-enroll it.
+  auto thief = crypto::GenerateKeyAndCsr("pending");
+  request.set_csr_pem(thief->csr_pem);
+  request.set_token(Token(1));
+  auto refused = registry_->Enroll(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "another key")) << refused.status();
+  request.set_device_id("dev-nonexistent");
+  EXPECT_EQ(registry_->Enroll(request).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(DeviceRegistryTest, DevicesMayNotSetReservedLabels) {
+  for (const char* key : {"hw.target", "edgeloop.rollout"}) {
+    v1::HardwareProfile profile = Pi4();
+    (*profile.mutable_labels())[key] = "x86_64-v4";
+    auto refused = Enroll(Token(1), profile);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << key;
+    EXPECT_TRUE(absl::StrContains(refused.status().message(), "reserved")) << refused.status();
+  }
+  EXPECT_EQ(DeviceCount(), 0);
+}
+
 TEST_P(DeviceRegistryTest, SyncRecordsStateAndIsBoundToTheDevice) {
   auto a = Enroll(Token(2), Pi4(), "A");
   auto b = Enroll(Token(2), Pi4(), "B");

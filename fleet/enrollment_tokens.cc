@@ -1,5 +1,7 @@
 #include "fleet/enrollment_tokens.h"
 
+#include <openssl/crypto.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/enrollment_token.h"
 #include "common/names.h"
@@ -28,6 +30,11 @@ absl::StatusOr<v1::EnrollmentToken> FromRow(const store::Row& row) {
   *token.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int(6));
   token.set_created_by(row.Text(7));
   return token;
+}
+
+// The hash of a secret compared without an early exit, so timing tells nothing about it.
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 std::string LabelsJson(const v1::EnrollmentToken& token) {
@@ -104,6 +111,22 @@ absl::StatusOr<v1::EnrollmentToken> EnrollmentTokens::Revoke(absl::string_view i
   return FromRow(rows[0]);
 }
 
+absl::StatusOr<v1::EnrollmentToken> EnrollmentTokens::Check(absl::string_view token) {
+  auto parts = ParseEnrollmentToken(token);
+  if (!parts.ok()) return absl::UnauthenticatedError(parts.status().message());
+  if (parts->ca_pin != ca_pin_) {
+    return absl::UnauthenticatedError(
+        "enrollment token was issued by another server (its CA pin differs)");
+  }
+  ASSIGN_OR_RETURN(store::Rows rows,
+                   db_->Query(absl::StrCat("SELECT ", kColumns,
+                                           ", secret_hash FROM enrollment_tokens WHERE id = $1"),
+                              {parts->id}));
+  if (rows.empty() || !ConstantTimeEquals(rows[0].Text(8), Sha256Hex(parts->secret)))
+    return absl::UnauthenticatedError("unknown enrollment token");
+  return FromRow(rows[0]);
+}
+
 absl::StatusOr<v1::EnrollmentToken> EnrollmentTokens::Spend(store::Transaction& tx,
                                                             absl::string_view token) {
   auto parts = ParseEnrollmentToken(token);
@@ -128,7 +151,7 @@ absl::StatusOr<v1::EnrollmentToken> EnrollmentTokens::Spend(store::Transaction& 
           "SELECT secret_hash, uses, max_uses, revoked_at_ms, expires_at_ms FROM enrollment_tokens "
           "WHERE id = $1",
           {parts->id}));
-  if (rows.empty() || rows[0].Text(0) != Sha256Hex(parts->secret)) {
+  if (rows.empty() || !ConstantTimeEquals(rows[0].Text(0), Sha256Hex(parts->secret))) {
     return absl::UnauthenticatedError("unknown enrollment token");
   }
   const store::Row& row = rows[0];

@@ -23,6 +23,11 @@ class EnrollmentTokens {
   absl::StatusOr<v1::ListEnrollmentTokensResponse> List();
   absl::StatusOr<v1::EnrollmentToken> Revoke(absl::string_view id);
 
+  /// The token, when its secret is right (UNAUTHENTICATED otherwise): read only, outside any
+  /// transaction, so a wrong secret never waits for or holds the write lock. Says nothing about
+  /// uses, expiry or revocation (Spend checks those).
+  absl::StatusOr<v1::EnrollmentToken> Check(absl::string_view token);
+
   /// Spends one use of `token` inside `tx` (the transaction that creates the device, so a
   /// failed enrollment spends nothing). UNAUTHENTICATED for a malformed, unknown or wrong
   /// token; PERMISSION_DENIED, with the reason, for an expired, revoked or used-up one.

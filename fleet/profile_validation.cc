@@ -1,5 +1,6 @@
 #include "fleet/profile_validation.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
 #include "common/status.h"
@@ -49,7 +50,16 @@ absl::Status ValidateProfile(const v1::HardwareProfile& p) {
   RETURN_IF_ERROR(Range("ramMb", p.ram_mb(), int64_t{64} << 20));         // 64 TiB
   RETURN_IF_ERROR(Range("storageMb", p.storage_mb(), int64_t{1} << 40));  // 1 EiB
   RETURN_IF_ERROR(Range("storageTotalMb", p.storage_total_mb(), int64_t{1} << 40));
-  return ValidateLabels(p.labels());
+  RETURN_IF_ERROR(ValidateLabels(p.labels()));
+  // hw.* names the hardware fields selectors read: a device labelling itself hw.target=... would
+  // be picked by another target's rollouts. edgeloop.* is kept for the server's own labels.
+  for (const auto& [key, value] : p.labels()) {
+    if (absl::StartsWith(key, "hw.") || absl::StartsWith(key, "edgeloop.")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "label \"", key, "\" is reserved: devices may not set hw.* or edgeloop.* labels"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateDeviceState(const v1::DeviceState& s) {

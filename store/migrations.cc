@@ -201,6 +201,12 @@ CREATE INDEX artifacts_by_module ON artifacts (module_digest);
 CREATE INDEX assignments_by_device ON assignments (device_id, id);
 CREATE INDEX assignments_with_selector ON assignments (id) WHERE selector <> '';
 )sql"},
+      // The key a device enrolled with: a retried Enroll (same token, key and serial) whose
+      // answer was lost finds its device instead of spending another use.
+      {9, "devices_enrollment_key", R"sql(
+ALTER TABLE devices ADD COLUMN enrollment_key TEXT NOT NULL DEFAULT '';
+CREATE INDEX devices_by_enrollment ON devices (enrollment_token_id, enrollment_key);
+)sql"},
   };
   return *migrations;
 }

@@ -435,6 +435,117 @@ TEST(FleetCertificateTest, AgentRenewsItsCertificateAndReportsMetrics) {
   std::filesystem::remove_all(options.data_dir);
 }
 
+std::string CreateToken(const ServerProcess& server, const std::string& body) {
+  auto created = HttpClient(server.http_port())
+                     .Request("POST", "/v1/enrollment-tokens", body,
+                              {{"Authorization", Bearer(server.admin_token())}});
+  v1::CreateEnrollmentTokenResponse token;
+  EXPECT_TRUE(created.ok() && ParseProtoJson(created->body, &token).ok());
+  return token.secret();
+}
+
+v1::ListDevicesResponse ListDevices(const ServerProcess& server) {
+  auto list = HttpClient(server.http_port())
+                  .Get("/v1/devices", {{"Authorization", Bearer(server.admin_token())}});
+  v1::ListDevicesResponse devices;
+  EXPECT_TRUE(list.ok() && ParseProtoJson(list->body, &devices).ok());
+  return devices;
+}
+
+// The server commits an enrollment and dies before answering (the answer a network can lose).
+// The agent retries with the same key and serial and gets that same device, not "used up".
+TEST(FleetEnrollmentTest, AnEnrollWhoseAnswerIsLostSucceedsOnRetry) {
+  ServerProcess::Options options;
+  options.data_dir = NewTempDir("edgeloop-lost-answer");
+  options.device_listen = absl::StrCat("127.0.0.1:", PickFreePort());
+  ServerProcess::Options crashing = options;
+  crashing.env = {{"EDGELOOP_FAILPOINT", "fleet.enrolled"}};
+  auto server = std::make_unique<ServerProcess>(crashing);
+  ASSERT_TRUE(server->Start().ok());
+  AgentProcess::Options o;
+  o.server = options.device_listen;
+  o.state_dir = options.data_dir + "/agent";
+  o.enroll_token = CreateToken(*server, R"({"maxUses":1})");
+  o.extra_flags = {"--ca-file", options.data_dir + "/ca/ca.pem", "--max-backoff-seconds", "1"};
+  AgentProcess agent(o);
+  agent.Start();
+  auto died = server->WaitExit();
+  ASSERT_TRUE(died.ok()) << server->log();
+  EXPECT_EQ(*died, 128 + SIGKILL);
+  server = std::make_unique<ServerProcess>(options);
+  ASSERT_TRUE(server->Start().ok());
+  ASSERT_TRUE(agent.WaitEnrolled()) << agent.log();
+  v1::ListDevicesResponse devices = ListDevices(*server);
+  ASSERT_EQ(devices.devices_size(), 1);
+  EXPECT_EQ(devices.devices(0).id(), agent.device_id());
+  EXPECT_TRUE(absl::StrContains(agent.log(), "enrollment failed, retrying")) << agent.log();
+  std::filesystem::remove_all(options.data_dir);
+}
+
+// A device offline past its certificate's end comes back with a new token as the same device:
+// its id, key, pinned signing key and installed state stay. With only its spent token it keeps
+// running (and says why it cannot sync) rather than exiting.
+TEST(FleetEnrollmentTest, AnExpiredDeviceReEnrollsAsItselfWithANewToken) {
+  ServerProcess::Options options;
+  options.data_dir = NewTempDir("edgeloop-reenroll");
+  options.extra_flags = {"--sync-interval-seconds", "1", "--device-cert-validity", "3s"};
+  ServerProcess server(options);
+  ASSERT_TRUE(server.Start().ok());
+  AgentProcess::Options o;
+  o.server = server.device_address();
+  o.state_dir = options.data_dir + "/agent";
+  o.enroll_token = CreateToken(server, R"({"maxUses":1,"labels":{"site":"lab"}})");
+  o.extra_flags = {"--max-backoff-seconds", "1"};
+  auto agent = std::make_unique<AgentProcess>(o);
+  agent->Start();
+  ASSERT_TRUE(agent->WaitEnrolled()) << agent->log();
+  ASSERT_EQ(*agent->Stop(SIGTERM), 0);
+  const std::string id = agent->device_id();
+  const std::string key = *ReadFile(o.state_dir + "/identity/key.pem");
+  const absl::Time expiry =
+      crypto::InspectCertificate(*ReadFile(o.state_dir + "/identity/cert.pem"))->not_after;
+  while (absl::Now() <= expiry) absl::SleepFor(expiry - absl::Now() + absl::Milliseconds(100));
+
+  // The spent token cannot re-enroll it; the agent stays up and says what it needs.
+  agent = std::make_unique<AgentProcess>(o);
+  agent->Start();
+  bool refused = false;
+  for (int i = 0; i < 200 && !refused; ++i) {
+    refused = absl::StrContains(agent->log(), "re-enrollment refused");
+    if (!refused) absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(refused) << agent->log();
+  EXPECT_TRUE(agent->running()) << agent->log();
+  ASSERT_EQ(*agent->Stop(SIGTERM), 0);
+
+  o.enroll_token = CreateToken(server, R"({"maxUses":1,"labels":{"zone":"b"}})");
+  agent = std::make_unique<AgentProcess>(o);
+  agent->Start();
+  bool back = false;
+  for (int i = 0; i < 400 && !back; ++i) {
+    back = absl::StrContains(agent->log(), "\"msg\":\"re-enrolled\"");
+    if (!back) absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_TRUE(back) << agent->log();
+  EXPECT_EQ(agent->device_id(), id);
+  EXPECT_EQ(*ReadFile(o.state_dir + "/identity/key.pem"), key);
+  v1::ListDevicesResponse devices = ListDevices(server);
+  ASSERT_EQ(devices.devices_size(), 1);
+  EXPECT_EQ(devices.devices(0).id(), id);
+  EXPECT_EQ(devices.devices(0).labels().at("site"), "lab");  // kept
+  EXPECT_EQ(devices.devices(0).labels().at("zone"), "b");    // the new token's
+  const absl::Time reenrolled = absl::Now();
+  bool synced = false;
+  for (int i = 0; i < 200 && !synced; ++i) {
+    synced = ListDevices(server).devices(0).last_seen_time().seconds() >
+             absl::ToUnixSeconds(reenrolled);
+    if (!synced) absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(synced) << agent->log();
+  agent.reset();
+  std::filesystem::remove_all(options.data_dir);
+}
+
 // The server goes away and comes back (same address): agents keep running, back off, and
 // resume syncing without enrolling again; nothing is lost.
 TEST(FleetOutageTest, AgentsRideOutAServerOutage) {

@@ -91,8 +91,8 @@ int main(int argc, char** argv) {
     return ::read(ready[0], &c, 1) == 1 ? 0 : Refused("the grandchild did not start");
   }
   if (action == "spin") {
-    for (volatile unsigned long i = 0;; ++i) {
-    }
+    volatile unsigned long spins = 0;  // volatile: the loop must burn CPU, not be folded away
+    for (;;) spins = spins + 1;
   }
   return 2;
 }

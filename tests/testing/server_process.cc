@@ -115,6 +115,11 @@ absl::Status ServerProcess::Start(absl::Duration timeout) {
 absl::StatusOr<int> ServerProcess::Stop(int signal, absl::Duration timeout) {
   if (pid_ <= 0) return absl::FailedPreconditionError("server is not running");
   ::kill(pid_, signal);
+  return WaitExit(timeout);
+}
+
+absl::StatusOr<int> ServerProcess::WaitExit(absl::Duration timeout) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("server is not running");
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     int status = 0;

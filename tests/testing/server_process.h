@@ -34,6 +34,8 @@ class ServerProcess {
   absl::Status Start(absl::Duration timeout = absl::Seconds(30));
   /// Sends `signal` and waits for the exit; returns the exit status (or 128+signal).
   absl::StatusOr<int> Stop(int signal, absl::Duration timeout = absl::Seconds(30));
+  /// Waits for the server to exit by itself (a failpoint, a fatal error).
+  absl::StatusOr<int> WaitExit(absl::Duration timeout = absl::Seconds(30));
 
   int http_port() const { return http_port_; }
   int grpc_port() const { return grpc_port_; }
