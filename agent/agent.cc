@@ -164,6 +164,11 @@ void Agent::UseIdentity(DeviceIdentity identity) {
   // device would sit out minutes after the server is back.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, options_.max_backoff_seconds * 1000);
+  // A server that went silent (a dropped NAT mapping, a dead link) is found by keepalive and
+  // the Watch stream restarted, instead of waiting on a connection nobody answers. The server
+  // accepts pings this often (--device-keepalive-seconds, at most every 30 s).
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 60 * 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
   // A channel of its own, so replacing it after a failure really starts a fresh connection.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   auto channel = grpc::CreateCustomChannel(options_.server, grpc::SslCredentials(tls), args);

@@ -18,6 +18,20 @@
 namespace edgeloop::cli {
 namespace {
 
+// Every page of a paged list, as one response (the server answers at most 1000 items a page).
+template <typename Response, typename Request, typename Call>
+absl::StatusOr<Response> AllPages(Request request, Call call) {
+  Response all;
+  do {
+    Response page;
+    RETURN_IF_ERROR(call(request, &page));
+    request.set_page_token(page.next_page_token());
+    all.MergeFrom(page);
+  } while (!request.page_token().empty());
+  all.clear_next_page_token();
+  return all;
+}
+
 using google::protobuf::util::TimeUtil;
 
 constexpr size_t kUploadChunkBytes = 1 << 20;
@@ -163,25 +177,17 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
     return absl::OkStatus();
   }
   if (verb == "list") {
-    v1::ListModelsRequest request;
-    std::vector<v1::ListModelsResponse> pages;
-    do {
-      v1::ListModelsResponse page;
-      RETURN_IF_ERROR(
-          FromGrpc(client.registry().ListModels(client.Context().get(), request, &page)));
-      request.set_page_token(page.next_page_token());
-      pages.push_back(std::move(page));
-    } while (!request.page_token().empty());
+    ASSIGN_OR_RETURN(auto all, AllPages<v1::ListModelsResponse>(
+                                   v1::ListModelsRequest(), [&](const auto& request, auto* page) {
+                                     return FromGrpc(client.registry().ListModels(
+                                         client.Context().get(), request, page));
+                                   }));
     if (format == OutputFormat::kJson) {
-      v1::ListModelsResponse all;
-      for (auto& p : pages) all.mutable_models()->MergeFrom(p.models());
       out << PrintProtoJson(all, true) << "\n";
       return absl::OkStatus();
     }
     std::vector<const v1::Model*> models;
-    for (auto& p : pages) {
-      for (auto& m : p.models()) models.push_back(&m);
-    }
+    for (auto& m : all.models()) models.push_back(&m);
     PrintModels(models, format, out);
     return absl::OkStatus();
   }
@@ -212,14 +218,11 @@ absl::Status ModelCommand(const Args& args, Client& client, OutputFormat format,
     RETURN_IF_ERROR(FromGrpc(client.registry().GetModel(client.Context().get(), get, &model)));
     v1::ListVersionsRequest list;
     list.set_model(model.name());
-    v1::ListVersionsResponse versions;
-    do {
-      v1::ListVersionsResponse page;
-      RETURN_IF_ERROR(
-          FromGrpc(client.registry().ListVersions(client.Context().get(), list, &page)));
-      versions.mutable_versions()->MergeFrom(page.versions());
-      list.set_page_token(page.next_page_token());
-    } while (!list.page_token().empty());
+    ASSIGN_OR_RETURN(auto versions,
+                     AllPages<v1::ListVersionsResponse>(list, [&](const auto& request, auto* page) {
+                       return FromGrpc(
+                           client.registry().ListVersions(client.Context().get(), request, page));
+                     }));
     if (format == OutputFormat::kJson) {
       out << "{\"model\": " << PrintProtoJson(model, true)
           << ",\n\"versions\": " << PrintProtoJson(versions, true) << "}\n";
@@ -401,9 +404,12 @@ absl::Status EnrollmentTokenCommand(const Args& args, Client& client, OutputForm
     return absl::OkStatus();
   }
   if (verb == "list") {
-    v1::ListEnrollmentTokensResponse response;
-    RETURN_IF_ERROR(FromGrpc(client.fleet().ListEnrollmentTokens(
-        client.Context().get(), v1::ListEnrollmentTokensRequest(), &response)));
+    ASSIGN_OR_RETURN(auto response,
+                     AllPages<v1::ListEnrollmentTokensResponse>(
+                         v1::ListEnrollmentTokensRequest(), [&](const auto& r, auto* page) {
+                           return FromGrpc(client.fleet().ListEnrollmentTokens(
+                               client.Context().get(), r, page));
+                         }));
     if (format == OutputFormat::kJson) {
       out << PrintProtoJson(response, true) << "\n";
       return absl::OkStatus();
@@ -449,13 +455,10 @@ absl::Status DeviceCommand(const Args& args, Client& client, OutputFormat format
   if (verb == "list") {
     v1::ListDevicesRequest request;
     request.set_selector(args.Flag("selector"));
-    v1::ListDevicesResponse all;
-    do {
-      v1::ListDevicesResponse page;
-      RETURN_IF_ERROR(FromGrpc(client.fleet().ListDevices(client.Context().get(), request, &page)));
-      all.mutable_devices()->MergeFrom(page.devices());
-      request.set_page_token(page.next_page_token());
-    } while (!request.page_token().empty());
+    ASSIGN_OR_RETURN(auto all,
+                     AllPages<v1::ListDevicesResponse>(request, [&](const auto& r, auto* page) {
+                       return FromGrpc(client.fleet().ListDevices(client.Context().get(), r, page));
+                     }));
     if (format == OutputFormat::kJson) {
       out << PrintProtoJson(all, true) << "\n";
       return absl::OkStatus();
@@ -553,9 +556,11 @@ absl::Status DeviceCommand(const Args& args, Client& client, OutputFormat format
   if (verb == "assignments") {
     v1::ListAssignmentsRequest request;
     request.set_model(args.Flag("model"));
-    v1::ListAssignmentsResponse response;
-    RETURN_IF_ERROR(
-        FromGrpc(client.fleet().ListAssignments(client.Context().get(), request, &response)));
+    ASSIGN_OR_RETURN(
+        auto response,
+        AllPages<v1::ListAssignmentsResponse>(request, [&](const auto& r, auto* page) {
+          return FromGrpc(client.fleet().ListAssignments(client.Context().get(), r, page));
+        }));
     if (format == OutputFormat::kJson) {
       out << PrintProtoJson(response, true) << "\n";
       return absl::OkStatus();
@@ -641,9 +646,12 @@ absl::Status TokenCommand(const Args& args, Client& client, OutputFormat format,
     return absl::OkStatus();
   }
   if (verb == "list") {
-    v1::ListTokensResponse response;
-    RETURN_IF_ERROR(FromGrpc(
-        client.admin().ListTokens(client.Context().get(), v1::ListTokensRequest(), &response)));
+    ASSIGN_OR_RETURN(auto response,
+                     AllPages<v1::ListTokensResponse>(
+                         v1::ListTokensRequest(), [&](const auto& r, auto* page) {
+                           return FromGrpc(
+                               client.admin().ListTokens(client.Context().get(), r, page));
+                         }));
     if (format == OutputFormat::kJson) {
       out << PrintProtoJson(response, true) << "\n";
       return absl::OkStatus();

@@ -1,9 +1,11 @@
 #include "fleet/assignments.h"
 
+#include <limits>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/hardware.h"
+#include "common/paging.h"
 #include "common/status.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -97,16 +99,27 @@ absl::StatusOr<v1::Assignment> Assignments::Assign(const v1::AssignModelRequest&
   return assignment;
 }
 
-absl::StatusOr<std::vector<v1::Assignment>> Assignments::List(const std::string& model) {
+absl::StatusOr<v1::ListAssignmentsResponse> Assignments::List(
+    const v1::ListAssignmentsRequest& request) {
+  ASSIGN_OR_RETURN(const int64_t before,
+                   IntPageToken(request.page_token(), std::numeric_limits<int64_t>::max()));
+  const int page = PageSize(request.page_size());
   ASSIGN_OR_RETURN(
       Rows rows,
       database_->Query(absl::StrCat("SELECT ", kColumns,
                                     " FROM assignments a JOIN models m ON m.id = a.model_id "
-                                    "WHERE $1 = '' OR m.name = $1 ORDER BY a.id DESC"),
-                       {model}));
-  std::vector<v1::Assignment> out;
-  for (const store::Row& row : rows) out.push_back(FromRow(row));
-  return out;
+                                    "WHERE ($1 = '' OR m.name = $1) AND a.id < $2 "
+                                    "ORDER BY a.id DESC LIMIT $3"),
+                       {request.model(), before, int64_t{page} + 1}));
+  v1::ListAssignmentsResponse response;
+  for (const store::Row& row : rows) {
+    if (response.assignments_size() == page) {
+      response.set_next_page_token(std::to_string(rows[page - 1].Int(0)));
+      break;
+    }
+    *response.add_assignments() = FromRow(row);
+  }
+  return response;
 }
 
 absl::StatusOr<std::vector<v1::ModuleRef>> Assignments::DesiredFor(

@@ -31,7 +31,8 @@ class Assignments {
   absl::StatusOr<v1::Assignment> Assign(const v1::AssignModelRequest& request,
                                         const std::string& actor);
   /// Newest first; of one model when `model` is set.
-  absl::StatusOr<std::vector<v1::Assignment>> List(const std::string& model);
+  /// Newest first, a page at a time (of one model, or every model when request.model is empty).
+  absl::StatusOr<v1::ListAssignmentsResponse> List(const v1::ListAssignmentsRequest& request);
 
   /// The modules a device should run: per assigned model, the newest assignment's version
   /// (aliases resolved now) built for the highest target class the device runs. A model whose

@@ -8,6 +8,7 @@
 #include "common/failpoint.h"
 #include "common/hardware.h"
 #include "common/names.h"
+#include "common/paging.h"
 #include "common/proto_json.h"
 #include "common/random.h"
 #include "common/status.h"
@@ -23,8 +24,6 @@ using google::protobuf::util::TimeUtil;
 using store::Rows;
 using store::Transaction;
 
-constexpr int kDefaultPageSize = 100;
-constexpr int kMaxPageSize = 1000;
 
 // Columns 0-10 make a Device; 11-16 are the hardware fields selectors read.
 constexpr char kColumns[] =
@@ -307,56 +306,41 @@ absl::Status DeviceRegistry::FillDesired(const store::Row& row, v1::SyncResponse
 }
 
 void DeviceRegistry::Notify(absl::string_view device_id) {
-  {
-    std::lock_guard lock(watch_mu_);
-    ++changes_[std::string(device_id)];
-  }
-  watch_cv_.notify_all();
+  if (on_change_) on_change_(device_id);
 }
 
-void DeviceRegistry::WaitForChange(absl::string_view device_id, int64_t known,
-                                   absl::Time deadline) {
-  std::unique_lock lock(watch_mu_);
-  const std::string id(device_id);
-  const int64_t start = changes_[id];
-  const int64_t wake_all = wake_all_;
-  lock.unlock();
-  // Check the database after registering interest, so a change in between is not missed.
-  auto current = Generation(device_id);
-  if (!current.ok() || *current != known) return;
-  lock.lock();
-  watch_cv_.wait_until(lock, absl::ToChronoTime(deadline),
-                       [&] { return changes_[id] != start || wake_all_ != wake_all; });
+void DeviceRegistry::SetChangeListener(std::function<void(absl::string_view)> listener) {
+  on_change_ = std::move(listener);
 }
 
-void DeviceRegistry::WakeAllWatchers() {
-  {
-    std::lock_guard lock(watch_mu_);
-    ++wake_all_;
-  }
-  watch_cv_.notify_all();
-}
+void DeviceRegistry::WakeAllWatchers() { Notify(""); }
 
 absl::StatusOr<v1::ListDevicesResponse> DeviceRegistry::List(
     const v1::ListDevicesRequest& request) {
   ASSIGN_OR_RETURN(Selector selector, Selector::Parse(request.selector()));
-  const int page =
-      request.page_size() <= 0 ? kDefaultPageSize : std::min(request.page_size(), kMaxPageSize);
-  ASSIGN_OR_RETURN(Rows rows,
-                   options_.database->Query(
-                       absl::StrCat("SELECT ", kColumns, " FROM devices WHERE id > $1 ORDER BY id"),
-                       {request.page_token()}));
+  const int page = PageSize(request.page_size());
+  // Selectors are matched here, not in SQL, so the table is read in batches: memory stays
+  // bounded however large the fleet and however few devices match.
+  constexpr int64_t kBatch = 1000;
   v1::ListDevicesResponse response;
-  for (const store::Row& row : rows) {
-    ASSIGN_OR_RETURN(Attributes attributes, AttributesOf(row));
-    if (!selector.Matches(attributes)) continue;
-    if (response.devices_size() == page) {
-      response.set_next_page_token(response.devices(page - 1).id());
-      break;
+  std::string after = request.page_token();
+  while (true) {
+    ASSIGN_OR_RETURN(Rows rows, options_.database->Query(
+                                    absl::StrCat("SELECT ", kColumns,
+                                                 " FROM devices WHERE id > $1 ORDER BY id LIMIT $2"),
+                                    {after, kBatch}));
+    for (const store::Row& row : rows) {
+      ASSIGN_OR_RETURN(Attributes attributes, AttributesOf(row));
+      if (!selector.Matches(attributes)) continue;
+      if (response.devices_size() == page) {
+        response.set_next_page_token(response.devices(page - 1).id());
+        return response;
+      }
+      ASSIGN_OR_RETURN(*response.add_devices(), DeviceFromRow(row));
     }
-    ASSIGN_OR_RETURN(*response.add_devices(), DeviceFromRow(row));
+    if (static_cast<int64_t>(rows.size()) < kBatch) return response;
+    after = rows.back().Text(0);
   }
-  return response;
 }
 
 absl::StatusOr<v1::Device> DeviceRegistry::Get(absl::string_view device_id) {

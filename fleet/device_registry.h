@@ -1,9 +1,7 @@
 #pragma once
 
-#include <condition_variable>
-#include <map>
+#include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -69,11 +67,12 @@ class DeviceRegistry {
   /// What the device should run now (desired_generation, desired_modules and
   /// module_signing_key of a SyncResponse), without recording anything: pushed to watchers.
   absl::StatusOr<v1::SyncResponse> DesiredState(absl::string_view device_id);
-  /// Blocks until the generation differs from `known` or `deadline` passes (in-process
-  /// changes wake it at once; callers poll Generation as well for other replicas).
-  void WaitForChange(absl::string_view device_id, int64_t known, absl::Time deadline);
-  /// Wakes every WaitForChange at once (server shutdown, or a fleet-wide desired-state change:
-  /// each watcher then rereads its generation).
+  /// Called with a device's id when its desired state may have changed through this process,
+  /// and with "" when every device's may have (a fleet-wide change, shutdown). Set once, before
+  /// serving. It runs on the thread that made the change, inside no lock: it must only queue
+  /// work. Changes made through other replicas are not seen here; watchers poll for those.
+  void SetChangeListener(std::function<void(absl::string_view device_id)> listener);
+  /// Tells the listener that every device's desired state may have changed.
   void WakeAllWatchers();
 
   absl::StatusOr<v1::ListDevicesResponse> List(const v1::ListDevicesRequest& request);
@@ -96,10 +95,7 @@ class DeviceRegistry {
   void Notify(absl::string_view device_id);
 
   DeviceRegistryOptions options_;
-  std::mutex watch_mu_;
-  std::condition_variable watch_cv_;
-  std::map<std::string, int64_t> changes_;  // in-process change counters per device
-  int64_t wake_all_ = 0;
+  std::function<void(absl::string_view)> on_change_;  // set before serving, then read only
 };
 
 }  // namespace edgeloop::fleet

@@ -250,7 +250,7 @@ TEST_P(DeviceRegistryTest, BadTokensAreRefusedWithAReasonAndCreateNothing) {
   EXPECT_EQ(Enroll(good, huge).status().code(), absl::StatusCode::kInvalidArgument);
 
   EXPECT_EQ(DeviceCount(), 1);
-  auto listed = tokens_->List();
+  auto listed = tokens_->List(v1::ListEnrollmentTokensRequest());
   for (const auto& t : listed->tokens()) {
     if (absl::StartsWith(good, t.id())) {
       EXPECT_EQ(t.uses(), 0);
@@ -445,18 +445,13 @@ TEST_P(DeviceRegistryTest, LabelEditsBumpTheGenerationAndWakeWatchers) {
   auto d = Enroll(Token(1), Pi4());
   ASSERT_TRUE(d.ok());
   const int64_t before = *registry_->Generation(d->device_id());
-  std::atomic<bool> woke{false};
-  std::thread watcher([&] {
-    registry_->WaitForChange(d->device_id(), before, absl::Now() + absl::Seconds(20));
-    woke = true;
-  });
-  absl::SleepFor(absl::Milliseconds(50));
+  std::vector<std::string> told;
+  registry_->SetChangeListener([&](absl::string_view id) { told.emplace_back(id); });
   v1::UpdateDeviceRequest update;
   update.set_id(d->device_id());
   (*update.mutable_labels())["room"] = "B12";
   auto updated = registry_->Update(update);
-  watcher.join();
-  EXPECT_TRUE(woke);
+  EXPECT_EQ(told, std::vector<std::string>{d->device_id()});
   ASSERT_TRUE(updated.ok()) << updated.status();
   EXPECT_EQ(updated->labels().at("room"), "B12");
   EXPECT_EQ(*registry_->Generation(d->device_id()), before + 1);
@@ -526,11 +521,13 @@ TEST_P(DeviceRegistryTest, AssignmentsTellEachDeviceItsBestModule) {
   auto device = registry_->Get(pi->device_id());
   ASSERT_TRUE(device.ok());
   EXPECT_EQ(device->desired_modules_size(), 2);
-  auto list = assignments_->List("det");
+  v1::ListAssignmentsRequest of_det;
+  of_det.set_model("det");
+  auto list = assignments_->List(of_det);
   ASSERT_TRUE(list.ok());
-  ASSERT_EQ(list->size(), 4u);
-  EXPECT_EQ((*list)[0].alias(), "prod");  // newest first
-  EXPECT_EQ((*list)[0].created_by(), "alice");
+  ASSERT_EQ(list->assignments_size(), 4);
+  EXPECT_EQ(list->assignments(0).alias(), "prod");  // newest first
+  EXPECT_EQ(list->assignments(0).created_by(), "alice");
 }
 
 TEST_P(DeviceRegistryTest, BadAssignmentsAreRefusedWithTheReason) {
@@ -554,9 +551,9 @@ TEST_P(DeviceRegistryTest, BadAssignmentsAreRefusedWithTheReason) {
   refused(Assign("det", "a=b", "", 7), absl::StatusCode::kNotFound, "no version 7");
   refused(Assign("det", "a=b", "", 0, "prod"), absl::StatusCode::kNotFound, "no alias \"prod\"");
   refused(Assign("det", "", "dev-ghost", 1), absl::StatusCode::kNotFound, "dev-ghost");
-  auto list = assignments_->List("");
+  auto list = assignments_->List(v1::ListAssignmentsRequest());
   ASSERT_TRUE(list.ok());
-  EXPECT_TRUE(list->empty());  // nothing half-recorded
+  EXPECT_EQ(list->assignments_size(), 0);  // nothing half-recorded
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, DeviceRegistryTest, ::testing::Values("sqlite", "postgres"),

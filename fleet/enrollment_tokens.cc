@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/enrollment_token.h"
 #include "common/names.h"
+#include "common/paging.h"
 #include "common/proto_json.h"
 #include "common/random.h"
 #include "common/sha256.h"
@@ -81,13 +82,22 @@ absl::StatusOr<v1::CreateEnrollmentTokenResponse> EnrollmentTokens::Create(
   return response;
 }
 
-absl::StatusOr<v1::ListEnrollmentTokensResponse> EnrollmentTokens::List() {
-  ASSIGN_OR_RETURN(store::Rows rows,
-                   db_->Query(absl::StrCat("SELECT ", kColumns,
-                                           " FROM enrollment_tokens ORDER BY created_at_ms, id"),
-                              {}));
+absl::StatusOr<v1::ListEnrollmentTokensResponse> EnrollmentTokens::List(
+    const v1::ListEnrollmentTokensRequest& request) {
+  ASSIGN_OR_RETURN(TimeIdKey after, ParseTimeIdPageToken(request.page_token()));
+  const int page = PageSize(request.page_size());
+  ASSIGN_OR_RETURN(
+      store::Rows rows,
+      db_->Query(absl::StrCat("SELECT ", kColumns, " FROM enrollment_tokens WHERE created_at_ms > "
+                              "$1 OR (created_at_ms = $1 AND id > $2) ORDER BY created_at_ms, id "
+                              "LIMIT $3"),
+                 {after.time_ms, after.id, int64_t{page} + 1}));
   v1::ListEnrollmentTokensResponse response;
   for (const store::Row& row : rows) {
+    if (response.tokens_size() == page) {
+      response.set_next_page_token(TimeIdPageToken(rows[page - 1].Int(6), rows[page - 1].Text(0)));
+      break;
+    }
     ASSIGN_OR_RETURN(*response.add_tokens(), FromRow(row));
   }
   return response;

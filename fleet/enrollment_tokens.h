@@ -20,7 +20,9 @@ class EnrollmentTokens {
 
   absl::StatusOr<v1::CreateEnrollmentTokenResponse> Create(
       const v1::CreateEnrollmentTokenRequest& request, absl::string_view actor);
-  absl::StatusOr<v1::ListEnrollmentTokensResponse> List();
+  /// In the order they were made, a page at a time.
+  absl::StatusOr<v1::ListEnrollmentTokensResponse> List(
+      const v1::ListEnrollmentTokensRequest& request);
   absl::StatusOr<v1::EnrollmentToken> Revoke(absl::string_view id);
 
   /// The token, when its secret is right (UNAUTHENTICATED otherwise): read only, outside any

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
+#include "common/paging.h"
 #include "common/proto_json.h"
 #include "common/sha256.h"
 #include "common/status.h"
@@ -19,9 +20,6 @@ using store::Rows;
 using store::Transaction;
 using store::Value;
 
-constexpr int kDefaultPageSize = 100;
-constexpr int kMaxPageSize = 1000;
-
 // Descriptive fields are stored as JSON; records written by a newer release may carry
 // fields this one does not know, which it ignores rather than refusing to read.
 absl::Status FromJson(const std::string& json, google::protobuf::Message* message) {
@@ -29,11 +27,6 @@ absl::Status FromJson(const std::string& json, google::protobuf::Message* messag
   if (!status.ok())
     return absl::DataLossError(absl::StrCat("stored record is corrupt: ", status.message()));
   return absl::OkStatus();
-}
-
-int PageSize(int32_t requested) {
-  if (requested <= 0) return kDefaultPageSize;
-  return std::min(requested, kMaxPageSize);
 }
 
 absl::Status NoSuchModel(absl::string_view name) {
@@ -303,10 +296,7 @@ absl::StatusOr<v1::ModelVersion> Registry::GetVersion(const v1::GetVersionReques
 absl::StatusOr<v1::ListVersionsResponse> Registry::ListVersions(
     const v1::ListVersionsRequest& request) {
   RETURN_IF_ERROR(ValidateModelName(request.model()));
-  int64_t after = 0;
-  if (!request.page_token().empty() && !absl::SimpleAtoi(request.page_token(), &after)) {
-    return absl::InvalidArgumentError("malformed page token");
-  }
+  ASSIGN_OR_RETURN(const int64_t after, IntPageToken(request.page_token(), 0));
   ASSIGN_OR_RETURN(Rows model, options_.database->Query("SELECT id FROM models WHERE name = $1",
                                                         {request.model()}));
   if (model.empty()) return NoSuchModel(request.model());
@@ -413,14 +403,21 @@ absl::StatusOr<v1::GetAliasHistoryResponse> Registry::GetAliasHistory(
   get.set_model(request.model());
   get.set_alias(request.alias());
   RETURN_IF_ERROR(GetAlias(get).status());
+  ASSIGN_OR_RETURN(const int64_t after, IntPageToken(request.page_token(), 0));
+  const int page = PageSize(request.page_size());
   ASSIGN_OR_RETURN(
       Rows rows,
       options_.database->Query(
-          "SELECT h.from_version, h.to_version, h.actor, h.at_ms FROM alias_history h JOIN "
-          "models m ON m.id = h.model_id WHERE m.name = $1 AND h.alias = $2 ORDER BY h.id",
-          {request.model(), request.alias()}));
+          "SELECT h.from_version, h.to_version, h.actor, h.at_ms, h.id FROM alias_history h JOIN "
+          "models m ON m.id = h.model_id WHERE m.name = $1 AND h.alias = $2 AND h.id > $3 "
+          "ORDER BY h.id LIMIT $4",
+          {request.model(), request.alias(), after, int64_t{page} + 1}));
   v1::GetAliasHistoryResponse response;
   for (const store::Row& row : rows) {
+    if (response.moves_size() == page) {
+      response.set_next_page_token(std::to_string(rows[page - 1].Int(4)));
+      break;
+    }
     v1::AliasMove* move = response.add_moves();
     move->set_model(request.model());
     move->set_alias(request.alias());

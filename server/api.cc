@@ -86,9 +86,9 @@ absl::StatusOr<v1::CreateTokenResponse> Api::CreateToken(const Principal& p,
 }
 
 absl::StatusOr<v1::ListTokensResponse> Api::ListTokens(const Principal& p,
-                                                       const v1::ListTokensRequest&) {
+                                                       const v1::ListTokensRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::ADMIN));
-  return options_.tokens->List();
+  return options_.tokens->List(r);
 }
 
 absl::StatusOr<v1::ApiToken> Api::RevokeToken(const Principal& p, const v1::RevokeTokenRequest& r) {
@@ -108,9 +108,9 @@ absl::StatusOr<v1::CreateEnrollmentTokenResponse> Api::CreateEnrollmentToken(
 }
 
 absl::StatusOr<v1::ListEnrollmentTokensResponse> Api::ListEnrollmentTokens(
-    const Principal& p, const v1::ListEnrollmentTokensRequest&) {
+    const Principal& p, const v1::ListEnrollmentTokensRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
-  return options_.enrollment_tokens->List();
+  return options_.enrollment_tokens->List(r);
 }
 
 absl::StatusOr<v1::EnrollmentToken> Api::RevokeEnrollmentToken(
@@ -170,10 +170,7 @@ absl::StatusOr<v1::Assignment> Api::RollbackDevice(const Principal& p,
 absl::StatusOr<v1::ListAssignmentsResponse> Api::ListAssignments(
     const Principal& p, const v1::ListAssignmentsRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
-  ASSIGN_OR_RETURN(std::vector<v1::Assignment> list, options_.assignments->List(r.model()));
-  v1::ListAssignmentsResponse response;
-  for (v1::Assignment& a : list) *response.add_assignments() = std::move(a);
-  return response;
+  return options_.assignments->List(r);
 }
 
 absl::StatusOr<std::unique_ptr<store::BlobWriter>> Api::BeginBlobUpload(const Principal& p,

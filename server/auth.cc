@@ -6,6 +6,7 @@
 #include "absl/strings/strip.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/paging.h"
 #include "common/random.h"
 #include "common/sha256.h"
 #include "common/status.h"
@@ -116,13 +117,23 @@ absl::StatusOr<v1::ApiToken> TokenStore::Get(absl::string_view id) {
   return TokenFromRow(rows[0]);
 }
 
-absl::StatusOr<v1::ListTokensResponse> TokenStore::List() {
-  ASSIGN_OR_RETURN(store::Rows rows,
-                   db_->Query(absl::StrCat("SELECT ", kTokenColumns,
-                                           " FROM api_tokens ORDER BY created_at_ms, id"),
-                              {}));
+absl::StatusOr<v1::ListTokensResponse> TokenStore::List(const v1::ListTokensRequest& request) {
+  ASSIGN_OR_RETURN(TimeIdKey after, ParseTimeIdPageToken(request.page_token()));
+  const int page = PageSize(request.page_size());
+  ASSIGN_OR_RETURN(
+      store::Rows rows,
+      db_->Query(absl::StrCat("SELECT ", kTokenColumns, " FROM api_tokens WHERE created_at_ms > $1 "
+                              "OR (created_at_ms = $1 AND id > $2) ORDER BY created_at_ms, id "
+                              "LIMIT $3"),
+                 {after.time_ms, after.id, int64_t{page} + 1}));
   v1::ListTokensResponse response;
-  for (const store::Row& row : rows) *response.add_tokens() = TokenFromRow(row);
+  for (const store::Row& row : rows) {
+    if (response.tokens_size() == page) {
+      response.set_next_page_token(TimeIdPageToken(rows[page - 1].Int(3), rows[page - 1].Text(0)));
+      break;
+    }
+    *response.add_tokens() = TokenFromRow(row);
+  }
   return response;
 }
 

@@ -36,7 +36,8 @@ class TokenStore {
 
   absl::StatusOr<v1::CreateTokenResponse> Create(const v1::CreateTokenRequest& request,
                                                  absl::string_view actor);
-  absl::StatusOr<v1::ListTokensResponse> List();
+  /// In the order they were made, a page at a time.
+  absl::StatusOr<v1::ListTokensResponse> List(const v1::ListTokensRequest& request);
   absl::StatusOr<v1::ApiToken> Revoke(absl::string_view id);
 
   /// Makes sure an admin can log in on first start: uses `EDGELOOP_ADMIN_TOKEN` when given

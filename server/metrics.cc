@@ -50,6 +50,11 @@ ServerMetrics::ServerMetrics(registry::Registry* registry, fleet::DeviceRegistry
            .Help("1 when the last scrape could not read registry sizes from the database.")
            .Register(*prometheus_)
            .Add({});
+  watch_streams_ = &prometheus::BuildGauge()
+                        .Name("edgeloop_device_watch_streams")
+                        .Help("Device Watch streams open on this replica.")
+                        .Register(*prometheus_)
+                        .Add({});
   devices_gauge_ = &prometheus::BuildGauge()
                         .Name("edgeloop_devices")
                         .Help("Enrolled devices by status, target class and connectivity.")

@@ -31,6 +31,8 @@ class ServerMetrics {
   void ObserveHttp(absl::string_view method, absl::string_view route, int code,
                    absl::Duration elapsed);
   void ObserveGrpc(absl::string_view method, absl::string_view code, absl::Duration elapsed);
+  /// Device Watch streams open now.
+  void SetWatchStreams(size_t open) { watch_streams_->Set(static_cast<double>(open)); }
 
   /// The text exposition (format 0.0.4) of everything, sizes read at call time.
   std::string Render();
@@ -49,6 +51,7 @@ class ServerMetrics {
   prometheus::Gauge* versions_;
   prometheus::Gauge* aliases_;
   prometheus::Gauge* registry_errors_;
+  prometheus::Gauge* watch_streams_;
   prometheus::Family<prometheus::Gauge>* devices_gauge_;
   std::mutex devices_mu_;
   std::map<std::string, prometheus::Gauge*> device_series_;  // every label set ever exported

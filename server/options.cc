@@ -44,6 +44,19 @@ void Register(FlagSet& f, ServerOptions& o) {
   f.Int("http-max-connections", &o.http_max_connections,
         "REST connections served at once; more are answered 503 (default 1024)");
   f.Int("db-pool-size", &o.db_pool_size, "database connections (default 16)");
+  f.Int("db-acquire-timeout-seconds", &o.db_acquire_timeout_seconds,
+        "time a request waits for a free database connection before it is answered 503 "
+        "(default 10)");
+  f.Int("db-statement-timeout-seconds", &o.db_statement_timeout_seconds,
+        "PostgreSQL statements running longer are cancelled (default 60; migrations exempt)");
+  f.Int("device-threads", &o.device_threads,
+        "threads for device Enroll/Sync/Renew/FetchModule calls; more at once are refused "
+        "RESOURCE_EXHAUSTED (default 64; Watch streams need none)");
+  f.Int("device-streams-per-device", &o.device_streams_per_device,
+        "Watch and FetchModule streams one device may hold open (default 4)");
+  f.Int("device-keepalive-seconds", &o.device_keepalive_seconds,
+        "keepalive ping interval on device connections; a peer that does not answer is "
+        "dropped (default 60)");
   f.String("log-level", &o.log_level, "debug|info|warning|error (default info)");
   f.String("role", &o.role, "all (API, devices, compile workers) or worker (compile workers only)");
   f.String("compile-targets", &o.compile_targets,
@@ -87,6 +100,15 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
     return absl::InvalidArgumentError("--role must be all or worker");
   }
   RETURN_IF_ERROR(compiler::ParseSandboxMode(options.compile_sandbox).status());
+  for (const auto& [flag, value] : {std::pair{"device-threads", options.device_threads},
+                                    {"device-streams-per-device", options.device_streams_per_device},
+                                    {"device-keepalive-seconds", options.device_keepalive_seconds},
+                                    {"db-pool-size", options.db_pool_size},
+                                    {"db-acquire-timeout-seconds", options.db_acquire_timeout_seconds},
+                                    {"db-statement-timeout-seconds",
+                                     options.db_statement_timeout_seconds}}) {
+    if (value < 1) return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be at least 1"));
+  }
   std::error_code ec;
   std::filesystem::path data_dir = std::filesystem::absolute(options.data_dir, ec);
   options.data_dir = data_dir.lexically_normal().string();

@@ -30,6 +30,16 @@ struct ServerOptions {
   int http_body_timeout_seconds = 30;
   int http_max_connections = 1024;
   int db_pool_size = 16;
+  /// A request waits this long for a free database connection, then is answered 503.
+  int db_acquire_timeout_seconds = 10;
+  /// PostgreSQL statements running longer are cancelled.
+  int db_statement_timeout_seconds = 60;
+  /// Threads for device calls other than Watch (which holds none).
+  int device_threads = 64;
+  /// Watch and FetchModule streams one device may hold open at once.
+  int device_streams_per_device = 4;
+  /// Keepalive ping interval on device connections; a peer silent this long again is dropped.
+  int device_keepalive_seconds = 60;
   std::string log_level = "info";
   int shutdown_grace_seconds = 20;
   /// "all": API, device listener and compile workers; "worker": compile workers only.

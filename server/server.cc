@@ -84,7 +84,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   RETURN_IF_ERROR(MakeDirectories(options.data_dir, 0700));
 
   ASSIGN_OR_RETURN(s->db,
-                   store::Database::Open({.url = options.db, .pool_size = options.db_pool_size}));
+                   store::Database::Open(
+                       {.url = options.db,
+                        .pool_size = options.db_pool_size,
+                        .acquire_timeout = absl::Seconds(options.db_acquire_timeout_seconds),
+                        .statement_timeout = absl::Seconds(options.db_statement_timeout_seconds)}));
   ASSIGN_OR_RETURN(int schema, store::ApplyMigrations(*s->db));
   store::BlobStoreOptions blob_options;
   blob_options.url = options.blobs;
@@ -186,7 +190,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   s->admin_service = std::make_unique<grpc_api::AdminService>(s->api.get(), s->metrics.get());
   s->fleet_service = std::make_unique<grpc_api::FleetService>(s->api.get(), s->metrics.get());
   s->device_service = std::make_unique<grpc_api::DeviceService>(
-      s->devices.get(), s->assignments.get(), s->blobs.get(), s->metrics.get());
+      s->devices.get(), s->assignments.get(), s->blobs.get(), s->metrics.get(),
+      grpc_api::DeviceServiceOptions{.streams_per_device = options.device_streams_per_device,
+                                     .watch = {}});
   Log(LogLevel::kInfo, "storage ready",
       {{"db", options.db.substr(0, options.db.find("://") + 3) + "…"},
        {"blobs", options.blobs},
@@ -231,6 +237,22 @@ absl::Status Server::Start() {
                                   &s.device_port);
   device_builder.RegisterService(s.device_service.get());
   device_builder.SetMaxReceiveMessageSize(1 << 20);
+  // Enroll, Sync, Renew and FetchModule run on threads from this quota (a call beyond it is
+  // answered RESOURCE_EXHAUSTED); Watch streams hold none (callback API).
+  grpc::ResourceQuota quota("device-calls");
+  quota.SetMaxThreads(s.options.device_threads);
+  device_builder.SetResourceQuota(quota);
+  // A peer that stops answering (power cut, NAT dropped the mapping) is found by keepalive
+  // pings and its streams end, instead of being held open for ever. Agents ping as often.
+  const int keepalive_ms = s.options.device_keepalive_seconds * 1000;
+  device_builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, keepalive_ms);
+  device_builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, std::min(keepalive_ms, 20000));
+  device_builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  device_builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                                    std::min(keepalive_ms, 30000));
+  // Streams one connection may carry at once (HTTP/2 SETTINGS); per device, across
+  // connections, DeviceStreamLimit caps them.
+  device_builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 100);
   s.device_grpc = device_builder.BuildAndStart();
   if (s.device_grpc == nullptr || s.device_port == 0) {
     s.grpc->Shutdown();

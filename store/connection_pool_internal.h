@@ -7,11 +7,15 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace edgeloop::store {
 
 /// A bounded pool of database connections shared by the SQLite and PostgreSQL drivers.
-/// Connections are opened lazily up to `max_size`; Acquire blocks while all are leased.
+/// Connections are opened lazily up to `max_size`; Acquire waits while all are leased, up to
+/// `acquire_timeout`, then answers UNAVAILABLE (503): a server whose database is saturated
+/// says so instead of piling up requests that hang.
 /// A lease whose connection broke is discarded instead of returned, so the next Acquire
 /// opens a fresh one. Thread-safe.
 template <typename Conn>
@@ -50,12 +54,17 @@ class ConnectionPool {
     std::unique_ptr<Conn> conn_;
   };
 
-  ConnectionPool(int max_size, Factory factory)
-      : max_size_(max_size), factory_(std::move(factory)) {}
+  ConnectionPool(int max_size, absl::Duration acquire_timeout, Factory factory)
+      : max_size_(max_size), acquire_timeout_(acquire_timeout), factory_(std::move(factory)) {}
 
   absl::StatusOr<Lease> Acquire() {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return !idle_.empty() || open_ < max_size_; });
+    if (!cv_.wait_for(lock, absl::ToChronoMilliseconds(acquire_timeout_),
+                      [&] { return !idle_.empty() || open_ < max_size_; })) {
+      return absl::UnavailableError(absl::StrCat(
+          "the database is busy: all ", max_size_, " connections stayed in use for ",
+          absl::FormatDuration(acquire_timeout_), " (retry later, or raise --db-pool-size)"));
+    }
     if (!idle_.empty()) {
       std::unique_ptr<Conn> conn = std::move(idle_.back());
       idle_.pop_back();
@@ -85,6 +94,7 @@ class ConnectionPool {
   }
 
   const int max_size_;
+  const absl::Duration acquire_timeout_;
   Factory factory_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace edgeloop::store {
 
@@ -64,6 +65,11 @@ struct DatabaseOptions {
   std::string url;
   /// Connections kept open. SQLite serialises writers itself; readers run in parallel (WAL).
   int pool_size = 8;
+  /// How long a caller waits for a free connection before UNAVAILABLE.
+  absl::Duration acquire_timeout = absl::Seconds(10);
+  /// PostgreSQL: statements running longer are cancelled (DEADLINE_EXCEEDED). SQLite runs in
+  /// process and waits for its write lock through busy_timeout instead.
+  absl::Duration statement_timeout = absl::Seconds(30);
 };
 
 /// A pool of connections to one database. Thread-safe: every method may be called from

@@ -223,6 +223,9 @@ absl::StatusOr<int> ApplyMigrations(Database& db) {
   RETURN_IF_ERROR(RunInTransaction(db, [&](Transaction& tx) -> absl::Status {
     applied.clear();
     if (db.dialect() == Dialect::kPostgres) {
+      // A schema change on a big table may run long, and a replica waits here for another's:
+      // neither is a runaway statement.
+      RETURN_IF_ERROR(tx.ExecuteScript("SET LOCAL statement_timeout = 0"));
       RETURN_IF_ERROR(tx.Query("SELECT pg_advisory_xact_lock($1)", {kMigrationLockKey}).status());
     }
     RETURN_IF_ERROR(tx.ExecuteScript(

@@ -14,7 +14,12 @@ namespace edgeloop::store {
 namespace {
 
 struct PgConnection {
-  explicit PgConnection(const std::string& url) : conn(url) {}
+  PgConnection(const std::string& url, absl::Duration statement_timeout) : conn(url) {
+    // No statement holds a connection (and its locks) for ever: a runaway query is cancelled
+    // and its caller told, instead of the pool draining one stuck request at a time.
+    conn.set_variable("statement_timeout",
+                      std::to_string(absl::ToInt64Milliseconds(statement_timeout)));
+  }
   pqxx::connection conn;
   std::unordered_set<std::string> prepared;
 };
@@ -40,6 +45,11 @@ absl::Status FromException(const std::exception& e, bool* broken) {
   }
   if (dynamic_cast<const pqxx::integrity_constraint_violation*>(&e) != nullptr) {
     return absl::FailedPreconditionError(e.what());
+  }
+  if (auto* sql = dynamic_cast<const pqxx::sql_error*>(&e);
+      sql != nullptr && sql->sqlstate() == "57014") {  // query_canceled: statement_timeout
+    return absl::DeadlineExceededError(
+        absl::StrCat("postgresql statement took longer than its timeout: ", e.what()));
   }
   if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
     *broken = true;
@@ -148,11 +158,13 @@ class PostgresTransaction final : public Transaction {
 
 class PostgresDatabaseImpl final : public Database {
  public:
-  PostgresDatabaseImpl(std::string url, int pool_size)
-      : url_(std::move(url)),
-        pool_(pool_size, [this]() -> absl::StatusOr<std::unique_ptr<PgConnection>> {
+  explicit PostgresDatabaseImpl(const DatabaseOptions& options)
+      : url_(options.url),
+        statement_timeout_(options.statement_timeout),
+        pool_(options.pool_size, options.acquire_timeout,
+              [this]() -> absl::StatusOr<std::unique_ptr<PgConnection>> {
           try {
-            return std::make_unique<PgConnection>(url_);
+            return std::make_unique<PgConnection>(url_, statement_timeout_);
           } catch (const std::exception& e) {
             return absl::UnavailableError(absl::StrCat("cannot connect to postgresql: ", e.what()));
           }
@@ -187,13 +199,14 @@ class PostgresDatabaseImpl final : public Database {
 
  private:
   std::string url_;
+  absl::Duration statement_timeout_;
   Pool pool_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Database>> PostgresDatabase::Create(const DatabaseOptions& options) {
-  auto db = std::make_unique<PostgresDatabaseImpl>(options.url, options.pool_size);
+  auto db = std::make_unique<PostgresDatabaseImpl>(options);
   RETURN_IF_ERROR(db->Ping());
   return std::unique_ptr<Database>(std::move(db));
 }

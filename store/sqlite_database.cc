@@ -207,8 +207,9 @@ class SqliteTransaction final : public Transaction {
 
 class SqliteDatabaseImpl final : public Database {
  public:
-  SqliteDatabaseImpl(std::string path, int pool_size)
-      : path_(std::move(path)), pool_(pool_size, [this] { return Connection::Open(path_); }) {}
+  SqliteDatabaseImpl(std::string path, const DatabaseOptions& options)
+      : path_(std::move(path)),
+        pool_(options.pool_size, options.acquire_timeout, [this] { return Connection::Open(path_); }) {}
 
   Dialect dialect() const override { return Dialect::kSqlite; }
 
@@ -246,7 +247,7 @@ absl::StatusOr<std::unique_ptr<Database>> SqliteDatabase::Create(const DatabaseO
     return absl::InvalidArgumentError(
         absl::StrCat("sqlite URL needs an absolute path (sqlite:///abs/path.db): ", options.url));
   }
-  auto db = std::make_unique<SqliteDatabaseImpl>(path, options.pool_size);
+  auto db = std::make_unique<SqliteDatabaseImpl>(path, options);
   // Open one connection now so a bad path fails at start, not at the first request.
   RETURN_IF_ERROR(db->Ping());
   return std::unique_ptr<Database>(std::move(db));

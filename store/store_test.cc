@@ -3,6 +3,7 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/random.h"
 #include "common/sha256.h"
@@ -36,6 +37,7 @@ class DatabaseTest : public ::testing::TestWithParam<std::string> {
       ASSERT_TRUE(pg.ok()) << pg.status();
       url = *pg;
     }
+    url_ = url;
     auto db = Database::Open({.url = url, .pool_size = 8});
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db);
@@ -49,6 +51,7 @@ class DatabaseTest : public ::testing::TestWithParam<std::string> {
   }
 
   std::string dir_;
+  std::string url_;
   std::unique_ptr<Database> db_;
 };
 
@@ -152,6 +155,34 @@ TEST_P(DatabaseTest, SyntaxErrorIsReportedNotThrown) {
   EXPECT_FALSE(rows.ok());
   // The pool recovers: the next statement works.
   EXPECT_TRUE(db_->Ping().ok());
+}
+
+// A saturated pool answers UNAVAILABLE (the server's 503) after the acquire timeout instead of
+// leaving the caller hanging; once a connection is free, work goes on.
+TEST_P(DatabaseTest, ASaturatedPoolAnswersUnavailableInsteadOfHanging) {
+  auto small = Database::Open(
+      {.url = url_, .pool_size = 1, .acquire_timeout = absl::Milliseconds(200)});
+  ASSERT_TRUE(small.ok()) << small.status();
+  auto held = (*small)->Begin();
+  ASSERT_TRUE(held.ok()) << held.status();
+  auto waited = (*small)->Query("SELECT 1", {});
+  EXPECT_EQ(waited.status().code(), absl::StatusCode::kUnavailable) << waited.status();
+  EXPECT_TRUE(absl::StrContains(waited.status().message(), "busy")) << waited.status();
+  held->reset();
+  EXPECT_TRUE((*small)->Ping().ok());
+}
+
+TEST_P(DatabaseTest, ARunawayStatementIsCancelledByTheStatementTimeout) {
+  if (GetParam() != "postgres") GTEST_SKIP() << "SQLite runs in process; its writers wait on busy_timeout";
+  auto db = Database::Open(
+      {.url = url_, .pool_size = 1, .statement_timeout = absl::Milliseconds(300)});
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto slow = (*db)->Query("SELECT pg_sleep(30)", {});
+  EXPECT_EQ(slow.status().code(), absl::StatusCode::kDeadlineExceeded) << slow.status();
+  // The connection is still good for the next caller.
+  EXPECT_TRUE((*db)->Ping().ok());
+  // Migrations are exempt: they may legitimately run long.
+  EXPECT_TRUE(ApplyMigrations(**db).ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, DatabaseTest, ::testing::Values("sqlite", "postgres"),

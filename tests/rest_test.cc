@@ -177,6 +177,68 @@ TEST_P(RestTest, ModelVersionAliasLifecycle) {
   EXPECT_EQ(log.events(3).type(), "alias.moved");
 }
 
+// Every list is paged: pageSize=2 walks each one in pages of two, every item once, and a
+// malformed page token is a 400.
+TEST_P(RestTest, EveryListIsPaged) {
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Call("POST", "/v1/tokens", absl::StrCat(R"({"name":"t)", i, R"(","role":"VIEWER"})"))
+                  .status,
+              201);
+    ASSERT_EQ(Call("POST", "/v1/enrollment-tokens", R"({"maxUses":1})").status, 201);
+  }
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"paged"})").status, 201);
+  const std::string digest = Upload(registry::testing::MlpOnnx(8, 16, 4));
+  for (int v = 0; v < 2; ++v) {
+    ASSERT_EQ(Call("POST", "/v1/models/paged/versions",
+                   absl::StrCat(R"({"onnxDigest":")", digest, "\"}"))
+                  .status,
+              201);
+  }
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Call("PUT", "/v1/models/paged/aliases/production",
+                   absl::StrCat(R"({"version":)", 1 + i % 2, "}"))
+                  .status,
+              200);
+    HttpResponse assigned = Call(
+        "POST", "/v1/assignments",
+        absl::StrCat(R"({"model":"paged","version":1,"selector":"site=s)", i, "\"}"));
+    ASSERT_EQ(assigned.status, 201) << assigned.body;
+  }
+  // Pages of two through `path`, counting what `size` says each page holds.
+  auto walk = [&]<typename Response>(const std::string& path, Response, auto size) {
+    int items = 0, pages = 0;
+    std::string token;
+    do {
+      const std::string sep = path.find('?') == std::string::npos ? "?" : "&";
+      HttpResponse r = Call("GET", absl::StrCat(path, sep, "pageSize=2&pageToken=", token));
+      EXPECT_EQ(r.status, 200) << path << ": " << r.body;
+      Response page;
+      EXPECT_TRUE(ParseProtoJson(r.body, &page).ok()) << r.body;
+      EXPECT_LE(size(page), 2) << path;
+      items += size(page);
+      token = page.next_page_token();
+      ++pages;
+    } while (!token.empty() && pages < 10);
+    return items;
+  };
+  // The bootstrap admin token is listed too.
+  EXPECT_EQ(walk("/v1/tokens", v1::ListTokensResponse(),
+                 [](const auto& p) { return p.tokens_size(); }),
+            4);
+  EXPECT_EQ(walk("/v1/enrollment-tokens", v1::ListEnrollmentTokensResponse(),
+                 [](const auto& p) { return p.tokens_size(); }),
+            3);
+  EXPECT_EQ(walk("/v1/assignments?model=paged", v1::ListAssignmentsResponse(),
+                 [](const auto& p) { return p.assignments_size(); }),
+            3);
+  EXPECT_EQ(walk("/v1/models/paged/aliases/production/history", v1::GetAliasHistoryResponse(),
+                 [](const auto& p) { return p.moves_size(); }),
+            3);
+  for (const char* path : {"/v1/tokens", "/v1/enrollment-tokens", "/v1/assignments"}) {
+    EXPECT_EQ(Call("GET", absl::StrCat(path, "?pageToken=not-a-token")).status, 400) << path;
+  }
+}
+
 TEST_P(RestTest, ClearErrorsForBadInput) {
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"m"})").status, 201);
   HttpResponse not_onnx =

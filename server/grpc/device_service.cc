@@ -10,7 +10,7 @@ namespace edgeloop::server::grpc_api {
 namespace {
 
 /// The device id the verified client certificate names, or UNAUTHENTICATED.
-absl::StatusOr<std::string> PeerDeviceId(const grpc::ServerContext& context) {
+absl::StatusOr<std::string> PeerDeviceId(const grpc::ServerContextBase& context) {
   auto auth = context.auth_context();
   if (auth == nullptr || !auth->IsPeerAuthenticated()) {
     return absl::UnauthenticatedError(
@@ -52,6 +52,20 @@ grpc::Status AsDevice(ServerMetrics& metrics, const char* method, grpc::ServerCo
 
 }  // namespace
 
+DeviceService::DeviceService(fleet::DeviceRegistry* devices, fleet::Assignments* assignments,
+                             store::BlobStore* blobs, ServerMetrics* metrics,
+                             DeviceServiceOptions options)
+    : devices_(*devices),
+      assignments_(*assignments),
+      blobs_(*blobs),
+      metrics_(*metrics),
+      streams_(options.streams_per_device),
+      watches_(devices, metrics, &streams_, options.watch) {
+  devices_.SetChangeListener([this](absl::string_view id) { watches_.Notify(id); });
+}
+
+DeviceService::~DeviceService() { devices_.SetChangeListener(nullptr); }
+
 grpc::Status DeviceService::Enroll(grpc::ServerContext*, const v1::EnrollRequest* r,
                                    v1::EnrollResponse* out) {
   const absl::Time start = absl::Now();
@@ -76,28 +90,14 @@ grpc::Status DeviceService::Renew(grpc::ServerContext* c, const v1::RenewRequest
                   [&](const std::string& id) { return devices_.Renew(id, *r); });
 }
 
-grpc::Status DeviceService::Watch(grpc::ServerContext* c, const v1::WatchRequest* r,
-                                  grpc::ServerWriter<v1::WatchEvent>* writer) {
-  v1::WatchEvent ignored;
-  return AsDevice(metrics_, "device.Watch", c, &ignored,
-                  [&](const std::string& id) -> absl::StatusOr<v1::WatchEvent> {
-                    int64_t known = r->known_generation();
-                    while (!stopping_ && !c->IsCancelled()) {
-                      ASSIGN_OR_RETURN(int64_t generation, devices_.Generation(id));
-                      if (generation != known) {
-                        // The state itself, so the device need not sync to learn it.
-                        v1::WatchEvent event;
-                        ASSIGN_OR_RETURN(*event.mutable_desired(), devices_.DesiredState(id));
-                        event.set_desired_generation(event.desired().desired_generation());
-                        if (!writer->Write(event)) break;
-                        known = event.desired_generation();
-                      }
-                      // Changes made through this replica wake the wait at once; the timeout picks
-                      // up changes made through other replicas.
-                      devices_.WaitForChange(id, known, absl::Now() + absl::Seconds(15));
-                    }
-                    return v1::WatchEvent();
-                  });
+grpc::ServerWriteReactor<v1::WatchEvent>* DeviceService::Watch(grpc::CallbackServerContext* c,
+                                                               const v1::WatchRequest* r) {
+  absl::StatusOr<std::string> id = PeerDeviceId(*c);
+  if (!id.ok()) {
+    Finish(metrics_, "device.Watch", absl::Now(), id.status(), "");
+    return WatchHub::Refuse(id.status());
+  }
+  return watches_.Open(*id, r->known_generation());
 }
 
 grpc::Status DeviceService::FetchModule(grpc::ServerContext* c, const v1::FetchModuleRequest* r,
@@ -107,6 +107,11 @@ grpc::Status DeviceService::FetchModule(grpc::ServerContext* c, const v1::FetchM
       metrics_, "device.FetchModule", c, &ignored,
       [&](const std::string& id) -> absl::StatusOr<v1::ModuleChunk> {
         RETURN_IF_ERROR(devices_.CheckActive(id));
+        std::unique_ptr<DeviceStreamLimit::Slot> slot = streams_.Acquire(id);
+        if (slot == nullptr) {
+          return absl::ResourceExhaustedError(absl::StrCat(
+              "device \"", id, "\" already has ", streams_.per_device(), " streams open"));
+        }
         ASSIGN_OR_RETURN(bool is_module, assignments_.IsModule(r->digest()));
         if (!is_module) {
           return absl::NotFoundError(
@@ -137,7 +142,7 @@ grpc::Status DeviceService::FetchModule(grpc::ServerContext* c, const v1::FetchM
 
 void DeviceService::Stop() {
   stopping_ = true;
-  devices_.WakeAllWatchers();
+  watches_.Stop();
 }
 
 }  // namespace edgeloop::server::grpc_api

@@ -6,18 +6,29 @@
 #include "fleet/assignments.h"
 #include "fleet/device_registry.h"
 #include "store/blob_store.h"
+#include "server/grpc/device_stream_limit.h"
+#include "server/grpc/watch_hub.h"
 #include "server/metrics.h"
 
 namespace edgeloop::server::grpc_api {
 
+struct DeviceServiceOptions {
+  /// Watch and FetchModule streams one device may hold open at once.
+  int streams_per_device = 4;
+  WatchHubOptions watch;
+};
+
 /// edgeloop.v1.DeviceService, served on --device-listen over TLS. Enroll needs only a valid
 /// enrollment token; every other call acts for the device named by the CN of the client
-/// certificate the TLS handshake verified against the server CA, and for no other.
-class DeviceService final : public v1::DeviceService::Service {
+/// certificate the TLS handshake verified against the server CA, and for no other. Watch uses
+/// gRPC's callback API (WatchHub), so waiting devices hold no thread; the other calls are short
+/// or bounded by the server's thread quota.
+class DeviceService final
+    : public v1::DeviceService::WithCallbackMethod_Watch<v1::DeviceService::Service> {
  public:
   DeviceService(fleet::DeviceRegistry* devices, fleet::Assignments* assignments,
-                store::BlobStore* blobs, ServerMetrics* metrics)
-      : devices_(*devices), assignments_(*assignments), blobs_(*blobs), metrics_(*metrics) {}
+                store::BlobStore* blobs, ServerMetrics* metrics, DeviceServiceOptions options);
+  ~DeviceService() override;
 
   grpc::Status Enroll(grpc::ServerContext* c, const v1::EnrollRequest* r,
                       v1::EnrollResponse* out) override;
@@ -25,12 +36,12 @@ class DeviceService final : public v1::DeviceService::Service {
                     v1::SyncResponse* out) override;
   grpc::Status Renew(grpc::ServerContext* c, const v1::RenewRequest* r,
                      v1::RenewResponse* out) override;
-  grpc::Status Watch(grpc::ServerContext* c, const v1::WatchRequest* r,
-                     grpc::ServerWriter<v1::WatchEvent>* writer) override;
+  grpc::ServerWriteReactor<v1::WatchEvent>* Watch(grpc::CallbackServerContext* c,
+                                                  const v1::WatchRequest* r) override;
   grpc::Status FetchModule(grpc::ServerContext* c, const v1::FetchModuleRequest* r,
                            grpc::ServerWriter<v1::ModuleChunk>* writer) override;
 
-  /// Ends open Watch streams promptly; call before shutting the gRPC server down.
+  /// Ends open streams promptly; call before shutting the gRPC server down.
   void Stop();
 
  private:
@@ -38,6 +49,8 @@ class DeviceService final : public v1::DeviceService::Service {
   fleet::Assignments& assignments_;
   store::BlobStore& blobs_;
   ServerMetrics& metrics_;
+  DeviceStreamLimit streams_;
+  WatchHub watches_;
   std::atomic<bool> stopping_{false};
 };
 

@@ -43,6 +43,16 @@ std::string Query(const RestRequest& r, const std::string& key) {
   return it == r.query.end() ? "" : it->second;
 }
 
+// ?pageSize=&pageToken= of a paged list, into its request message.
+template <typename Request>
+absl::Status Page(const RestRequest& r, Request* m) {
+  int64_t size = 0;
+  absl::Status s = QueryInt(r, "pageSize", &size);
+  m->set_page_size(static_cast<int32_t>(std::clamp<int64_t>(size, 0, 100000)));
+  m->set_page_token(Query(r, "pageToken"));
+  return s;
+}
+
 // The path names the model; a body that names another one is a client bug worth reporting.
 absl::Status ModelFromPath(const RestRequest& r, std::string* model) {
   const std::string& from_path = r.path.at("model");
@@ -89,13 +99,7 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
              Json<v1::CreateModelRequest, v1::Model>(api, &Api::CreateModel, Body, 201));
   router.Add("GET", "/v1/models", RouteKind::kJson,
              Json<v1::ListModelsRequest, v1::ListModelsResponse>(
-                 api, &Api::ListModels, [](const RestRequest& r, v1::ListModelsRequest* m) {
-                   int64_t size = 0;
-                   absl::Status s = QueryInt(r, "pageSize", &size);
-                   m->set_page_size(static_cast<int32_t>(std::clamp<int64_t>(size, 0, 100000)));
-                   m->set_page_token(Query(r, "pageToken"));
-                   return s;
-                 }));
+                 api, &Api::ListModels, Page<v1::ListModelsRequest>));
   router.Add("GET", "/v1/models/{model}", RouteKind::kJson,
              Json<v1::GetModelRequest, v1::Model>(api, &Api::GetModel,
                                                   [](const RestRequest& r, v1::GetModelRequest* m) {
@@ -115,11 +119,7 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
              Json<v1::ListVersionsRequest, v1::ListVersionsResponse>(
                  api, &Api::ListVersions, [](const RestRequest& r, v1::ListVersionsRequest* m) {
                    m->set_model(r.path.at("model"));
-                   int64_t size = 0;
-                   absl::Status s = QueryInt(r, "pageSize", &size);
-                   m->set_page_size(static_cast<int32_t>(std::clamp<int64_t>(size, 0, 100000)));
-                   m->set_page_token(Query(r, "pageToken"));
-                   return s;
+                   return Page(r, m);
                  }));
   // A version segment is a number or an alias: /versions/3 and /versions/production.
   router.Add(
@@ -175,7 +175,7 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
           api, &Api::GetAliasHistory, [](const RestRequest& r, v1::GetAliasHistoryRequest* m) {
             m->set_model(r.path.at("model"));
             m->set_alias(r.path.at("alias"));
-            return absl::OkStatus();
+            return Page(r, m);
           }));
   router.Add("GET", "/v1/events", RouteKind::kJson,
              Json<v1::ListEventsRequest, v1::ListEventsResponse>(
@@ -192,7 +192,8 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
       "POST", "/v1/tokens", RouteKind::kJson,
       Json<v1::CreateTokenRequest, v1::CreateTokenResponse>(api, &Api::CreateToken, Body, 201));
   router.Add("GET", "/v1/tokens", RouteKind::kJson,
-             Json<v1::ListTokensRequest, v1::ListTokensResponse>(api, &Api::ListTokens, Body));
+             Json<v1::ListTokensRequest, v1::ListTokensResponse>(api, &Api::ListTokens,
+                                                                 Page<v1::ListTokensRequest>));
   router.Add("POST", "/v1/tokens/{id}:revoke", RouteKind::kJson,
              Json<v1::RevokeTokenRequest, v1::ApiToken>(
                  api, &Api::RevokeToken, [](const RestRequest& r, v1::RevokeTokenRequest* m) {
@@ -204,7 +205,7 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
                  api, &Api::CreateEnrollmentToken, Body, 201));
   router.Add("GET", "/v1/enrollment-tokens", RouteKind::kJson,
              Json<v1::ListEnrollmentTokensRequest, v1::ListEnrollmentTokensResponse>(
-                 api, &Api::ListEnrollmentTokens, Body));
+                 api, &Api::ListEnrollmentTokens, Page<v1::ListEnrollmentTokensRequest>));
   router.Add("POST", "/v1/enrollment-tokens/{id}:revoke", RouteKind::kJson,
              Json<v1::RevokeEnrollmentTokenRequest, v1::EnrollmentToken>(
                  api, &Api::RevokeEnrollmentToken,
@@ -227,17 +228,13 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
              Json<v1::ListAssignmentsRequest, v1::ListAssignmentsResponse>(
                  api, &Api::ListAssignments, [](const RestRequest& r, v1::ListAssignmentsRequest* m) {
                    m->set_model(Query(r, "model"));
-                   return absl::OkStatus();
+                   return Page(r, m);
                  }));
   router.Add("GET", "/v1/devices", RouteKind::kJson,
              Json<v1::ListDevicesRequest, v1::ListDevicesResponse>(
                  api, &Api::ListDevices, [](const RestRequest& r, v1::ListDevicesRequest* m) {
-                   int64_t size = 0;
-                   absl::Status s = QueryInt(r, "pageSize", &size);
-                   m->set_page_size(static_cast<int32_t>(std::clamp<int64_t>(size, 0, 100000)));
-                   m->set_page_token(Query(r, "pageToken"));
                    m->set_selector(Query(r, "selector"));
-                   return s;
+                   return Page(r, m);
                  }));
   router.Add("GET", "/v1/devices/{id}", RouteKind::kJson,
              Json<v1::GetDeviceRequest, v1::Device>(

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <filesystem>
+#include <iostream>
 #include <memory>
 #include <string>
 
@@ -30,6 +31,12 @@ class ServerTest : public ::testing::TestWithParam<std::string> {
     StartServer();
   }
   void TearDown() override {
+    // A failed test shows what the server said (a crash, a refused request) last.
+    if (HasFailure() && server_) {
+      const std::string log = server_->log();
+      std::cerr << "--- edgeloop-server log (last 8 KiB) ---\n"
+                << log.substr(log.size() > 8192 ? log.size() - 8192 : 0) << "\n";
+    }
     server_.reset();
     std::filesystem::remove_all(options_.data_dir);
   }
