@@ -21,6 +21,20 @@ inline int PageSize(int32_t requested) {
   return requested <= 0 ? kDefaultPageSize : std::min<int>(requested, kMaxPageSize);
 }
 
+/// One page from rows read with LIMIT page + 1 (the extra row only says there is more): `add`
+/// takes each of the first `page` rows; the answer is the next page token, `token_of` the
+/// page's last row, or "" on the last page.
+template <typename Rows, typename Add, typename TokenOf>
+absl::StatusOr<std::string> TakePage(const Rows& rows, int page, Add add, TokenOf token_of) {
+  const size_t n = static_cast<size_t>(page);
+  for (size_t i = 0; i < rows.size() && i < n; ++i) {
+    absl::Status added = add(rows[i]);
+    if (!added.ok()) return added;
+  }
+  if (rows.size() <= n) return std::string();
+  return std::string(token_of(rows[n - 1]));
+}
+
 /// A page token that is the last row's integer key ("" before the first page: `first`).
 inline absl::StatusOr<int64_t> IntPageToken(absl::string_view token, int64_t first) {
   if (token.empty()) return first;

@@ -112,13 +112,15 @@ absl::StatusOr<v1::ListAssignmentsResponse> Assignments::List(
                                     "ORDER BY a.id DESC LIMIT $3"),
                        {request.model(), before, int64_t{page} + 1}));
   v1::ListAssignmentsResponse response;
-  for (const store::Row& row : rows) {
-    if (response.assignments_size() == page) {
-      response.set_next_page_token(std::to_string(rows[page - 1].Int(0)));
-      break;
-    }
-    *response.add_assignments() = FromRow(row);
-  }
+  ASSIGN_OR_RETURN(
+      *response.mutable_next_page_token(),
+      TakePage(
+          rows, page,
+          [&](const store::Row& row) {
+            *response.add_assignments() = FromRow(row);
+            return absl::OkStatus();
+          },
+          [](const store::Row& row) { return std::to_string(row.Int(0)); }));
   return response;
 }
 

@@ -93,13 +93,15 @@ absl::StatusOr<v1::ListEnrollmentTokensResponse> EnrollmentTokens::List(
                               "LIMIT $3"),
                  {after.time_ms, after.id, int64_t{page} + 1}));
   v1::ListEnrollmentTokensResponse response;
-  for (const store::Row& row : rows) {
-    if (response.tokens_size() == page) {
-      response.set_next_page_token(TimeIdPageToken(rows[page - 1].Int(6), rows[page - 1].Text(0)));
-      break;
-    }
-    ASSIGN_OR_RETURN(*response.add_tokens(), FromRow(row));
-  }
+  ASSIGN_OR_RETURN(
+      *response.mutable_next_page_token(),
+      TakePage(
+          rows, page,
+          [&](const store::Row& row) -> absl::Status {
+            ASSIGN_OR_RETURN(*response.add_tokens(), FromRow(row));
+            return absl::OkStatus();
+          },
+          [](const store::Row& row) { return TimeIdPageToken(row.Int(6), row.Text(0)); }));
   return response;
 }
 

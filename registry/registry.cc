@@ -172,12 +172,17 @@ absl::StatusOr<v1::ListModelsResponse> Registry::ListModels(const v1::ListModels
                                   "SELECT name FROM models WHERE name > $1 ORDER BY name LIMIT $2",
                                   {request.page_token(), int64_t{page} + 1}));
   v1::ListModelsResponse response;
-  for (size_t i = 0; i < rows.size() && static_cast<int>(i) < page; ++i) {
-    v1::GetModelRequest get;
-    get.set_model(rows[i].Text(0));
-    ASSIGN_OR_RETURN(*response.add_models(), GetModel(get));
-  }
-  if (static_cast<int>(rows.size()) > page) response.set_next_page_token(rows[page - 1].Text(0));
+  ASSIGN_OR_RETURN(
+      *response.mutable_next_page_token(),
+      TakePage(
+          rows, page,
+          [&](const store::Row& row) -> absl::Status {
+            v1::GetModelRequest get;
+            get.set_model(row.Text(0));
+            ASSIGN_OR_RETURN(*response.add_models(), GetModel(get));
+            return absl::OkStatus();
+          },
+          [](const store::Row& row) { return row.Text(0); }));
   return response;
 }
 
@@ -308,11 +313,15 @@ absl::StatusOr<v1::ListVersionsResponse> Registry::ListVersions(
                                   "v.model_id = $1 AND v.version > $2 ORDER BY v.version LIMIT $3"),
                      {model[0].Int(0), after, int64_t{page} + 1}));
   v1::ListVersionsResponse response;
-  for (size_t i = 0; i < rows.size() && static_cast<int>(i) < page; ++i) {
-    ASSIGN_OR_RETURN(*response.add_versions(), VersionFromRow(request.model(), rows[i]));
-  }
-  if (static_cast<int>(rows.size()) > page)
-    response.set_next_page_token(std::to_string(rows[page - 1].Int(0)));
+  ASSIGN_OR_RETURN(
+      *response.mutable_next_page_token(),
+      TakePage(
+          rows, page,
+          [&](const store::Row& row) -> absl::Status {
+            ASSIGN_OR_RETURN(*response.add_versions(), VersionFromRow(request.model(), row));
+            return absl::OkStatus();
+          },
+          [](const store::Row& row) { return std::to_string(row.Int(0)); }));
   return response;
 }
 
@@ -413,19 +422,21 @@ absl::StatusOr<v1::GetAliasHistoryResponse> Registry::GetAliasHistory(
           "ORDER BY h.id LIMIT $4",
           {request.model(), request.alias(), after, int64_t{page} + 1}));
   v1::GetAliasHistoryResponse response;
-  for (const store::Row& row : rows) {
-    if (response.moves_size() == page) {
-      response.set_next_page_token(std::to_string(rows[page - 1].Int(4)));
-      break;
-    }
-    v1::AliasMove* move = response.add_moves();
-    move->set_model(request.model());
-    move->set_alias(request.alias());
-    move->set_from_version(row.Int(0));
-    move->set_to_version(row.Int(1));
-    move->set_actor(row.Text(2));
-    *move->mutable_time() = TimeUtil::MillisecondsToTimestamp(row.Int(3));
-  }
+  ASSIGN_OR_RETURN(
+      *response.mutable_next_page_token(),
+      TakePage(
+          rows, page,
+          [&](const store::Row& row) {
+            v1::AliasMove* move = response.add_moves();
+            move->set_model(request.model());
+            move->set_alias(request.alias());
+            move->set_from_version(row.Int(0));
+            move->set_to_version(row.Int(1));
+            move->set_actor(row.Text(2));
+            *move->mutable_time() = TimeUtil::MillisecondsToTimestamp(row.Int(3));
+            return absl::OkStatus();
+          },
+          [](const store::Row& row) { return std::to_string(row.Int(4)); }));
   return response;
 }
 

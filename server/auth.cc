@@ -127,13 +127,15 @@ absl::StatusOr<v1::ListTokensResponse> TokenStore::List(const v1::ListTokensRequ
                               "LIMIT $3"),
                  {after.time_ms, after.id, int64_t{page} + 1}));
   v1::ListTokensResponse response;
-  for (const store::Row& row : rows) {
-    if (response.tokens_size() == page) {
-      response.set_next_page_token(TimeIdPageToken(rows[page - 1].Int(3), rows[page - 1].Text(0)));
-      break;
-    }
-    *response.add_tokens() = TokenFromRow(row);
-  }
+  ASSIGN_OR_RETURN(
+      *response.mutable_next_page_token(),
+      TakePage(
+          rows, page,
+          [&](const store::Row& row) {
+            *response.add_tokens() = TokenFromRow(row);
+            return absl::OkStatus();
+          },
+          [](const store::Row& row) { return TimeIdPageToken(row.Int(3), row.Text(0)); }));
   return response;
 }
 
