@@ -15,10 +15,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/file_util.h"
 #include "common/proto_json.h"
 #include "common/x509.h"
 #include "edgeloop/v1/device.grpc.pb.h"
+#include "edgeloop/v1/registry.pb.h"
+#include "registry/testing/onnx_models.h"
 #include "tests/testing/fixture.h"
 #include "tests/testing/http_client.h"
 
@@ -45,12 +48,22 @@ class DevicePortTest : public ::testing::Test {
     std::filesystem::remove_all(options_.data_dir);
   }
 
-  std::string Token(int uses) {
+  // A REST call as the admin; a failed connection is a test failure.
+  HttpResponse Admin(const std::string& method, const std::string& path,
+                     const std::string& body = "") {
     auto r = HttpClient(server_->http_port())
-                 .Request("POST", "/v1/enrollment-tokens", absl::StrCat(R"({"maxUses":)", uses, "}"),
-                          {{"Authorization", Bearer(server_->admin_token())}});
+                 .Request(method, path, body, {{"Authorization", Bearer(server_->admin_token())}});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : HttpResponse{};
+  }
+
+  std::string Token(int uses) {
     v1::CreateEnrollmentTokenResponse token;
-    EXPECT_TRUE(r.ok() && ParseProtoJson(r->body, &token).ok());
+    EXPECT_TRUE(ParseProtoJson(
+                    Admin("POST", "/v1/enrollment-tokens", absl::StrCat(R"({"maxUses":)", uses, "}"))
+                        .body,
+                    &token)
+                    .ok());
     return token.secret();
   }
 
@@ -129,10 +142,44 @@ class DevicePortTest : public ::testing::Test {
   }
 
   void Relabel(const std::string& device_id) {
-    auto r = HttpClient(server_->http_port())
-                 .Request("PATCH", "/v1/devices/" + device_id, R"({"labels":{"room":"B12"}})",
-                          {{"Authorization", Bearer(server_->admin_token())}});
-    ASSERT_TRUE(r.ok() && r->status == 200) << (r.ok() ? r->body : r.status().ToString());
+    HttpResponse r = Admin("PATCH", "/v1/devices/" + device_id, R"({"labels":{"room":"B12"}})");
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+
+  // A model with one version, for changes every device's desired state depends on.
+  void PushModel(const std::string& name) {
+    ASSERT_EQ(Admin("POST", "/v1/models", absl::StrCat(R"({"name":")", name, "\"}")).status, 201);
+    v1::Blob blob;
+    ASSERT_TRUE(
+        ParseProtoJson(Admin("POST", "/v1/blobs", registry::testing::MlpOnnx(8, 16, 4)).body, &blob)
+            .ok());
+    ASSERT_EQ(Admin("POST", absl::StrCat("/v1/models/", name, "/versions"),
+                    absl::StrCat(R"({"onnxDigest":")", blob.digest(), "\"}"))
+                  .status,
+              201);
+    // Built and signed before the streams open: a module signed later changes what every
+    // device should run, which is not the change under test.
+    ASSERT_TRUE(Eventually(
+        [&] {
+          v1::ModelVersion v;
+          return ParseProtoJson(Admin("GET", absl::StrCat("/v1/models/", name, "/versions/1")).body,
+                                &v)
+                     .ok() &&
+                 v.status() != v1::REGISTERED && v.status() != v1::COMPILING;
+        },
+        absl::Seconds(120)));
+  }
+
+  int64_t ServerRssKb() {
+    std::ifstream status(absl::StrCat("/proc/", server_->pid(), "/status"));
+    for (std::string line; std::getline(status, line);) {
+      int64_t kb = 0;
+      if (absl::StartsWith(line, "VmRSS:") &&
+          absl::SimpleAtoi(absl::StripSuffix(absl::StripAsciiWhitespace(line.substr(6)), " kB"),
+                           &kb))
+        return kb;
+    }
+    return -1;
   }
 
   ServerProcess::Options options_;
@@ -221,7 +268,9 @@ class AsyncWatches {
 TEST_F(DevicePortTest, TenThousandWatchStreamsKeepTheThreadCountBounded) {
   constexpr int kDevices = 100, kStreamsEach = 100;
   Start({"--device-streams-per-device", std::to_string(kStreamsEach)});
+  PushModel("fleetwide");
   const int idle_threads = ServerThreads();
+  const int64_t idle_rss_kb = ServerRssKb();
   const std::string token = Token(kDevices);
   std::vector<Device> devices;
   for (int i = 0; i < kDevices; ++i) devices.push_back(Enroll(token));
@@ -239,6 +288,8 @@ TEST_F(DevicePortTest, TenThousandWatchStreamsKeepTheThreadCountBounded) {
   EXPECT_LT(watching_threads, idle_threads + 64) << idle_threads << " idle";
   RecordProperty("server_threads_idle", idle_threads);
   RecordProperty("server_threads_10000_watches", watching_threads);
+  RecordProperty("server_rss_kb_idle", static_cast<int>(idle_rss_kb));
+  RecordProperty("server_rss_kb_10000_watches", static_cast<int>(ServerRssKb()));
 
   // A change to one device reaches each of its streams, and only those.
   Relabel(devices[7].id);
@@ -249,6 +300,22 @@ TEST_F(DevicePortTest, TenThousandWatchStreamsKeepTheThreadCountBounded) {
   }
   EXPECT_EQ(watches.calls()[7 * kStreamsEach]->event.desired().desired_generation(),
             devices[7].generation + 1);
+  EXPECT_EQ(watches.finished(), 0);
+
+  // A fleet-wide change (an alias every device's state depends on) reaches every stream.
+  std::vector<int> before;
+  for (auto& c : watches.calls()) before.push_back(c->events);
+  const absl::Time moved = absl::Now();
+  ASSERT_EQ(Admin("PUT", "/v1/models/fleetwide/aliases/production", R"({"version":1})").status,
+            200);
+  auto everyone_told = [&] {
+    for (size_t i = 0; i < before.size(); ++i)
+      if (watches.calls()[i]->events <= before[i]) return false;
+    return true;
+  };
+  ASSERT_TRUE(watches.Pump(everyone_told, absl::Seconds(120))) << watches.events();
+  RecordProperty("fleetwide_change_to_10000_streams_ms",
+                 static_cast<int>(absl::ToInt64Milliseconds(absl::Now() - moved)));
   EXPECT_EQ(watches.finished(), 0);
 
   watches.CancelAll();
