@@ -115,10 +115,15 @@ struct ChildPlan {
 }
 
 // Waits for `pid` until `deadline`; false when the deadline came first.
-bool WaitFor(pid_t pid, absl::Time deadline, int* status) {
+// True once `pid` exited, false at the deadline. It is not reaped: until the caller waits for
+// it, its pid and process group cannot be given to another process, so killing the group
+// afterwards hits only what the run started.
+bool WaitFor(pid_t pid, absl::Time deadline) {
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   for (;;) {
-    if (::waitpid(pid, status, WNOHANG) == pid) break;
+    siginfo_t info{};
+    if (::waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid)
+      break;
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) {
       if (pidfd >= 0) ::close(pidfd);
@@ -369,14 +374,12 @@ absl::StatusOr<int> Sandbox::RunWith(const SandboxControls& controls, const std:
   int setup_error = 0;
   const ssize_t got = ::read(fds.report[0], &setup_error, sizeof setup_error);
   int status = 0;
-  const bool finished = WaitFor(pid, deadline, &status);
+  const bool finished = WaitFor(pid, deadline);
   // The child leads its own session (and under bwrap its own pid namespace, which dies with
   // it): nothing it started outlives the run.
   ::kill(-pid, SIGKILL);
-  if (!finished) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-  }
+  if (!finished) ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
   // Until they are gone (reaped by init), the killed still count against the run user's
   // process limit: the next run starts when they are.
   for (int i = 0; i < 5000 && ::kill(-pid, 0) == 0; ++i) ::usleep(1000);

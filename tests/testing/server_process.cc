@@ -151,6 +151,7 @@ AgentProcess::~AgentProcess() {
 }
 
 void AgentProcess::Start() {
+  exit_code_.reset();
   fs::create_directories(options_.state_dir);
   std::vector<std::string> argv = {
       BinaryPath("edgeloop-agent"), "--server",         options_.server, "--state-dir",
@@ -167,7 +168,12 @@ void AgentProcess::Start() {
 bool AgentProcess::running() {
   if (pid_ <= 0) return false;
   int status = 0;
-  return ::waitpid(pid_, &status, WNOHANG) == 0;
+  if (::waitpid(pid_, &status, WNOHANG) != pid_) return true;
+  // Reaped: forget the pid at once. pid_max is 32768 on these machines, and a later kill() of
+  // a recycled pid would hit some other test's process.
+  pid_ = -1;
+  exit_code_ = ExitCode(status);
+  return false;
 }
 
 bool AgentProcess::WaitEnrolled(absl::Duration timeout) {
@@ -182,14 +188,8 @@ bool AgentProcess::WaitEnrolled(absl::Duration timeout) {
 
 absl::StatusOr<int> AgentProcess::WaitExit(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline && pid_ > 0) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return ExitCode(status);
-    }
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  while (absl::Now() < deadline && running()) absl::SleepFor(absl::Milliseconds(10));
+  if (exit_code_) return *exit_code_;
   return absl::DeadlineExceededError("agent did not exit");
 }
 

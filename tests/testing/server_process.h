@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,7 @@ class AgentProcess {
  private:
   Options options_;
   pid_t pid_ = -1;
+  std::optional<int> exit_code_;  // once reaped
 };
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (for tests that restart a server on the
