@@ -197,8 +197,10 @@ void HttpServer::Shutdown(absl::Duration grace) {
 asio::awaitable<void> HttpServer::Impl::Accept() {
   while (!stopping) {
     beast::error_code ec;
-    tcp::socket socket =
-        co_await acceptor->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    // Each connection gets a strand of its own: the session's coroutine and its stream's
+    // timeout handler (which closes the socket) never run at once on two of the io threads.
+    tcp::socket socket = co_await acceptor->async_accept(
+        asio::make_strand(io), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (stopping || ec == asio::error::operation_aborted) co_return;
       Log(LogLevel::kWarning, "accept failed", {{"error", ec.message()}});
@@ -206,11 +208,13 @@ asio::awaitable<void> HttpServer::Impl::Accept() {
     }
     socket.set_option(tcp::no_delay(true), ec);
     if (connections.load() >= options.max_connections) {
-      asio::co_spawn(io, Refuse(std::move(socket)), asio::detached);
+      auto executor = socket.get_executor();
+      asio::co_spawn(executor, Refuse(std::move(socket)), asio::detached);
       continue;
     }
     connections.fetch_add(1);
-    asio::co_spawn(io, Session(std::move(socket)), [this](std::exception_ptr) {
+    auto executor = socket.get_executor();
+    asio::co_spawn(executor, Session(std::move(socket)), [this](std::exception_ptr) {
       connections.fetch_sub(1);
     });
   }
@@ -230,7 +234,15 @@ asio::awaitable<void> HttpServer::Impl::Refuse(tcp::socket socket) {
   res.prepare_payload();
   beast::error_code ec;
   co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  // Closing with the client's request still unread would send a reset, and a reset can
+  // discard the 503 before the client reads it: end our side, drain theirs until they close
+  // (bounded by the 2 s above).
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  char discard[4096];
+  while (!ec) {
+    co_await stream.async_read_some(asio::buffer(discard),
+                                    asio::redirect_error(asio::use_awaitable, ec));
+  }
   metrics->ObserveHttp("", "refused", 503, absl::ZeroDuration());
 }
 
@@ -404,7 +416,8 @@ asio::awaitable<bool> HttpServer::Impl::Upload(beast::tcp_stream& stream,
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
       if (ec == beast::error::timeout) *code = 408;
-      co_return false;  // client gone or too slow: the writer's destructor discards the bytes
+      writer->reset();  // client gone or too slow: its bytes are discarded now
+      co_return false;
     }
     size_t got = chunk.size() - parser.get().body().size;
     absl::Status written = (*writer)->Write(absl::string_view(chunk.data(), got));
