@@ -121,15 +121,6 @@ class DevicePortTest : public ::testing::Test {
     return -1;
   }
 
-  bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      if (condition()) return true;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    return condition();
-  }
-
   int ServerThreads() {
     std::ifstream status(absl::StrCat("/proc/", server_->pid(), "/status"));
     for (std::string line; std::getline(status, line);) {

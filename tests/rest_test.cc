@@ -508,8 +508,8 @@ TEST_P(RestAbuseTest, ASlowBodyIsCutOffAtItsDeadlineWhileOthersAreServed) {
   ::close(*blob);
   // The stalled upload leaves nothing behind (discarded as the server drops it, which the
   // client may see a moment before).
-  for (int i = 0; i < 250 && StagedUploads() > 0; ++i) absl::SleepFor(absl::Milliseconds(20));
-  EXPECT_EQ(StagedUploads(), 0);
+  EXPECT_TRUE(Eventually([&] { return StagedUploads() == 0; }, absl::Seconds(5)))
+      << StagedUploads();
   EXPECT_EQ(Call("GET", "/v1/models").status, 200);
 }
 
@@ -553,12 +553,11 @@ TEST_P(RestAbuseTest, InventedMethodsDoNotGrowTheMetricSeries) {
     }
     return other && scrape;
   };
-  std::vector<std::string> before = HttpSeries();
-  for (int i = 0; i < 500 && !settled(before); ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
+  std::vector<std::string> before;
+  ASSERT_TRUE(Eventually([&] {
     before = HttpSeries();
-  }
-  ASSERT_TRUE(settled(before));
+    return settled(before);
+  }));
   std::sort(before.begin(), before.end());
   uint32_t state = 12345;
   for (int i = 0; i < 10000; ++i) {

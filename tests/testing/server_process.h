@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -108,5 +109,10 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
 
 /// A fresh temporary directory.
 std::string NewTempDir(const std::string& prefix);
+
+/// Polls `condition` until it holds (true) or `timeout` passes (false): how a test waits on
+/// another process, which it cannot be told about.
+bool Eventually(const std::function<bool()>& condition,
+                absl::Duration timeout = absl::Seconds(20));
 
 }  // namespace edgeloop::tests
