@@ -76,12 +76,12 @@ absl::Status ModuleStore::Download(const v1::ModuleRef& ref, const Fetcher& fetc
     if (attempt > 0) {
       Log(LogLevel::kWarning, "module download interrupted, resuming",
           {{"digest", ref.digest()}, {"have", have}, {"error", last.ToString()}});
-      absl::SleepFor(backoff);
+      clock_->SleepFor(backoff);
       backoff = std::min(backoff * 2, absl::Seconds(30));
     }
     FILE* out = std::fopen(partial.c_str(), "ab");
     if (out == nullptr) return ErrnoStatus(absl::StrCat("open ", partial), errno);
-    const absl::Time started = absl::Now();
+    const absl::Time started = clock_->Now();
     const int64_t started_at = have;
     last = fetch(ref.digest(), have, [&](int64_t offset, absl::string_view data) -> absl::Status {
       if (offset != have) {
@@ -98,8 +98,8 @@ absl::Status ModuleStore::Download(const v1::ModuleRef& ref, const Fetcher& fetc
         // Sleep until the average since this attempt began is back under the cap.
         const absl::Duration due = absl::Seconds(static_cast<double>(have - started_at) * 8 /
                                                  (1000.0 * limits.max_kbps));
-        const absl::Duration ahead = due - (absl::Now() - started);
-        if (ahead > absl::ZeroDuration()) absl::SleepFor(ahead);
+        const absl::Duration ahead = due - (clock_->Now() - started);
+        if (ahead > absl::ZeroDuration()) clock_->SleepFor(ahead);
       }
       return absl::OkStatus();
     });

@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "agent/module_file.h"
+#include "common/clock.h"
 #include "edgeloop/v1/device.pb.h"
 
 namespace edgeloop::agent {
@@ -21,7 +22,9 @@ namespace edgeloop::agent {
 /// Used by the agent's background thread only (not thread-safe).
 class ModuleStore {
  public:
-  explicit ModuleStore(std::string dir) : dir_(std::move(dir)) {}
+  /// `clock` paces the bandwidth cap and the back-off between attempts.
+  explicit ModuleStore(std::string dir, const Clock* clock = SystemClock::Get())
+      : dir_(std::move(dir)), clock_(clock) {}
 
   /// Receives the bytes of a module from `offset` on, in order; returns what the sink
   /// returned when the sink refused a chunk, or the transport's error.
@@ -59,6 +62,7 @@ class ModuleStore {
 
  private:
   std::string dir_;
+  const Clock* clock_;
   // What this process knows is on disk, so that swapping between cached modules costs no
   // file-system work beyond the swap (it runs on the device's CPU while calls are served):
   // each ref as saved (serialized), and the modules' total size (-1: not counted yet).

@@ -39,6 +39,7 @@ using Thread = BackgroundPriority::Thread;
 
 thread_local Thread* current = nullptr;  // the calling thread's, if it is a background thread
 std::atomic<int64_t> lifts{0};
+std::atomic<int64_t> last_lift_starved_ns{0};
 
 // The kernel's struct sched_attr, first version (linux/sched/types.h cannot be included next
 // to <sched.h>: both define sched_param).
@@ -138,7 +139,10 @@ class StarvationGuard {
     t.starving = starving ? t.starving + kPeriod : absl::ZeroDuration();
     const bool lift = t.starving >= kStarvedAfter;
     std::lock_guard lock(t.mu);
-    if (lift && !t.lifted) lifts.fetch_add(1, std::memory_order_relaxed);
+    if (lift && !t.lifted) {
+      last_lift_starved_ns.store(absl::ToInt64Nanoseconds(t.starving), std::memory_order_relaxed);
+      lifts.fetch_add(1, std::memory_order_relaxed);
+    }
     t.lifted = lift;
     Apply(t);
   }
@@ -161,6 +165,10 @@ bool BackgroundPriority::Available() {
 }
 
 int64_t BackgroundPriority::Lifts() { return lifts.load(std::memory_order_relaxed); }
+
+absl::Duration BackgroundPriority::LastLiftStarvedFor() {
+  return absl::Nanoseconds(last_lift_starved_ns.load(std::memory_order_relaxed));
+}
 
 BackgroundPriority::BackgroundPriority() {
   if (current != nullptr || !Available()) return;

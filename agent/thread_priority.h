@@ -40,6 +40,9 @@ class BackgroundPriority {
 
   /// How many times the guard has lifted a starved background thread (for metrics).
   static int64_t Lifts();
+  /// How long, in the guard's looks, the last lifted thread had been starving when it was
+  /// lifted (for tests: the guard counts looks, not the wall clock).
+  static absl::Duration LastLiftStarvedFor();
 
   struct Thread;  // one background thread's state, which the guard looks at too
 

@@ -5,13 +5,41 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/status.h"
 #include "compiler/compile.h"
+#include "compiler/compile_contract.h"
 #include "compiler/onnx_import.h"
 #include "compiler/syscall_filter.h"
 #include "compiler/toolchain.h"
+
+namespace {
+
+using edgeloop::compiler::CompileExit;
+
+// Where the report goes (--result); empty: nowhere.
+std::string result_path;
+edgeloop::v1::CompileReport report;
+
+// Ends the run: the report to --result, the reason to stderr, the outcome as the exit status.
+int Finish(CompileExit exit, const std::string& error = "") {
+  report.set_outcome(edgeloop::compiler::OutcomeFor(exit));
+  report.set_error(error);
+  if (!error.empty()) std::fprintf(stderr, "edgeloop-compile: %s\n", error.c_str());
+  if (!result_path.empty()) {
+    absl::Status written = edgeloop::WriteFileAtomically(
+        result_path, edgeloop::compiler::SerializeReport(report) + "\n", 0644);
+    if (!written.ok()) {
+      std::fprintf(stderr, "edgeloop-compile: cannot write the report: %s\n",
+                   std::string(written.message()).c_str());
+    }
+  }
+  return static_cast<int>(exit);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace edgeloop;
@@ -46,25 +74,31 @@ int main(int argc, char** argv) {
   int validation_samples = 256;
   flags.Int("validation-samples", &validation_samples,
             "validate on at most this many samples of the set (default 256)");
+  flags.String("result", &result_path,
+               "write the outcome, manifest and validation figures here as JSON (the CI stage's "
+               "contract: compile.proto CompileReport)");
   bool help = false;
   absl::Status parsed = flags.Parse(args, &help);
   if (help || !parsed.ok() || model.empty() || options.out_dir.empty()) {
     std::fprintf(
         help ? stdout : stderr, "%susage: edgeloop-compile MODEL.onnx --target CLASS -o DIR\n\n%s",
         parsed.ok() ? "" : (std::string(parsed.message()) + "\n").c_str(), flags.Usage().c_str());
-    return help ? 0 : 2;
+    if (help) return 0;
+    return Finish(CompileExit::kUsage, parsed.ok() ? "a model and --out are required"
+                                                   : std::string(parsed.message()));
   }
+  report.set_target(options.target);
   options.timeout = absl::Seconds(timeout_seconds);
   auto bytes = ReadFile(model);
-  if (!bytes.ok()) {
-    std::fprintf(stderr, "edgeloop-compile: %s\n", std::string(bytes.status().message()).c_str());
-    return 1;
-  }
+  if (!bytes.ok()) return Finish(CompileExit::kModelRejected, std::string(bytes.status().message()));
   auto result = compiler::CompileModel(*bytes, options);
   if (!result.ok()) {
-    std::fprintf(stderr, "edgeloop-compile: %s\n", std::string(result.status().message()).c_str());
-    return 1;
+    return Finish(CompileExit::kModelRejected, std::string(result.status().message()));
   }
+  report.set_manifest(result->manifest_json);
+  report.set_module_digest(result->so_digest);
+  report.set_module_size(result->so_bytes);
+  report.set_compile_seconds(result->seconds);
   if (validate) {
     std::optional<compiler::ValidationSet> set;
     if (!validation_set.empty()) {
@@ -75,9 +109,8 @@ int main(int argc, char** argv) {
       };
       absl::StatusOr<compiler::ValidationSet> parsed_set = read_set();
       if (!parsed_set.ok()) {
-        std::fprintf(stderr, "edgeloop-compile: validation failed: %s\n",
-                     std::string(parsed_set.status().message()).c_str());
-        return 3;
+        return Finish(CompileExit::kValidationFailed,
+                      absl::StrCat("validation failed: ", parsed_set.status().message()));
       }
       set = *std::move(parsed_set);
     }
@@ -87,18 +120,18 @@ int main(int argc, char** argv) {
     if (toolchain.ok() && toolchain->runner.empty()) {
       auto filter = compiler::SyscallFilter::NoNewProcesses(/*allow_exec=*/false);
       if (!filter.ok() || filter->Install() != 0) {
-        std::fprintf(stderr, "edgeloop-compile: validation failed: cannot forbid new processes\n");
-        return 3;
+        return Finish(CompileExit::kValidationFailed,
+                      "validation failed: cannot forbid new processes");
       }
     }
     auto validation =
         compiler::ValidateModule(*bytes, *result, options, set ? &*set : nullptr);
     if (!validation.ok()) {
-      std::fprintf(stderr, "edgeloop-compile: validation failed: %s\n",
-                   std::string(validation.status().message()).c_str());
-      return 3;
+      return Finish(CompileExit::kValidationFailed,
+                    absl::StrCat("validation failed: ", validation.status().message()));
     }
     std::printf("validation: %s\n", validation->c_str());
+    report.set_validation(*validation);
   }
   std::printf(
       "%s: %s, %lld bytes, workspace %llu bytes, weights %llu bytes, %d operators (%d folded, %d "
@@ -108,5 +141,5 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(result->workspace_bytes),
       static_cast<unsigned long long>(result->weight_bytes), result->runtime_nodes,
       result->folded_nodes, result->fused_nodes, result->seconds);
-  return 0;
+  return Finish(CompileExit::kOk);
 }

@@ -1,6 +1,8 @@
 #include "fleet/assignments.h"
 
 #include <limits>
+#include <map>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -8,6 +10,7 @@
 #include "common/paging.h"
 #include "common/status.h"
 #include "google/protobuf/util/time_util.h"
+#include "registry/registry.h"
 
 namespace edgeloop::fleet {
 namespace {
@@ -17,20 +20,27 @@ using store::Rows;
 using store::Transaction;
 
 constexpr char kColumns[] =
-    "a.id, m.name, a.selector, a.device_id, a.version, a.alias, a.created_by, a.created_at_ms, "
-    "a.model_id";
+    "id, model_id, selector, device_id, version, alias, created_by, created_at_ms";
 
-v1::Assignment FromRow(const store::Row& row) {
+// `model` is the name of the row's model_id (the registry's).
+v1::Assignment FromRow(const store::Row& row, const std::string& model) {
   v1::Assignment a;
-  a.set_id(row.Int(0));
-  a.set_model(row.Text(1));
-  a.set_selector(row.Text(2));
-  a.set_device_id(row.Text(3));
-  a.set_version(row.Int(4));
-  a.set_alias(row.Text(5));
-  a.set_created_by(row.Text(6));
-  *a.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int(7));
+  a.set_id(row.Int("id"));
+  a.set_model(model);
+  a.set_selector(row.Text("selector"));
+  a.set_device_id(row.Text("device_id"));
+  a.set_version(row.Int("version"));
+  a.set_alias(row.Text("alias"));
+  a.set_created_by(row.Text("created_by"));
+  *a.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int("created_at_ms"));
   return a;
+}
+
+// The names of the models the rows name.
+absl::StatusOr<std::map<int64_t, std::string>> ModelNamesOf(store::Reader& db, const Rows& rows) {
+  std::set<int64_t> ids;
+  for (const store::Row& row : rows) ids.insert(row.Int("model_id"));
+  return registry::Registry::ModelNames(db, ids);
 }
 
 }  // namespace
@@ -48,25 +58,24 @@ absl::StatusOr<v1::Assignment> Assignments::Assign(const v1::AssignModelRequest&
   const int64_t now = absl::ToUnixMillis(clock_->Now());
   v1::Assignment assignment;
   RETURN_IF_ERROR(store::RunInTransaction(*database_, [&](Transaction& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(Rows model,
-                     tx.Query("SELECT id FROM models WHERE name = $1", {request.model()}));
-    if (model.empty()) {
+    ASSIGN_OR_RETURN(std::optional<int64_t> model,
+                     registry::Registry::FindModelId(tx, request.model()));
+    if (!model) {
       return absl::NotFoundError(
           absl::StrCat("model \"", request.model().substr(0, 128), "\" not found"));
     }
-    const int64_t model_id = model[0].Int(0);
+    const int64_t model_id = *model;
     if (request.version() != 0) {
-      ASSIGN_OR_RETURN(Rows v, tx.Query("SELECT 1 FROM model_versions WHERE model_id = $1 AND "
-                                        "version = $2",
-                                        {model_id, request.version()}));
-      if (v.empty()) {
+      ASSIGN_OR_RETURN(bool exists,
+                       registry::Registry::HasVersion(tx, model_id, request.version()));
+      if (!exists) {
         return absl::NotFoundError(
             absl::StrCat("model \"", request.model(), "\" has no version ", request.version()));
       }
     } else {
-      ASSIGN_OR_RETURN(Rows a, tx.Query("SELECT 1 FROM aliases WHERE model_id = $1 AND alias = $2",
-                                        {model_id, request.alias()}));
-      if (a.empty()) {
+      ASSIGN_OR_RETURN(std::optional<int64_t> target,
+                       registry::Registry::AliasTarget(tx, model_id, request.alias()));
+      if (!target) {
         return absl::NotFoundError(absl::StrCat("model \"", request.model(), "\" has no alias \"",
                                                 request.alias().substr(0, 128), "\""));
       }
@@ -86,7 +95,7 @@ absl::StatusOr<v1::Assignment> Assignments::Assign(const v1::AssignModelRequest&
                  {model_id, request.selector(), request.device_id(), request.version(),
                   request.alias(), actor, now}));
     RETURN_IF_ERROR(Touch(tx));
-    assignment.set_id(inserted[0].Int(0));
+    assignment.set_id(inserted[0].Int("id"));
     return absl::OkStatus();
   }));
   assignment.set_model(request.model());
@@ -104,23 +113,30 @@ absl::StatusOr<v1::ListAssignmentsResponse> Assignments::List(
   ASSIGN_OR_RETURN(const int64_t before,
                    IntPageToken(request.page_token(), std::numeric_limits<int64_t>::max()));
   const int page = PageSize(request.page_size());
-  ASSIGN_OR_RETURN(
-      Rows rows,
-      database_->Query(absl::StrCat("SELECT ", kColumns,
-                                    " FROM assignments a JOIN models m ON m.id = a.model_id "
-                                    "WHERE ($1 = '' OR m.name = $1) AND a.id < $2 "
-                                    "ORDER BY a.id DESC LIMIT $3"),
-                       {request.model(), before, int64_t{page} + 1}));
+  // Of one model: its id, or an empty page when there is no such model.
+  int64_t model_id = 0;
+  if (!request.model().empty()) {
+    ASSIGN_OR_RETURN(std::optional<int64_t> id,
+                     registry::Registry::FindModelId(*database_, request.model()));
+    if (!id) return v1::ListAssignmentsResponse();
+    model_id = *id;
+  }
+  ASSIGN_OR_RETURN(Rows rows,
+                   database_->Query(absl::StrCat("SELECT ", kColumns,
+                                                 " FROM assignments WHERE ($1 = 0 OR model_id = "
+                                                 "$1) AND id < $2 ORDER BY id DESC LIMIT $3"),
+                                    {model_id, before, int64_t{page} + 1}));
+  ASSIGN_OR_RETURN(const auto names, ModelNamesOf(*database_, rows));
   v1::ListAssignmentsResponse response;
   ASSIGN_OR_RETURN(
       *response.mutable_next_page_token(),
       TakePage(
           rows, page,
           [&](const store::Row& row) {
-            *response.add_assignments() = FromRow(row);
+            *response.add_assignments() = FromRow(row, names.count(row.Int("model_id")) ? names.at(row.Int("model_id")) : "");
             return absl::OkStatus();
           },
-          [](const store::Row& row) { return std::to_string(row.Int(0)); }));
+          [](const store::Row& row) { return std::to_string(row.Int("id")); }));
   return response;
 }
 
@@ -130,18 +146,18 @@ absl::StatusOr<std::vector<v1::ModuleRef>> Assignments::DesiredFor(
   // the first that applies wins its model. Both halves are indexed: other devices' own
   // assignments, which grow with the fleet, are never read.
   // (A UNION, not an OR: SQLite's planner would scan the table for the OR.)
-  const std::string from =
-      absl::StrCat("SELECT ", kColumns, " FROM assignments a JOIN models m ON m.id = a.model_id");
+  const std::string from = absl::StrCat("SELECT ", kColumns, " FROM assignments");
   ASSIGN_OR_RETURN(Rows rows,
-                   database_->Query(absl::StrCat(from, " WHERE a.device_id = $1 UNION ALL ", from,
-                                                 " WHERE a.selector <> '' ORDER BY 1 DESC"),
+                   database_->Query(absl::StrCat(from, " WHERE device_id = $1 UNION ALL ", from,
+                                                 " WHERE selector <> '' ORDER BY id DESC"),
                                     {device_id}));
+  ASSIGN_OR_RETURN(const auto names, ModelNamesOf(*database_, rows));
   std::vector<v1::ModuleRef> desired;
   std::set<int64_t> decided;
   for (const store::Row& row : rows) {
-    const int64_t model_id = row.Int(8);
-    if (decided.count(model_id)) continue;
-    const v1::Assignment a = FromRow(row);
+    const int64_t model_id = row.Int("model_id");
+    if (decided.count(model_id) || !names.count(model_id)) continue;
+    const v1::Assignment a = FromRow(row, names.at(model_id));
     bool applies = a.device_id() == device_id;
     if (!a.selector().empty()) {
       absl::StatusOr<Selector> selector = Selector::Parse(a.selector());
@@ -151,50 +167,54 @@ absl::StatusOr<std::vector<v1::ModuleRef>> Assignments::DesiredFor(
     decided.insert(model_id);
     int64_t version = a.version();
     if (!a.alias().empty()) {
-      ASSIGN_OR_RETURN(Rows alias,
-                       database_->Query("SELECT version FROM aliases WHERE model_id = $1 AND "
-                                        "alias = $2",
-                                        {model_id, a.alias()}));
-      if (alias.empty()) continue;
-      version = alias[0].Int(0);
+      ASSIGN_OR_RETURN(std::optional<int64_t> target,
+                       registry::Registry::AliasTarget(*database_, model_id, a.alias()));
+      if (!target) continue;
+      version = *target;
     }
-    ASSIGN_OR_RETURN(Rows artifacts,
-                     database_->Query("SELECT target, module_digest, module_size, manifest, "
-                                      "signature FROM artifacts WHERE model_id = $1 AND "
-                                      "version = $2 ORDER BY target",
-                                      {model_id, version}));
+    ASSIGN_OR_RETURN(std::vector<registry::ArtifactRecord> artifacts,
+                     registry::Registry::Artifacts(*database_, model_id, version));
     // Within a family, class names sort by level (x86_64-v1 < … < v4, aarch64-v8 <
     // aarch64-v8.2-dotprod): the last one the device runs is the best.
-    const store::Row* best = nullptr;
-    for (const store::Row& artifact : artifacts) {
-      if (TargetRunsOn(artifact.Text(0), device_target)) best = &artifact;
+    const registry::ArtifactRecord* best = nullptr;
+    for (const registry::ArtifactRecord& artifact : artifacts) {
+      if (TargetRunsOn(artifact.target, device_target)) best = &artifact;
     }
     if (best == nullptr) continue;
     v1::ModuleRef ref;
     ref.set_model(a.model());
     ref.set_version(version);
-    ref.set_target(best->Text(0));
-    ref.set_digest(best->Text(1));
-    ref.set_size(best->Int(2));
-    ref.set_manifest(best->Text(3));
-    ref.set_signature(best->Text(4));
+    ref.set_target(best->target);
+    ref.set_digest(best->module_digest);
+    ref.set_size(best->module_size);
+    ref.set_manifest(best->manifest);
+    ref.set_signature(best->signature);
     desired.push_back(std::move(ref));
   }
   return desired;
 }
 
 absl::StatusOr<bool> Assignments::IsModule(const std::string& digest) {
-  ASSIGN_OR_RETURN(
-      Rows rows,
-      database_->Query("SELECT 1 FROM artifacts WHERE module_digest = $1 LIMIT 1", {digest}));
-  return !rows.empty();
+  return registry::Registry::IsModule(*database_, digest);
+}
+
+absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> Assignments::PinnedVersions(
+    store::Reader& db) {
+  // The newest assignment of each (model, selector or device) is the one in force.
+  ASSIGN_OR_RETURN(Rows rows,
+                   db.Query("SELECT DISTINCT model_id, version FROM assignments WHERE version > 0 "
+                            "AND id IN (SELECT MAX(id) FROM assignments GROUP BY model_id, "
+                            "selector, device_id) ORDER BY model_id, version"));
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const store::Row& row : rows) out.emplace_back(row.Int("model_id"), row.Int("version"));
+  return out;
 }
 
 absl::StatusOr<int64_t> Assignments::Generation() {
   ASSIGN_OR_RETURN(Rows rows,
                    database_->Query("SELECT generation FROM desired_state WHERE id = 1", {}));
   if (rows.empty()) return absl::InternalError("desired_state row is missing");
-  return rows[0].Int(0);
+  return rows[0].Int("generation");
 }
 
 absl::Status Assignments::Touch() {

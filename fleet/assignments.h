@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -30,7 +31,6 @@ class Assignments {
   /// alias or device.
   absl::StatusOr<v1::Assignment> Assign(const v1::AssignModelRequest& request,
                                         const std::string& actor);
-  /// Newest first; of one model when `model` is set.
   /// Newest first, a page at a time (of one model, or every model when request.model is empty).
   absl::StatusOr<v1::ListAssignmentsResponse> List(const v1::ListAssignmentsRequest& request);
 
@@ -44,6 +44,11 @@ class Assignments {
 
   /// True when `digest` is a module the CI stage built (what devices may fetch).
   absl::StatusOr<bool> IsModule(const std::string& digest);
+
+  /// (model id, version) of every assignment in force that pins a version (not an alias): the
+  /// versions the CI stage builds for classes that join the fleet later.
+  static absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> PinnedVersions(
+      store::Reader& db);
 
   /// Fleet-wide part of every device's desired-state generation.
   absl::StatusOr<int64_t> Generation();

@@ -25,7 +25,7 @@ using store::Rows;
 using store::Transaction;
 
 
-// Columns 0-10 make a Device; 11-16 are the hardware fields selectors read.
+// What makes a Device, and the hardware fields selectors read.
 constexpr char kColumns[] =
     "id, serial, labels, profile, status, state, enrollment_token_id, cert_expires_at_ms, "
     "enrolled_at_ms, "
@@ -54,15 +54,15 @@ absl::Status Decommissioned(absl::string_view id) {
 // What a selector sees of a device row: its labels and the hw.* fields.
 absl::StatusOr<Attributes> AttributesOf(const store::Row& row) {
   v1::Device labels;
-  RETURN_IF_ERROR(ParseProtoJson(row.Text(2), &labels, true));
+  RETURN_IF_ERROR(ParseProtoJson(row.Text("labels"), &labels, true));
   Attributes a;
   for (const auto& [k, v] : labels.labels()) a[k] = {v};
-  a["hw.target"] = {row.Text(11)};
-  a["hw.arch"] = {row.Text(12)};
-  a["hw.ram_mb"] = {row.Text(13)};
-  a["hw.storage_mb"] = {row.Text(14)};
-  a["hw.cores"] = {row.Text(15)};
-  if (!row.Text(16).empty()) a["hw.accel"] = absl::StrSplit(row.Text(16), ',');
+  a["hw.target"] = {row.Text("target")};
+  a["hw.arch"] = {row.Text("arch")};
+  a["hw.ram_mb"] = {row.Text("ram_mb")};
+  a["hw.storage_mb"] = {row.Text("storage_mb")};
+  a["hw.cores"] = {row.Text("cores")};
+  if (!row.Text("accel").empty()) a["hw.accel"] = absl::StrSplit(row.Text("accel"), ',');
   return a;
 }
 
@@ -70,19 +70,19 @@ absl::StatusOr<Attributes> AttributesOf(const store::Row& row) {
 
 absl::StatusOr<v1::Device> DeviceRegistry::DeviceFromRow(const store::Row& row) const {
   v1::Device device;
-  RETURN_IF_ERROR(ParseProtoJson(row.Text(2), &device, true));  // labels
-  RETURN_IF_ERROR(ParseProtoJson(row.Text(3), device.mutable_profile(), true));
-  RETURN_IF_ERROR(ParseProtoJson(row.Text(5), device.mutable_state(), true));
-  device.set_id(row.Text(0));
-  device.set_serial(row.Text(1));
+  RETURN_IF_ERROR(ParseProtoJson(row.Text("labels"), &device, true));
+  RETURN_IF_ERROR(ParseProtoJson(row.Text("profile"), device.mutable_profile(), true));
+  RETURN_IF_ERROR(ParseProtoJson(row.Text("state"), device.mutable_state(), true));
+  device.set_id(row.Text("id"));
+  device.set_serial(row.Text("serial"));
   v1::DeviceStatus status = v1::DEVICE_STATUS_UNSPECIFIED;
-  v1::DeviceStatus_Parse(row.Text(4), &status);
+  v1::DeviceStatus_Parse(row.Text("status"), &status);
   device.set_status(status);
-  device.set_enrollment_token_id(row.Text(6));
-  *device.mutable_cert_expire_time() = TimeUtil::MillisecondsToTimestamp(row.Int(7));
-  *device.mutable_enroll_time() = TimeUtil::MillisecondsToTimestamp(row.Int(8));
-  *device.mutable_last_seen_time() = TimeUtil::MillisecondsToTimestamp(row.Int(9));
-  device.set_online(status == v1::ACTIVE && absl::FromUnixMillis(row.Int(9)) >
+  device.set_enrollment_token_id(row.Text("enrollment_token_id"));
+  *device.mutable_cert_expire_time() = TimeUtil::MillisecondsToTimestamp(row.Int("cert_expires_at_ms"));
+  *device.mutable_enroll_time() = TimeUtil::MillisecondsToTimestamp(row.Int("enrolled_at_ms"));
+  *device.mutable_last_seen_time() = TimeUtil::MillisecondsToTimestamp(row.Int("last_seen_ms"));
+  device.set_online(status == v1::ACTIVE && absl::FromUnixMillis(row.Int("last_seen_ms")) >
                                                 options_.clock->Now() - options_.offline_after);
   return device;
 }
@@ -132,8 +132,8 @@ absl::StatusOr<std::string> DeviceRegistry::EnrollDevice(Transaction& tx,
                               "enrollment_key = $2 AND serial = $3",
                               {checked.id(), key, request.serial()}));
     if (!earlier.empty()) {
-      const std::string id = earlier[0].Text(0);
-      if (earlier[0].Text(1) != "ACTIVE") return Decommissioned(id);
+      const std::string id = earlier[0].Text("id");
+      if (earlier[0].Text("status") != "ACTIVE") return Decommissioned(id);
       if (checked.has_revoke_time())
         return absl::PermissionDeniedError("enrollment token has been revoked");
       if (TimeUtil::TimestampToMilliseconds(checked.expire_time()) <= now_ms)
@@ -153,14 +153,14 @@ absl::StatusOr<std::string> DeviceRegistry::EnrollDevice(Transaction& tx,
                                          "WHERE id = $1",
                                          {request.device_id()}));
     if (rows.empty()) return NoSuchDevice(request.device_id());
-    if (rows[0].Text(0) != "ACTIVE") return Decommissioned(request.device_id());
-    if (rows[0].Text(1).empty() || rows[0].Text(1) != key) {
+    if (rows[0].Text("status") != "ACTIVE") return Decommissioned(request.device_id());
+    if (rows[0].Text("enrollment_key").empty() || rows[0].Text("enrollment_key") != key) {
       return absl::PermissionDeniedError(absl::StrCat(
           "device \"", request.device_id(),
           "\" enrolled with another key: only that key can re-enroll it"));
     }
     v1::Device existing;
-    RETURN_IF_ERROR(ParseProtoJson(rows[0].Text(2), &existing, true));
+    RETURN_IF_ERROR(ParseProtoJson(rows[0].Text("labels"), &existing, true));
     google::protobuf::Map<std::string, std::string> labels = existing.labels();
     for (const auto& [k, v] : token.labels()) labels[k] = v;
     RETURN_IF_ERROR(tx.Execute("UPDATE devices SET enrollment_token_id = $2, labels = $3, "
@@ -194,7 +194,7 @@ absl::Status DeviceRegistry::CheckActive(absl::string_view device_id) {
   ASSIGN_OR_RETURN(Rows rows, options_.database->Query("SELECT status FROM devices WHERE id = $1",
                                                        {std::string(device_id)}));
   if (rows.empty()) return NoSuchDevice(device_id);
-  if (rows[0].Text(0) != "ACTIVE") return Decommissioned(device_id);
+  if (rows[0].Text("status") != "ACTIVE") return Decommissioned(device_id);
   return absl::OkStatus();
 }
 
@@ -236,8 +236,7 @@ absl::StatusOr<v1::SyncResponse> DeviceRegistry::Sync(absl::string_view device_i
     return NoSuchDevice(device_id);
   }
   v1::SyncResponse response;
-  // The row as updated: kColumns, then the profile hash.
-  response.set_send_profile(rows[0].Text(17) != request.state().profile_hash());
+  response.set_send_profile(rows[0].Text("profile_hash") != request.state().profile_hash());
   RETURN_IF_ERROR(FillDesired(rows[0], &response));
   response.set_next_sync_ms(absl::ToInt64Milliseconds(options_.pacer->Next()));
   return response;
@@ -248,7 +247,7 @@ absl::StatusOr<v1::SyncResponse> DeviceRegistry::DesiredState(absl::string_view 
                                   absl::StrCat("SELECT ", kColumns, " FROM devices WHERE id = $1"),
                                   {std::string(device_id)}));
   if (rows.empty()) return NoSuchDevice(device_id);
-  if (rows[0].Text(4) != "ACTIVE") return Decommissioned(device_id);
+  if (rows[0].Text("status") != "ACTIVE") return Decommissioned(device_id);
   v1::SyncResponse response;
   RETURN_IF_ERROR(FillDesired(rows[0], &response));
   return response;
@@ -279,9 +278,9 @@ absl::StatusOr<int64_t> DeviceRegistry::Generation(absl::string_view device_id) 
                    options_.database->Query("SELECT generation, status FROM devices WHERE id = $1",
                                             {std::string(device_id)}));
   if (rows.empty()) return NoSuchDevice(device_id);
-  if (rows[0].Text(1) != "ACTIVE") return Decommissioned(device_id);
+  if (rows[0].Text("status") != "ACTIVE") return Decommissioned(device_id);
   ASSIGN_OR_RETURN(int64_t fleet_generation, FleetGeneration());
-  return rows[0].Int(0) + fleet_generation;
+  return rows[0].Int("generation") + fleet_generation;
 }
 
 absl::StatusOr<int64_t> DeviceRegistry::FleetGeneration() {
@@ -290,17 +289,17 @@ absl::StatusOr<int64_t> DeviceRegistry::FleetGeneration() {
 }
 
 absl::Status DeviceRegistry::FillDesired(const store::Row& row, v1::SyncResponse* out) {
-  // Read the generation (kColumns' 10th plus the fleet's) before the desired state: a change
+  // Read the generation (the device's plus the fleet's) before the desired state: a change
   // in between shows up as a newer generation next time, never as a stale state under a new
   // number.
   ASSIGN_OR_RETURN(int64_t fleet_generation, FleetGeneration());
-  out->set_desired_generation(row.Int(10) + fleet_generation);
+  out->set_desired_generation(row.Int("generation") + fleet_generation);
   out->set_module_signing_key(options_.module_signing_key.key_pem());
   *out->mutable_module_signing_key_trust() = options_.module_signing_key;
-  if (options_.assignments == nullptr || row.Text(4) != "ACTIVE") return absl::OkStatus();
+  if (options_.assignments == nullptr || row.Text("status") != "ACTIVE") return absl::OkStatus();
   ASSIGN_OR_RETURN(Attributes attributes, AttributesOf(row));
   ASSIGN_OR_RETURN(std::vector<v1::ModuleRef> desired,
-                   options_.assignments->DesiredFor(row.Text(0), attributes, row.Text(11)));
+                   options_.assignments->DesiredFor(row.Text("id"), attributes, row.Text("target")));
   for (v1::ModuleRef& m : desired) *out->add_desired_modules() = std::move(m);
   return absl::OkStatus();
 }
@@ -339,7 +338,7 @@ absl::StatusOr<v1::ListDevicesResponse> DeviceRegistry::List(
       ASSIGN_OR_RETURN(*response.add_devices(), DeviceFromRow(row));
     }
     if (static_cast<int64_t>(rows.size()) < kBatch) return response;
-    after = rows.back().Text(0);
+    after = rows.back().Text("id");
   }
 }
 
@@ -364,7 +363,7 @@ absl::StatusOr<v1::Device> DeviceRegistry::Update(const v1::UpdateDeviceRequest&
                      tx.Query("SELECT labels FROM devices WHERE id = $1", {request.id()}));
     if (rows.empty()) return NoSuchDevice(request.id());
     v1::Device current;
-    RETURN_IF_ERROR(ParseProtoJson(rows[0].Text(0), &current, true));
+    RETURN_IF_ERROR(ParseProtoJson(rows[0].Text("labels"), &current, true));
     auto& labels = *current.mutable_labels();
     for (const auto& [k, v] : request.labels()) labels[k] = v;
     for (const auto& k : request.remove_labels()) labels.erase(k);
@@ -395,15 +394,24 @@ absl::StatusOr<std::vector<FleetCount>> DeviceRegistry::Counts() {
   ASSIGN_OR_RETURN(
       Rows rows,
       options_.database->Query(
-          "SELECT status, target, CASE WHEN last_seen_ms > $1 THEN 1 ELSE 0 END, COUNT(*) "
-          "FROM devices GROUP BY 1, 2, 3",
+          "SELECT status, target, CASE WHEN last_seen_ms > $1 THEN 1 ELSE 0 END AS online, "
+          "COUNT(*) AS devices FROM devices GROUP BY 1, 2, 3",
           {cutoff}));
   std::vector<FleetCount> counts;
   for (const store::Row& row : rows) {
     counts.push_back(
-        {row.Text(0), row.Text(1), row.Int(2) == 1 && row.Text(0) == "ACTIVE", row.Int(3)});
+        {row.Text("status"), row.Text("target"),
+         row.Int("online") == 1 && row.Text("status") == "ACTIVE", row.Int("devices")});
   }
   return counts;
+}
+
+absl::StatusOr<std::map<std::string, int64_t>> DeviceRegistry::ActiveClasses(store::Reader& db) {
+  ASSIGN_OR_RETURN(Rows rows, db.Query("SELECT target, COUNT(*) AS devices FROM devices WHERE "
+                                       "status = 'ACTIVE' AND target <> '' GROUP BY target"));
+  std::map<std::string, int64_t> classes;
+  for (const store::Row& row : rows) classes[row.Text("target")] = row.Int("devices");
+  return classes;
 }
 
 }  // namespace edgeloop::fleet

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -81,6 +82,9 @@ class DeviceRegistry {
   /// Marks the device decommissioned: every later device call with its certificate fails.
   absl::StatusOr<v1::Device> Decommission(absl::string_view device_id);
   absl::StatusOr<std::vector<FleetCount>> Counts();
+  /// Target classes of the active devices, with how many devices each has (the CI stage builds
+  /// every version for these).
+  static absl::StatusOr<std::map<std::string, int64_t>> ActiveClasses(store::Reader& db);
 
  private:
   absl::StatusOr<v1::Device> DeviceFromRow(const store::Row& row) const;

@@ -10,32 +10,21 @@
 #include "common/random.h"
 #include "common/testing/fake_clock.h"
 #include "gtest/gtest.h"
+#include "fleet/schema.h"
+#include "fleet/testing/profiles.h"
+#include "registry/registry.h"
+#include "registry/schema.h"
+#include "registry/testing/onnx_models.h"
+#include "store/blob_store.h"
 #include "store/testing/test_database.h"
 
 namespace edgeloop::fleet {
 namespace {
 namespace fs = std::filesystem;
 
-v1::HardwareProfile Profile(const std::string& arch, std::vector<std::string> features,
-                            int64_t ram_mb) {
-  v1::HardwareProfile p;
-  p.set_arch(arch);
-  for (auto& f : features) p.add_isa_features(f);
-  p.set_cores(4);
-  p.set_ram_mb(ram_mb);
-  p.set_storage_mb(8000);
-  p.set_os("Debian GNU/Linux 12 (bookworm)");
-  return p;
-}
-
-v1::HardwareProfile Pi4() { return Profile("aarch64", {"asimd", "fp"}, 3796); }
-v1::HardwareProfile Orin() {
-  v1::HardwareProfile p = Profile("aarch64", {"asimd", "asimddp", "dotprod", "fp"}, 7620);
-  auto* gpu = p.add_accelerators();
-  gpu->set_kind("dri");
-  gpu->set_path("/dev/dri/renderD128");
-  return p;
-}
+using testing::Orin;
+using testing::Pi4;
+using testing::Profile;
 
 /// The fleet suite on SQLite and on PostgreSQL.
 class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
@@ -43,9 +32,20 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     dir_ = absl::StrCat(::testing::TempDir(), "edgeloop-fleet-", RandomHex(6));
     fs::create_directories(dir_);
-    auto db = store::testing::OpenTestDatabase(GetParam(), dir_);
+    auto db = store::testing::OpenTestDatabase(GetParam(), dir_,
+                                               {&registry::Migrations(), &fleet::Migrations()});
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db);
+    store::BlobStoreOptions blob_options;
+    blob_options.url = absl::StrCat("file://", dir_, "/blobs");
+    blob_options.staging_dir = dir_ + "/staging";
+    auto blobs = store::BlobStore::Create(blob_options);
+    ASSERT_TRUE(blobs.ok()) << blobs.status();
+    blobs_ = std::move(*blobs);
+    auto models = registry::Registry::Create(
+        {.database = db_.get(), .blobs = blobs_.get(), .clock = &clock_});
+    ASSERT_TRUE(models.ok()) << models.status();
+    models_ = std::move(*models);
     auto ca = crypto::CertificateAuthority::LoadOrCreate(dir_ + "/ca", clock_.Now());
     ASSERT_TRUE(ca.ok());
     ca_ = std::move(*ca);
@@ -63,6 +63,8 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
   }
   void TearDown() override {
     registry_.reset();
+    models_.reset();
+    blobs_.reset();
     db_.reset();
     fs::remove_all(dir_);
   }
@@ -95,31 +97,47 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
   // would have recorded them.
   int64_t Model(const std::string& name,
                 const std::map<int64_t, std::vector<std::string>>& targets_by_version) {
-    auto model = db_->Query(
-        "INSERT INTO models (name, description, labels, next_version, created_at_ms, created_by) "
-        "VALUES ($1, '', '{}', 1, 0, 't') RETURNING id",
-        {name});
-    EXPECT_TRUE(model.ok()) << model.status();
-    const int64_t id = (*model)[0].Int(0);
+    v1::CreateModelRequest create;
+    create.set_name(name);
+    EXPECT_TRUE(models_->CreateModel(create, "t").ok());
+    auto writer = blobs_->NewWriter(int64_t{1} << 20);
+    EXPECT_TRUE((*writer)->Write(registry::testing::MlpOnnx(4, 4, 2)).ok());
+    auto onnx = (*writer)->Commit("");
+    EXPECT_TRUE(onnx.ok()) << onnx.status();
+    auto id = registry::Registry::FindModelId(*db_, name);
+    EXPECT_TRUE(id.ok() && id->has_value());
     for (const auto& [version, targets] : targets_by_version) {
-      EXPECT_TRUE(db_->Query("INSERT INTO model_versions (model_id, version, onnx_digest, "
-                             "onnx_size, status, status_message, details, created_at_ms, "
-                             "created_by) VALUES ($1, $2, 'sha256:x', 1, 'READY', '', '{}', 0, 't') "
-                             "RETURNING version",
-                             {id, version})
-                      .ok());
-      for (const std::string& target : targets) {
-        EXPECT_TRUE(
-            db_->Query("INSERT INTO artifacts (model_id, version, target, backend, module_digest, "
-                       "module_size, manifest, signature, validation, compile_seconds, "
-                       "created_at_ms) VALUES ($1, $2, $3, 'c', $4, 100, $5, 'sig', '{}', 0.1, 0) "
-                       "RETURNING version",
-                       {id, version, target, ModuleDigest(name, version, target),
-                        absl::StrCat("{\"target\":\"", target, "\"}")})
-                .ok());
+      v1::CreateVersionRequest push;
+      push.set_model(name);
+      push.set_onnx_digest(onnx->digest);
+      auto pushed = models_->CreateVersion(push, "t");
+      EXPECT_TRUE(pushed.ok()) << pushed.status();
+      EXPECT_EQ(pushed->version(), version);  // versions are numbered in order
+      for (size_t i = 0; i < targets.size(); ++i) {
+        registry::ArtifactRecord a;
+        a.model_id = **id;
+        a.version = version;
+        a.target = targets[i];
+        a.module_digest = ModuleDigest(name, version, targets[i]);
+        a.module_size = 100;
+        a.manifest = absl::StrCat("{\"target\":\"", targets[i], "\"}");
+        a.signature = "sig";
+        a.validation = "{}";
+        a.compile_seconds = 0.1;
+        EXPECT_TRUE(store::RunInTransaction(*db_, [&](store::Transaction& tx) {
+                      return registry::Registry::RecordArtifact(tx, a, i + 1 == targets.size())
+                          .status();
+                    }).ok());
       }
     }
-    return id;
+    return **id;
+  }
+  absl::Status SetAlias(const std::string& model, const std::string& alias, int64_t version) {
+    v1::SetAliasRequest r;
+    r.set_model(model);
+    r.set_alias(alias);
+    r.set_version(version);
+    return models_->SetAlias(r, "t").status();
   }
   static std::string ModuleDigest(const std::string& model, int64_t version,
                                   const std::string& target) {
@@ -161,8 +179,8 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
   }
 
   int64_t DeviceCount() {
-    auto rows = db_->Query("SELECT COUNT(*) FROM devices", {});
-    return rows.ok() ? (*rows)[0].Int(0) : -1;
+    auto rows = db_->Query("SELECT COUNT(*) AS n FROM devices", {});
+    return rows.ok() ? (*rows)[0].Int("n") : -1;
   }
 
   std::vector<std::string> Ids(const std::string& selector) {
@@ -178,6 +196,8 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
   std::string dir_;
   edgeloop::testing::FakeClock clock_;
   std::unique_ptr<store::Database> db_;
+  std::unique_ptr<store::BlobStore> blobs_;
+  std::unique_ptr<registry::Registry> models_;
   std::unique_ptr<crypto::CertificateAuthority> ca_;
   std::unique_ptr<EnrollmentTokens> tokens_;
   std::unique_ptr<SyncPacer> pacer_;
@@ -481,7 +501,7 @@ TEST_P(DeviceRegistryTest, AssignmentsTellEachDeviceItsBestModule) {
                  return r;
                }())
                   .ok());
-  const int64_t det = Model("det", {{1, {"aarch64-v8", "aarch64-v8.2-dotprod", "x86_64-v2"}},
+  Model("det", {{1, {"aarch64-v8", "aarch64-v8.2-dotprod", "x86_64-v2"}},
                                     {2, {"aarch64-v8", "x86_64-v3"}},
                                     {3, {"x86_64-v2"}}});
   int64_t before = 0, after = 0;
@@ -500,18 +520,13 @@ TEST_P(DeviceRegistryTest, AssignmentsTellEachDeviceItsBestModule) {
   ASSERT_TRUE(Assign("det", "site=a", "", 3).ok());
   EXPECT_TRUE(Desired(pi->device_id()).empty());
   // Aliases are followed as they move; another model is another slot.
-  ASSERT_TRUE(db_->Query("INSERT INTO aliases (model_id, alias, version, updated_at_ms, updated_by) "
-                         "VALUES ($1, 'prod', 1, 0, 't') RETURNING version",
-                         {det})
-                  .ok());
+  ASSERT_TRUE(SetAlias("det", "prod", 1).ok());
   ASSERT_TRUE(Assign("det", "site=a", "", 0, "prod").ok());
   Model("kws", {{1, {"aarch64-v8"}}});
   ASSERT_TRUE(Assign("kws", "", pi->device_id(), 1).ok());
   EXPECT_EQ(Desired(pi->device_id()),
             (std::vector<std::string>{"det v1 aarch64-v8", "kws v1 aarch64-v8"}));
-  ASSERT_TRUE(db_->Query("UPDATE aliases SET version = 2 WHERE model_id = $1 RETURNING version",
-                         {det})
-                  .ok());
+  ASSERT_TRUE(SetAlias("det", "prod", 2).ok());
   ASSERT_TRUE(assignments_->Touch().ok());
   int64_t moved = 0;
   EXPECT_EQ(Desired(pi->device_id(), &moved),

@@ -22,14 +22,15 @@ constexpr char kColumns[] =
 
 absl::StatusOr<v1::EnrollmentToken> FromRow(const store::Row& row) {
   v1::EnrollmentToken token;
-  RETURN_IF_ERROR(ParseProtoJson(row.Text(1), &token, /*ignore_unknown_fields=*/true));
-  token.set_id(row.Text(0));
-  token.set_max_uses(static_cast<int32_t>(row.Int(2)));
-  token.set_uses(static_cast<int32_t>(row.Int(3)));
-  *token.mutable_expire_time() = TimeUtil::MillisecondsToTimestamp(row.Int(4));
-  if (row.Int(5) > 0) *token.mutable_revoke_time() = TimeUtil::MillisecondsToTimestamp(row.Int(5));
-  *token.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int(6));
-  token.set_created_by(row.Text(7));
+  RETURN_IF_ERROR(ParseProtoJson(row.Text("labels"), &token, /*ignore_unknown_fields=*/true));
+  token.set_id(row.Text("id"));
+  token.set_max_uses(static_cast<int32_t>(row.Int("max_uses")));
+  token.set_uses(static_cast<int32_t>(row.Int("uses")));
+  *token.mutable_expire_time() = TimeUtil::MillisecondsToTimestamp(row.Int("expires_at_ms"));
+  if (row.Int("revoked_at_ms") > 0)
+    *token.mutable_revoke_time() = TimeUtil::MillisecondsToTimestamp(row.Int("revoked_at_ms"));
+  *token.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int("created_at_ms"));
+  token.set_created_by(row.Text("created_by"));
   return token;
 }
 
@@ -101,7 +102,7 @@ absl::StatusOr<v1::ListEnrollmentTokensResponse> EnrollmentTokens::List(
             ASSIGN_OR_RETURN(*response.add_tokens(), FromRow(row));
             return absl::OkStatus();
           },
-          [](const store::Row& row) { return TimeIdPageToken(row.Int(6), row.Text(0)); }));
+          [](const store::Row& row) { return TimeIdPageToken(row.Int("created_at_ms"), row.Text("id")); }));
   return response;
 }
 
@@ -134,7 +135,7 @@ absl::StatusOr<v1::EnrollmentToken> EnrollmentTokens::Check(absl::string_view to
                    db_->Query(absl::StrCat("SELECT ", kColumns,
                                            ", secret_hash FROM enrollment_tokens WHERE id = $1"),
                               {parts->id}));
-  if (rows.empty() || !ConstantTimeEquals(rows[0].Text(8), Sha256Hex(parts->secret)))
+  if (rows.empty() || !ConstantTimeEquals(rows[0].Text("secret_hash"), Sha256Hex(parts->secret)))
     return absl::UnauthenticatedError("unknown enrollment token");
   return FromRow(rows[0]);
 }
@@ -163,18 +164,18 @@ absl::StatusOr<v1::EnrollmentToken> EnrollmentTokens::Spend(store::Transaction& 
           "SELECT secret_hash, uses, max_uses, revoked_at_ms, expires_at_ms FROM enrollment_tokens "
           "WHERE id = $1",
           {parts->id}));
-  if (rows.empty() || !ConstantTimeEquals(rows[0].Text(0), Sha256Hex(parts->secret))) {
+  if (rows.empty() || !ConstantTimeEquals(rows[0].Text("secret_hash"), Sha256Hex(parts->secret))) {
     return absl::UnauthenticatedError("unknown enrollment token");
   }
   const store::Row& row = rows[0];
-  if (row.Int(3) > 0) return absl::PermissionDeniedError("enrollment token has been revoked");
-  if (row.Int(4) <= now) {
+  if (row.Int("revoked_at_ms") > 0) return absl::PermissionDeniedError("enrollment token has been revoked");
+  if (row.Int("expires_at_ms") <= now) {
     return absl::PermissionDeniedError(
         absl::StrCat("enrollment token expired at ",
-                     absl::FormatTime(absl::FromUnixMillis(row.Int(4)), absl::UTCTimeZone())));
+                     absl::FormatTime(absl::FromUnixMillis(row.Int("expires_at_ms")), absl::UTCTimeZone())));
   }
   return absl::PermissionDeniedError(
-      absl::StrCat("enrollment token is used up (", row.Int(1), " of ", row.Int(2), " uses)"));
+      absl::StrCat("enrollment token is used up (", row.Int("uses"), " of ", row.Int("max_uses"), " uses)"));
 }
 
 }  // namespace edgeloop::fleet

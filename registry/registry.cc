@@ -10,6 +10,7 @@
 #include "common/sha256.h"
 #include "common/status.h"
 #include "google/protobuf/util/time_util.h"
+#include "registry/event_log.h"
 #include "registry/onnx_inspector.h"
 
 namespace edgeloop::registry {
@@ -71,38 +72,21 @@ constexpr char kVersionColumns[] =
 
 absl::StatusOr<v1::ModelVersion> VersionFromRow(absl::string_view model, const store::Row& row) {
   v1::ModelVersion version;
-  RETURN_IF_ERROR(FromJson(row.Text(5), &version));
+  RETURN_IF_ERROR(FromJson(row.Text("details"), &version));
   version.set_model(std::string(model));
-  version.set_version(row.Int(0));
-  version.set_onnx_digest(row.Text(1));
-  version.set_onnx_size(row.Int(2));
+  version.set_version(row.Int("version"));
+  version.set_onnx_digest(row.Text("onnx_digest"));
+  version.set_onnx_size(row.Int("onnx_size"));
   v1::VersionStatus status = v1::VERSION_STATUS_UNSPECIFIED;
-  v1::VersionStatus_Parse(row.Text(3), &status);
+  v1::VersionStatus_Parse(row.Text("status"), &status);
   version.set_status(status);
-  version.set_status_message(row.Text(4));
-  *version.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int(6));
-  version.set_created_by(row.Text(7));
+  version.set_status_message(row.Text("status_message"));
+  *version.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int("created_at_ms"));
+  version.set_created_by(row.Text("created_by"));
   return version;
 }
 
 }  // namespace
-
-// The counter row's lock orders events by commit.
-absl::Status AppendEvent(Transaction& tx, absl::string_view type, absl::string_view model,
-                         int64_t version, absl::string_view alias, absl::string_view actor,
-                         int64_t at_ms) {
-  ASSIGN_OR_RETURN(Rows rows,
-                   tx.Query("UPDATE registry_event_counter SET last_sequence = last_sequence + 1 "
-                            "WHERE id = 1 RETURNING last_sequence"));
-  if (rows.size() != 1) return absl::InternalError("registry event counter row is missing");
-  return tx
-      .Execute(
-          "INSERT INTO registry_events (sequence, type, model, version, alias, actor, at_ms) "
-          "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-          {rows[0].Int(0), std::string(type), std::string(model), version, std::string(alias),
-           std::string(actor), at_ms})
-      .status();
-}
 
 absl::StatusOr<std::unique_ptr<Registry>> Registry::Create(const RegistryOptions& options) {
   if (options.database == nullptr || options.blobs == nullptr || options.clock == nullptr) {
@@ -152,16 +136,16 @@ absl::StatusOr<v1::Model> Registry::GetModel(const v1::GetModelRequest& request)
   if (rows.empty()) return NoSuchModel(request.model());
   const store::Row& row = rows[0];
   v1::Model model;
-  RETURN_IF_ERROR(FromJson(row.Text(3), &model));
-  model.set_name(row.Text(1));
-  model.set_description(row.Text(2));
-  model.set_latest_version(row.Int(4) - 1);
-  *model.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int(5));
-  model.set_created_by(row.Text(6));
+  RETURN_IF_ERROR(FromJson(row.Text("labels"), &model));
+  model.set_name(row.Text("name"));
+  model.set_description(row.Text("description"));
+  model.set_latest_version(row.Int("next_version") - 1);
+  *model.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int("created_at_ms"));
+  model.set_created_by(row.Text("created_by"));
   ASSIGN_OR_RETURN(Rows aliases,
                    options_.database->Query(
-                       "SELECT alias, version FROM aliases WHERE model_id = $1", {row.Int(0)}));
-  for (const store::Row& a : aliases) (*model.mutable_aliases())[a.Text(0)] = a.Int(1);
+                       "SELECT alias, version FROM aliases WHERE model_id = $1", {row.Int("id")}));
+  for (const store::Row& a : aliases) (*model.mutable_aliases())[a.Text("alias")] = a.Int("version");
   return model;
 }
 
@@ -178,11 +162,11 @@ absl::StatusOr<v1::ListModelsResponse> Registry::ListModels(const v1::ListModels
           rows, page,
           [&](const store::Row& row) -> absl::Status {
             v1::GetModelRequest get;
-            get.set_model(row.Text(0));
+            get.set_model(row.Text("name"));
             ASSIGN_OR_RETURN(*response.add_models(), GetModel(get));
             return absl::OkStatus();
           },
-          [](const store::Row& row) { return row.Text(0); }));
+          [](const store::Row& row) { return row.Text("name"); }));
   return response;
 }
 
@@ -239,11 +223,11 @@ absl::StatusOr<v1::ModelVersion> Registry::CreateVersion(const v1::CreateVersion
     // The row lock taken by this UPDATE serialises version allocation per model.
     ASSIGN_OR_RETURN(Rows rows,
                      tx.Query("UPDATE models SET next_version = next_version + 1 WHERE name = $1 "
-                              "RETURNING id, next_version - 1",
+                              "RETURNING id, next_version - 1 AS version",
                               {request.model()}));
     if (rows.empty()) return NoSuchModel(request.model());
-    const int64_t model_id = rows[0].Int(0);
-    number = rows[0].Int(1);
+    const int64_t model_id = rows[0].Int("id");
+    number = rows[0].Int("version");
     const int64_t parent = request.lineage().parent_version();
     if (parent > 0) {
       ASSIGN_OR_RETURN(Rows p,
@@ -311,7 +295,7 @@ absl::StatusOr<v1::ListVersionsResponse> Registry::ListVersions(
                      absl::StrCat("SELECT ", kVersionColumns,
                                   " FROM model_versions v WHERE "
                                   "v.model_id = $1 AND v.version > $2 ORDER BY v.version LIMIT $3"),
-                     {model[0].Int(0), after, int64_t{page} + 1}));
+                     {model[0].Int("id"), after, int64_t{page} + 1}));
   v1::ListVersionsResponse response;
   ASSIGN_OR_RETURN(
       *response.mutable_next_page_token(),
@@ -321,7 +305,7 @@ absl::StatusOr<v1::ListVersionsResponse> Registry::ListVersions(
             ASSIGN_OR_RETURN(*response.add_versions(), VersionFromRow(request.model(), row));
             return absl::OkStatus();
           },
-          [](const store::Row& row) { return std::to_string(row.Int(0)); }));
+          [](const store::Row& row) { return std::to_string(row.Int("version")); }));
   return response;
 }
 
@@ -340,7 +324,7 @@ absl::StatusOr<v1::Alias> Registry::SetAlias(const v1::SetAliasRequest& request,
                                                        postgres ? " FOR UPDATE" : ""),
                                           {request.model()}));
     if (model.empty()) return NoSuchModel(request.model());
-    const int64_t model_id = model[0].Int(0);
+    const int64_t model_id = model[0].Int("id");
     ASSIGN_OR_RETURN(Rows version,
                      tx.Query("SELECT 1 FROM model_versions WHERE model_id = $1 AND version = $2",
                               {model_id, request.version()}));
@@ -351,7 +335,7 @@ absl::StatusOr<v1::Alias> Registry::SetAlias(const v1::SetAliasRequest& request,
     ASSIGN_OR_RETURN(Rows current,
                      tx.Query("SELECT version FROM aliases WHERE model_id = $1 AND alias = $2",
                               {model_id, request.alias()}));
-    const int64_t from = current.empty() ? 0 : current[0].Int(0);
+    const int64_t from = current.empty() ? 0 : current[0].Int("version");
     if (from == request.version()) return absl::OkStatus();
     if (current.empty()) {
       RETURN_IF_ERROR(
@@ -400,9 +384,9 @@ absl::StatusOr<v1::Alias> Registry::GetAlias(const v1::GetAliasRequest& request)
   v1::Alias alias;
   alias.set_model(request.model());
   alias.set_alias(request.alias());
-  alias.set_version(rows[0].Int(0));
-  *alias.mutable_update_time() = TimeUtil::MillisecondsToTimestamp(rows[0].Int(1));
-  alias.set_updated_by(rows[0].Text(2));
+  alias.set_version(rows[0].Int("version"));
+  *alias.mutable_update_time() = TimeUtil::MillisecondsToTimestamp(rows[0].Int("updated_at_ms"));
+  alias.set_updated_by(rows[0].Text("updated_by"));
   return alias;
 }
 
@@ -430,91 +414,33 @@ absl::StatusOr<v1::GetAliasHistoryResponse> Registry::GetAliasHistory(
             v1::AliasMove* move = response.add_moves();
             move->set_model(request.model());
             move->set_alias(request.alias());
-            move->set_from_version(row.Int(0));
-            move->set_to_version(row.Int(1));
-            move->set_actor(row.Text(2));
-            *move->mutable_time() = TimeUtil::MillisecondsToTimestamp(row.Int(3));
+            move->set_from_version(row.Int("from_version"));
+            move->set_to_version(row.Int("to_version"));
+            move->set_actor(row.Text("actor"));
+            *move->mutable_time() = TimeUtil::MillisecondsToTimestamp(row.Int("at_ms"));
             return absl::OkStatus();
           },
-          [](const store::Row& row) { return std::to_string(row.Int(4)); }));
+          [](const store::Row& row) { return std::to_string(row.Int("id")); }));
   return response;
 }
 
-absl::StatusOr<v1::ListArtifactsResponse> Registry::ListArtifacts(
-    const v1::ListArtifactsRequest& request) {
-  v1::GetVersionRequest get;
-  get.set_model(request.model());
-  get.set_version(request.version());
-  RETURN_IF_ERROR(GetVersion(get).status());
-  ASSIGN_OR_RETURN(
-      Rows rows,
-      options_.database->Query(
-          "SELECT a.target, a.backend, a.module_digest, a.module_size, a.manifest, a.signature, "
-          "a.validation, a.compile_seconds, a.created_at_ms, a.reason FROM artifacts a JOIN models "
-          "m ON "
-          "m.id = a.model_id WHERE m.name = $1 AND a.version = $2 ORDER BY a.target",
-          {request.model(), request.version()}));
-  v1::ListArtifactsResponse response;
-  for (const store::Row& row : rows) {
-    v1::Artifact* a = response.add_artifacts();
-    a->set_model(request.model());
-    a->set_version(request.version());
-    a->set_target(row.Text(0));
-    a->set_backend(row.Text(1));
-    a->set_module_digest(row.Text(2));
-    a->set_module_size(row.Int(3));
-    a->set_manifest(row.Text(4));
-    a->set_signature(row.Text(5));
-    a->set_validation(row.Text(6));
-    a->set_compile_seconds(row.Real(7));
-    *a->mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int(8));
-    a->set_reason(row.Text(9));
-  }
-  ASSIGN_OR_RETURN(Rows jobs,
-                   options_.database->Query(
-                       "SELECT j.target, j.state, j.attempts, j.error, j.reason FROM compile_jobs "
-                       "j JOIN models m ON "
-                       "m.id = j.model_id WHERE m.name = $1 AND j.version = $2 ORDER BY j.target",
-                       {request.model(), request.version()}));
-  for (const store::Row& row : jobs) {
-    v1::CompileJob* j = response.add_jobs();
-    j->set_target(row.Text(0));
-    j->set_state(row.Text(1));
-    j->set_attempts(static_cast<int32_t>(row.Int(2)));
-    j->set_error(row.Text(3));
-    j->set_reason(row.Text(4));
-  }
-  return response;
-}
 
 absl::StatusOr<v1::ListEventsResponse> Registry::ListEvents(const v1::ListEventsRequest& request) {
-  ASSIGN_OR_RETURN(
-      Rows rows,
-      options_.database->Query(
-          "SELECT sequence, type, model, version, alias, actor, at_ms FROM registry_events "
-          "WHERE sequence > $1 ORDER BY sequence LIMIT $2",
-          {request.after_sequence(), int64_t{PageSize(request.limit())}}));
+  ASSIGN_OR_RETURN(std::vector<v1::RegistryEvent> events,
+                   EventsAfter(*options_.database, request.after_sequence(),
+                               PageSize(request.limit())));
   v1::ListEventsResponse response;
-  for (const store::Row& row : rows) {
-    v1::RegistryEvent* event = response.add_events();
-    event->set_sequence(row.Int(0));
-    event->set_type(row.Text(1));
-    event->set_model(row.Text(2));
-    event->set_version(row.Int(3));
-    event->set_alias(row.Text(4));
-    event->set_actor(row.Text(5));
-    *event->mutable_time() = TimeUtil::MillisecondsToTimestamp(row.Int(6));
-  }
+  for (v1::RegistryEvent& event : events) *response.add_events() = std::move(event);
   return response;
 }
 
 absl::StatusOr<RegistrySizes> Registry::Sizes() {
-  ASSIGN_OR_RETURN(
-      Rows rows, options_.database->Query(
-                     "SELECT (SELECT COUNT(*) FROM models), (SELECT COUNT(*) FROM model_versions), "
-                     "(SELECT COUNT(*) FROM aliases)",
-                     {}));
-  return RegistrySizes{rows[0].Int(0), rows[0].Int(1), rows[0].Int(2)};
+  ASSIGN_OR_RETURN(Rows rows, options_.database->Query(
+                                  "SELECT (SELECT COUNT(*) FROM models) AS models, "
+                                  "(SELECT COUNT(*) FROM model_versions) AS versions, "
+                                  "(SELECT COUNT(*) FROM aliases) AS aliases",
+                                  {}));
+  return RegistrySizes{rows[0].Int("models"), rows[0].Int("versions"), rows[0].Int("aliases")};
 }
 
 }  // namespace edgeloop::registry

@@ -1,4 +1,5 @@
 #include "registry/registry.h"
+#include "registry/schema.h"
 
 #include <filesystem>
 #include <set>
@@ -24,7 +25,7 @@ class RegistryTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     dir_ = absl::StrCat(::testing::TempDir(), "edgeloop-registry-", RandomHex(6));
     fs::create_directories(dir_);
-    auto db = store::testing::OpenTestDatabase(GetParam(), dir_);
+    auto db = store::testing::OpenTestDatabase(GetParam(), dir_, {&Migrations(), &store::BlobMigrations()});
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db);
     store::BlobStoreOptions blob_options;

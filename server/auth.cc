@@ -21,15 +21,17 @@ constexpr absl::string_view kSecretPrefix = "edgeloop_";
 
 v1::ApiToken TokenFromRow(const store::Row& row) {
   v1::ApiToken token;
-  token.set_id(row.Text(0));
-  token.set_name(row.Text(1));
+  token.set_id(row.Text("id"));
+  token.set_name(row.Text("name"));
   v1::Role role = v1::ROLE_UNSPECIFIED;
-  v1::Role_Parse(row.Text(2), &role);
+  v1::Role_Parse(row.Text("role"), &role);
   token.set_role(role);
-  *token.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int(3));
-  token.set_created_by(row.Text(4));
-  if (row.Int(5) > 0) *token.mutable_expire_time() = TimeUtil::MillisecondsToTimestamp(row.Int(5));
-  if (row.Int(6) > 0) *token.mutable_revoke_time() = TimeUtil::MillisecondsToTimestamp(row.Int(6));
+  *token.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(row.Int("created_at_ms"));
+  token.set_created_by(row.Text("created_by"));
+  if (row.Int("expires_at_ms") > 0)
+    *token.mutable_expire_time() = TimeUtil::MillisecondsToTimestamp(row.Int("expires_at_ms"));
+  if (row.Int("revoked_at_ms") > 0)
+    *token.mutable_revoke_time() = TimeUtil::MillisecondsToTimestamp(row.Int("revoked_at_ms"));
   return token;
 }
 
@@ -37,6 +39,24 @@ constexpr char kTokenColumns[] =
     "id, name, role, created_at_ms, created_by, expires_at_ms, revoked_at_ms";
 
 }  // namespace
+
+const store::ComponentMigrations& AuthMigrations() {
+  static const auto* migrations = new store::ComponentMigrations{"auth", {
+      {2, "api_tokens", R"sql(
+CREATE TABLE api_tokens (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  role TEXT NOT NULL,
+  secret_hash TEXT NOT NULL UNIQUE,
+  created_at_ms BIGINT NOT NULL,
+  created_by TEXT NOT NULL,
+  expires_at_ms BIGINT NOT NULL,
+  revoked_at_ms BIGINT NOT NULL
+);
+)sql"},
+  }};
+  return *migrations;
+}
 
 absl::Status RequireRole(const Principal& principal, v1::Role needed) {
   if (principal.role >= needed) return absl::OkStatus();
@@ -64,12 +84,13 @@ absl::StatusOr<Principal> TokenStore::Authenticate(absl::string_view header) {
   if (rows.empty()) return absl::UnauthenticatedError("invalid token");
   const store::Row& row = rows[0];
   const int64_t now = absl::ToUnixMillis(clock_->Now());
-  if (row.Int(4) > 0) return absl::UnauthenticatedError("token has been revoked");
-  if (row.Int(3) > 0 && row.Int(3) <= now) return absl::UnauthenticatedError("token has expired");
+  if (row.Int("revoked_at_ms") > 0) return absl::UnauthenticatedError("token has been revoked");
+  if (row.Int("expires_at_ms") > 0 && row.Int("expires_at_ms") <= now)
+    return absl::UnauthenticatedError("token has expired");
   Principal principal;
-  principal.token_id = row.Text(0);
-  principal.name = row.Text(1);
-  v1::Role_Parse(row.Text(2), &principal.role);
+  principal.token_id = row.Text("id");
+  principal.name = row.Text("name");
+  v1::Role_Parse(row.Text("role"), &principal.role);
   return principal;
 }
 
@@ -135,7 +156,7 @@ absl::StatusOr<v1::ListTokensResponse> TokenStore::List(const v1::ListTokensRequ
             *response.add_tokens() = TokenFromRow(row);
             return absl::OkStatus();
           },
-          [](const store::Row& row) { return TimeIdPageToken(row.Int(3), row.Text(0)); }));
+          [](const store::Row& row) { return TimeIdPageToken(row.Int("created_at_ms"), row.Text("id")); }));
   return response;
 }
 

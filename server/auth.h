@@ -8,6 +8,7 @@
 #include "common/clock.h"
 #include "edgeloop/v1/admin.pb.h"
 #include "store/database.h"
+#include "store/migrations.h"
 
 namespace edgeloop::server {
 
@@ -22,6 +23,9 @@ struct Principal {
 
 /// NOT OK with PERMISSION_DENIED unless `principal` holds at least `needed`.
 absl::Status RequireRole(const Principal& principal, v1::Role needed);
+
+/// TokenStore's table: api_tokens.
+const store::ComponentMigrations& AuthMigrations();
 
 /// Operator API tokens. Only a SHA-256 of each secret is stored: the secret is shown once,
 /// when created. Secrets are 256 random bits, so a fast hash is enough (nothing to brute-force).

@@ -7,7 +7,7 @@
 #include "common/logging.h"
 #include "common/proto_json.h"
 #include "common/status.h"
-#include "server/ci/compile_pipeline.h"
+#include "registry/registry.h"
 
 namespace edgeloop::server {
 
@@ -28,7 +28,7 @@ absl::StatusOr<ModuleSigningKey> LoadModuleSigningKey(const std::string& data_di
                      previous->Sign(crypto::SigningKeyRotationStatement(
                          previous->public_key_pem(), next->public_key_pem())));
     RETURN_IF_ERROR(WriteFileAtomically(rotation_path, PrintProtoJson(handover) + "\n", 0644));
-    RETURN_IF_ERROR(CompilePipeline::ResignArtifacts(database, *next));
+    RETURN_IF_ERROR(registry::Registry::ResignArtifacts(database, *next));
     // The new key takes the old one's place last: until then a restart resumes from here.
     if (std::rename(next_path.c_str(), path.c_str()) != 0)
       return ErrnoStatus("rename signing.key.next", errno);

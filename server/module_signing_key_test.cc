@@ -8,6 +8,7 @@
 #include "common/random.h"
 #include "common/signing.h"
 #include "gtest/gtest.h"
+#include "registry/schema.h"
 #include "store/testing/test_database.h"
 
 namespace edgeloop::server {
@@ -23,7 +24,7 @@ class ModuleSigningKeyTest : public ::testing::Test {
     auto ca = crypto::CertificateAuthority::LoadOrCreate(dir_ + "/ca", absl::Now());
     ASSERT_TRUE(ca.ok()) << ca.status();
     ca_ = std::move(*ca);
-    auto db = store::testing::OpenTestDatabase("sqlite", dir_);
+    auto db = store::testing::OpenTestDatabase("sqlite", dir_, {&registry::Migrations()});
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db);
   }

@@ -19,7 +19,9 @@
 #include "registry/registry.h"
 #include "server/api.h"
 #include "server/auth.h"
-#include "server/ci/compile_pipeline.h"
+#include "server/schema.h"
+#include "ci/compile_jobs.h"
+#include "ci/compile_pipeline.h"
 #include "server/grpc/admin_service.h"
 #include "server/grpc/device_service.h"
 #include "server/grpc/fleet_service.h"
@@ -58,7 +60,7 @@ struct Server::Impl {
   std::unique_ptr<grpc::Server> device_grpc;
   std::unique_ptr<crypto::SigningKey> signer;
   std::unique_ptr<compiler::Sandbox> sandbox;
-  std::unique_ptr<CompilePipeline> pipeline;
+  std::unique_ptr<ci::CompilePipeline> pipeline;
   int http_port = 0;
   int grpc_port = 0;
   int device_port = 0;
@@ -67,7 +69,7 @@ struct Server::Impl {
   absl::Status Readiness() {
     RETURN_IF_ERROR(db->Ping());
     ASSIGN_OR_RETURN(int version, store::CurrentSchemaVersion(*db));
-    if (version < store::SchemaMigrations().back().version) {
+    if (version < ServerSchema().back().version) {
       return absl::UnavailableError(
           absl::StrCat("schema at version ", version, ", migrations pending"));
     }
@@ -89,14 +91,21 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
                         .pool_size = options.db_pool_size,
                         .acquire_timeout = absl::Seconds(options.db_acquire_timeout_seconds),
                         .statement_timeout = absl::Seconds(options.db_statement_timeout_seconds)}));
-  ASSIGN_OR_RETURN(int schema, store::ApplyMigrations(*s->db));
+  ASSIGN_OR_RETURN(int schema, store::ApplyMigrations(*s->db, ServerSchema()));
   store::BlobStoreOptions blob_options;
   blob_options.url = options.blobs;
   blob_options.staging_dir = options.data_dir + "/staging";
   blob_options.database = s->db.get();
   ASSIGN_OR_RETURN(s->blobs, store::BlobStore::Create(blob_options));
+  // The registry shows each version's compile jobs beside its modules; the CI stage owns them.
+  store::Database* db = s->db.get();
   ASSIGN_OR_RETURN(s->registry,
-                   registry::Registry::Create({.database = s->db.get(), .blobs = s->blobs.get()}));
+                   registry::Registry::Create(
+                       {.database = db,
+                        .blobs = s->blobs.get(),
+                        .compile_jobs = [db](int64_t model_id, int64_t version) {
+                          return ci::CompileJobs::ForVersion(*db, model_id, version);
+                        }}));
 
   s->tokens = std::make_unique<TokenStore>(s->db.get(), SystemClock::Get());
   const char* env_token = std::getenv("EDGELOOP_ADMIN_TOKEN");
@@ -137,13 +146,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   s->metrics = std::make_unique<ServerMetrics>(s->registry.get(), s->devices.get());
 
   // The CI stage: modules are compiled by edgeloop-compile from the same build, next to us.
-  CompilePipelineOptions ci;
-  ci.database = s->db.get();
-  ci.blobs = s->blobs.get();
-  ci.signer = s->signer.get();
-  ci.default_targets = absl::StrSplit(options.compile_targets, ',', absl::SkipEmpty());
+  ci::CompilePipelineOptions pipeline;
+  ci::WorkerOptions& worker = pipeline.worker;
+  worker.database = s->db.get();
+  worker.blobs = s->blobs.get();
+  worker.signer = s->signer.get();
+  pipeline.planner.database = s->db.get();
+  pipeline.planner.default_targets =
+      absl::StrSplit(options.compile_targets, ',', absl::SkipEmpty());
   std::error_code ec;
-  ci.compile_binary =
+  worker.compile_binary =
       !options.compile_binary.empty()
           ? options.compile_binary
           : (std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "edgeloop-compile")
@@ -152,22 +164,22 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   compiler::SandboxOptions sandbox_options;
   ASSIGN_OR_RETURN(sandbox_options.mode, compiler::ParseSandboxMode(options.compile_sandbox));
   sandbox_options.scratch_root = options.data_dir + "/compile";
-  sandbox_options.limits.cpu_time = ci.compile_timeout + absl::Minutes(1);
+  sandbox_options.limits.cpu_time = worker.compile_timeout + absl::Minutes(1);
   ASSIGN_OR_RETURN(s->sandbox, compiler::Sandbox::Create(sandbox_options));
   Log(s->sandbox->controls().namespaces && s->sandbox->controls().seccomp ? LogLevel::kInfo
                                                                           : LogLevel::kWarning,
       "compile sandbox", {{"controls", s->sandbox->controls().Describe()}});
-  ci.sandbox = s->sandbox.get();
+  worker.sandbox = s->sandbox.get();
   char host[256] = "host";
   ::gethostname(host, sizeof host);
-  ci.worker_id = absl::StrCat(host, ":", ::getpid());
-  ci.workers = options.compile_workers;
-  ci.validation_samples = options.validation_samples;
+  worker.worker_id = absl::StrCat(host, ":", ::getpid());
+  pipeline.workers = options.compile_workers;
+  worker.validation_samples = options.validation_samples;
   // A version that becomes ready (or a module for a class that joined later) may be what
   // assigned devices wait for.
   fleet::DeviceRegistry* devices = s->devices.get();
-  ci.on_desired_state_changed = [devices] { devices->WakeAllWatchers(); };
-  s->pipeline = std::make_unique<CompilePipeline>(ci);
+  worker.on_desired_state_changed = [devices] { devices->WakeAllWatchers(); };
+  s->pipeline = std::make_unique<ci::CompilePipeline>(pipeline);
   s->api = std::make_unique<Api>(ApiOptions{.registry = s->registry.get(),
                                             .blobs = s->blobs.get(),
                                             .tokens = s->tokens.get(),

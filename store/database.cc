@@ -1,5 +1,6 @@
 #include "store/database.h"
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/strings/match.h"
@@ -21,10 +22,21 @@ int HexValue(char c) {
 
 }  // namespace
 
-bool Row::IsNull(size_t i) const { return std::holds_alternative<std::monostate>(cells_.at(i)); }
+const Value& Row::Cell(absl::string_view column) const {
+  for (size_t i = 0; i < names_->size(); ++i) {
+    if ((*names_)[i] == column) return cells_[i];
+  }
+  std::fprintf(stderr, "store::Row: the result has no column \"%.*s\"\n",
+               static_cast<int>(column.size()), column.data());
+  std::abort();
+}
 
-int64_t Row::Int(size_t i) const {
-  const Value& v = cells_.at(i);
+bool Row::IsNull(absl::string_view column) const {
+  return std::holds_alternative<std::monostate>(Cell(column));
+}
+
+int64_t Row::Int(absl::string_view column) const {
+  const Value& v = Cell(column);
   if (auto* n = std::get_if<int64_t>(&v)) return *n;
   if (auto* d = std::get_if<double>(&v)) return static_cast<int64_t>(*d);
   if (auto* s = std::get_if<std::string>(&v)) {
@@ -36,8 +48,8 @@ int64_t Row::Int(size_t i) const {
   return 0;
 }
 
-double Row::Real(size_t i) const {
-  const Value& v = cells_.at(i);
+double Row::Real(absl::string_view column) const {
+  const Value& v = Cell(column);
   if (auto* d = std::get_if<double>(&v)) return *d;
   if (auto* n = std::get_if<int64_t>(&v)) return static_cast<double>(*n);
   if (auto* s = std::get_if<std::string>(&v)) {
@@ -47,8 +59,8 @@ double Row::Real(size_t i) const {
   return 0;
 }
 
-std::string Row::Text(size_t i) const {
-  const Value& v = cells_.at(i);
+std::string Row::Text(absl::string_view column) const {
+  const Value& v = Cell(column);
   if (auto* s = std::get_if<std::string>(&v)) return *s;
   if (auto* n = std::get_if<int64_t>(&v)) return std::to_string(*n);
   if (auto* d = std::get_if<double>(&v)) return absl::StrCat(*d);
@@ -56,8 +68,8 @@ std::string Row::Text(size_t i) const {
   return "";
 }
 
-std::string Row::Blob(size_t i) const {
-  const Value& v = cells_.at(i);
+std::string Row::Blob(absl::string_view column) const {
+  const Value& v = Cell(column);
   if (auto* b = std::get_if<Bytes>(&v)) return b->data;
   if (auto* s = std::get_if<std::string>(&v)) {
     // PostgreSQL returns bytea in text format as "\x" followed by hex.

@@ -24,19 +24,26 @@ struct Bytes {
 /// A statement parameter or a result cell. monostate is SQL NULL.
 using Value = std::variant<std::monostate, int64_t, double, std::string, Bytes>;
 
-/// One result row. Accessors convert between the representations the two drivers return
-/// (SQLite gives typed cells, PostgreSQL text), so callers read columns the same way.
+/// The names of a result's columns, shared by its rows.
+using ColumnNames = std::shared_ptr<const std::vector<std::string>>;
+
+/// One result row, read by column name (`row.Int("version")`), so that adding a column to a
+/// query or a table cannot shift what another reader gets. Accessors convert between the
+/// representations the two drivers return (SQLite gives typed cells, PostgreSQL text), so
+/// callers read columns the same way. An unknown name is a programming error: it aborts.
 class Row {
  public:
-  explicit Row(std::vector<Value> cells) : cells_(std::move(cells)) {}
-  size_t size() const { return cells_.size(); }
-  bool IsNull(size_t i) const;
-  int64_t Int(size_t i) const;  // NULL reads as 0
-  double Real(size_t i) const;
-  std::string Text(size_t i) const;  // NULL reads as ""
-  std::string Blob(size_t i) const;  // bytea/BLOB contents
+  Row(ColumnNames names, std::vector<Value> cells)
+      : names_(std::move(names)), cells_(std::move(cells)) {}
+  bool IsNull(absl::string_view column) const;
+  int64_t Int(absl::string_view column) const;  // NULL reads as 0
+  double Real(absl::string_view column) const;
+  std::string Text(absl::string_view column) const;  // NULL reads as ""
+  std::string Blob(absl::string_view column) const;  // bytea/BLOB contents
 
  private:
+  const Value& Cell(absl::string_view column) const;
+  ColumnNames names_;
   std::vector<Value> cells_;
 };
 using Rows = std::vector<Row>;
@@ -44,14 +51,20 @@ using Rows = std::vector<Row>;
 /// A database transaction. Statements use `$1, $2, ...` placeholders in both dialects and are
 /// always sent with bound parameters, never with values spliced into the SQL text.
 /// Destroying an uncommitted transaction rolls it back. Not thread-safe.
+/// A component's read methods take a `Reader` (the database, or the caller's transaction when
+/// the read must see that transaction's writes or be consistent with them).
 ///
 /// Errors: a unique-constraint violation is ALREADY_EXISTS; a serialisation failure or
 /// deadlock is ABORTED (retry the whole transaction); a lost connection is UNAVAILABLE.
-class Transaction {
+class Reader {
  public:
-  virtual ~Transaction() = default;
+  virtual ~Reader() = default;
   virtual absl::StatusOr<Rows> Query(absl::string_view sql,
                                      const std::vector<Value>& params = {}) = 0;
+};
+
+class Transaction : public Reader {
+ public:
   /// Runs a statement and returns the number of rows it changed.
   virtual absl::StatusOr<int64_t> Execute(absl::string_view sql,
                                           const std::vector<Value>& params = {}) = 0;
@@ -74,9 +87,8 @@ struct DatabaseOptions {
 
 /// A pool of connections to one database. Thread-safe: every method may be called from
 /// any thread; each transaction holds one pooled connection until it ends.
-class Database {
+class Database : public Reader {
  public:
-  virtual ~Database() = default;
 
   /// Opens the database the URL names. Does not apply migrations (see migrations.h).
   static absl::StatusOr<std::unique_ptr<Database>> Open(const DatabaseOptions& options);
@@ -85,9 +97,7 @@ class Database {
   /// Starts a transaction that may write. On SQLite this takes the write lock at once
   /// (BEGIN IMMEDIATE) so that two writers never deadlock on lock upgrade.
   virtual absl::StatusOr<std::unique_ptr<Transaction>> Begin() = 0;
-  /// Runs one read statement outside an explicit transaction.
-  virtual absl::StatusOr<Rows> Query(absl::string_view sql,
-                                     const std::vector<Value>& params = {}) = 0;
+  // Query() runs one read statement outside an explicit transaction.
   /// Cheap round trip used by /readyz.
   virtual absl::Status Ping() = 0;
 };

@@ -32,7 +32,7 @@ class DatabaseBlobReader final : public BlobReader {
                                     {digest_, seq}));
         if (rows.empty())
           return absl::DataLossError(absl::StrCat("blob ", digest_, " is missing chunk ", seq));
-        cached_ = rows[0].Blob(0);
+        cached_ = rows[0].Blob("data");
         cached_seq_ = seq;
       }
       int64_t within = offset - seq * kChunkBytes;
@@ -123,7 +123,7 @@ class DatabaseBlobStore final : public BlobStore {
     ASSIGN_OR_RETURN(Rows rows,
                      db_->Query("SELECT size FROM blobs WHERE digest = $1", {std::string(digest)}));
     if (rows.empty()) return absl::NotFoundError(absl::StrCat("blob ", digest, " not found"));
-    return BlobInfo{std::string(digest), rows[0].Int(0)};
+    return BlobInfo{std::string(digest), rows[0].Int("size")};
   }
 
  private:

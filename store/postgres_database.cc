@@ -81,6 +81,11 @@ std::vector<std::optional<std::string>> ToParams(const std::vector<Value>& param
 Rows ToRows(const pqxx::result& result) {
   Rows rows;
   rows.reserve(result.size());
+  auto names = std::make_shared<std::vector<std::string>>();
+  for (pqxx::row::size_type c = 0; c < result.columns(); ++c) {
+    names->emplace_back(result.column_name(c));
+  }
+  const ColumnNames shared = std::move(names);
   for (const pqxx::row& r : result) {
     std::vector<Value> cells;
     cells.reserve(r.size());
@@ -91,7 +96,7 @@ Rows ToRows(const pqxx::result& result) {
         cells.emplace_back(std::string(f.c_str(), f.size()));
       }
     }
-    rows.emplace_back(std::move(cells));
+    rows.emplace_back(shared, std::move(cells));
   }
   return rows;
 }

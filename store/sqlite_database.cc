@@ -75,6 +75,7 @@ class Connection {
     sqlite3_clear_bindings(stmt);
     RETURN_IF_ERROR(Bind(stmt, params));
     Rows rows;
+    ColumnNames names;  // made once, on the first row
     while (true) {
       int rc = sqlite3_step(stmt);
       if (rc == SQLITE_DONE) break;
@@ -84,6 +85,11 @@ class Connection {
         return s;
       }
       int n = sqlite3_column_count(stmt);
+      if (names == nullptr) {
+        auto list = std::make_shared<std::vector<std::string>>();
+        for (int c = 0; c < n; ++c) list->emplace_back(sqlite3_column_name(stmt, c));
+        names = std::move(list);
+      }
       std::vector<Value> cells;
       cells.reserve(n);
       for (int c = 0; c < n; ++c) {
@@ -108,7 +114,7 @@ class Connection {
             cells.emplace_back(std::monostate{});
         }
       }
-      rows.emplace_back(std::move(cells));
+      rows.emplace_back(names, std::move(cells));
     }
     if (changes != nullptr) *changes = sqlite3_changes64(db_);
     sqlite3_reset(stmt);

@@ -18,6 +18,12 @@ namespace edgeloop::store {
 namespace {
 namespace fs = std::filesystem;
 
+// The store's own schema; the components' tables are theirs to test.
+const std::vector<Migration>& Schema() {
+  static const auto* schema = new std::vector<Migration>(*MergeMigrations({&BlobMigrations()}));
+  return *schema;
+}
+
 std::string TempDir() {
   std::string dir = absl::StrCat(::testing::TempDir(), "edgeloop-store-", RandomHex(6));
   fs::create_directories(dir);
@@ -41,9 +47,9 @@ class DatabaseTest : public ::testing::TestWithParam<std::string> {
     auto db = Database::Open({.url = url, .pool_size = 8});
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db);
-    auto version = ApplyMigrations(*db_);
+    auto version = ApplyMigrations(*db_, Schema());
     ASSERT_TRUE(version.ok()) << version.status();
-    ASSERT_EQ(*version, SchemaMigrations().back().version);
+    ASSERT_EQ(*version, Schema().back().version);
   }
   void TearDown() override {
     db_.reset();
@@ -60,16 +66,16 @@ TEST_P(DatabaseTest, MigrationsAreIdempotentAndConcurrentSafe) {
   std::atomic<int> failures{0};
   for (int i = 0; i < 4; ++i) {
     threads.emplace_back([&] {
-      auto v = ApplyMigrations(*db_);
-      if (!v.ok() || *v != SchemaMigrations().back().version) ++failures;
+      auto v = ApplyMigrations(*db_, Schema());
+      if (!v.ok() || *v != Schema().back().version) ++failures;
     });
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures, 0);
-  auto rows = db_->Query("SELECT COUNT(*) FROM schema_migrations", {});
+  auto rows = db_->Query("SELECT COUNT(*) AS n FROM schema_migrations", {});
   ASSERT_TRUE(rows.ok()) << rows.status();
-  EXPECT_EQ((*rows)[0].Int(0), static_cast<int64_t>(SchemaMigrations().size()));
-  EXPECT_EQ(*CurrentSchemaVersion(*db_), SchemaMigrations().back().version);
+  EXPECT_EQ((*rows)[0].Int("n"), static_cast<int64_t>(Schema().size()));
+  EXPECT_EQ(*CurrentSchemaVersion(*db_), Schema().back().version);
 }
 
 TEST_P(DatabaseTest, ValuesRoundTripThroughParameters) {
@@ -93,11 +99,11 @@ TEST_P(DatabaseTest, ValuesRoundTripThroughParameters) {
   ASSERT_TRUE(rows.ok()) << rows.status();
   ASSERT_EQ(rows->size(), 1u);
   const Row& r = (*rows)[0];
-  EXPECT_EQ(r.Int(0), -9007199254740993);
-  EXPECT_DOUBLE_EQ(r.Real(1), 2.5);
-  EXPECT_EQ(r.Text(2), tricky);
-  EXPECT_EQ(r.Blob(3), binary);
-  EXPECT_TRUE(r.IsNull(4));
+  EXPECT_EQ(r.Int("i"), -9007199254740993);
+  EXPECT_DOUBLE_EQ(r.Real("d"), 2.5);
+  EXPECT_EQ(r.Text("s"), tricky);
+  EXPECT_EQ(r.Blob("b"), binary);
+  EXPECT_TRUE(r.IsNull("n"));
 }
 
 TEST_P(DatabaseTest, UncommittedTransactionRollsBack) {
@@ -109,9 +115,9 @@ TEST_P(DatabaseTest, UncommittedTransactionRollsBack) {
                               {std::string("x")})
                     .ok());
   }
-  auto rows = db_->Query("SELECT COUNT(*) FROM blobs", {});
+  auto rows = db_->Query("SELECT COUNT(*) AS n FROM blobs", {});
   ASSERT_TRUE(rows.ok());
-  EXPECT_EQ((*rows)[0].Int(0), 0);
+  EXPECT_EQ((*rows)[0].Int("n"), 0);
 }
 
 TEST_P(DatabaseTest, UniqueViolationIsAlreadyExists) {
@@ -127,6 +133,11 @@ TEST_P(DatabaseTest, UniqueViolationIsAlreadyExists) {
 
 TEST_P(DatabaseTest, ConcurrentTransactionsLoseNoUpdate) {
   constexpr int kThreads = 8, kIncrements = 25;
+  ASSERT_TRUE(RunInTransaction(*db_, [](Transaction& tx) {
+                return tx.ExecuteScript(
+                    "CREATE TABLE counter (id INTEGER PRIMARY KEY, last_sequence BIGINT NOT NULL);"
+                    "INSERT INTO counter (id, last_sequence) VALUES (1, 0);");
+              }).ok());
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};
   for (int t = 0; t < kThreads; ++t) {
@@ -134,7 +145,7 @@ TEST_P(DatabaseTest, ConcurrentTransactionsLoseNoUpdate) {
       for (int i = 0; i < kIncrements; ++i) {
         absl::Status s = RunInTransaction(*db_, [](Transaction& tx) -> absl::Status {
           ASSIGN_OR_RETURN(Rows rows,
-                           tx.Query("UPDATE registry_event_counter SET last_sequence = "
+                           tx.Query("UPDATE counter SET last_sequence = "
                                     "last_sequence + 1 WHERE id = 1 RETURNING last_sequence"));
           if (rows.size() != 1) return absl::InternalError("no counter row");
           return absl::OkStatus();
@@ -145,9 +156,9 @@ TEST_P(DatabaseTest, ConcurrentTransactionsLoseNoUpdate) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures, 0);
-  auto rows = db_->Query("SELECT last_sequence FROM registry_event_counter", {});
+  auto rows = db_->Query("SELECT last_sequence FROM counter", {});
   ASSERT_TRUE(rows.ok());
-  EXPECT_EQ((*rows)[0].Int(0), kThreads * kIncrements);
+  EXPECT_EQ((*rows)[0].Int("last_sequence"), kThreads * kIncrements);
 }
 
 TEST_P(DatabaseTest, SyntaxErrorIsReportedNotThrown) {
@@ -182,7 +193,30 @@ TEST_P(DatabaseTest, ARunawayStatementIsCancelledByTheStatementTimeout) {
   // The connection is still good for the next caller.
   EXPECT_TRUE((*db)->Ping().ok());
   // Migrations are exempt: they may legitimately run long.
-  EXPECT_TRUE(ApplyMigrations(**db).ok());
+  EXPECT_TRUE(ApplyMigrations(**db, Schema()).ok());
+}
+
+TEST(MergeMigrationsTest, SharedHistoricalStepsRunTogetherAndNewNumbersBelongToOneComponent) {
+  const ComponentMigrations a{"a", {{1, "a1", "CREATE TABLE a (x INTEGER);"},
+                                    {5, "a5", "ALTER TABLE a ADD COLUMN y INTEGER;"}}};
+  const ComponentMigrations b{"b", {{5, "b5", "CREATE TABLE b (x INTEGER);"},
+                                    {10, "b10", "CREATE INDEX b_x ON b (x);"}}};
+  auto merged = MergeMigrations({&a, &b});
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  ASSERT_EQ(merged->size(), 3u);
+  EXPECT_EQ((*merged)[0].version, 1);
+  EXPECT_EQ((*merged)[1].version, 5);
+  EXPECT_EQ((*merged)[1].name, "a5+b5");
+  EXPECT_EQ((*merged)[1].sql, "ALTER TABLE a ADD COLUMN y INTEGER;CREATE TABLE b (x INTEGER);");
+  EXPECT_EQ((*merged)[2].version, 10);
+
+  const ComponentMigrations c{"c", {{10, "c10", "CREATE TABLE c (x INTEGER);"}}};
+  auto clash = MergeMigrations({&b, &c});
+  EXPECT_EQ(clash.status().code(), absl::StatusCode::kInternal);
+  EXPECT_TRUE(absl::StrContains(clash.status().message(), "declared by both b and c"))
+      << clash.status();
+  const ComponentMigrations twice{"t", {{11, "x", ""}, {11, "y", ""}}};
+  EXPECT_EQ(MergeMigrations({&twice}).status().code(), absl::StatusCode::kInternal);
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, DatabaseTest, ::testing::Values("sqlite", "postgres"),

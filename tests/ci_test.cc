@@ -240,14 +240,16 @@ token=refused; cat "$data/admin.token" >/dev/null 2>&1 && token=READ
 ca=refused; ls "$data" >/dev/null 2>&1 && ca=LISTED
 env=clean; env | grep -q '^EDGELOOP_' && env=LEAKED
 net=refused; (exec 3<>/dev/tcp/127.0.0.1/)", ntohs(addr.sin_port), R"() 2>/dev/null && net=CONNECTED
-while [ $# -gt 0 ]; do [ "$1" = --out ] && out="$2"; shift; done
+while [ $# -gt 0 ]; do
+  [ "$1" = --out ] && out="$2"; [ "$1" = --result ] && result="$2"; shift
+done
 if grep -q SYMLINK model.onnx; then
   # Outputs that point at the server's secrets, for the server to publish.
   mkdir -p "$out" && ln -s "$data/signing.key" "$out/module.so"
-  echo '{}' > "$out/manifest.json"; echo '{}' > "$out/validation.json"
+  echo '{"outcome":"COMPILE_OK","manifest":"{}","validation":"{}"}' > "$result"
   exit 0
 fi
-echo "edgeloop-compile: hostile: key=$key token=$token data=$ca env=$env net=$net" >&2
+echo "{\"outcome\":\"COMPILE_MODEL_REJECTED\",\"error\":\"hostile: key=$key token=$token data=$ca env=$env net=$net\"}" > "$result"
 exit 1
 )");
     EXPECT_TRUE(WriteFileAtomically(tools_ + "/edgeloop-compile", script, 0755).ok());

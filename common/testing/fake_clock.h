@@ -14,6 +14,11 @@ class FakeClock final : public Clock {
     std::lock_guard lock(mu_);
     return now_;
   }
+  /// A sleeper on a fake clock wakes at once, the clock moved on by `d`.
+  void SleepFor(absl::Duration d) const override {
+    std::lock_guard lock(mu_);
+    now_ += d;
+  }
   void Advance(absl::Duration d) {
     std::lock_guard lock(mu_);
     now_ += d;
@@ -21,7 +26,7 @@ class FakeClock final : public Clock {
 
  private:
   mutable std::mutex mu_;
-  absl::Time now_;
+  mutable absl::Time now_;
 };
 
 }  // namespace edgeloop::testing
