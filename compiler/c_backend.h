@@ -24,12 +24,13 @@ struct CBackendOptions {
   int vector_floats = 4;     // floats per SIMD register of the target: weights are packed to it
 };
 
-/// Generates C for `graph`: constants folded (every node whose inputs are all constant is
-/// evaluated with the reference interpreter), BatchNormalization folded into the Conv before
-/// it, Relu/Clip fused into Conv/Gemm, dead nodes dropped, and every intermediate placed at a
-/// fixed offset of one workspace by a lifetime-based plan. Embeds self-test vectors computed
-/// by the reference interpreter. UNIMPLEMENTED for what the C backend cannot run (3-D
-/// convolution, integer tensors at run time, ...). Deterministic: same graph, same text.
+/// Generates C for `graph`: runs the passes (compiler/passes: constant folding, dead-node
+/// removal, BatchNorm folding, activation fusion), places every intermediate at a fixed offset
+/// of one workspace (PlanWorkspace), and writes each remaining node with its operator's C
+/// emitter (compiler/ops). Embeds self-test vectors the reference interpreter computes on the
+/// imported graph, so a module's self-test checks the passes too. UNIMPLEMENTED for what the C
+/// backend cannot run (3-D convolution, integer tensors at run time, ...). Deterministic: same
+/// graph, same text.
 absl::StatusOr<GeneratedModule> GenerateC(const Graph& graph, const CBackendOptions& options);
 
 }  // namespace edgeloop::compiler

@@ -1,5 +1,11 @@
 #include "compiler/c_literal.h"
 
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
 namespace edgeloop::compiler {
 namespace {
 
@@ -28,6 +34,16 @@ std::string CStringLiteral(absl::string_view bytes) {
   }
   out.push_back('"');
   return out;
+}
+
+std::string FloatLiteral(float v) {
+  if (std::isnan(v)) return "NAN";
+  if (std::isinf(v)) return v > 0 ? "INFINITY" : "-INFINITY";
+  return absl::StrFormat("%af", v);
+}
+
+std::string IntArray(const std::vector<int64_t>& values) {
+  return absl::StrCat("{", absl::StrJoin(values, ", "), "}");
 }
 
 }  // namespace edgeloop::compiler

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 
@@ -13,5 +15,11 @@ namespace edgeloop::compiler {
 /// control characters, non-ASCII) becomes a three-digit octal escape, which can never run
 /// into the character after it as a hexadecimal escape would.
 std::string CStringLiteral(absl::string_view bytes);
+
+/// A float as a C literal: hexadecimal (exact, and the same text every time), NAN, INFINITY.
+std::string FloatLiteral(float v);
+
+/// `{a, b, ...}`.
+std::string IntArray(const std::vector<int64_t>& values);
 
 }  // namespace edgeloop::compiler

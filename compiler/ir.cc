@@ -51,4 +51,19 @@ std::vector<int64_t> Node::Ints(const std::string& key) const {
   return {};
 }
 
+std::string Graph::UnusedName(const std::string& base) const {
+  auto used = [&](const std::string& name) {
+    if (constants.count(name)) return true;
+    for (const ValueInfo& v : inputs)
+      if (v.name == name) return true;
+    for (const Node& n : nodes)
+      for (const std::string& out : n.outputs)
+        if (out == name) return true;
+    return false;
+  };
+  std::string name = base;
+  for (int k = 1; used(name); ++k) name = absl::StrCat(base, "#", k);
+  return name;
+}
+
 }  // namespace edgeloop::compiler

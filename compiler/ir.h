@@ -55,12 +55,27 @@ struct Tensor {
 using Attribute =
     std::variant<int64_t, float, std::string, std::vector<int64_t>, std::vector<float>, Tensor>;
 
+/// An activation a pass merged into the operator that produces its input (Conv, Gemm): the
+/// operator's output is the activation's. Not an ONNX concept; only passes set it.
+struct FusedActivation {
+  enum class Kind { kNone = 0, kRelu = 1, kClip = 2 };  // the C kernels' numbering
+  Kind kind = Kind::kNone;
+  float lo = 0, hi = 0;  // kClip's bounds
+
+  float Apply(float v) const {
+    if (kind == Kind::kRelu) return v > 0 ? v : 0.0f;
+    if (kind == Kind::kClip) return v < lo ? lo : (v > hi ? hi : v);
+    return v;
+  }
+};
+
 struct Node {
   std::string name;
   std::string op;
   std::vector<std::string> inputs;   // "" marks an omitted optional input
   std::vector<std::string> outputs;  // "" marks an unused optional output
   std::map<std::string, Attribute> attributes;
+  FusedActivation activation;  // applied to outputs[0]
 
   int64_t Int(const std::string& key, int64_t fallback) const;
   float Float(const std::string& key, float fallback) const;
@@ -83,6 +98,10 @@ struct Graph {
   std::vector<ValueInfo> outputs;
   std::map<std::string, Tensor> constants;  // initialisers
   std::vector<Node> nodes;
+
+  /// `base`, or `base` with a suffix, such that no constant, input or node output has it: for
+  /// values a pass creates.
+  std::string UnusedName(const std::string& base) const;
 };
 
 }  // namespace edgeloop::compiler

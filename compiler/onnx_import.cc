@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "compiler/ops/operator.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "onnx/checker.h"
 #include "onnx/onnx_pb.h"
@@ -15,39 +16,6 @@
 
 namespace edgeloop::compiler {
 namespace {
-
-const std::set<std::string>& SupportedOperators() {
-  static const auto* ops = new std::set<std::string>{"Gemm",
-                                                     "MatMul",
-                                                     "Add",
-                                                     "Sub",
-                                                     "Mul",
-                                                     "Div",
-                                                     "Relu",
-                                                     "LeakyRelu",
-                                                     "Sigmoid",
-                                                     "Tanh",
-                                                     "Clip",
-                                                     "Softmax",
-                                                     "LogSoftmax",
-                                                     "Conv",
-                                                     "MaxPool",
-                                                     "AveragePool",
-                                                     "GlobalAveragePool",
-                                                     "BatchNormalization",
-                                                     "Flatten",
-                                                     "Reshape",
-                                                     "Transpose",
-                                                     "Concat",
-                                                     "Squeeze",
-                                                     "Unsqueeze",
-                                                     "Pad",
-                                                     "ReduceMean",
-                                                     "Identity",
-                                                     "Dropout",
-                                                     "Constant"};
-  return *ops;
-}
 
 absl::StatusOr<DType> DTypeOf(int32_t elem_type) {
   switch (elem_type) {
@@ -191,9 +159,7 @@ absl::StatusOr<Attribute> AttributeOf(const onnx::AttributeProto& a, const Impor
 
 }  // namespace
 
-bool IsSupportedOperator(const std::string& op_type) {
-  return SupportedOperators().count(op_type) > 0;
-}
+bool IsSupportedOperator(const std::string& op_type) { return FindOperator(op_type) != nullptr; }
 
 absl::StatusOr<Tensor> TensorFromProtoBytes(const std::string& bytes) {
   onnx::TensorProto proto;

@@ -8,7 +8,7 @@
 
 namespace edgeloop::compiler {
 
-/// The operators the compiler implements (with every attribute ONNX defines for them).
+/// Whether the compiler implements the operator (its registry, compiler/ops, has it).
 bool IsSupportedOperator(const std::string& op_type);
 
 /// Loads an ONNX model into the IR: runs ONNX's checker and shape inference, fixes a symbolic

@@ -2,11 +2,17 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "compiler/ir.h"
 
 namespace edgeloop::compiler {
+
+/// Runs one node with its operator's reference kernel (compiler/ops), then its fused
+/// activation: `inputs` in the node's order, nullptr for an omitted one.
+absl::StatusOr<std::vector<Tensor>> RunNode(const Node& node, int64_t opset,
+                                            std::vector<const Tensor*> inputs);
 
 /// Runs a graph with plain loops, one operator at a time: the ground truth that compiled
 /// modules and validation are compared against. Slow on purpose — clarity over speed.
