@@ -63,7 +63,7 @@ std::string DefaultSerial() {
 
 }  // namespace
 
-Agent::Agent(const AgentOptions& options) : options_(options) {
+Agent::Agent(const AgentOptions& options) : options_(options), started_(options.clock->Now()) {
   auto& syncs = prometheus::BuildCounter()
                     .Name("edgeloop_agent_syncs_total")
                     .Help("Sync calls by result.")
@@ -257,12 +257,12 @@ absl::Status Agent::Enroll() {
 bool Agent::NeedsEnrollment() {
   std::lock_guard lock(mu_);
   if (!identity_) return true;
-  return !options_.enroll_token.empty() && absl::Now() >= cert_expires_;
+  return !options_.enroll_token.empty() && options_.clock->Now() >= cert_expires_;
 }
 
 v1::DeviceHealth Agent::Health() const {
   v1::DeviceHealth health;
-  health.set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
+  health.set_uptime_seconds(absl::ToDoubleSeconds(options_.clock->Now() - started_));
   double load[1] = {0};
   if (::getloadavg(load, 1) == 1) health.set_load1(load[0]);
   std::ifstream meminfo("/proc/meminfo");
@@ -282,12 +282,12 @@ v1::DeviceHealth Agent::Health() const {
 }
 
 absl::Status Agent::SyncOnce() {
-  if (absl::Now() - profile_read_ > kProfileRefresh) {
+  if (options_.clock->Now() - profile_read_ > kProfileRefresh) {
     profile_ = ReadHardwareProfile({options_.state_dir, options_.labels});
     std::string hash = ProfileHash(profile_);
     if (hash != profile_hash_) send_profile_ = true;
     profile_hash_ = std::move(hash);
-    profile_read_ = absl::Now();
+    profile_read_ = options_.clock->Now();
   }
   std::shared_ptr<grpc::Channel> channel;
   v1::SyncRequest request;
@@ -312,7 +312,7 @@ absl::Status Agent::SyncOnce() {
     sync_requested_ = true;
   }
   syncs_ok_->Increment();
-  last_sync_->Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+  last_sync_->Set(absl::ToDoubleSeconds(options_.clock->Now() - absl::UnixEpoch()));
   next_sync_->Set(static_cast<double>(response.next_sync_ms()) / 1000.0);
   // The server asked for the profile: send it right away rather than a whole interval later.
   if (send_profile_) {
@@ -432,7 +432,7 @@ absl::Status Agent::RenewIfDue() {
     due = renew_at_;
   }
   RETURN_IF_ERROR(due.status());
-  if (absl::Now() < *due) return absl::OkStatus();
+  if (options_.clock->Now() < *due) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::string csr, crypto::CsrForKey(identity.key_pem, identity.device_id));
   v1::RenewRequest request;
   request.set_csr_pem(csr);
@@ -461,8 +461,12 @@ absl::Duration Agent::Backoff() {
 
 bool Agent::Wait(absl::Time* until) {
   std::unique_lock lock(mu_);
-  wake_.wait_until(lock, absl::ToChronoTime(*until),
-                   [&] { return stopping_.load() || sync_requested_ || pushed_.has_value(); });
+  // Relative to the injected clock; a condition variable can only wait on real time.
+  // Capped so that no conversion overflows; waking early only means looking again.
+  const absl::Duration left =
+      std::clamp(*until - options_.clock->Now(), absl::ZeroDuration(), absl::Hours(1));
+  wake_.wait_for(lock, absl::ToChronoMilliseconds(left),
+                 [&] { return stopping_.load() || sync_requested_ || pushed_.has_value(); });
   if (sync_requested_) *until = absl::InfinitePast();
   sync_requested_ = false;
   return !stopping_;
@@ -513,7 +517,7 @@ absl::Status Agent::Run() {
   }
   {
     std::lock_guard lock(mu_);
-    if (identity_ && options_.enroll_token.empty() && absl::Now() >= cert_expires_) {
+    if (identity_ && options_.enroll_token.empty() && options_.clock->Now() >= cert_expires_) {
       Log(LogLevel::kError,
           "this device's certificate has expired and the server will refuse it; restart the "
           "agent with --enroll-token (a new token from `edgeloop token create --enroll`) to "
@@ -537,7 +541,7 @@ absl::Status Agent::Run() {
     if (permanent) return enrolled;  // a token that failed will not succeed on retry
     ++failures_;
     Log(LogLevel::kWarning, "enrollment failed, retrying", {{"error", enrolled.ToString()}});
-    absl::Time retry = absl::Now() + Backoff();
+    absl::Time retry = options_.clock->Now() + Backoff();
     if (!Wait(&retry)) return absl::OkStatus();
   }
   failures_ = 0;
@@ -551,9 +555,9 @@ absl::Status Agent::Run() {
   while (!stopping_) {
     absl::Status status = RenewIfDue();
     if (status.ok()) status = ApplyPushed(&sync_at);
-    if (status.ok() && absl::Now() >= sync_at) {
+    if (status.ok() && options_.clock->Now() >= sync_at) {
       status = SyncOnce();
-      sync_at = absl::Now() + next_interval_;
+      sync_at = options_.clock->Now() + next_interval_;
     }
     if (status.ok()) {
       if (failures_ > 0)
@@ -563,7 +567,7 @@ absl::Status Agent::Run() {
       syncs_failed_->Increment();
       ++failures_;
       const absl::Duration wait = Backoff();
-      sync_at = absl::Now() + wait;
+      sync_at = options_.clock->Now() + wait;
       if (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) {
         // gRPC's own reconnect schedule (and its resolver's) can lag well behind ours once the
         // server is back; a new channel connects on the next attempt.

@@ -79,7 +79,7 @@ class Agent {
   std::optional<v1::SyncResponse> pushed_;  // the newest state Watch pushed, not applied yet
   std::mt19937_64 random_{std::random_device{}()};
   int failures_ = 0;
-  absl::Time started_ = absl::Now();
+  absl::Time started_;  // options_.clock
 
   std::optional<DeviceIdentity> identity_;              // guarded by mu_ once the watch thread runs
   std::string refused_signing_key_;                     // logged once; sync thread only

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 
 namespace edgeloop::agent {
 
@@ -30,6 +31,9 @@ struct AgentOptions {
   double rollback_error_rate = 0.05;
   double rollback_latency_ratio = 3.0;
   double rollback_latency_slack_us = 100;
+  // When to sync, renew, retry and refresh the profile. gRPC deadlines stay on the system
+  // clock, which is the one gRPC reads.
+  const Clock* clock = SystemClock::Get();
 };
 
 /// INVALID_ARGUMENT for bad flags; sets `*help` on --help. `*usage` gets the --help text.

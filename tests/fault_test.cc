@@ -17,20 +17,14 @@
 namespace edgeloop::tests {
 namespace {
 
-class FaultTest : public ServerTest {
- protected:
-  bool WaitFor(const std::function<bool()>& condition) {
-    for (int i = 0; i < 500 && !condition(); ++i) absl::SleepFor(absl::Milliseconds(10));
-    return condition();
-  }
-};
+class FaultTest : public ServerTest {};
 
 TEST_P(FaultTest, KillDuringUploadLeavesNoBlob) {
   const std::string full(1'000'000, 'q');
   auto fd = StartPartialUpload(server_->http_port(), "/v1/blobs", admin_, full.size(),
                                full.substr(0, 300'000));
   ASSERT_TRUE(fd.ok()) << fd.status();
-  ASSERT_TRUE(WaitFor([&] { return StagedUploads() == 1; }));
+  ASSERT_TRUE(Eventually([&] { return StagedUploads() == 1; }));
   ASSERT_EQ(*server_->Stop(SIGKILL), 128 + SIGKILL);
   ::close(*fd);
   StartServer();
@@ -62,7 +56,7 @@ TEST_P(FaultTest, KillDuringVersionCreationLeavesConsistentRegistry) {
       }
     });
   }
-  ASSERT_TRUE(WaitFor([&] { return acknowledged.load() >= 10; }));
+  ASSERT_TRUE(Eventually([&] { return acknowledged.load() >= 10; }));
   ASSERT_EQ(*server_->Stop(SIGKILL), 128 + SIGKILL);
   stop = true;
   for (auto& t : pushers) t.join();
@@ -84,16 +78,18 @@ TEST_P(FaultTest, KillDuringVersionCreationLeavesConsistentRegistry) {
   }
   // Compile jobs the killed server was running are taken up again: every version gets built,
   // each with exactly one artifact for the default target.
-  bool all_ready = false;
-  for (int attempt = 0; attempt < 900 && !all_ready; ++attempt) {
-    ASSERT_TRUE(
-        ParseProtoJson(Call("GET", "/v1/models/crashy/versions?pageSize=1000").body, &versions)
-            .ok());
-    all_ready = true;
-    for (const auto& v : versions.versions()) all_ready = all_ready && v.status() == v1::READY;
-    if (!all_ready) absl::SleepFor(absl::Milliseconds(100));
-  }
-  EXPECT_TRUE(all_ready);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        if (!ParseProtoJson(Call("GET", "/v1/models/crashy/versions?pageSize=1000").body,
+                            &versions)
+                 .ok()) {
+          return false;
+        }
+        bool all_ready = true;
+        for (const auto& v : versions.versions()) all_ready = all_ready && v.status() == v1::READY;
+        return all_ready;
+      },
+      absl::Seconds(90)));
   for (int i = 0; i < versions.versions_size(); ++i) {
     v1::ListArtifactsResponse artifacts;
     ASSERT_TRUE(
@@ -121,9 +117,10 @@ TEST_P(FaultTest, SigtermFinishesTheUploadInFlight) {
   auto fd = StartPartialUpload(server_->http_port(), "/v1/blobs", admin_, full.size(),
                                full.substr(0, 200'000));
   ASSERT_TRUE(fd.ok());
-  ASSERT_TRUE(WaitFor([&] { return StagedUploads() == 1; }));
+  ASSERT_TRUE(Eventually([&] { return StagedUploads() == 1; }));
   ::kill(server_->pid(), SIGTERM);
-  absl::SleepFor(absl::Milliseconds(200));
+  ASSERT_TRUE(Eventually(
+      [&] { return absl::StrContains(server_->log(), "\"msg\":\"shutting down\""); }));
   std::string rest = full.substr(200'000);
   ASSERT_EQ(::write(*fd, rest.data(), rest.size()), static_cast<ssize_t>(rest.size()));
   std::string response;
@@ -163,13 +160,10 @@ TEST(DatabaseFaultTest, LostPostgresConnectionRecovers) {
   EXPECT_EQ(client.Get("/healthz")->status, 200);  // the process itself is fine
 
   ASSERT_TRUE((*cluster)->Restart().ok());
-  bool ready = false;
-  for (int i = 0; i < 200 && !ready; ++i) {
+  ASSERT_TRUE(Eventually([&] {
     auto r = client.Get("/readyz");
-    ready = r.ok() && r->status == 200;
-    if (!ready) absl::SleepFor(absl::Milliseconds(25));
-  }
-  ASSERT_TRUE(ready) << client.Get("/readyz")->body;
+    return r.ok() && r->status == 200;
+  })) << client.Get("/readyz")->body;
   // Every pooled connection died with the database; none of them may leak an error now.
   for (int i = 0; i < 40; ++i) {
     auto r = client.Get("/v1/models/before", auth);

@@ -181,7 +181,8 @@ TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
   });
   Assign("kws", v2, agent->device_id());
   const bool swapped = WaitServing(client, "kws", v2);
-  absl::SleepFor(absl::Milliseconds(200));
+  // Keep calling until a good number of calls have run on the new module.
+  EXPECT_TRUE(Eventually([&] { return on_new >= 50; }));
   done = true;
   app.join();
   ASSERT_TRUE(swapped) << agent->log();
@@ -519,7 +520,10 @@ TEST_P(ServingTest, RemoteAndLocalRollbacks) {
   }
   EXPECT_EQ(rolled.module().version(), v3);
   EXPECT_TRUE(absl::StrContains(rolled.message(), "mean run time")) << rolled.message();
-  absl::SleepFor(absl::Seconds(2));  // two more syncs with v3 still desired
+  // Two more syncs with v3 still desired do not install it again.
+  const int64_t syncs = agent.SyncsOk();
+  ASSERT_GE(syncs, 0);
+  EXPECT_TRUE(Eventually([&] { return agent.SyncsOk() >= syncs + 2; })) << agent.log();
   models = client.ListModels();
   ASSERT_TRUE(models.ok());
   EXPECT_EQ(models->models(0).version(), v1);
@@ -612,7 +616,9 @@ TEST_P(ServingTest, WithoutMemoryForTwoModulesCallsWaitForTheSwapInsteadOfFailin
   }
   Assign("kws", v2, agent.device_id());
   const bool swapped = WaitServing(client, "kws", v2);
-  absl::SleepFor(absl::Milliseconds(200));
+  // Calls keep coming after the swap (while the old module drains).
+  const int64_t at_swap = calls;
+  EXPECT_TRUE(Eventually([&] { return calls >= at_swap + 150; }));
   done = true;
   for (auto& a : apps) a.join();
   ASSERT_TRUE(swapped) << agent.log();

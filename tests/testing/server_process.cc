@@ -12,6 +12,7 @@
 #include <fstream>
 #include <regex>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -215,6 +216,34 @@ std::string AgentProcess::device_id() const {
 
 std::string AgentProcess::log() const {
   return ReadFile(options_.state_dir + "/agent.log").value_or("");
+}
+
+absl::StatusOr<std::string> AgentProcess::metrics() const {
+  ASSIGN_OR_RETURN(const std::string ports, ReadFile(options_.state_dir + "/ports.json"));
+  int port = 0;
+  const size_t colon = ports.find(':');
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::StripSuffix(
+                            absl::StripAsciiWhitespace(ports.substr(colon + 1)), "}")),
+                        &port)) {
+    return absl::InternalError("ports.json: " + ports);
+  }
+  ASSIGN_OR_RETURN(HttpResponse response, HttpClient(port).Get("/metrics"));
+  return response.body;
+}
+
+int64_t AgentProcess::SyncsOk() const {
+  const absl::StatusOr<std::string> text = metrics();
+  if (!text.ok()) return -1;
+  const std::string kSeries = "edgeloop_agent_syncs_total{result=\"ok\"} ";
+  const size_t at = text->find(kSeries);
+  double value = -1;
+  if (at == std::string::npos ||
+      !absl::SimpleAtod(text->substr(at + kSeries.size(), text->find('\n', at) - at - kSeries.size()),
+                        &value)) {
+    return -1;
+  }
+  return static_cast<int64_t>(value);
 }
 
 int PickFreePort() {

@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -85,6 +86,11 @@ class AgentProcess {
 
   std::string device_id() const;
   std::string log() const;
+  /// What its /metrics endpoint serves now.
+  absl::StatusOr<std::string> metrics() const;
+  /// Syncs that succeeded so far (edgeloop_agent_syncs_total{result="ok"}); -1 when the
+  /// agent does not answer.
+  int64_t SyncsOk() const;
   const std::string& state_dir() const { return options_.state_dir; }
   pid_t pid() const { return pid_; }
 
