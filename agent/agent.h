@@ -13,16 +13,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/agent_metrics.h"
 #include "agent/agent_options.h"
-#include "agent/identity.h"
+#include "agent/credentials.h"
 #include "agent/local_api.h"
 #include "agent/metrics_endpoint.h"
 #include "agent/model_host.h"
 #include "agent/module_manager.h"
 #include "edgeloop/v1/device.grpc.pb.h"
-#include "prometheus/counter.h"
-#include "prometheus/gauge.h"
-#include "prometheus/registry.h"
 
 namespace edgeloop::agent {
 
@@ -44,29 +42,17 @@ class Agent {
 
  private:
   explicit Agent(const AgentOptions& options);
-  /// Enrolls with --enroll-token: a new device, or, when the certificate of the identity it has
-  /// lapsed, the same device again (same key and id, so nothing it holds is lost).
-  absl::Status Enroll();
-  /// True without an identity, or with a lapsed certificate and a token to re-enroll with.
-  bool NeedsEnrollment();
   absl::Status SyncOnce();
   /// Records the desired state (from "sync" or "watch") and brings the modules to it; true
   /// when what runs changed.
   absl::StatusOr<bool> ApplyDesired(const v1::SyncResponse& desired, const char* source);
-  /// The module signing key to check `desired` against: the pinned one, or the server's offer
-  /// when it proves itself (then pinned in its place).
-  std::string TrustedSigningKey(const v1::SyncResponse& desired);
   /// Installs the state Watch pushed last, if newer; sets `sync_at` to now to report a change.
   absl::Status ApplyPushed(absl::Time* sync_at);
-  absl::Status RenewIfDue();
   void WatchLoop();
-  void UseIdentity(DeviceIdentity identity);
   /// Sleeps until `*until`, a push, a sync request (which moves `*until` to now) or Stop();
   /// false when stopping.
   bool Wait(absl::Time* until);
   absl::Duration Backoff();
-  std::string RenderMetrics();
-  v1::DeviceHealth Health() const;
   /// Streams a module from the server into `sink` (ModuleStore's fetcher).
   absl::Status FetchModule(const std::string& digest, int64_t offset,
                            const ModuleStore::ChunkSink& sink);
@@ -80,12 +66,9 @@ class Agent {
   std::mt19937_64 random_{std::random_device{}()};
   int failures_ = 0;
   absl::Time started_;  // options_.clock
+  AgentMetrics metrics_;
+  Credentials credentials_;
 
-  std::optional<DeviceIdentity> identity_;              // guarded by mu_ once the watch thread runs
-  std::string refused_signing_key_;                     // logged once; sync thread only
-  absl::StatusOr<absl::Time> renew_at_;  // two thirds into identity_'s certificate; guarded by mu_
-  absl::Time cert_expires_ = absl::InfiniteFuture();  // identity_'s certificate; guarded by mu_
-  std::shared_ptr<grpc::Channel> channel_;              // mTLS, guarded by mu_
   std::unique_ptr<grpc::ClientContext> watch_context_;  // guarded by mu_, for cancellation
   grpc::ClientContext* fetch_context_ = nullptr;        // guarded by mu_, for cancellation
   std::thread watch_thread_;
@@ -97,15 +80,6 @@ class Agent {
   absl::Duration next_interval_ = absl::Seconds(30);
   std::atomic<int64_t> desired_generation_{0};
 
-  std::shared_ptr<prometheus::Registry> metrics_ = std::make_shared<prometheus::Registry>();
-  prometheus::Counter* syncs_ok_;
-  prometheus::Counter* syncs_failed_;
-  prometheus::Gauge* last_sync_;
-  prometheus::Gauge* next_sync_;
-  prometheus::Gauge* enrolled_;
-  prometheus::Gauge* cert_expiry_;
-  prometheus::Gauge* generation_gauge_;
-  prometheus::Counter* background_lifts_;
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
 
   // Serving: the models, what keeps them in line with the desired state, the local API.

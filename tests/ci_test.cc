@@ -48,13 +48,14 @@ class CiTest : public ServerTest {
   // Polls the version until it leaves REGISTERED/COMPILING (up to 60 s).
   v1::ModelVersion WaitSettled(const std::string& model, int64_t version) {
     v1::ModelVersion v;
-    for (int i = 0; i < 600; ++i) {
-      HttpResponse r = Call("GET", absl::StrCat("/v1/models/", model, "/versions/", version));
-      v = v1::ModelVersion();
-      EXPECT_TRUE(ParseProtoJson(r.body, &v).ok());
-      if (v.status() == v1::READY || v.status() == v1::FAILED) break;
-      absl::SleepFor(absl::Milliseconds(100));
-    }
+    Eventually(
+        [&] {
+          HttpResponse r = Call("GET", absl::StrCat("/v1/models/", model, "/versions/", version));
+          v = v1::ModelVersion();
+          EXPECT_TRUE(ParseProtoJson(r.body, &v).ok());
+          return v.status() == v1::READY || v.status() == v1::FAILED;
+        },
+        absl::Seconds(60));
     return v;
   }
 };
@@ -148,10 +149,10 @@ TEST_P(CiTest, AssignedDevicesAreToldTheirSignedModule) {
   const int64_t version = Push("kws", registry::testing::MlpOnnx(8, 16, 4));
   ASSERT_EQ(WaitSettled("kws", version).status(), v1::READY);
   // Through the CLI, as DESIGN.md names it.
-  CommandResult cli = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(),
-                                  "--token-file", options_.data_dir + "/admin.token", "device",
-                                  "assign", "--selector", "site=lab", "--model", "kws",
-                                  "--version", std::to_string(version)});
+  CommandResult cli =
+      RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(), "--token-file",
+                  options_.data_dir + "/admin.token", "device", "assign", "--selector", "site=lab",
+                  "--model", "kws", "--version", std::to_string(version)});
   ASSERT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_TRUE(absl::StrContains(cli.out, "to devices matching 'site=lab'")) << cli.out;
 
@@ -180,19 +181,21 @@ TEST_P(CiTest, ModulesAreValidatedOnTheVersionsValidationSet) {
   std::vector<float> values;
   for (int i = 0; i < 8 * 4; ++i) values.push_back(static_cast<float>(i % 5) * 0.3f - 0.6f);
   // Eight labelled samples for an MLP of 4 inputs and 2 classes.
-  const std::string set = registry::testing::ValidationSetOnnx("input", {8, 4}, values,
-                                                               {0, 1, 0, 1, 1, 0, 0, 1});
+  const std::string set =
+      registry::testing::ValidationSetOnnx("input", {8, 4}, values, {0, 1, 0, 1, 1, 0, 0, 1});
   const int64_t version = Push("scored", registry::testing::MlpOnnx(4, 6, 2), set);
   v1::ModelVersion settled = WaitSettled("scored", version);
   ASSERT_EQ(settled.status(), v1::READY) << settled.status_message();
   v1::ListArtifactsResponse artifacts;
-  ASSERT_TRUE(ParseProtoJson(
-                  Call("GET", absl::StrCat("/v1/models/scored/versions/", version, "/artifacts")).body,
-                  &artifacts)
-                  .ok());
+  ASSERT_TRUE(
+      ParseProtoJson(
+          Call("GET", absl::StrCat("/v1/models/scored/versions/", version, "/artifacts")).body,
+          &artifacts)
+          .ok());
   ASSERT_GT(artifacts.artifacts_size(), 0);
   for (const auto& a : artifacts.artifacts()) {
-    EXPECT_TRUE(absl::StrContains(a.validation(), "\"inputs\":\"validation set\"")) << a.validation();
+    EXPECT_TRUE(absl::StrContains(a.validation(), "\"inputs\":\"validation set\""))
+        << a.validation();
     EXPECT_TRUE(absl::StrContains(a.validation(), "\"samples\":8")) << a.validation();
     EXPECT_TRUE(absl::StrContains(a.validation(), "\"accuracy\":")) << a.validation();
     EXPECT_TRUE(absl::StrContains(a.validation(), "\"referenceAccuracy\":")) << a.validation();
@@ -204,7 +207,8 @@ TEST_P(CiTest, ModulesAreValidatedOnTheVersionsValidationSet) {
   EXPECT_TRUE(absl::StrContains(cli.out, "set 8, acc ")) << cli.out;
 
   // A set that does not fit the model fails the version with the reason, and nothing else.
-  const std::string wrong = registry::testing::ValidationSetOnnx("input", {2, 5}, std::vector<float>(10), {});
+  const std::string wrong =
+      registry::testing::ValidationSetOnnx("input", {2, 5}, std::vector<float>(10), {});
   const int64_t bad = Push("scored", registry::testing::MlpOnnx(4, 6, 2, 2), wrong);
   settled = WaitSettled("scored", bad);
   ASSERT_EQ(settled.status(), v1::FAILED);
@@ -234,12 +238,14 @@ class HostileCompilerTest : public CiTest {
     options_.env["EDGELOOP_ADMIN_TOKEN_HINT"] = "the server's environment";
     tools_ = NewTempDir("hostile-compiler");
     const std::string script = absl::StrCat(R"(#!/bin/bash
-data=')", options_.data_dir, R"('
+data=')",
+                                            options_.data_dir, R"('
 key=refused; cat "$data/signing.key" >/dev/null 2>&1 && key=READ
 token=refused; cat "$data/admin.token" >/dev/null 2>&1 && token=READ
 ca=refused; ls "$data" >/dev/null 2>&1 && ca=LISTED
 env=clean; env | grep -q '^EDGELOOP_' && env=LEAKED
-net=refused; (exec 3<>/dev/tcp/127.0.0.1/)", ntohs(addr.sin_port), R"() 2>/dev/null && net=CONNECTED
+net=refused; (exec 3<>/dev/tcp/127.0.0.1/)",
+                                            ntohs(addr.sin_port), R"() 2>/dev/null && net=CONNECTED
 while [ $# -gt 0 ]; do
   [ "$1" = --out ] && out="$2"; [ "$1" = --result ] && result="$2"; shift
 done
@@ -284,10 +290,11 @@ TEST_P(HostileCompilerTest, ReachesNothingOfTheServerAndPublishesNothingOfIt) {
       << settled.status_message();
   const std::string key = *ReadFile(options_.data_dir + "/signing.key");
   v1::ListArtifactsResponse artifacts;
-  ASSERT_TRUE(ParseProtoJson(
-                  Call("GET", absl::StrCat("/v1/models/trojan/versions/", linked, "/artifacts")).body,
-                  &artifacts)
-                  .ok());
+  ASSERT_TRUE(
+      ParseProtoJson(
+          Call("GET", absl::StrCat("/v1/models/trojan/versions/", linked, "/artifacts")).body,
+          &artifacts)
+          .ok());
   EXPECT_EQ(artifacts.artifacts_size(), 0);
   EXPECT_FALSE(absl::StrContains(settled.status_message(), key.substr(0, 40)));
 

@@ -80,8 +80,7 @@ TEST_P(FaultTest, KillDuringVersionCreationLeavesConsistentRegistry) {
   // each with exactly one artifact for the default target.
   EXPECT_TRUE(Eventually(
       [&] {
-        if (!ParseProtoJson(Call("GET", "/v1/models/crashy/versions?pageSize=1000").body,
-                            &versions)
+        if (!ParseProtoJson(Call("GET", "/v1/models/crashy/versions?pageSize=1000").body, &versions)
                  .ok()) {
           return false;
         }
@@ -119,8 +118,8 @@ TEST_P(FaultTest, SigtermFinishesTheUploadInFlight) {
   ASSERT_TRUE(fd.ok());
   ASSERT_TRUE(Eventually([&] { return StagedUploads() == 1; }));
   ::kill(server_->pid(), SIGTERM);
-  ASSERT_TRUE(Eventually(
-      [&] { return absl::StrContains(server_->log(), "\"msg\":\"shutting down\""); }));
+  ASSERT_TRUE(
+      Eventually([&] { return absl::StrContains(server_->log(), "\"msg\":\"shutting down\""); }));
   std::string rest = full.substr(200'000);
   ASSERT_EQ(::write(*fd, rest.data(), rest.size()), static_cast<ssize_t>(rest.size()));
   std::string response;

@@ -39,8 +39,8 @@ class FleetTest : public ServerTest {
     return *fleet_;
   }
 
-  std::string EnrollmentToken(const std::string& labels_json, int max_uses,
-                              int ttl_seconds = 3600, absl::Time* expires = nullptr) {
+  std::string EnrollmentToken(const std::string& labels_json, int max_uses, int ttl_seconds = 3600,
+                              absl::Time* expires = nullptr) {
     auto r = HttpClient(server_->http_port())
                  .Request("POST", "/v1/enrollment-tokens",
                           absl::StrCat(R"({"labels":)", labels_json, R"(,"maxUses":)", max_uses,
@@ -511,9 +511,9 @@ TEST(FleetEnrollmentTest, AnExpiredDeviceReEnrollsAsItselfWithANewToken) {
   o.enroll_token = CreateToken(server, R"({"maxUses":1,"labels":{"zone":"b"}})");
   agent = std::make_unique<AgentProcess>(o);
   agent->Start();
-  ASSERT_TRUE(
-      Eventually([&] { return absl::StrContains(agent->log(), "\"msg\":\"re-enrolled\""); }))
-      << agent->log();
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(agent->log(), "\"msg\":\"re-enrolled\"");
+  })) << agent->log();
   EXPECT_EQ(agent->device_id(), id);
   EXPECT_EQ(*ReadFile(o.state_dir + "/identity/key.pem"), key);
   v1::ListDevicesResponse devices = ListDevices(server);
@@ -557,8 +557,7 @@ TEST(FleetOutageTest, AgentsRideOutAServerOutage) {
   }
   ASSERT_EQ(*server->Stop(SIGTERM), 0);
   for (auto& a : agents) {
-    EXPECT_TRUE(Eventually([&] { return absl::StrContains(a->log(), "sync failed"); }))
-        << a->log();
+    EXPECT_TRUE(Eventually([&] { return absl::StrContains(a->log(), "sync failed"); })) << a->log();
     EXPECT_TRUE(a->running());
   }
   server = std::make_unique<ServerProcess>(options);

@@ -1,5 +1,4 @@
 // REST API integration tests against the real edgeloop-server binary.
-#include <algorithm>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -7,13 +6,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <thread>
 
-#include "absl/strings/str_split.h"
-
 #include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "common/proto_json.h"
 #include "common/sha256.h"
 #include "edgeloop/v1/admin.pb.h"
@@ -70,11 +69,10 @@ TEST_P(RestTest, HealthReadinessAndMetricsThatPromtoolAccepts) {
   const std::string counted =
       R"(edgeloop_http_requests_total{code="404",method="GET",route="/v1/models/{model}"} 1)";
   HttpResponse metrics;
-  for (int i = 0; i < 50; ++i) {
+  Eventually([&] {
     metrics = Call("GET", "/metrics", "", "");
-    if (metrics.body.find(counted) != std::string::npos) break;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+    return metrics.body.find(counted) != std::string::npos;
+  });
   ASSERT_EQ(metrics.status, 200);
   EXPECT_TRUE(absl::StartsWith(metrics.headers["content-type"], "text/plain; version=0.0.4"));
   EXPECT_NE(metrics.body.find(counted), std::string::npos) << metrics.body;
@@ -190,19 +188,19 @@ TEST_P(RestTest, EveryListIsPaged) {
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"paged"})").status, 201);
   const std::string digest = Upload(registry::testing::MlpOnnx(8, 16, 4));
   for (int v = 0; v < 2; ++v) {
-    ASSERT_EQ(Call("POST", "/v1/models/paged/versions",
-                   absl::StrCat(R"({"onnxDigest":")", digest, "\"}"))
-                  .status,
-              201);
+    ASSERT_EQ(
+        Call("POST", "/v1/models/paged/versions", absl::StrCat(R"({"onnxDigest":")", digest, "\"}"))
+            .status,
+        201);
   }
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(Call("PUT", "/v1/models/paged/aliases/production",
                    absl::StrCat(R"({"version":)", 1 + i % 2, "}"))
                   .status,
               200);
-    HttpResponse assigned = Call(
-        "POST", "/v1/assignments",
-        absl::StrCat(R"({"model":"paged","version":1,"selector":"site=s)", i, "\"}"));
+    HttpResponse assigned =
+        Call("POST", "/v1/assignments",
+             absl::StrCat(R"({"model":"paged","version":1,"selector":"site=s)", i, "\"}"));
     ASSERT_EQ(assigned.status, 201) << assigned.body;
   }
   // Pages of two through `path`, counting what `size` says each page holds.
@@ -223,9 +221,9 @@ TEST_P(RestTest, EveryListIsPaged) {
     return items;
   };
   // The bootstrap admin token is listed too.
-  EXPECT_EQ(walk("/v1/tokens", v1::ListTokensResponse(),
-                 [](const auto& p) { return p.tokens_size(); }),
-            4);
+  EXPECT_EQ(
+      walk("/v1/tokens", v1::ListTokensResponse(), [](const auto& p) { return p.tokens_size(); }),
+      4);
   EXPECT_EQ(walk("/v1/enrollment-tokens", v1::ListEnrollmentTokensResponse(),
                  [](const auto& p) { return p.tokens_size(); }),
             3);
@@ -311,7 +309,8 @@ TEST_P(RestTest, DownloadsWithRangeAndETag) {
   EXPECT_EQ(full.body, data);
   EXPECT_EQ(full.headers["etag"], "\"" + digest + "\"");
   // Authenticated content: no shared cache may keep it.
-  EXPECT_TRUE(absl::StartsWith(full.headers["cache-control"], "private")) << full.headers["cache-control"];
+  EXPECT_TRUE(absl::StartsWith(full.headers["cache-control"], "private"))
+      << full.headers["cache-control"];
   auto client = HttpClient(server_->http_port());
   auto part = client.Get("/v1/blobs/" + digest,
                          {{"Authorization", Bearer(admin_)}, {"Range", "bytes=70000-70009"}});
@@ -483,10 +482,11 @@ class RestAbuseTest : public RestTest {
 TEST_P(RestAbuseTest, ASlowBodyIsCutOffAtItsDeadlineWhileOthersAreServed) {
   // A JSON body trickling in a byte every 200 ms: never idle, never finished.
   const int json = Connect(server_->http_port());
-  const std::string head = absl::StrCat(
-      "POST /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ", admin_,
-      "\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{");
-  ASSERT_EQ(::send(json, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  const std::string head =
+      absl::StrCat("POST /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ", admin_,
+                   "\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{");
+  ASSERT_EQ(::send(json, head.data(), head.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(head.size()));
   std::atomic<bool> closed{false};
   std::thread trickle([&] {
     for (int i = 0; i < 100 && !closed; ++i) {
@@ -519,21 +519,17 @@ TEST_P(RestAbuseTest, AClientThatStopsReadingADownloadIsCutOff) {
   ASSERT_TRUE(uploaded.ok()) << uploaded.status();
   ASSERT_TRUE(absl::StrContains(*uploaded, " 201 ")) << *uploaded;
   const int reader = Connect(server_->http_port(), 4096);
-  const std::string request = absl::StrCat("GET /v1/blobs/", digest,
-                                           " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ",
-                                           admin_, "\r\n\r\n");
+  const std::string request =
+      absl::StrCat("GET /v1/blobs/", digest, " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ",
+                   admin_, "\r\n\r\n");
   ASSERT_EQ(::send(reader, request.data(), request.size(), MSG_NOSIGNAL),
             static_cast<ssize_t>(request.size()));
   // It reads nothing; the server's writes stall and hit the deadline. Then whatever sat in the
   // buffers is read, and the connection ends short of the 48 MiB.
   EXPECT_EQ(Call("GET", "/v1/models").status, 200);
-  bool cut = false;
-  for (int i = 0; i < 100 && !cut; ++i) {
-    HttpResponse metrics = Call("GET", "/metrics", "", "");
-    cut = absl::StrContains(metrics.body, "route=\"/v1/blobs/{digest}\"");
-    if (!cut) absl::SleepFor(absl::Milliseconds(100));
-  }
-  ASSERT_TRUE(cut) << "the stalled download never ended";
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(Call("GET", "/metrics", "", "").body, "route=\"/v1/blobs/{digest}\"");
+  })) << "the stalled download never ended";
   int64_t got = 0;
   EXPECT_TRUE(ClosedWithin(reader, absl::Seconds(15), &got));
   EXPECT_LT(got, int64_t{48} << 20);
@@ -580,22 +576,16 @@ TEST_P(RestAbuseTest, ConnectionsBeyondTheCapAreAnswered503) {
   std::vector<int> idle;
   for (int i = 0; i < 24; ++i) idle.push_back(Connect(server_->http_port()));
   // The cap is reached once the server has accepted them all: the next one is refused.
-  bool refused = false;
-  for (int i = 0; i < 500 && !refused; ++i) {
+  EXPECT_TRUE(Eventually([&] {
     auto r = HttpClient(server_->http_port()).Request("GET", "/healthz");
-    refused = r.ok() && r->status == 503;
-    if (!refused) absl::SleepFor(absl::Milliseconds(20));
-  }
-  EXPECT_TRUE(refused);
+    return r.ok() && r->status == 503;
+  }));
   for (int fd : idle) ::close(fd);
   // Freed connections serve again.
-  bool served = false;
-  for (int i = 0; i < 100 && !served; ++i) {
+  EXPECT_TRUE(Eventually([&] {
     auto r = HttpClient(server_->http_port()).Request("GET", "/healthz");
-    served = r.ok() && r->status == 200;
-    if (!served) absl::SleepFor(absl::Milliseconds(20));
-  }
-  EXPECT_TRUE(served);
+    return r.ok() && r->status == 200;
+  }));
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, RestAbuseTest, ::testing::Values("sqlite"),

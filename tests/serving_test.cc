@@ -47,18 +47,20 @@ class ServingTest : public ServerTest {
                                    .body,
                                &v)
                     .ok());
-    for (int i = 0; i < 600; ++i) {
-      v1::ModelVersion settled;
-      ParseProtoJson(Call("GET", absl::StrCat("/v1/models/", model, "/versions/", v.version())).body,
-                     &settled)
-          .IgnoreError();
-      if (settled.status() == v1::READY) return v.version();
-      EXPECT_NE(settled.status(), v1::FAILED) << settled.status_message();
-      if (settled.status() == v1::FAILED) return 0;
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    ADD_FAILURE() << "version never became ready";
-    return 0;
+    v1::ModelVersion settled;
+    const bool done = Eventually(
+        [&] {
+          settled = v1::ModelVersion();
+          ParseProtoJson(
+              Call("GET", absl::StrCat("/v1/models/", model, "/versions/", v.version())).body,
+              &settled)
+              .IgnoreError();
+          return settled.status() == v1::READY || settled.status() == v1::FAILED;
+        },
+        absl::Seconds(60));
+    EXPECT_TRUE(done) << "version never became ready";
+    EXPECT_NE(settled.status(), v1::FAILED) << settled.status_message();
+    return settled.status() == v1::READY ? v.version() : 0;
   }
 
   void Assign(const std::string& model, int64_t version, const std::string& device) {
@@ -70,32 +72,42 @@ class ServingTest : public ServerTest {
 
   // The reason the device reports for failing `version` (waits up to 30 s; empty if none).
   std::string FailureReported(const std::string& device, int64_t version) {
-    for (int i = 0; i < 300; ++i) {
-      v1::Device d;
-      ParseProtoJson(Call("GET", "/v1/devices/" + device).body, &d).IgnoreError();
-      for (const auto& m : d.state().modules()) {
-        if (m.state() == "failed" && m.module().version() == version) return m.message();
-      }
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    return "";
+    std::string reason;
+    Eventually(
+        [&] {
+          v1::Device d;
+          ParseProtoJson(Call("GET", "/v1/devices/" + device).body, &d).IgnoreError();
+          for (const auto& m : d.state().modules()) {
+            if (m.state() == "failed" && m.module().version() == version) reason = m.message();
+          }
+          return !reason.empty();
+        },
+        absl::Seconds(30));
+    return reason;
   }
 
   // Waits until the agent serves `version` of `model` (up to 30 s).
   bool WaitServing(const client::LocalClient& client, const std::string& model, int64_t version) {
-    for (int i = 0; i < 300; ++i) {
-      auto models = client.ListModels();
-      if (models.ok()) {
-        for (const auto& m : models->models()) {
-          if (m.name() == model && m.version() == version) return true;
-        }
-      }
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    return false;
+    return Eventually(
+        [&] {
+          auto models = client.ListModels();
+          if (!models.ok()) return false;
+          for (const auto& m : models->models()) {
+            if (m.name() == model && m.version() == version) return true;
+          }
+          return false;
+        },
+        absl::Seconds(30));
   }
-
 };
+
+// A module download under way in the agent's module directory.
+bool HasPartialDownload(const std::string& modules_dir) {
+  for (const auto& e : std::filesystem::directory_iterator(modules_dir)) {
+    if (e.path().extension() == ".partial" && e.file_size() > 0) return true;
+  }
+  return false;
+}
 
 std::vector<float> Input(int n, float scale) {
   std::vector<float> v;
@@ -151,9 +163,9 @@ TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
   }
   EXPECT_TRUE(client.Predict("kws", {{"input", {1, 16}, x}}).ok());
   // The example application gets the same answer through the client library.
-  CommandResult app_run = RunCommand({BinaryPath("classify"), "--socket",
-                                      agent->state_dir() + "/agent.sock", "--model", "kws",
-                                      absl::StrJoin(x, ",")});
+  CommandResult app_run =
+      RunCommand({BinaryPath("classify"), "--socket", agent->state_dir() + "/agent.sock", "--model",
+                  "kws", absl::StrJoin(x, ",")});
   ASSERT_EQ(app_run.exit_code, 0) << app_run.err;
   const size_t want_class = std::max_element(want.begin(), want.end()) - want.begin();
   EXPECT_TRUE(absl::StrContains(app_run.out, absl::StrCat("kws v", v1, ": class ", want_class)))
@@ -194,7 +206,7 @@ TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
   EXPECT_EQ(models->models(0).previous_version(), v1);  // kept for a local rollback
 
   // The server sees what the device runs.
-  for (int i = 0; i < 100; ++i) {
+  ASSERT_TRUE(Eventually([&] {
     v1::Device device;
     ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).IgnoreError();
     bool running = false, previous = false;
@@ -202,10 +214,9 @@ TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
       running = running || (m.state() == "running" && m.module().version() == v2);
       previous = previous || (m.state() == "previous" && m.module().version() == v1);
     }
-    if (running && previous) break;
-    ASSERT_LT(i, 99) << "the device never reported version " << v2;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+    return running && previous;
+  })) << "the device never reported version "
+      << v2;
 
   // After a restart the agent serves the same module before it even syncs, and knows which
   // desired state it came from.
@@ -240,17 +251,17 @@ TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
   v1::Device device;
   ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).ok());
   v1::ListArtifactsResponse artifacts;
-  ASSERT_TRUE(ParseProtoJson(
-                  Call("GET", absl::StrCat("/v1/models/kws/versions/", v2, "/artifacts")).body,
-                  &artifacts)
-                  .ok());
+  ASSERT_TRUE(
+      ParseProtoJson(Call("GET", absl::StrCat("/v1/models/kws/versions/", v2, "/artifacts")).body,
+                     &artifacts)
+          .ok());
   std::string digest;
   for (const auto& a : artifacts.artifacts()) {
     if (a.target() == device.profile().target()) digest = a.module_digest();
   }
   ASSERT_FALSE(digest.empty());
-  const std::string blob = absl::StrCat(options_.data_dir, "/blobs/sha256/", digest.substr(7, 2),
-                                        "/", digest.substr(7));
+  const std::string blob =
+      absl::StrCat(options_.data_dir, "/blobs/sha256/", digest.substr(7, 2), "/", digest.substr(7));
   std::filesystem::permissions(blob, std::filesystem::perms::owner_write,
                                std::filesystem::perm_options::add);
   {
@@ -272,9 +283,11 @@ TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
   {
     auto db = store::Database::Open({absl::StrCat("sqlite://", options_.data_dir, "/edgeloop.db")});
     ASSERT_TRUE(db.ok()) << db.status();
-    ASSERT_TRUE((*db)->Query("UPDATE artifacts SET signature = $1 WHERE version = $2 RETURNING version",
-                               {std::string(128, 'a'), v2b})
-                    .ok());
+    ASSERT_TRUE(
+        (*db)
+            ->Query("UPDATE artifacts SET signature = $1 WHERE version = $2 RETURNING version",
+                    {std::string(128, 'a'), v2b})
+            .ok());
   }
   Assign("kws", v2b, agent->device_id());
   message = FailureReported(agent->device_id(), v2b);
@@ -293,14 +306,8 @@ TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
   auto slow = std::make_unique<AgentProcess>(capped);
   slow->Start();
   Assign("kws", v3, agent->device_id());
-  bool partial = false;
-  for (int i = 0; i < 300 && !partial; ++i) {
-    for (const auto& e : std::filesystem::directory_iterator(agent->state_dir() + "/modules")) {
-      partial = partial || (e.path().extension() == ".partial" && e.file_size() > 0);
-    }
-    if (!partial) absl::SleepFor(absl::Milliseconds(20));
-  }
-  ASSERT_TRUE(partial) << slow->log();
+  ASSERT_TRUE(Eventually([&] { return HasPartialDownload(agent->state_dir() + "/modules"); }))
+      << slow->log();
   ASSERT_TRUE(slow->Stop(SIGKILL).ok());
   // Back up without the cap: it resumes, verifies, serves v3; v1 served in between.
   AgentProcess::Options normal = capped;
@@ -347,11 +354,13 @@ TEST_P(ServingTest, AModuleForAnotherCpuIsRefusedAndTheOneForThisCpuServes) {
   moved.Start();
   client::LocalClient after(agent->state_dir() + "/agent.sock");
   std::string target;
-  for (int i = 0; i < 1200 && target != "x86_64-v2"; ++i) {  // emulated: slower to converge
-    auto models = after.ListModels();
-    if (models.ok() && models->models_size() == 1) target = models->models(0).target();
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+  Eventually(
+      [&] {
+        auto models = after.ListModels();
+        if (models.ok() && models->models_size() == 1) target = models->models(0).target();
+        return target == "x86_64-v2";
+      },
+      absl::Seconds(120));  // emulated: slower to converge
   ASSERT_EQ(target, "x86_64-v2") << moved.log();
   EXPECT_TRUE(absl::StrContains(moved.log(), absl::StrCat("is built for ", host_class,
                                                           ", which this x86_64-v2 CPU cannot run")))
@@ -391,14 +400,7 @@ TEST_P(ServingTest, ADiskThatFillsDuringADownloadIsReportedAndRecovered) {
   ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
 
   Assign("kws", v2, agent->device_id());
-  bool partial = false;
-  for (int i = 0; i < 500 && !partial; ++i) {
-    for (const auto& e : std::filesystem::directory_iterator(disk + "/modules")) {
-      partial = partial || (e.path().extension() == ".partial" && e.file_size() > 0);
-    }
-    if (!partial) absl::SleepFor(absl::Milliseconds(10));
-  }
-  ASSERT_TRUE(partial) << agent->log();
+  ASSERT_TRUE(Eventually([&] { return HasPartialDownload(disk + "/modules"); })) << agent->log();
   {
     std::ofstream filler(disk + "/filler", std::ios::binary);
     const std::string mib(1 << 20, 'x');
@@ -438,22 +440,24 @@ TEST_P(ServingTest, AClassThatJoinsLaterGetsModulesBuiltForIt) {
   Assign("kws", v1, agent->device_id());
   client::LocalClient client(agent->state_dir() + "/agent.sock");
   std::string target;
-  for (int i = 0; i < 600 && target != host_class; ++i) {
-    auto models = client.ListModels();
-    if (models.ok() && models->models_size() == 1 && models->models(0).version() == v1) {
-      target = models->models(0).target();
-    }
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+  Eventually(
+      [&] {
+        auto models = client.ListModels();
+        if (models.ok() && models->models_size() == 1 && models->models(0).version() == v1) {
+          target = models->models(0).target();
+        }
+        return target == host_class;
+      },
+      absl::Seconds(60));
   ASSERT_EQ(target, host_class) << agent->log();
   auto predicted = client.Predict("kws", {{"input", {1, 16}, Input(16, 1.0f)}});
   ASSERT_TRUE(predicted.ok()) << predicted.status();
   EXPECT_EQ(predicted->model_version, v1);
   v1::ListArtifactsResponse artifacts;
-  ASSERT_TRUE(ParseProtoJson(
-                  Call("GET", absl::StrCat("/v1/models/kws/versions/", v1, "/artifacts")).body,
-                  &artifacts)
-                  .ok());
+  ASSERT_TRUE(
+      ParseProtoJson(Call("GET", absl::StrCat("/v1/models/kws/versions/", v1, "/artifacts")).body,
+                     &artifacts)
+          .ok());
   std::string reason;
   for (const auto& a : artifacts.artifacts()) {
     if (a.target() == host_class) reason = a.reason();
@@ -461,7 +465,8 @@ TEST_P(ServingTest, AClassThatJoinsLaterGetsModulesBuiltForIt) {
   EXPECT_TRUE(absl::StrContains(reason, "joined the fleet after this version was built")) << reason;
   v1::ModelVersion settled;
   ASSERT_TRUE(
-      ParseProtoJson(Call("GET", absl::StrCat("/v1/models/kws/versions/", v1)).body, &settled).ok());
+      ParseProtoJson(Call("GET", absl::StrCat("/v1/models/kws/versions/", v1)).body, &settled)
+          .ok());
   EXPECT_EQ(settled.status(), v1::READY);
 }
 
@@ -491,8 +496,7 @@ TEST_P(ServingTest, RemoteAndLocalRollbacks) {
   const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
   Assign("kws", v2, agent.device_id());
   ASSERT_TRUE(WaitServing(client, "kws", v2)) << agent.log();
-  for (int i = 0; i < 100 && device_module("previous").module().version() != v1; ++i)
-    absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_TRUE(Eventually([&] { return device_module("previous").module().version() == v1; }));
 
   // Remote: the operator sends the device back to what it kept as previous; no download.
   CommandResult cli = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(),
@@ -514,10 +518,10 @@ TEST_P(ServingTest, RemoteAndLocalRollbacks) {
   ASSERT_TRUE(models.ok());
   EXPECT_EQ(models->models(0).version(), v1) << agent.log();
   v1::ModuleStatus rolled;
-  for (int i = 0; i < 100 && rolled.state().empty(); ++i) {
+  Eventually([&] {
     rolled = device_module("rolled back");
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+    return !rolled.state().empty();
+  });
   EXPECT_EQ(rolled.module().version(), v3);
   EXPECT_TRUE(absl::StrContains(rolled.message(), "mean run time")) << rolled.message();
   // Two more syncs with v3 still desired do not install it again.
@@ -528,8 +532,8 @@ TEST_P(ServingTest, RemoteAndLocalRollbacks) {
   ASSERT_TRUE(models.ok());
   EXPECT_EQ(models->models(0).version(), v1);
   // An operator asking to roll back a model the device has no previous of gets the reason.
-  HttpResponse none = Call("POST", "/v1/devices/" + agent.device_id() + ":rollback",
-                           R"({"model":"other"})");
+  HttpResponse none =
+      Call("POST", "/v1/devices/" + agent.device_id() + ":rollback", R"({"model":"other"})");
   EXPECT_EQ(none.status, 400);
   EXPECT_TRUE(absl::StrContains(none.body, "no previous module")) << none.body;
 }
@@ -549,7 +553,8 @@ TEST_P(ServingTest, Kill9AtEveryInstallStepLeavesAWorkingModuleAndConverges) {
   for (const char* point :
        {"agent.downloaded", "agent.verified", "agent.published", "agent.recorded"}) {
     SCOPED_TRACE(point);
-    const int64_t next = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, ++seed));
+    const int64_t next =
+        Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, ++seed));
     AgentProcess::Options crashing;
     crashing.server = server_->device_address();
     crashing.state_dir = agent->state_dir();
@@ -566,12 +571,12 @@ TEST_P(ServingTest, Kill9AtEveryInstallStepLeavesAWorkingModuleAndConverges) {
     AgentProcess restarted(normal);
     restarted.Start();
     absl::StatusOr<client::Prediction> first = absl::UnavailableError("not yet");
-    for (int i = 0; i < 100 && !first.ok(); ++i) {
+    Eventually([&] {
       // A fresh channel each time: gRPC backs off reconnecting to a socket that refused.
       first = client::LocalClient(agent->state_dir() + "/agent.sock")
                   .Predict("kws", {{"input", {1, 16}, x}});
-      if (!first.ok()) absl::SleepFor(absl::Milliseconds(50));
-    }
+      return first.ok();
+    });
     client::LocalClient client(agent->state_dir() + "/agent.sock");
     ASSERT_TRUE(first.ok()) << first.status() << restarted.log();
     EXPECT_TRUE(first->model_version == serving || first->model_version == next)
@@ -588,10 +593,10 @@ TEST_P(ServingTest, WithoutMemoryForTwoModulesCallsWaitForTheSwapInsteadOfFailin
   const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 64, 4}, 2));
   // Room for one module (the biggest build of v1, its workspaces included) and a half.
   v1::ListArtifactsResponse artifacts;
-  ASSERT_TRUE(ParseProtoJson(
-                  Call("GET", absl::StrCat("/v1/models/kws/versions/", v1, "/artifacts")).body,
-                  &artifacts)
-                  .ok());
+  ASSERT_TRUE(
+      ParseProtoJson(Call("GET", absl::StrCat("/v1/models/kws/versions/", v1, "/artifacts")).body,
+                     &artifacts)
+          .ok());
   int64_t biggest = 0;
   for (const auto& a : artifacts.artifacts()) biggest = std::max(biggest, a.module_size());
   const int64_t budget_kb = (biggest * 3 / 2 + 8192) / 1024;
@@ -652,18 +657,15 @@ TEST_P(ServingTest, DevicesFollowASigningKeyRotationAndRefuseAnImpostorsKey) {
   StartServer();
   const std::string second_key = *ReadFile(options_.data_dir + "/signing.key.pub");
   ASSERT_NE(second_key, first_key);
-  bool followed = false;
-  for (int i = 0; i < 300 && !followed; ++i) {
-    followed = ReadFile(pin_path).value_or("") == second_key;
-    if (!followed) absl::SleepFor(absl::Milliseconds(100));
-  }
-  ASSERT_TRUE(followed) << agent->log();
+  ASSERT_TRUE(
+      Eventually([&] { return ReadFile(pin_path).value_or("") == second_key; }, absl::Seconds(30)))
+      << agent->log();
   // The module built before the rotation was signed again with the new key.
   v1::ListArtifactsResponse artifacts;
-  ASSERT_TRUE(ParseProtoJson(
-                  Call("GET", absl::StrCat("/v1/models/kws/versions/", v1, "/artifacts")).body,
-                  &artifacts)
-                  .ok());
+  ASSERT_TRUE(
+      ParseProtoJson(Call("GET", absl::StrCat("/v1/models/kws/versions/", v1, "/artifacts")).body,
+                     &artifacts)
+          .ok());
   ASSERT_GT(artifacts.artifacts_size(), 0);
   for (const auto& a : artifacts.artifacts())
     EXPECT_TRUE(crypto::VerifySignature(second_key, a.manifest(), a.signature())) << a.target();
@@ -719,7 +721,8 @@ TEST_P(ServingTest, DevicesFollowASigningKeyRotationAndRefuseAnImpostorsKey) {
    private:
     const crypto::SigningKey& key_;
   } impostor(**impostor_key);
-  grpc::SslServerCredentialsOptions server_tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions server_tls(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   server_tls.pem_root_certs = (*ca)->cert_pem();
   server_tls.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
   grpc::ServerBuilder builder;
@@ -734,14 +737,14 @@ TEST_P(ServingTest, DevicesFollowASigningKeyRotationAndRefuseAnImpostorsKey) {
   AgentProcess redirected(o);
   redirected.Start();
   std::string reported;
-  for (int i = 0; i < 300 && reported.empty(); ++i) {
-    {
-      std::lock_guard lock(impostor.mu);
-      for (const auto& m : impostor.last.state().modules())
-        if (m.module().version() == 99 && m.state() == "failed") reported = m.message();
-    }
-    if (reported.empty()) absl::SleepFor(absl::Milliseconds(100));
-  }
+  Eventually(
+      [&] {
+        std::lock_guard lock(impostor.mu);
+        for (const auto& m : impostor.last.state().modules())
+          if (m.module().version() == 99 && m.state() == "failed") reported = m.message();
+        return !reported.empty();
+      },
+      absl::Seconds(30));
   EXPECT_FALSE(reported.empty()) << redirected.log();
   EXPECT_TRUE(absl::StrContains(reported, "signature")) << reported;
   EXPECT_EQ(impostor.fetches.load(), 0);  // refused before a byte was fetched
@@ -767,11 +770,11 @@ TEST_P(ServingTest, ACorruptedCachedModuleIsDownloadedAgain) {
   v1::Device device;
   ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).ok());
   v1::ListArtifactsResponse artifacts;
-  ASSERT_TRUE(ParseProtoJson(Call("GET", absl::StrCat("/v1/models/kws/versions/", versions[0],
-                                                      "/artifacts"))
-                                 .body,
-                             &artifacts)
-                  .ok());
+  ASSERT_TRUE(
+      ParseProtoJson(
+          Call("GET", absl::StrCat("/v1/models/kws/versions/", versions[0], "/artifacts")).body,
+          &artifacts)
+          .ok());
   std::string cached;
   for (const auto& a : artifacts.artifacts()) {
     if (a.target() == device.profile().target())

@@ -239,8 +239,8 @@ int64_t AgentProcess::SyncsOk() const {
   const size_t at = text->find(kSeries);
   double value = -1;
   if (at == std::string::npos ||
-      !absl::SimpleAtod(text->substr(at + kSeries.size(), text->find('\n', at) - at - kSeries.size()),
-                        &value)) {
+      !absl::SimpleAtod(
+          text->substr(at + kSeries.size(), text->find('\n', at) - at - kSeries.size()), &value)) {
     return -1;
   }
   return static_cast<int64_t>(value);

@@ -118,7 +118,6 @@ std::string NewTempDir(const std::string& prefix);
 
 /// Polls `condition` until it holds (true) or `timeout` passes (false): how a test waits on
 /// another process, which it cannot be told about.
-bool Eventually(const std::function<bool()>& condition,
-                absl::Duration timeout = absl::Seconds(20));
+bool Eventually(const std::function<bool()>& condition, absl::Duration timeout = absl::Seconds(20));
 
 }  // namespace edgeloop::tests

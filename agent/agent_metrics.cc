@@ -1,0 +1,48 @@
+#include "agent/agent_metrics.h"
+
+#include <sstream>
+
+#include "agent/thread_priority.h"
+#include "common/process_metrics.h"
+#include "prometheus/text_serializer.h"
+
+namespace edgeloop::agent {
+
+AgentMetrics::AgentMetrics() {
+  auto& syncs = prometheus::BuildCounter()
+                    .Name("edgeloop_agent_syncs_total")
+                    .Help("Sync calls by result.")
+                    .Register(*registry);
+  syncs_ok = &syncs.Add({{"result", "ok"}});
+  syncs_failed = &syncs.Add({{"result", "error"}});
+  auto gauge = [&](const char* name, const char* help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry).Add({});
+  };
+  last_sync = gauge("edgeloop_agent_last_sync_timestamp_seconds",
+                    "When the last successful sync finished.");
+  next_sync =
+      gauge("edgeloop_agent_sync_interval_seconds", "Interval the server set for the next sync.");
+  enrolled =
+      gauge("edgeloop_agent_enrolled", "1 once the device holds a certificate from the server.");
+  cert_expiry = gauge("edgeloop_agent_certificate_expiry_timestamp_seconds",
+                      "When the device certificate expires.");
+  desired_generation =
+      gauge("edgeloop_agent_desired_generation", "Generation of the desired state last received.");
+  background_lifts = &prometheus::BuildCounter()
+                          .Name("edgeloop_agent_background_lifts_total")
+                          .Help(
+                              "Times background work waited a second for a CPU that "
+                              "applications kept busy and was lifted to nice 19.")
+                          .Register(*registry)
+                          .Add({});
+}
+
+std::string AgentMetrics::Render() {
+  background_lifts->Increment(static_cast<double>(BackgroundPriority::Lifts()) -
+                              background_lifts->Value());
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, registry->Collect());
+  return out.str() + ProcessMetricsText();
+}
+
+}  // namespace edgeloop::agent

@@ -1,0 +1,29 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
+
+namespace edgeloop::agent {
+
+/// The agent's own series on its /metrics endpoint (the process's are appended).
+struct AgentMetrics {
+  AgentMetrics();
+  /// The text exposition of every series, process metrics included.
+  std::string Render();
+
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  prometheus::Counter* syncs_ok;
+  prometheus::Counter* syncs_failed;
+  prometheus::Gauge* last_sync;
+  prometheus::Gauge* next_sync;
+  prometheus::Gauge* enrolled;
+  prometheus::Gauge* cert_expiry;
+  prometheus::Gauge* desired_generation;
+  prometheus::Counter* background_lifts;
+};
+
+}  // namespace edgeloop::agent
