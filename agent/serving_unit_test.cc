@@ -26,7 +26,7 @@
 #include "compiler/compile.h"
 #include "compiler/toolchain.h"
 #include "gtest/gtest.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 
 namespace edgeloop::agent {
 namespace {
@@ -55,7 +55,7 @@ class ServingUnitTest : public ::testing::Test {
     options.target = target;
     options.out_dir = absl::StrCat(dir_, "/build-", model, version, target);
     auto compiled = compiler::CompileModel(
-        registry::testing::MlpOnnx(std::vector<int>{8, 16, 3}, seed), options);
+        compiler::testing::MlpOnnx(std::vector<int>{8, 16, 3}, seed), options);
     EXPECT_TRUE(compiled.ok()) << compiled.status();
     bytes_[compiled->so_digest] = *ReadFile(compiled->so_path);
     v1::ModuleRef ref;

@@ -29,7 +29,7 @@
 #include "common/status.h"
 #include "compiler/compile.h"
 #include "compiler/module_loader.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 #include "tests/testing/server_process.h"
 
 namespace edgeloop::bench {
@@ -220,10 +220,10 @@ int Main(int argc, char** argv) {
 
   const std::vector<std::pair<std::string, std::string>> models = {
       // MLPs from weights that stay in L1 to 1 MB that streams from L2 on every call.
-      {"mlp-s", registry::testing::MlpOnnx(std::vector<int>{32, 64, 32, 4})},
-      {"mlp", registry::testing::MlpOnnx(std::vector<int>{64, 128, 64, 10})},
-      {"mlp-l", registry::testing::MlpOnnx(std::vector<int>{256, 512, 256, 10})},
-      {"cnn", registry::testing::CnnOnnx()},
+      {"mlp-s", compiler::testing::MlpOnnx(std::vector<int>{32, 64, 32, 4})},
+      {"mlp", compiler::testing::MlpOnnx(std::vector<int>{64, 128, 64, 10})},
+      {"mlp-l", compiler::testing::MlpOnnx(std::vector<int>{256, 512, 256, 10})},
+      {"cnn", compiler::testing::CnnOnnx()},
   };
   std::vector<Row> rows;
   for (const auto& [name, onnx] : models) {

@@ -42,7 +42,7 @@
 #include "compiler/module_loader.h"
 #include "edgeloop/v1/device.pb.h"
 #include "edgeloop/v1/registry.pb.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/server_process.h"
 
@@ -178,7 +178,7 @@ class Fleet {
     for (int v = 1; v <= versions; ++v) {
       ASSIGN_OR_RETURN(tests::HttpResponse blob,
                        Call("POST", "/v1/blobs",
-                            registry::testing::MlpOnnx(std::vector<int>{64, 128, 64, 10},
+                            compiler::testing::MlpOnnx(std::vector<int>{64, 128, 64, 10},
                                                        static_cast<uint32_t>(v))));
       v1::Blob b;
       RETURN_IF_ERROR(ParseProtoJson(blob.body, &b));

@@ -23,7 +23,7 @@
 #include "common/proto_json.h"
 #include "edgeloop/v1/admin.grpc.pb.h"
 #include "edgeloop/v1/registry.grpc.pb.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 #include "store/testing/postgres_cluster.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/server_process.h"
@@ -201,7 +201,7 @@ int main(int argc, char** argv) {
   // Eight distinct 1 MB models, so pushes are not all the same bytes.
   std::vector<std::string> models;
   for (uint32_t seed = 1; seed <= 8; ++seed)
-    models.push_back(edgeloop::registry::testing::OnnxOfAtLeast(1 << 20, seed));
+    models.push_back(edgeloop::compiler::testing::OnnxOfAtLeast(1 << 20, seed));
 
   std::vector<Row> rows;
   for (const std::string& backend : options.backends) {

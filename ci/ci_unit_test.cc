@@ -21,7 +21,7 @@
 #include "gtest/gtest.h"
 #include "registry/registry.h"
 #include "registry/schema.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 #include "store/blob_store.h"
 #include "store/testing/test_database.h"
 
@@ -179,7 +179,7 @@ class CiStageTest : public ::testing::TestWithParam<std::string> {
 TEST_P(CiStageTest, PlansOneJobPerFleetClassAndDefaultOnce) {
   Enroll(fleet::testing::Pi4(), "pi-1");
   Enroll(fleet::testing::Pi4(), "pi-2");
-  const int64_t v = Push("mlp", registry::testing::MlpOnnx(4, 8, 2));
+  const int64_t v = Push("mlp", compiler::testing::MlpOnnx(4, 8, 2));
   EXPECT_EQ(Version("mlp", v).status(), v1::REGISTERED);
   ASSERT_TRUE(planner_->PlanOnce().ok());
   EXPECT_EQ(Jobs("mlp", v), (std::map<std::string, std::string>{{"aarch64-v8", "QUEUED 0"},
@@ -193,7 +193,7 @@ TEST_P(CiStageTest, PlansOneJobPerFleetClassAndDefaultOnce) {
 }
 
 TEST_P(CiStageTest, BuildsAVersionAndMakesItReady) {
-  const int64_t v = Push("mlp", registry::testing::MlpOnnx(4, 8, 2));
+  const int64_t v = Push("mlp", compiler::testing::MlpOnnx(4, 8, 2));
   ASSERT_TRUE(planner_->PlanOnce().ok());
   Worker worker(Options("host:1"));
   auto worked = worker.WorkOnce();
@@ -220,7 +220,7 @@ TEST_P(CiStageTest, BuildsAVersionAndMakesItReady) {
 }
 
 TEST_P(CiStageTest, AJobWhoseWorkerVanishedIsRetriedWhenItsLeaseRunsOut) {
-  const int64_t v = Push("mlp", registry::testing::MlpOnnx(4, 8, 2));
+  const int64_t v = Push("mlp", compiler::testing::MlpOnnx(4, 8, 2));
   ASSERT_TRUE(planner_->PlanOnce().ok());
   // Worker A claims the job and is never heard of again.
   std::optional<CompileJob> taken;
@@ -255,7 +255,7 @@ TEST_P(CiStageTest, AJobWhoseWorkerVanishedIsRetriedWhenItsLeaseRunsOut) {
 }
 
 TEST_P(CiStageTest, AModelTheCompilerRejectsFailsAtOnceWithTheReason) {
-  std::string onnx = registry::testing::MlpOnnx(4, 4, 2);
+  std::string onnx = compiler::testing::MlpOnnx(4, 4, 2);
   onnx.replace(onnx.rfind("Relu"), 4, "Sign");  // an operator outside the compiler's set
   const int64_t v = Push("odd", onnx);
   ASSERT_TRUE(planner_->PlanOnce().ok());
@@ -270,7 +270,7 @@ TEST_P(CiStageTest, AModelTheCompilerRejectsFailsAtOnceWithTheReason) {
 }
 
 TEST_P(CiStageTest, ACrashingCompilerIsRetriedThenFailsTheVersion) {
-  const int64_t v = Push("mlp", registry::testing::MlpOnnx(4, 8, 2));
+  const int64_t v = Push("mlp", compiler::testing::MlpOnnx(4, 8, 2));
   ASSERT_TRUE(planner_->PlanOnce().ok());
   WorkerOptions options = Options("host:1", Script("kill -SEGV $$"));
   options.max_attempts = 2;
@@ -289,7 +289,7 @@ TEST_P(CiStageTest, ACrashingCompilerIsRetriedThenFailsTheVersion) {
 
 TEST_P(CiStageTest, ACompilerThatBreaksTheContractPublishesNothing) {
   // It says it failed but leaves no report: permanent, and said so.
-  const int64_t silent = Push("mlp", registry::testing::MlpOnnx(4, 8, 2));
+  const int64_t silent = Push("mlp", compiler::testing::MlpOnnx(4, 8, 2));
   ASSERT_TRUE(planner_->PlanOnce().ok());
   Worker quiet(Options("host:1", Script("echo 'edgeloop-compile: scraped' >&2; exit 1")));
   ASSERT_TRUE(quiet.WorkOnce().ok());
@@ -300,7 +300,7 @@ TEST_P(CiStageTest, ACompilerThatBreaksTheContractPublishesNothing) {
   EXPECT_FALSE(absl::StrContains(failed.status_message(), "scraped"));  // the log is not read
 
   // It reports a module whose bytes are not what it wrote.
-  const int64_t forged = Push("mlp", registry::testing::MlpOnnx(4, 8, 2, 7));
+  const int64_t forged = Push("mlp", compiler::testing::MlpOnnx(4, 8, 2, 7));
   ASSERT_TRUE(planner_->PlanOnce().ok());
   Worker liar(Options("host:1", Script(R"(while [ $# -gt 0 ]; do
   [ "$1" = --out ] && out="$2"; [ "$1" = --result ] && result="$2"; shift
@@ -318,7 +318,7 @@ echo '{"outcome":"COMPILE_OK","manifest":"{}","moduleDigest":"sha256:00"}' > "$r
 }
 
 TEST_P(CiStageTest, AClassThatJoinsLaterGetsTheVersionsDevicesRun) {
-  const int64_t v = Push("mlp", registry::testing::MlpOnnx(4, 8, 2));
+  const int64_t v = Push("mlp", compiler::testing::MlpOnnx(4, 8, 2));
   ASSERT_TRUE(planner_->PlanOnce().ok());
   Worker worker(Options("host:1"));
   ASSERT_TRUE(worker.WorkOnce().ok());
@@ -329,7 +329,7 @@ TEST_P(CiStageTest, AClassThatJoinsLaterGetsTheVersionsDevicesRun) {
   alias.set_version(v);
   ASSERT_TRUE(models_->SetAlias(alias, "alice").ok());
   // A version nothing names is not built for newcomers.
-  const int64_t unnamed = Push("other", registry::testing::MlpOnnx(4, 8, 2));
+  const int64_t unnamed = Push("other", compiler::testing::MlpOnnx(4, 8, 2));
   ASSERT_TRUE(planner_->PlanOnce().ok());
   ASSERT_TRUE(worker.WorkOnce().ok());
 

@@ -22,7 +22,7 @@
 #include "common/random.h"
 #include "compiler/syscall_filter.h"
 #include "compiler/toolchain.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 #include "gtest/gtest.h"
 
 namespace edgeloop::compiler {
@@ -175,7 +175,7 @@ TEST_P(SandboxTest, ProcessesAreCappedForItsOwnUser) {
 // the host and for an emulated ARM target, with only /usr and the scratch directory in view.
 TEST_P(SandboxTest, CompilesAndValidatesModulesInside) {
   ASSERT_TRUE(
-      WriteFileAtomically(scratch_ + "/model.onnx", registry::testing::MlpOnnx(8, 16, 4), 0644)
+      WriteFileAtomically(scratch_ + "/model.onnx", compiler::testing::MlpOnnx(8, 16, 4), 0644)
           .ok());
   for (const char* target : {"x86_64-v2", "aarch64-v8"}) {
     auto ran = sandbox_->Run(EDGELOOP_COMPILE_BINARY,

@@ -8,7 +8,7 @@
 #include "compiler/reference_interpreter.h"
 #include "gtest/gtest.h"
 #include "onnx/onnx-data_pb.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 
 namespace edgeloop::compiler {
 namespace {
@@ -51,7 +51,7 @@ std::vector<float> Ramp(int n) {
 class ValidationSetTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    onnx_ = registry::testing::MlpOnnx(4, 8, 3);  // input "input" [1, 4] → 3 classes
+    onnx_ = compiler::testing::MlpOnnx(4, 8, 3);  // input "input" [1, 4] → 3 classes
     auto graph = ImportOnnx(onnx_);
     ASSERT_TRUE(graph.ok()) << graph.status();
     graph_ = *graph;

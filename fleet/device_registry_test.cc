@@ -14,7 +14,7 @@
 #include "fleet/testing/profiles.h"
 #include "registry/registry.h"
 #include "registry/schema.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 #include "store/blob_store.h"
 #include "store/testing/test_database.h"
 
@@ -101,7 +101,7 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
     create.set_name(name);
     EXPECT_TRUE(models_->CreateModel(create, "t").ok());
     auto writer = blobs_->NewWriter(int64_t{1} << 20);
-    EXPECT_TRUE((*writer)->Write(registry::testing::MlpOnnx(4, 4, 2)).ok());
+    EXPECT_TRUE((*writer)->Write(compiler::testing::MlpOnnx(4, 4, 2)).ok());
     auto onnx = (*writer)->Commit("");
     EXPECT_TRUE(onnx.ok()) << onnx.status();
     auto id = registry::Registry::FindModelId(*db_, name);

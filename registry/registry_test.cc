@@ -11,7 +11,7 @@
 #include "common/sha256.h"
 #include "common/testing/fake_clock.h"
 #include "gtest/gtest.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 #include "store/testing/test_database.h"
 
 namespace edgeloop::registry {
@@ -116,7 +116,7 @@ TEST_P(RegistryTest, LabelLimitsAreEnforced) {
 
 TEST_P(RegistryTest, PushRecordsSignatureFromTheOnnxGraph) {
   ASSERT_TRUE(CreateModel("mlp").ok());
-  std::string onnx = testing::MlpOnnx(8, 16, 3);
+  std::string onnx = compiler::testing::MlpOnnx(8, 16, 3);
   std::string digest = Upload(onnx);
   v1::CreateVersionRequest r;
   r.set_model("mlp");
@@ -162,19 +162,19 @@ TEST_P(RegistryTest, BadInputIsRefusedAndRecordsNothing) {
   EXPECT_NE(not_onnx.status().message().find("not an ONNX model"), std::string::npos)
       << not_onnx.status();
 
-  auto rejected = Push("m", Upload(testing::DanglingInputOnnx()));
+  auto rejected = Push("m", Upload(compiler::testing::DanglingInputOnnx()));
   EXPECT_EQ(rejected.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(rejected.status().message().find("checker"), std::string::npos) << rejected.status();
 
   auto missing_blob = Push("m", DigestFromHex(Sha256Hex("never uploaded")));
   EXPECT_EQ(missing_blob.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Push("m", "sha256:nothex").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Push("nope", Upload(testing::MlpOnnx(2, 2, 2))).status().code(),
+  EXPECT_EQ(Push("nope", Upload(compiler::testing::MlpOnnx(2, 2, 2))).status().code(),
             absl::StatusCode::kNotFound);
 
   v1::CreateVersionRequest r;
   r.set_model("m");
-  r.set_onnx_digest(Upload(testing::MlpOnnx(2, 2, 2)));
+  r.set_onnx_digest(Upload(compiler::testing::MlpOnnx(2, 2, 2)));
   r.mutable_lineage()->set_parent_version(5);
   EXPECT_EQ(registry_->CreateVersion(r, "a").status().code(), absl::StatusCode::kInvalidArgument);
   (*r.mutable_metrics())["nan"] = std::nan("");
@@ -185,7 +185,7 @@ TEST_P(RegistryTest, BadInputIsRefusedAndRecordsNothing) {
   auto sizes = registry_->Sizes();
   ASSERT_TRUE(sizes.ok());
   EXPECT_EQ(sizes->versions, 0);
-  auto ok = Push("m", Upload(testing::MlpOnnx(2, 2, 2)));
+  auto ok = Push("m", Upload(compiler::testing::MlpOnnx(2, 2, 2)));
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->version(), 1);
 }
@@ -199,14 +199,14 @@ TEST_P(RegistryTest, HostileModelsAreRefusedAtPush) {
     const char* says;
   };
   const std::vector<Case> cases = {
-      {"a name with a newline", testing::ReluOnnxWithInputName("in\nput"), "control character"},
-      {"a name that is not UTF-8", testing::ReluOnnxWithInputName("in\xffput"),
+      {"a name with a newline", compiler::testing::ReluOnnxWithInputName("in\nput"), "control character"},
+      {"a name that is not UTF-8", compiler::testing::ReluOnnxWithInputName("in\xffput"),
        "not valid UTF-8"},
-      {"a name of 5000 bytes", testing::ReluOnnxWithInputName(std::string(5000, 'n')),
+      {"a name of 5000 bytes", compiler::testing::ReluOnnxWithInputName(std::string(5000, 'n')),
        "bytes long"},
-      {"weights in a file on the server", testing::ExternalDataOnnx("/etc/shadow"),
+      {"weights in a file on the server", compiler::testing::ExternalDataOnnx("/etc/shadow"),
        "external file"},
-      {"subgraphs nested 40 deep", testing::NestedSubgraphsOnnx(40), "nest deeper"},
+      {"subgraphs nested 40 deep", compiler::testing::NestedSubgraphsOnnx(40), "nest deeper"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -215,7 +215,7 @@ TEST_P(RegistryTest, HostileModelsAreRefusedAtPush) {
     EXPECT_TRUE(absl::StrContains(pushed.status().message(), c.says)) << pushed.status();
   }
   // Names that are merely odd are kept as they are.
-  auto odd = Push("m", Upload(testing::ReluOnnxWithInputName("*/ \"x\" ?\?/ 入力")));
+  auto odd = Push("m", Upload(compiler::testing::ReluOnnxWithInputName("*/ \"x\" ?\?/ 入力")));
   ASSERT_TRUE(odd.ok()) << odd.status();
   EXPECT_EQ(odd->inputs(0).name(), "*/ \"x\" ?\?/ 入力");
   v1::GetModelRequest get;
@@ -225,7 +225,7 @@ TEST_P(RegistryTest, HostileModelsAreRefusedAtPush) {
 
 TEST_P(RegistryTest, ConcurrentPushesGetDistinctConsecutiveNumbers) {
   ASSERT_TRUE(CreateModel("busy").ok());
-  std::string digest = Upload(testing::MlpOnnx(4, 8, 2));
+  std::string digest = Upload(compiler::testing::MlpOnnx(4, 8, 2));
   constexpr int kThreads = 6, kPushes = 5;
   std::vector<std::thread> threads;
   std::mutex mu;
@@ -257,7 +257,7 @@ TEST_P(RegistryTest, ConcurrentPushesGetDistinctConsecutiveNumbers) {
 
 TEST_P(RegistryTest, AliasesMoveWithHistory) {
   ASSERT_TRUE(CreateModel("cls").ok());
-  std::string digest = Upload(testing::MlpOnnx(4, 4, 2));
+  std::string digest = Upload(compiler::testing::MlpOnnx(4, 4, 2));
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(Push("cls", digest).ok());
 
   auto alias = SetAlias("cls", "production", 1, "bob");
@@ -303,7 +303,7 @@ TEST_P(RegistryTest, AliasesMoveWithHistory) {
 
 TEST_P(RegistryTest, EventsAreOrderedAndResumable) {
   ASSERT_TRUE(CreateModel("ev").ok());
-  std::string digest = Upload(testing::MlpOnnx(2, 2, 2));
+  std::string digest = Upload(compiler::testing::MlpOnnx(2, 2, 2));
   ASSERT_TRUE(Push("ev", digest).ok());
   ASSERT_TRUE(Push("ev", digest).ok());
   ASSERT_TRUE(SetAlias("ev", "production", 2).ok());
@@ -344,7 +344,7 @@ TEST_P(RegistryTest, ListsPageThroughEverything) {
   EXPECT_EQ(names,
             (std::vector<std::string>{"model-0", "model-1", "model-2", "model-3", "model-4"}));
 
-  std::string digest = Upload(testing::MlpOnnx(2, 2, 2));
+  std::string digest = Upload(compiler::testing::MlpOnnx(2, 2, 2));
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(Push("model-0", digest).ok());
   v1::ListVersionsRequest lv;
   lv.set_model("model-0");

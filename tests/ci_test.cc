@@ -16,7 +16,7 @@
 #include "common/signing.h"
 #include "edgeloop/v1/device.pb.h"
 #include "edgeloop/v1/registry.grpc.pb.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 #include "tests/testing/fixture.h"
 #include "tests/testing/http_client.h"
 
@@ -69,7 +69,7 @@ TEST_P(CiTest, PushBecomesSignedModulesForTheFleet) {
   ASSERT_FALSE(fleet_target.empty());
 
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"mlp"})").status, 201);
-  const std::string onnx = registry::testing::MlpOnnx(16, 32, 4);
+  const std::string onnx = compiler::testing::MlpOnnx(16, 32, 4);
   const int64_t version = Push("mlp", onnx);
   v1::ModelVersion settled = WaitSettled("mlp", version);
   ASSERT_EQ(settled.status(), v1::READY) << settled.status_message();
@@ -117,7 +117,7 @@ TEST_P(CiTest, PushBecomesSignedModulesForTheFleet) {
 TEST_P(CiTest, UncompilableModelFailsWithTheReason) {
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"odd"})").status, 201);
   // A valid model the compiler does not support: an operator outside its set.
-  std::string onnx = registry::testing::MlpOnnx(4, 4, 2);
+  std::string onnx = compiler::testing::MlpOnnx(4, 4, 2);
   const size_t at = onnx.rfind("Relu");  // the op_type; the node name "a1_Relu" comes first
   ASSERT_NE(at, std::string::npos);
   onnx.replace(at, 4, "Sign");  // same length: the protobuf stays valid
@@ -128,7 +128,7 @@ TEST_P(CiTest, UncompilableModelFailsWithTheReason) {
   EXPECT_TRUE(absl::StrContains(settled.status_message(), "unsupported operators: Sign"))
       << settled.status_message();
   // The server is fine and builds the next push.
-  const int64_t next = Push("odd", registry::testing::MlpOnnx(4, 4, 2));
+  const int64_t next = Push("odd", compiler::testing::MlpOnnx(4, 4, 2));
   EXPECT_EQ(WaitSettled("odd", next).status(), v1::READY);
   // Both outcomes are in the registry's event log, once each, for rollouts to act on.
   v1::ListEventsResponse log;
@@ -146,7 +146,7 @@ TEST_P(CiTest, AssignedDevicesAreToldTheirSignedModule) {
   auto agent = StartAgent({}, R"({"site":"lab"})");
 
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
-  const int64_t version = Push("kws", registry::testing::MlpOnnx(8, 16, 4));
+  const int64_t version = Push("kws", compiler::testing::MlpOnnx(8, 16, 4));
   ASSERT_EQ(WaitSettled("kws", version).status(), v1::READY);
   // Through the CLI, as DESIGN.md names it.
   CommandResult cli =
@@ -182,8 +182,8 @@ TEST_P(CiTest, ModulesAreValidatedOnTheVersionsValidationSet) {
   for (int i = 0; i < 8 * 4; ++i) values.push_back(static_cast<float>(i % 5) * 0.3f - 0.6f);
   // Eight labelled samples for an MLP of 4 inputs and 2 classes.
   const std::string set =
-      registry::testing::ValidationSetOnnx("input", {8, 4}, values, {0, 1, 0, 1, 1, 0, 0, 1});
-  const int64_t version = Push("scored", registry::testing::MlpOnnx(4, 6, 2), set);
+      compiler::testing::ValidationSetOnnx("input", {8, 4}, values, {0, 1, 0, 1, 1, 0, 0, 1});
+  const int64_t version = Push("scored", compiler::testing::MlpOnnx(4, 6, 2), set);
   v1::ModelVersion settled = WaitSettled("scored", version);
   ASSERT_EQ(settled.status(), v1::READY) << settled.status_message();
   v1::ListArtifactsResponse artifacts;
@@ -208,13 +208,13 @@ TEST_P(CiTest, ModulesAreValidatedOnTheVersionsValidationSet) {
 
   // A set that does not fit the model fails the version with the reason, and nothing else.
   const std::string wrong =
-      registry::testing::ValidationSetOnnx("input", {2, 5}, std::vector<float>(10), {});
-  const int64_t bad = Push("scored", registry::testing::MlpOnnx(4, 6, 2, 2), wrong);
+      compiler::testing::ValidationSetOnnx("input", {2, 5}, std::vector<float>(10), {});
+  const int64_t bad = Push("scored", compiler::testing::MlpOnnx(4, 6, 2, 2), wrong);
   settled = WaitSettled("scored", bad);
   ASSERT_EQ(settled.status(), v1::FAILED);
   EXPECT_TRUE(absl::StrContains(settled.status_message(), "validation set: \"input\" must be"))
       << settled.status_message();
-  EXPECT_EQ(WaitSettled("scored", Push("scored", registry::testing::MlpOnnx(4, 6, 2, 3))).status(),
+  EXPECT_EQ(WaitSettled("scored", Push("scored", compiler::testing::MlpOnnx(4, 6, 2, 3))).status(),
             v1::READY);
 }
 
@@ -274,7 +274,7 @@ exit 1
 
 TEST_P(HostileCompilerTest, ReachesNothingOfTheServerAndPublishesNothingOfIt) {
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"trojan"})").status, 201);
-  const int64_t probed = Push("trojan", registry::testing::MlpOnnx(4, 4, 2));
+  const int64_t probed = Push("trojan", compiler::testing::MlpOnnx(4, 4, 2));
   v1::ModelVersion settled = WaitSettled("trojan", probed);
   ASSERT_EQ(settled.status(), v1::FAILED);
   EXPECT_TRUE(absl::StrContains(settled.status_message(),
@@ -283,7 +283,7 @@ TEST_P(HostileCompilerTest, ReachesNothingOfTheServerAndPublishesNothingOfIt) {
       << settled.status_message();
 
   // Outputs that are links to the signing key are refused, not signed and published.
-  const int64_t linked = Push("trojan", registry::testing::ReluOnnxWithInputName("SYMLINK"));
+  const int64_t linked = Push("trojan", compiler::testing::ReluOnnxWithInputName("SYMLINK"));
   settled = WaitSettled("trojan", linked);
   ASSERT_EQ(settled.status(), v1::FAILED);
   EXPECT_TRUE(absl::StrContains(settled.status_message(), "symbolic link"))

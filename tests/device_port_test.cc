@@ -21,7 +21,7 @@
 #include "common/x509.h"
 #include "edgeloop/v1/device.grpc.pb.h"
 #include "edgeloop/v1/registry.pb.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 #include "tests/testing/fixture.h"
 #include "tests/testing/http_client.h"
 
@@ -142,7 +142,7 @@ class DevicePortTest : public ::testing::Test {
     ASSERT_EQ(Admin("POST", "/v1/models", absl::StrCat(R"({"name":")", name, "\"}")).status, 201);
     v1::Blob blob;
     ASSERT_TRUE(
-        ParseProtoJson(Admin("POST", "/v1/blobs", registry::testing::MlpOnnx(8, 16, 4)).body, &blob)
+        ParseProtoJson(Admin("POST", "/v1/blobs", compiler::testing::MlpOnnx(8, 16, 4)).body, &blob)
             .ok());
     ASSERT_EQ(Admin("POST", absl::StrCat("/v1/models/", name, "/versions"),
                     absl::StrCat(R"({"onnxDigest":")", blob.digest(), "\"}"))

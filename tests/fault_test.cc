@@ -10,7 +10,7 @@
 #include "common/proto_json.h"
 #include "common/sha256.h"
 #include "edgeloop/v1/registry.pb.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 #include "tests/testing/fixture.h"
 #include "tests/testing/http_client.h"
 
@@ -36,7 +36,7 @@ TEST_P(FaultTest, KillDuringUploadLeavesNoBlob) {
 
 TEST_P(FaultTest, KillDuringVersionCreationLeavesConsistentRegistry) {
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"crashy"})").status, 201);
-  auto upload = Call("POST", "/v1/blobs", registry::testing::MlpOnnx(8, 32, 4));
+  auto upload = Call("POST", "/v1/blobs", compiler::testing::MlpOnnx(8, 32, 4));
   v1::Blob blob;
   ASSERT_TRUE(ParseProtoJson(upload.body, &blob).ok());
   const std::string body = absl::StrCat(R"({"onnxDigest":")", blob.digest(), "\"}");

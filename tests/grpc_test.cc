@@ -8,7 +8,7 @@
 #include "common/sha256.h"
 #include "edgeloop/v1/admin.grpc.pb.h"
 #include "edgeloop/v1/registry.grpc.pb.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 #include "tests/testing/fixture.h"
 
 namespace edgeloop::tests {
@@ -62,7 +62,7 @@ TEST_P(GrpcTest, RegistryLifecycle) {
   EXPECT_EQ(registry_->CreateModel(Context().get(), create, &model).error_code(),
             grpc::StatusCode::ALREADY_EXISTS);
 
-  std::string onnx = registry::testing::MlpOnnx(40, 64, 12);
+  std::string onnx = compiler::testing::MlpOnnx(40, 64, 12);
   v1::Blob blob;
   ASSERT_TRUE(Upload(onnx, &blob, DigestFromHex(Sha256Hex(onnx))).ok());
   EXPECT_EQ(blob.size(), static_cast<int64_t>(onnx.size()));
@@ -159,7 +159,7 @@ TEST_P(GrpcTest, ErrorsCarryTheRightCodes) {
 
 TEST_P(GrpcTest, CommandLineDrivesTheRegistry) {
   const std::string onnx_path = options_.data_dir + "/model.onnx";
-  std::ofstream(onnx_path, std::ios::binary) << registry::testing::MlpOnnx(16, 32, 5);
+  std::ofstream(onnx_path, std::ios::binary) << compiler::testing::MlpOnnx(16, 32, 5);
   const std::string token_file = options_.data_dir + "/admin.token";
   auto cli = [&](std::vector<std::string> words) {
     std::vector<std::string> argv = {BinaryPath("edgeloop"), "--server", server_->grpc_address(),

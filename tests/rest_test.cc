@@ -17,7 +17,7 @@
 #include "common/sha256.h"
 #include "edgeloop/v1/admin.pb.h"
 #include "edgeloop/v1/registry.pb.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 #include "tests/testing/fixture.h"
 #include "tests/testing/http_client.h"
 
@@ -126,7 +126,7 @@ TEST_P(RestTest, ModelVersionAliasLifecycle) {
   ASSERT_EQ(created.status, 201) << created.body;
   EXPECT_EQ(Call("POST", "/v1/models", R"({"name":"detector"})").status, 409);
 
-  std::string onnx = registry::testing::MlpOnnx(8, 16, 4);
+  std::string onnx = compiler::testing::MlpOnnx(8, 16, 4);
   std::string digest = Upload(onnx);
   EXPECT_EQ(digest, DigestFromHex(Sha256Hex(onnx)));
   HttpResponse pushed =
@@ -186,7 +186,7 @@ TEST_P(RestTest, EveryListIsPaged) {
     ASSERT_EQ(Call("POST", "/v1/enrollment-tokens", R"({"maxUses":1})").status, 201);
   }
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"paged"})").status, 201);
-  const std::string digest = Upload(registry::testing::MlpOnnx(8, 16, 4));
+  const std::string digest = Upload(compiler::testing::MlpOnnx(8, 16, 4));
   for (int v = 0; v < 2; ++v) {
     ASSERT_EQ(
         Call("POST", "/v1/models/paged/versions", absl::StrCat(R"({"onnxDigest":")", digest, "\"}"))
@@ -247,7 +247,7 @@ TEST_P(RestTest, ClearErrorsForBadInput) {
   EXPECT_NE(not_onnx.body.find("not an ONNX model"), std::string::npos) << not_onnx.body;
   HttpResponse checker = Call(
       "POST", "/v1/models/m/versions",
-      absl::StrCat(R"({"onnxDigest":")", Upload(registry::testing::DanglingInputOnnx()), "\"}"));
+      absl::StrCat(R"({"onnxDigest":")", Upload(compiler::testing::DanglingInputOnnx()), "\"}"));
   EXPECT_EQ(checker.status, 400);
   EXPECT_NE(checker.body.find("checker"), std::string::npos);
 
@@ -332,7 +332,7 @@ TEST_P(RestTest, DownloadsWithRangeAndETag) {
 TEST_P(RestTest, ConcurrentPushesGetDistinctVersions) {
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"race"})").status, 201);
   std::string body =
-      absl::StrCat(R"({"onnxDigest":")", Upload(registry::testing::MlpOnnx(4, 4, 2)), "\"}");
+      absl::StrCat(R"({"onnxDigest":")", Upload(compiler::testing::MlpOnnx(4, 4, 2)), "\"}");
   constexpr int kClients = 4, kEach = 5;
   std::mutex mu;
   std::vector<int64_t> numbers;

@@ -24,7 +24,7 @@
 #include "edgeloop/v1/device.grpc.pb.h"
 #include "edgeloop/v1/device.pb.h"
 #include "edgeloop/v1/registry.pb.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 #include "store/database.h"
 #include "tests/testing/fixture.h"
 
@@ -118,7 +118,7 @@ std::vector<float> Input(int n, float scale) {
 TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
   auto agent = StartAgent();
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
-  const std::string onnx1 = registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1);
+  const std::string onnx1 = compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1);
   const int64_t v1 = Push("kws", onnx1);
   ASSERT_GT(v1, 0);
   Assign("kws", v1, agent->device_id());
@@ -178,7 +178,7 @@ TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
   // A new version while an application keeps calling: every call succeeds, on one or the other.
   std::atomic<bool> done{false};
   std::atomic<int64_t> calls{0}, failures{0}, on_new{0};
-  const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 24, 4}, 2));
+  const int64_t v2 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 24, 4}, 2));
   ASSERT_GT(v2, v1);
   std::thread app([&] {
     while (!done) {
@@ -239,7 +239,7 @@ TEST_P(ServingTest, AssignedModuleServesPredictionsAndSwapsWithoutDroppingOne) {
 TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
   auto agent = StartAgent();
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
-  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  const int64_t v1 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
   Assign("kws", v1, agent->device_id());
   client::LocalClient client(agent->state_dir() + "/agent.sock");
   ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
@@ -247,7 +247,7 @@ TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
 
   // v2's module is corrupted in the server's blob store: the agent refuses it, says why, and
   // v1 keeps serving.
-  const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
+  const int64_t v2 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
   v1::Device device;
   ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).ok());
   v1::ListArtifactsResponse artifacts;
@@ -279,7 +279,7 @@ TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
 
   // v2b's signature in the server's database is not the signing key's: refused before a byte
   // is loaded, with the reason.
-  const int64_t v2b = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 4));
+  const int64_t v2b = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 4));
   {
     auto db = store::Database::Open({absl::StrCat("sqlite://", options_.data_dir, "/edgeloop.db")});
     ASSERT_TRUE(db.ok()) << db.status();
@@ -298,7 +298,7 @@ TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
 
   // v3 is big enough to take seconds under a bandwidth cap; kill -9 the agent mid-download.
   ASSERT_TRUE(agent->Stop(SIGTERM).ok());
-  const int64_t v3 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 512, 128, 4}, 3));
+  const int64_t v3 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 512, 128, 4}, 3));
   AgentProcess::Options capped;
   capped.server = server_->device_address();
   capped.state_dir = agent->state_dir();
@@ -336,7 +336,7 @@ TEST_P(ServingTest, AModuleForAnotherCpuIsRefusedAndTheOneForThisCpuServes) {
     GTEST_SKIP() << "this machine's class is " << host_class << ": nothing wider to refuse";
   }
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
-  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  const int64_t v1 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
   Assign("kws", v1, agent->device_id());
   client::LocalClient client(agent->state_dir() + "/agent.sock");
   ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
@@ -392,9 +392,9 @@ TEST_P(ServingTest, ADiskThatFillsDuringADownloadIsReportedAndRecovered) {
   // which would change the module it is asked for in the middle of the download).
   auto agent = StartAgent({"--max-download-kbps", "4000"});
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
-  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  const int64_t v1 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
   // About 2.4 MB, so that at 4 Mbit/s its download takes seconds.
-  const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 768, 768, 4}, 2));
+  const int64_t v2 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 768, 768, 4}, 2));
   Assign("kws", v1, agent->device_id());
   client::LocalClient client(agent->state_dir() + "/agent.sock");
   ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
@@ -431,7 +431,7 @@ TEST_P(ServingTest, ADiskThatFillsDuringADownloadIsReportedAndRecovered) {
 // one for its own CPU without being reassigned.
 TEST_P(ServingTest, AClassThatJoinsLaterGetsModulesBuiltForIt) {
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
-  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  const int64_t v1 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
   auto agent = StartAgent();
   v1::Device device;
   ASSERT_TRUE(ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).ok());
@@ -489,11 +489,11 @@ TEST_P(ServingTest, RemoteAndLocalRollbacks) {
   };
 
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
-  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  const int64_t v1 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
   Assign("kws", v1, agent.device_id());
   ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent.log();
   call(60);  // v1's run time is the baseline a new module is judged against
-  const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
+  const int64_t v2 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
   Assign("kws", v2, agent.device_id());
   ASSERT_TRUE(WaitServing(client, "kws", v2)) << agent.log();
   ASSERT_TRUE(Eventually([&] { return device_module("previous").module().version() == v1; }));
@@ -510,7 +510,7 @@ TEST_P(ServingTest, RemoteAndLocalRollbacks) {
   // Local: a new module that runs far slower than the one it replaced is swapped back after
   // its first 30 calls, reported, and not installed again although it is still assigned.
   const int64_t v3 =
-      Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 1024, 1024, 4}, 3));
+      Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 1024, 1024, 4}, 3));
   Assign("kws", v3, agent.device_id());
   ASSERT_TRUE(WaitServing(client, "kws", v3)) << agent.log();
   call(40);
@@ -541,7 +541,7 @@ TEST_P(ServingTest, RemoteAndLocalRollbacks) {
 TEST_P(ServingTest, Kill9AtEveryInstallStepLeavesAWorkingModuleAndConverges) {
   auto agent = StartAgent();
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
-  int64_t serving = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  int64_t serving = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
   Assign("kws", serving, agent->device_id());
   {
     client::LocalClient client(agent->state_dir() + "/agent.sock");
@@ -554,7 +554,7 @@ TEST_P(ServingTest, Kill9AtEveryInstallStepLeavesAWorkingModuleAndConverges) {
        {"agent.downloaded", "agent.verified", "agent.published", "agent.recorded"}) {
     SCOPED_TRACE(point);
     const int64_t next =
-        Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, ++seed));
+        Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, ++seed));
     AgentProcess::Options crashing;
     crashing.server = server_->device_address();
     crashing.state_dir = agent->state_dir();
@@ -589,8 +589,8 @@ TEST_P(ServingTest, Kill9AtEveryInstallStepLeavesAWorkingModuleAndConverges) {
 
 TEST_P(ServingTest, WithoutMemoryForTwoModulesCallsWaitForTheSwapInsteadOfFailing) {
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
-  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 64, 4}, 1));
-  const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 64, 4}, 2));
+  const int64_t v1 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 64, 4}, 1));
+  const int64_t v2 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 64, 4}, 2));
   // Room for one module (the biggest build of v1, its workspaces included) and a half.
   v1::ListArtifactsResponse artifacts;
   ASSERT_TRUE(
@@ -644,7 +644,7 @@ TEST_P(ServingTest, DevicesFollowASigningKeyRotationAndRefuseAnImpostorsKey) {
   const std::string first_key = *ReadFile(options_.data_dir + "/signing.key.pub");
   EXPECT_EQ(ReadFile(pin_path).value_or(""), first_key);  // pinned at enrollment
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
-  const int64_t v1 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  const int64_t v1 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
   Assign("kws", v1, agent->device_id());
   client::LocalClient client(agent->state_dir() + "/agent.sock");
   ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
@@ -669,7 +669,7 @@ TEST_P(ServingTest, DevicesFollowASigningKeyRotationAndRefuseAnImpostorsKey) {
   ASSERT_GT(artifacts.artifacts_size(), 0);
   for (const auto& a : artifacts.artifacts())
     EXPECT_TRUE(crypto::VerifySignature(second_key, a.manifest(), a.signature())) << a.target();
-  const int64_t v2 = Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
+  const int64_t v2 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
   Assign("kws", v2, agent->device_id());
   ASSERT_TRUE(WaitServing(client, "kws", v2)) << agent->log();
 
@@ -762,7 +762,7 @@ TEST_P(ServingTest, ACorruptedCachedModuleIsDownloadedAgain) {
   client::LocalClient client(agent->state_dir() + "/agent.sock");
   std::vector<int64_t> versions;
   for (uint32_t seed : {1u, 2u, 3u}) {
-    versions.push_back(Push("kws", registry::testing::MlpOnnx(std::vector<int>{16, 32, 4}, seed)));
+    versions.push_back(Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, seed)));
     Assign("kws", versions.back(), agent->device_id());
     ASSERT_TRUE(WaitServing(client, "kws", versions.back())) << agent->log();
   }

@@ -10,7 +10,7 @@
 #include "compiler/passes/workspace_plan.h"
 #include "compiler/reference_interpreter.h"
 #include "gtest/gtest.h"
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 
 namespace edgeloop::compiler {
 namespace {
@@ -237,7 +237,7 @@ TEST(PipelineTest, RunsThePassesInOrder) {
 }
 
 TEST(PipelineTest, TheCnnCompilesToOneStepPerBlock) {
-  auto graph = ImportOnnx(registry::testing::CnnOnnx());
+  auto graph = ImportOnnx(compiler::testing::CnnOnnx());
   ASSERT_TRUE(graph.ok()) << graph.status();
   auto module = GenerateC(*graph, {"sha256:test", "x86_64-v2", 4});
   ASSERT_TRUE(module.ok()) << module.status();

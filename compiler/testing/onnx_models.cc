@@ -1,4 +1,4 @@
-#include "registry/testing/onnx_models.h"
+#include "compiler/testing/onnx_models.h"
 
 #include <cmath>
 #include <vector>
@@ -6,7 +6,7 @@
 #include "onnx/onnx-data_pb.h"
 #include "onnx/onnx_pb.h"
 
-namespace edgeloop::registry::testing {
+namespace edgeloop::compiler::testing {
 namespace {
 
 // Adds an initialiser of `dims` filled with deterministic values in [offset-0.1, offset+0.1].
@@ -235,4 +235,4 @@ std::string NestedSubgraphsOnnx(int depth) {
   return model.SerializeAsString();
 }
 
-}  // namespace edgeloop::registry::testing
+}  // namespace edgeloop::compiler::testing

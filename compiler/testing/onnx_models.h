@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-namespace edgeloop::registry::testing {
+namespace edgeloop::compiler::testing {
 
 /// A real ONNX model, serialised: input "input" [N, in] (N symbolic "batch") →
 /// Gemm → Relu → Gemm → Softmax → output "probabilities" [N, out], opset 13, weights laid
@@ -41,4 +41,4 @@ std::string ReluOnnxWithInputName(const std::string& name);
 std::string ExternalDataOnnx(const std::string& location);
 std::string NestedSubgraphsOnnx(int depth);
 
-}  // namespace edgeloop::registry::testing
+}  // namespace edgeloop::compiler::testing
