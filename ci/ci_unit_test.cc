@@ -13,15 +13,16 @@
 #include "common/signing.h"
 #include "common/testing/fake_clock.h"
 #include "common/x509.h"
+#include "compiler/testing/onnx_models.h"
 #include "fleet/device_registry.h"
 #include "fleet/enrollment_tokens.h"
 #include "fleet/schema.h"
 #include "fleet/sync_pacer.h"
 #include "fleet/testing/profiles.h"
+#include "fleet/testing/test_fleet.h"
 #include "gtest/gtest.h"
 #include "registry/registry.h"
 #include "registry/schema.h"
-#include "compiler/testing/onnx_models.h"
 #include "store/blob_store.h"
 #include "store/testing/test_database.h"
 
@@ -34,34 +35,14 @@ class CiStageTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     dir_ = absl::StrCat(::testing::TempDir(), "edgeloop-ci-", RandomHex(6));
     fs::create_directories(dir_);
-    auto db = store::testing::OpenTestDatabase(
-        GetParam(), dir_,
-        {&registry::Migrations(), &store::BlobMigrations(), &fleet::Migrations(), &Migrations()});
-    ASSERT_TRUE(db.ok()) << db.status();
-    db_ = std::move(*db);
-    store::BlobStoreOptions blob_options;
-    blob_options.url = absl::StrCat("file://", dir_, "/blobs");
-    blob_options.staging_dir = dir_ + "/staging";
-    auto blobs = store::BlobStore::Create(blob_options);
-    ASSERT_TRUE(blobs.ok()) << blobs.status();
-    blobs_ = std::move(*blobs);
-    auto models = registry::Registry::Create(
-        {.database = db_.get(), .blobs = blobs_.get(), .clock = &clock_});
-    ASSERT_TRUE(models.ok()) << models.status();
-    models_ = std::move(*models);
-    auto ca = crypto::CertificateAuthority::LoadOrCreate(dir_ + "/ca", clock_.Now());
-    ASSERT_TRUE(ca.ok()) << ca.status();
-    ca_ = std::move(*ca);
-    tokens_ = std::make_unique<fleet::EnrollmentTokens>(db_.get(), &clock_, ca_->pin());
-    pacer_ = std::make_unique<fleet::SyncPacer>(absl::Seconds(30), 1000, &clock_);
-    devices_ = std::make_unique<fleet::DeviceRegistry>(
-        fleet::DeviceRegistryOptions{.database = db_.get(),
-                                     .ca = ca_.get(),
-                                     .tokens = tokens_.get(),
-                                     .pacer = pacer_.get(),
-                                     .assignments = nullptr,
-                                     .clock = &clock_,
-                                     .module_signing_key = {}});
+    auto fleet = fleet::testing::TestFleet::Create(
+        {.driver = GetParam(),
+         .dir = dir_,
+         .clock = &clock_,
+         .more_components = {&store::BlobMigrations(), &Migrations()},
+         .assignments = false});
+    ASSERT_TRUE(fleet.ok()) << fleet.status();
+    fleet_ = std::move(*fleet);
     auto signer = crypto::SigningKey::LoadOrCreate(dir_ + "/signing.key");
     ASSERT_TRUE(signer.ok()) << signer.status();
     signer_ = std::move(*signer);
@@ -70,7 +51,7 @@ class CiStageTest : public ::testing::TestWithParam<std::string> {
     auto sandbox = compiler::Sandbox::Create(sandbox_options);
     ASSERT_TRUE(sandbox.ok()) << sandbox.status();
     sandbox_ = std::move(*sandbox);
-    planner_ = std::make_unique<Planner>(PlannerOptions{.database = db_.get(),
+    planner_ = std::make_unique<Planner>(PlannerOptions{.database = fleet_->db.get(),
                                                         .clock = &clock_,
                                                         .default_targets = {"x86_64-v2"},
                                                         .new_class_interval = absl::Seconds(10)});
@@ -80,8 +61,8 @@ class CiStageTest : public ::testing::TestWithParam<std::string> {
   WorkerOptions Options(const std::string& worker_id,
                         const std::string& binary = EDGELOOP_BIN_DIR "/edgeloop-compile") {
     WorkerOptions o;
-    o.database = db_.get();
-    o.blobs = blobs_.get();
+    o.database = fleet_->db.get();
+    o.blobs = fleet_->blobs.get();
     o.signer = signer_.get();
     o.clock = &clock_;
     o.compile_binary = binary;
@@ -97,7 +78,7 @@ class CiStageTest : public ::testing::TestWithParam<std::string> {
     v1::CreateEnrollmentTokenRequest token;
     token.set_max_uses(1);
     token.set_ttl_seconds(3600);
-    auto created = tokens_->Create(token, "alice");
+    auto created = fleet_->tokens->Create(token, "alice");
     ASSERT_TRUE(created.ok()) << created.status();
     auto csr = crypto::GenerateKeyAndCsr("device");
     ASSERT_TRUE(csr.ok());
@@ -106,28 +87,28 @@ class CiStageTest : public ::testing::TestWithParam<std::string> {
     r.set_csr_pem(csr->csr_pem);
     *r.mutable_profile() = profile;
     r.set_serial(serial);
-    ASSERT_TRUE(devices_->Enroll(r).ok());
+    ASSERT_TRUE(fleet_->devices->Enroll(r).ok());
   }
 
   // Pushes `onnx` as the next version of `model` (created on first use).
   int64_t Push(const std::string& model, const std::string& onnx) {
     v1::CreateModelRequest create;
     create.set_name(model);
-    (void)models_->CreateModel(create, "alice");
-    auto writer = blobs_->NewWriter(int64_t{1} << 24);
+    (void)fleet_->models->CreateModel(create, "alice");
+    auto writer = fleet_->blobs->NewWriter(int64_t{1} << 24);
     EXPECT_TRUE((*writer)->Write(onnx).ok());
     auto blob = (*writer)->Commit("");
     EXPECT_TRUE(blob.ok()) << blob.status();
     v1::CreateVersionRequest push;
     push.set_model(model);
     push.set_onnx_digest(blob->digest);
-    auto version = models_->CreateVersion(push, "alice");
+    auto version = fleet_->models->CreateVersion(push, "alice");
     EXPECT_TRUE(version.ok()) << version.status();
     return version->version();
   }
 
   int64_t ModelId(const std::string& model) {
-    auto id = registry::Registry::FindModelId(*db_, model);
+    auto id = registry::Registry::FindModelId(*fleet_->db, model);
     EXPECT_TRUE(id.ok() && id->has_value());
     return **id;
   }
@@ -135,20 +116,20 @@ class CiStageTest : public ::testing::TestWithParam<std::string> {
     v1::GetVersionRequest get;
     get.set_model(model);
     get.set_version(version);
-    auto v = models_->GetVersion(get);
+    auto v = fleet_->models->GetVersion(get);
     EXPECT_TRUE(v.ok()) << v.status();
     return *v;
   }
   // target → "STATE attempts" of the version's jobs.
   std::map<std::string, std::string> Jobs(const std::string& model, int64_t version) {
-    auto jobs = CompileJobs::ForVersion(*db_, ModelId(model), version);
+    auto jobs = CompileJobs::ForVersion(*fleet_->db, ModelId(model), version);
     EXPECT_TRUE(jobs.ok()) << jobs.status();
     std::map<std::string, std::string> out;
     for (const auto& j : *jobs) out[j.target()] = absl::StrCat(j.state(), " ", j.attempts());
     return out;
   }
   std::string Reason(const std::string& model, int64_t version, const std::string& target) {
-    auto jobs = CompileJobs::ForVersion(*db_, ModelId(model), version);
+    auto jobs = CompileJobs::ForVersion(*fleet_->db, ModelId(model), version);
     for (const auto& j : *jobs) {
       if (j.target() == target) return j.reason();
     }
@@ -163,13 +144,7 @@ class CiStageTest : public ::testing::TestWithParam<std::string> {
 
   std::string dir_;
   edgeloop::testing::FakeClock clock_;
-  std::unique_ptr<store::Database> db_;
-  std::unique_ptr<store::BlobStore> blobs_;
-  std::unique_ptr<registry::Registry> models_;
-  std::unique_ptr<crypto::CertificateAuthority> ca_;
-  std::unique_ptr<fleet::EnrollmentTokens> tokens_;
-  std::unique_ptr<fleet::SyncPacer> pacer_;
-  std::unique_ptr<fleet::DeviceRegistry> devices_;
+  std::unique_ptr<fleet::testing::TestFleet> fleet_;
   std::unique_ptr<crypto::SigningKey> signer_;
   std::unique_ptr<compiler::Sandbox> sandbox_;
   std::unique_ptr<Planner> planner_;
@@ -183,7 +158,7 @@ TEST_P(CiStageTest, PlansOneJobPerFleetClassAndDefaultOnce) {
   EXPECT_EQ(Version("mlp", v).status(), v1::REGISTERED);
   ASSERT_TRUE(planner_->PlanOnce().ok());
   EXPECT_EQ(Jobs("mlp", v), (std::map<std::string, std::string>{{"aarch64-v8", "QUEUED 0"},
-                                                                 {"x86_64-v2", "QUEUED 0"}}));
+                                                                {"x86_64-v2", "QUEUED 0"}}));
   EXPECT_EQ(Reason("mlp", v, "aarch64-v8"), "2 active device(s) of this class in the fleet");
   EXPECT_EQ(Reason("mlp", v, "x86_64-v2"), "configured default (--compile-targets)");
   EXPECT_EQ(Version("mlp", v).status(), v1::COMPILING);
@@ -203,7 +178,7 @@ TEST_P(CiStageTest, BuildsAVersionAndMakesItReady) {
   const v1::ModelVersion settled = Version("mlp", v);
   EXPECT_EQ(settled.status(), v1::READY) << settled.status_message();
   EXPECT_EQ(desired_changes_, 1);
-  auto artifacts = registry::Registry::Artifacts(*db_, ModelId("mlp"), v);
+  auto artifacts = registry::Registry::Artifacts(*fleet_->db, ModelId("mlp"), v);
   ASSERT_TRUE(artifacts.ok());
   ASSERT_EQ(artifacts->size(), 1u);
   // The manifest and validation figures came from the tool's report; the signature is ours.
@@ -224,8 +199,8 @@ TEST_P(CiStageTest, AJobWhoseWorkerVanishedIsRetriedWhenItsLeaseRunsOut) {
   ASSERT_TRUE(planner_->PlanOnce().ok());
   // Worker A claims the job and is never heard of again.
   std::optional<CompileJob> taken;
-  ASSERT_TRUE(store::RunInTransaction(*db_, [&](store::Transaction& tx) -> absl::Status {
-                auto claimed = CompileJobs::Claim(tx, db_->dialect(), "other-host:7",
+  ASSERT_TRUE(store::RunInTransaction(*fleet_->db, [&](store::Transaction& tx) -> absl::Status {
+                auto claimed = CompileJobs::Claim(tx, fleet_->db->dialect(), "other-host:7",
                                                   absl::ToUnixMillis(clock_.Now()),
                                                   absl::ToInt64Milliseconds(absl::Minutes(15)));
                 if (!claimed.ok()) return claimed.status();
@@ -245,7 +220,7 @@ TEST_P(CiStageTest, AJobWhoseWorkerVanishedIsRetriedWhenItsLeaseRunsOut) {
   EXPECT_EQ(Jobs("mlp", v), (std::map<std::string, std::string>{{"x86_64-v2", "DONE 2"}}));
   EXPECT_EQ(Version("mlp", v).status(), v1::READY);
   // A's late answer is refused: the job is no longer its own.
-  ASSERT_TRUE(store::RunInTransaction(*db_, [&](store::Transaction& tx) -> absl::Status {
+  ASSERT_TRUE(store::RunInTransaction(*fleet_->db, [&](store::Transaction& tx) -> absl::Status {
                 auto completed = CompileJobs::Complete(tx, taken->id, "other-host:7",
                                                        absl::ToUnixMillis(clock_.Now()));
                 if (!completed.ok()) return completed.status();
@@ -264,8 +239,8 @@ TEST_P(CiStageTest, AModelTheCompilerRejectsFailsAtOnceWithTheReason) {
   EXPECT_EQ(Jobs("odd", v), (std::map<std::string, std::string>{{"x86_64-v2", "FAILED 1"}}));
   const v1::ModelVersion failed = Version("odd", v);
   EXPECT_EQ(failed.status(), v1::FAILED);
-  EXPECT_TRUE(absl::StrContains(failed.status_message(),
-                                "target x86_64-v2: unsupported operators: Sign"))
+  EXPECT_TRUE(
+      absl::StrContains(failed.status_message(), "target x86_64-v2: unsupported operators: Sign"))
       << failed.status_message();
 }
 
@@ -312,7 +287,7 @@ echo '{"outcome":"COMPILE_OK","manifest":"{}","moduleDigest":"sha256:00"}' > "$r
   EXPECT_EQ(failed.status(), v1::FAILED);
   EXPECT_TRUE(absl::StrContains(failed.status_message(), "does not match the digest"))
       << failed.status_message();
-  auto artifacts = registry::Registry::Artifacts(*db_, ModelId("mlp"), forged);
+  auto artifacts = registry::Registry::Artifacts(*fleet_->db, ModelId("mlp"), forged);
   ASSERT_TRUE(artifacts.ok());
   EXPECT_TRUE(artifacts->empty());
 }
@@ -327,7 +302,7 @@ TEST_P(CiStageTest, AClassThatJoinsLaterGetsTheVersionsDevicesRun) {
   alias.set_model("mlp");
   alias.set_alias("prod");
   alias.set_version(v);
-  ASSERT_TRUE(models_->SetAlias(alias, "alice").ok());
+  ASSERT_TRUE(fleet_->models->SetAlias(alias, "alice").ok());
   // A version nothing names is not built for newcomers.
   const int64_t unnamed = Push("other", compiler::testing::MlpOnnx(4, 8, 2));
   ASSERT_TRUE(planner_->PlanOnce().ok());
@@ -339,7 +314,7 @@ TEST_P(CiStageTest, AClassThatJoinsLaterGetsTheVersionsDevicesRun) {
   clock_.Advance(absl::Seconds(11));
   ASSERT_TRUE(planner_->PlanOnce().ok());
   EXPECT_EQ(Jobs("mlp", v), (std::map<std::string, std::string>{{"aarch64-v8", "QUEUED 0"},
-                                                                 {"x86_64-v2", "DONE 1"}}));
+                                                                {"x86_64-v2", "DONE 1"}}));
   EXPECT_EQ(Reason("mlp", v, "aarch64-v8"),
             "1 active device(s) of this class joined the fleet after this version was built");
   EXPECT_EQ(Jobs("other", unnamed).count("aarch64-v8"), 0u);

@@ -9,12 +9,13 @@
 #include "common/hardware.h"
 #include "common/random.h"
 #include "common/testing/fake_clock.h"
-#include "gtest/gtest.h"
+#include "compiler/testing/onnx_models.h"
 #include "fleet/schema.h"
 #include "fleet/testing/profiles.h"
+#include "fleet/testing/test_fleet.h"
+#include "gtest/gtest.h"
 #include "registry/registry.h"
 #include "registry/schema.h"
-#include "compiler/testing/onnx_models.h"
 #include "store/blob_store.h"
 #include "store/testing/test_database.h"
 
@@ -32,40 +33,13 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     dir_ = absl::StrCat(::testing::TempDir(), "edgeloop-fleet-", RandomHex(6));
     fs::create_directories(dir_);
-    auto db = store::testing::OpenTestDatabase(GetParam(), dir_,
-                                               {&registry::Migrations(), &fleet::Migrations()});
-    ASSERT_TRUE(db.ok()) << db.status();
-    db_ = std::move(*db);
-    store::BlobStoreOptions blob_options;
-    blob_options.url = absl::StrCat("file://", dir_, "/blobs");
-    blob_options.staging_dir = dir_ + "/staging";
-    auto blobs = store::BlobStore::Create(blob_options);
-    ASSERT_TRUE(blobs.ok()) << blobs.status();
-    blobs_ = std::move(*blobs);
-    auto models = registry::Registry::Create(
-        {.database = db_.get(), .blobs = blobs_.get(), .clock = &clock_});
-    ASSERT_TRUE(models.ok()) << models.status();
-    models_ = std::move(*models);
-    auto ca = crypto::CertificateAuthority::LoadOrCreate(dir_ + "/ca", clock_.Now());
-    ASSERT_TRUE(ca.ok());
-    ca_ = std::move(*ca);
-    tokens_ = std::make_unique<EnrollmentTokens>(db_.get(), &clock_, ca_->pin());
-    pacer_ = std::make_unique<SyncPacer>(absl::Seconds(30), 1000, &clock_);
-    assignments_ = std::make_unique<Assignments>(db_.get(), &clock_);
-    registry_ = std::make_unique<DeviceRegistry>(
-        DeviceRegistryOptions{.database = db_.get(),
-                              .ca = ca_.get(),
-                              .tokens = tokens_.get(),
-                              .pacer = pacer_.get(),
-                              .assignments = assignments_.get(),
-                              .clock = &clock_,
-                              .module_signing_key = {}});
+    auto fleet = testing::TestFleet::Create(
+        {.driver = GetParam(), .dir = dir_, .clock = &clock_, .more_components = {}});
+    ASSERT_TRUE(fleet.ok()) << fleet.status();
+    fleet_ = std::move(*fleet);
   }
   void TearDown() override {
-    registry_.reset();
-    models_.reset();
-    blobs_.reset();
-    db_.reset();
+    fleet_.reset();
     fs::remove_all(dir_);
   }
 
@@ -75,7 +49,7 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
     r.set_max_uses(max_uses);
     r.set_ttl_seconds(ttl);
     r.mutable_labels()->insert(labels.begin(), labels.end());
-    auto created = tokens_->Create(r, "alice");
+    auto created = fleet_->tokens->Create(r, "alice");
     EXPECT_TRUE(created.ok()) << created.status();
     return created->secret();
   }
@@ -90,7 +64,7 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
     r.set_csr_pem(csr->csr_pem);
     *r.mutable_profile() = profile;
     r.set_serial(serial);
-    return registry_->Enroll(r);
+    return fleet_->devices->Enroll(r);
   }
 
   // A model with versions and the modules built for them, as the registry and the CI stage
@@ -99,18 +73,18 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
                 const std::map<int64_t, std::vector<std::string>>& targets_by_version) {
     v1::CreateModelRequest create;
     create.set_name(name);
-    EXPECT_TRUE(models_->CreateModel(create, "t").ok());
-    auto writer = blobs_->NewWriter(int64_t{1} << 20);
+    EXPECT_TRUE(fleet_->models->CreateModel(create, "t").ok());
+    auto writer = fleet_->blobs->NewWriter(int64_t{1} << 20);
     EXPECT_TRUE((*writer)->Write(compiler::testing::MlpOnnx(4, 4, 2)).ok());
     auto onnx = (*writer)->Commit("");
     EXPECT_TRUE(onnx.ok()) << onnx.status();
-    auto id = registry::Registry::FindModelId(*db_, name);
+    auto id = registry::Registry::FindModelId(*fleet_->db, name);
     EXPECT_TRUE(id.ok() && id->has_value());
     for (const auto& [version, targets] : targets_by_version) {
       v1::CreateVersionRequest push;
       push.set_model(name);
       push.set_onnx_digest(onnx->digest);
-      auto pushed = models_->CreateVersion(push, "t");
+      auto pushed = fleet_->models->CreateVersion(push, "t");
       EXPECT_TRUE(pushed.ok()) << pushed.status();
       EXPECT_EQ(pushed->version(), version);  // versions are numbered in order
       for (size_t i = 0; i < targets.size(); ++i) {
@@ -124,10 +98,10 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
         a.signature = "sig";
         a.validation = "{}";
         a.compile_seconds = 0.1;
-        EXPECT_TRUE(store::RunInTransaction(*db_, [&](store::Transaction& tx) {
-                      return registry::Registry::RecordArtifact(tx, a, i + 1 == targets.size())
-                          .status();
-                    }).ok());
+        EXPECT_TRUE(
+            store::RunInTransaction(*fleet_->db, [&](store::Transaction& tx) {
+              return registry::Registry::RecordArtifact(tx, a, i + 1 == targets.size()).status();
+            }).ok());
       }
     }
     return **id;
@@ -137,7 +111,7 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
     r.set_model(model);
     r.set_alias(alias);
     r.set_version(version);
-    return models_->SetAlias(r, "t").status();
+    return fleet_->models->SetAlias(r, "t").status();
   }
   static std::string ModuleDigest(const std::string& model, int64_t version,
                                   const std::string& target) {
@@ -146,11 +120,11 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
   // What the device is told to run, as "model vN target".
   std::vector<std::string> Desired(const std::string& device_id, int64_t* generation = nullptr) {
     v1::SyncRequest sync;
-    auto response = registry_->Sync(device_id, sync);
+    auto response = fleet_->devices->Sync(device_id, sync);
     EXPECT_TRUE(response.ok()) << response.status();
     if (generation) *generation = response->desired_generation();
     // What Watch pushes is the same state, without recording a sync.
-    auto pushed = registry_->DesiredState(device_id);
+    auto pushed = fleet_->devices->DesiredState(device_id);
     EXPECT_TRUE(pushed.ok()) << pushed.status();
     v1::SyncResponse desired_part = *response;
     desired_part.clear_next_sync_ms();
@@ -175,18 +149,18 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
     r.set_device_id(device);
     r.set_version(version);
     r.set_alias(alias);
-    return assignments_->Assign(r, "alice");
+    return fleet_->assignments->Assign(r, "alice");
   }
 
   int64_t DeviceCount() {
-    auto rows = db_->Query("SELECT COUNT(*) AS n FROM devices", {});
+    auto rows = fleet_->db->Query("SELECT COUNT(*) AS n FROM devices", {});
     return rows.ok() ? (*rows)[0].Int("n") : -1;
   }
 
   std::vector<std::string> Ids(const std::string& selector) {
     v1::ListDevicesRequest r;
     r.set_selector(selector);
-    auto list = registry_->List(r);
+    auto list = fleet_->devices->List(r);
     EXPECT_TRUE(list.ok()) << list.status();
     std::vector<std::string> ids;
     for (const auto& d : list->devices()) ids.push_back(d.serial());
@@ -195,14 +169,7 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
 
   std::string dir_;
   edgeloop::testing::FakeClock clock_;
-  std::unique_ptr<store::Database> db_;
-  std::unique_ptr<store::BlobStore> blobs_;
-  std::unique_ptr<registry::Registry> models_;
-  std::unique_ptr<crypto::CertificateAuthority> ca_;
-  std::unique_ptr<EnrollmentTokens> tokens_;
-  std::unique_ptr<SyncPacer> pacer_;
-  std::unique_ptr<Assignments> assignments_;
-  std::unique_ptr<DeviceRegistry> registry_;
+  std::unique_ptr<testing::TestFleet> fleet_;
 };
 
 TEST_P(DeviceRegistryTest, EnrollIssuesACertificateForTheNewId) {
@@ -213,12 +180,12 @@ TEST_P(DeviceRegistryTest, EnrollIssuesACertificateForTheNewId) {
   auto enrolled = Enroll(Token(1, {{"site", "plant-3"}}), claimed);
   ASSERT_TRUE(enrolled.ok()) << enrolled.status();
   EXPECT_TRUE(absl::StartsWith(enrolled->device_id(), "dev-"));
-  EXPECT_EQ(enrolled->ca_pem(), ca_->cert_pem());
+  EXPECT_EQ(enrolled->ca_pem(), fleet_->ca->cert_pem());
   auto info = crypto::InspectCertificate(enrolled->cert_pem());
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->common_name, enrolled->device_id());
 
-  auto device = registry_->Get(enrolled->device_id());
+  auto device = fleet_->devices->Get(enrolled->device_id());
   ASSERT_TRUE(device.ok()) << device.status();
   EXPECT_EQ(device->status(), v1::ACTIVE);
   EXPECT_EQ(device->profile().target(), "aarch64-v8");
@@ -242,7 +209,7 @@ TEST_P(DeviceRegistryTest, BadTokensAreRefusedWithAReasonAndCreateNothing) {
   EXPECT_TRUE(absl::StrContains(expired.status().message(), "expired")) << expired.status();
 
   std::string revoked = Token(5);
-  ASSERT_TRUE(tokens_->Revoke(revoked.substr(0, 16)).ok());
+  ASSERT_TRUE(fleet_->tokens->Revoke(revoked.substr(0, 16)).ok());
   auto refused = Enroll(revoked, Pi4());
   EXPECT_TRUE(absl::StrContains(refused.status().message(), "revoked")) << refused.status();
 
@@ -261,7 +228,7 @@ TEST_P(DeviceRegistryTest, BadTokensAreRefusedWithAReasonAndCreateNothing) {
   bad_csr.set_csr_pem(
       "-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----\n");
   *bad_csr.mutable_profile() = Pi4();
-  EXPECT_EQ(registry_->Enroll(bad_csr).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fleet_->devices->Enroll(bad_csr).status().code(), absl::StatusCode::kInvalidArgument);
   v1::HardwareProfile negative = Pi4();
   negative.set_ram_mb(-512);
   EXPECT_EQ(Enroll(good, negative).status().code(), absl::StatusCode::kInvalidArgument);
@@ -270,7 +237,7 @@ TEST_P(DeviceRegistryTest, BadTokensAreRefusedWithAReasonAndCreateNothing) {
   EXPECT_EQ(Enroll(good, huge).status().code(), absl::StatusCode::kInvalidArgument);
 
   EXPECT_EQ(DeviceCount(), 1);
-  auto listed = tokens_->List(v1::ListEnrollmentTokensRequest());
+  auto listed = fleet_->tokens->List(v1::ListEnrollmentTokensRequest());
   for (const auto& t : listed->tokens()) {
     if (absl::StartsWith(good, t.id())) {
       EXPECT_EQ(t.uses(), 0);
@@ -303,10 +270,10 @@ TEST_P(DeviceRegistryTest, ARetriedEnrollFindsTheDeviceItsLostAnswerCreated) {
   request.set_csr_pem(csr->csr_pem);
   *request.mutable_profile() = Pi4();
   request.set_serial("SN-7");
-  auto first = registry_->Enroll(request);
+  auto first = fleet_->devices->Enroll(request);
   ASSERT_TRUE(first.ok()) << first.status();
   clock_.Advance(absl::Minutes(5));
-  auto retried = registry_->Enroll(request);  // the first answer never arrived
+  auto retried = fleet_->devices->Enroll(request);  // the first answer never arrived
   ASSERT_TRUE(retried.ok()) << retried.status();
   EXPECT_EQ(retried->device_id(), first->device_id());
   auto info = crypto::InspectCertificate(retried->cert_pem());
@@ -318,15 +285,15 @@ TEST_P(DeviceRegistryTest, ARetriedEnrollFindsTheDeviceItsLostAnswerCreated) {
   auto other_key = Enroll(token, Pi4(), "SN-7");
   EXPECT_TRUE(absl::StrContains(other_key.status().message(), "used up")) << other_key.status();
   request.set_serial("SN-8");
-  EXPECT_EQ(registry_->Enroll(request).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(fleet_->devices->Enroll(request).status().code(), absl::StatusCode::kPermissionDenied);
   request.set_serial("SN-7");
   // A wrong secret is refused even with the right key and serial.
   request.set_token(token.substr(0, 17) + std::string(64, 'a') + token.substr(81));
-  EXPECT_EQ(registry_->Enroll(request).status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(fleet_->devices->Enroll(request).status().code(), absl::StatusCode::kUnauthenticated);
   // After the token's lifetime the retry is refused too.
   request.set_token(token);
   clock_.Advance(absl::Hours(2));
-  auto late = registry_->Enroll(request);
+  auto late = fleet_->devices->Enroll(request);
   EXPECT_TRUE(absl::StrContains(late.status().message(), "expired")) << late.status();
   EXPECT_EQ(DeviceCount(), 1);
 }
@@ -340,16 +307,16 @@ TEST_P(DeviceRegistryTest, AnExpiredDeviceReEnrollsWithItsKeyAndKeepsItsId) {
   *request.mutable_profile() = Pi4();
   (*request.mutable_profile()->mutable_labels())["role"] = "camera";
   request.set_serial("SN-9");
-  auto first = registry_->Enroll(request);
+  auto first = fleet_->devices->Enroll(request);
   ASSERT_TRUE(first.ok()) << first.status();
   clock_.Advance(absl::Hours(24 * 400));  // offline past the certificate's validity
 
   request.set_token(Token(1, {{"site", "plant-4"}}));
   request.set_device_id(first->device_id());
-  auto again = registry_->Enroll(request);
+  auto again = fleet_->devices->Enroll(request);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->device_id(), first->device_id());
-  auto device = registry_->Get(first->device_id());
+  auto device = fleet_->devices->Get(first->device_id());
   ASSERT_TRUE(device.ok());
   EXPECT_EQ(device->labels().at("site"), "plant-4");  // the new token's labels win
   EXPECT_EQ(device->labels().at("role"), "camera");   // the device's own stay
@@ -360,11 +327,11 @@ TEST_P(DeviceRegistryTest, AnExpiredDeviceReEnrollsWithItsKeyAndKeepsItsId) {
   auto thief = crypto::GenerateKeyAndCsr("pending");
   request.set_csr_pem(thief->csr_pem);
   request.set_token(Token(1));
-  auto refused = registry_->Enroll(request);
+  auto refused = fleet_->devices->Enroll(request);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied) << refused.status();
   EXPECT_TRUE(absl::StrContains(refused.status().message(), "another key")) << refused.status();
   request.set_device_id("dev-nonexistent");
-  EXPECT_EQ(registry_->Enroll(request).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(fleet_->devices->Enroll(request).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_P(DeviceRegistryTest, DevicesMayNotSetReservedLabels) {
@@ -383,54 +350,56 @@ TEST_P(DeviceRegistryTest, SyncRecordsStateAndIsBoundToTheDevice) {
   auto b = Enroll(Token(2), Pi4(), "B");
   ASSERT_TRUE(a.ok() && b.ok());
   clock_.Advance(absl::Minutes(5));
-  EXPECT_FALSE(registry_->Get(a->device_id())->online());
+  EXPECT_FALSE(fleet_->devices->Get(a->device_id())->online());
 
   v1::SyncRequest sync;
   sync.mutable_state()->set_agent_version("0.1.0");
   sync.mutable_state()->set_profile_hash(ProfileHash(Pi4()));
   sync.mutable_state()->mutable_health()->set_load1(0.5);
-  auto response = registry_->Sync(a->device_id(), sync);
+  auto response = fleet_->devices->Sync(a->device_id(), sync);
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_FALSE(response->send_profile());
   EXPECT_GE(response->next_sync_ms(), 24000);  // 30 s ± 20 %
   EXPECT_LE(response->next_sync_ms(), 36000);
   EXPECT_EQ(response->desired_modules_size(), 0);
-  auto device = registry_->Get(a->device_id());
+  auto device = fleet_->devices->Get(a->device_id());
   EXPECT_TRUE(device->online());
   EXPECT_DOUBLE_EQ(device->state().health().load1(), 0.5);
 
   // The profile changed on the device (RAM upgrade): the server asks for it, then stores it.
   sync.mutable_state()->set_profile_hash(ProfileHash(Orin()));
-  EXPECT_TRUE(registry_->Sync(a->device_id(), sync)->send_profile());
+  EXPECT_TRUE(fleet_->devices->Sync(a->device_id(), sync)->send_profile());
   *sync.mutable_profile() = Orin();
-  EXPECT_FALSE(registry_->Sync(a->device_id(), sync)->send_profile());
-  EXPECT_EQ(registry_->Get(a->device_id())->profile().target(), "aarch64-v8.2-dotprod");
+  EXPECT_FALSE(fleet_->devices->Sync(a->device_id(), sync)->send_profile());
+  EXPECT_EQ(fleet_->devices->Get(a->device_id())->profile().target(), "aarch64-v8.2-dotprod");
 
   v1::SyncRequest impostor;
   impostor.set_device_id(b->device_id());
-  EXPECT_EQ(registry_->Sync(a->device_id(), impostor).status().code(),
+  EXPECT_EQ(fleet_->devices->Sync(a->device_id(), impostor).status().code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(registry_->Sync("dev-unknown", v1::SyncRequest()).status().code(),
+  EXPECT_EQ(fleet_->devices->Sync("dev-unknown", v1::SyncRequest()).status().code(),
             absl::StatusCode::kNotFound);
   v1::SyncRequest absurd;
   absurd.mutable_profile()->set_arch("aarch64");
   absurd.mutable_profile()->set_cores(-3);
-  EXPECT_EQ(registry_->Sync(a->device_id(), absurd).status().code(),
+  EXPECT_EQ(fleet_->devices->Sync(a->device_id(), absurd).status().code(),
             absl::StatusCode::kInvalidArgument);
 
-  ASSERT_TRUE(registry_->Decommission(b->device_id()).ok());
-  EXPECT_EQ(registry_->Sync(b->device_id(), v1::SyncRequest()).status().code(),
+  ASSERT_TRUE(fleet_->devices->Decommission(b->device_id()).ok());
+  EXPECT_EQ(fleet_->devices->Sync(b->device_id(), v1::SyncRequest()).status().code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(registry_->CheckActive(b->device_id()).code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(registry_->DesiredState(b->device_id()).status().code(),
+  EXPECT_EQ(fleet_->devices->CheckActive(b->device_id()).code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(registry_->DesiredState("dev-unknown").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(fleet_->devices->DesiredState(b->device_id()).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(fleet_->devices->DesiredState("dev-unknown").status().code(),
+            absl::StatusCode::kNotFound);
   auto csr = crypto::GenerateKeyAndCsr("x");
   v1::RenewRequest renew;
   renew.set_csr_pem(csr->csr_pem);
-  EXPECT_EQ(registry_->Renew(b->device_id(), renew).status().code(),
+  EXPECT_EQ(fleet_->devices->Renew(b->device_id(), renew).status().code(),
             absl::StatusCode::kPermissionDenied);
-  auto renewed = registry_->Renew(a->device_id(), renew);
+  auto renewed = fleet_->devices->Renew(a->device_id(), renew);
   ASSERT_TRUE(renewed.ok());
   EXPECT_EQ(crypto::InspectCertificate(renewed->cert_pem())->common_name, a->device_id());
 }
@@ -450,39 +419,40 @@ TEST_P(DeviceRegistryTest, SelectorsOverLabelsAndHardware) {
   EXPECT_EQ(Ids("!hw.accel,hw.cores<8").size(), 2u);
   v1::ListDevicesRequest bad;
   bad.set_selector("site in plant");
-  EXPECT_EQ(registry_->List(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fleet_->devices->List(bad).status().code(), absl::StatusCode::kInvalidArgument);
 
   v1::ListDevicesRequest paged;
   paged.set_page_size(2);
-  auto first = registry_->List(paged);
+  auto first = fleet_->devices->List(paged);
   ASSERT_EQ(first->devices_size(), 2);
   ASSERT_FALSE(first->next_page_token().empty());
   paged.set_page_token(first->next_page_token());
-  EXPECT_EQ(registry_->List(paged)->devices_size(), 1);
+  EXPECT_EQ(fleet_->devices->List(paged)->devices_size(), 1);
 }
 
 TEST_P(DeviceRegistryTest, LabelEditsBumpTheGenerationAndWakeWatchers) {
   auto d = Enroll(Token(1), Pi4());
   ASSERT_TRUE(d.ok());
-  const int64_t before = *registry_->Generation(d->device_id());
+  const int64_t before = *fleet_->devices->Generation(d->device_id());
   std::vector<std::string> told;
-  registry_->SetChangeListener([&](absl::string_view id) { told.emplace_back(id); });
+  fleet_->devices->SetChangeListener([&](absl::string_view id) { told.emplace_back(id); });
   v1::UpdateDeviceRequest update;
   update.set_id(d->device_id());
   (*update.mutable_labels())["room"] = "B12";
-  auto updated = registry_->Update(update);
+  auto updated = fleet_->devices->Update(update);
   EXPECT_EQ(told, std::vector<std::string>{d->device_id()});
   ASSERT_TRUE(updated.ok()) << updated.status();
   EXPECT_EQ(updated->labels().at("room"), "B12");
-  EXPECT_EQ(*registry_->Generation(d->device_id()), before + 1);
+  EXPECT_EQ(*fleet_->devices->Generation(d->device_id()), before + 1);
   update.clear_labels();
   update.add_remove_labels("room");
-  EXPECT_EQ(registry_->Update(update)->labels().count("room"), 0u);
+  EXPECT_EQ(fleet_->devices->Update(update)->labels().count("room"), 0u);
   update.set_id("dev-nobody");
-  EXPECT_EQ(registry_->Update(update).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(registry_->Decommission("dev-nobody").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(fleet_->devices->Update(update).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(fleet_->devices->Decommission("dev-nobody").status().code(),
+            absl::StatusCode::kNotFound);
 
-  auto counts = registry_->Counts();
+  auto counts = fleet_->devices->Counts();
   ASSERT_TRUE(counts.ok());
   ASSERT_EQ(counts->size(), 1u);
   EXPECT_EQ((*counts)[0].target, "aarch64-v8");
@@ -491,19 +461,20 @@ TEST_P(DeviceRegistryTest, LabelEditsBumpTheGenerationAndWakeWatchers) {
 
 TEST_P(DeviceRegistryTest, AssignmentsTellEachDeviceItsBestModule) {
   const std::string token = Token(2);
-  auto pi = Enroll(token, Pi4(), "pi");        // aarch64-v8
+  auto pi = Enroll(token, Pi4(), "pi");       // aarch64-v8
   auto orin = Enroll(token, Orin(), "orin");  // aarch64-v8.2-dotprod
   ASSERT_TRUE(pi.ok() && orin.ok());
-  ASSERT_TRUE(registry_->Update([&] {
-                 v1::UpdateDeviceRequest r;
-                 r.set_id(pi->device_id());
-                 (*r.mutable_labels())["site"] = "a";
-                 return r;
-               }())
+  ASSERT_TRUE(fleet_->devices
+                  ->Update([&] {
+                    v1::UpdateDeviceRequest r;
+                    r.set_id(pi->device_id());
+                    (*r.mutable_labels())["site"] = "a";
+                    return r;
+                  }())
                   .ok());
   Model("det", {{1, {"aarch64-v8", "aarch64-v8.2-dotprod", "x86_64-v2"}},
-                                    {2, {"aarch64-v8", "x86_64-v3"}},
-                                    {3, {"x86_64-v2"}}});
+                {2, {"aarch64-v8", "x86_64-v3"}},
+                {3, {"x86_64-v2"}}});
   int64_t before = 0, after = 0;
   EXPECT_TRUE(Desired(pi->device_id(), &before).empty());  // nothing assigned yet
 
@@ -527,18 +498,18 @@ TEST_P(DeviceRegistryTest, AssignmentsTellEachDeviceItsBestModule) {
   EXPECT_EQ(Desired(pi->device_id()),
             (std::vector<std::string>{"det v1 aarch64-v8", "kws v1 aarch64-v8"}));
   ASSERT_TRUE(SetAlias("det", "prod", 2).ok());
-  ASSERT_TRUE(assignments_->Touch().ok());
+  ASSERT_TRUE(fleet_->assignments->Touch().ok());
   int64_t moved = 0;
   EXPECT_EQ(Desired(pi->device_id(), &moved),
             (std::vector<std::string>{"det v2 aarch64-v8", "kws v1 aarch64-v8"}));
   EXPECT_NE(moved, after);
   // Operators see the same on the device.
-  auto device = registry_->Get(pi->device_id());
+  auto device = fleet_->devices->Get(pi->device_id());
   ASSERT_TRUE(device.ok());
   EXPECT_EQ(device->desired_modules_size(), 2);
   v1::ListAssignmentsRequest of_det;
   of_det.set_model("det");
-  auto list = assignments_->List(of_det);
+  auto list = fleet_->assignments->List(of_det);
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->assignments_size(), 4);
   EXPECT_EQ(list->assignments(0).alias(), "prod");  // newest first
@@ -566,7 +537,7 @@ TEST_P(DeviceRegistryTest, BadAssignmentsAreRefusedWithTheReason) {
   refused(Assign("det", "a=b", "", 7), absl::StatusCode::kNotFound, "no version 7");
   refused(Assign("det", "a=b", "", 0, "prod"), absl::StatusCode::kNotFound, "no alias \"prod\"");
   refused(Assign("det", "", "dev-ghost", 1), absl::StatusCode::kNotFound, "dev-ghost");
-  auto list = assignments_->List(v1::ListAssignmentsRequest());
+  auto list = fleet_->assignments->List(v1::ListAssignmentsRequest());
   ASSERT_TRUE(list.ok());
   EXPECT_EQ(list->assignments_size(), 0);  // nothing half-recorded
 }
