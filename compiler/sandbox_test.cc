@@ -168,7 +168,9 @@ TEST_P(SandboxTest, ProcessesAreCappedForItsOwnUser) {
   ASSERT_NE(at, std::string::npos) << log_;
   ASSERT_EQ(std::sscanf(log_.c_str() + at, "started %d", &started), 1) << log_;
   EXPECT_GT(started, 0);
-  EXPECT_LT(started, 32);
+  // At most the cap: fewer than 32 when the user's other processes (sandboxed compiles of
+  // tests running in parallel) are still there, up to others + 32 when they ended meanwhile.
+  EXPECT_LE(started, others + 32);
 }
 
 // The real compiler, C toolchains and qemu work inside: a model becomes a validated module for
