@@ -1,6 +1,7 @@
 #pragma once
 
-// Each operator family's file registers its operators; compiler/ops/registry.cc calls these.
+// Each operator family's file (compiler/ops/<family>.cc) registers its operators, which it
+// lists at its top; compiler/ops/registry.cc calls these.
 #include <map>
 #include <string_view>
 
@@ -10,11 +11,10 @@ namespace edgeloop::compiler::ops {
 
 using OperatorTable = std::map<std::string_view, OperatorDef>;
 
-void AddElementwise(OperatorTable& table);    // Add ... Div, Relu, LeakyRelu, Sigmoid, Tanh, Clip
-void AddLinear(OperatorTable& table);         // Gemm, MatMul
-void AddConvolution(OperatorTable& table);    // Conv, MaxPool, AveragePool, GlobalAveragePool
-void AddNormalization(OperatorTable& table);  // BatchNormalization, Softmax, LogSoftmax, ReduceMean
-void AddShape(OperatorTable& table);  // Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Concat,
-                                      // Pad, Identity, Dropout, Constant
+void AddElementwise(OperatorTable& table);
+void AddLinear(OperatorTable& table);
+void AddConvolution(OperatorTable& table);
+void AddNormalization(OperatorTable& table);
+void AddShape(OperatorTable& table);
 
 }  // namespace edgeloop::compiler::ops
