@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/monitored_feature.h"
 #include "common/sha256.h"
 #include "common/status.h"
 #include "compiler/c_backend.h"
@@ -17,6 +18,7 @@
 #include "compiler/module_runner.h"
 #include "compiler/onnx_import.h"
 #include "compiler/reference_interpreter.h"
+#include "compiler/reference_statistics.h"
 #include "compiler/toolchain.h"
 
 namespace edgeloop::compiler {
@@ -83,7 +85,8 @@ int64_t ArgMax(const Tensor& t) {
 absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
                                            const CompileResult& compiled,
                                            const CompileOptions& options,
-                                           const ValidationSet* set) {
+                                           const ValidationSet* set,
+                                           v1::ReferenceStatistics* reference) {
   ASSIGN_OR_RETURN(Toolchain toolchain, ToolchainFor(options.target));
   const bool emulated = !toolchain.runner.empty();
   ASSIGN_OR_RETURN(Graph graph, ImportOnnx(onnx_bytes));
@@ -143,8 +146,12 @@ absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
   double max_abs = 0, max_rel = 0;
   int64_t correct = 0, reference_correct = 0;
   const bool labelled = set != nullptr && !set->labels.empty() && !graph.outputs.empty();
+  ReferenceRun reference_run;
   for (size_t s = 0; s < samples.size(); ++s) {
     ASSIGN_OR_RETURN(auto expected, RunReference(graph, samples[s]));
+    if (set != nullptr && !graph.outputs.empty()) {
+      reference_run.first_outputs.push_back(expected.at(graph.outputs[0].name));
+    }
     for (size_t k = 0; k < graph.outputs.size(); ++k) {
       const Tensor& e = expected.at(graph.outputs[k].name);
       for (int64_t n = 0; n < e.size(); ++n) {
@@ -164,6 +171,22 @@ absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
     if (labelled) {
       correct += ArgMax(actual[s][0]) == set->labels[s];
       reference_correct += ArgMax(expected.at(graph.outputs[0].name)) == set->labels[s];
+    }
+  }
+  if (set != nullptr && reference != nullptr && !graph.outputs.empty()) {
+    reference_run.inputs = samples;
+    if (labelled) reference_run.labels = set->labels;
+    std::vector<std::pair<std::string, std::vector<int64_t>>> inputs;
+    for (const ValueInfo& info : graph.inputs) inputs.emplace_back(info.name, info.shape);
+    // The reference is for monitoring; a set it cannot be computed on (a NaN input) still
+    // validates the module, and the version then takes its reference from the fleet.
+    absl::StatusOr<v1::ReferenceStatistics> computed =
+        ComputeReferenceStatistics(reference_run, DefaultMonitoredFeatures(inputs));
+    if (computed.ok()) {
+      *reference = *std::move(computed);
+    } else {
+      Log(LogLevel::kWarning, "no reference statistics from the validation set",
+          {{"error", computed.status().ToString()}});
     }
   }
   std::string json = "{";

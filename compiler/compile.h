@@ -6,6 +6,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "compiler/validation_set.h"
+#include "edgeloop/v1/telemetry.pb.h"
 
 namespace edgeloop::compiler {
 
@@ -41,10 +42,12 @@ absl::StatusOr<CompileResult> CompileModel(const std::string& onnx_bytes,
 /// of the reference interpreter. Writes and returns validation.json. Native modules run in
 /// this process, so callers that must survive a broken module run this in a child process
 /// (edgeloop-compile --validate); cross-compiled ones run in elm-runner under qemu-user and
-/// are marked "emulated".
+/// are marked "emulated". With a set and `reference`, also computes the version's reference
+/// statistics on its default monitored features from the same reference outputs.
 absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
                                            const CompileResult& compiled,
                                            const CompileOptions& options,
-                                           const ValidationSet* set = nullptr);
+                                           const ValidationSet* set = nullptr,
+                                           v1::ReferenceStatistics* reference = nullptr);
 
 }  // namespace edgeloop::compiler

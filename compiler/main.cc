@@ -124,8 +124,8 @@ int main(int argc, char** argv) {
                       "validation failed: cannot forbid new processes");
       }
     }
-    auto validation =
-        compiler::ValidateModule(*bytes, *result, options, set ? &*set : nullptr);
+    auto validation = compiler::ValidateModule(*bytes, *result, options, set ? &*set : nullptr,
+                                               report.mutable_reference());
     if (!validation.ok()) {
       return Finish(CompileExit::kValidationFailed,
                     absl::StrCat("validation failed: ", validation.status().message()));

@@ -1,0 +1,33 @@
+#pragma once
+
+// The features devices monitor and how each is computed from a model input: one definition
+// that the compiler (a version's reference, from its validation set) and the agent (every
+// call) both use, so a device's histograms and the reference it is compared with are binned
+// by the same code. Part of the device protocol, like target classes.
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "edgeloop/v1/telemetry.pb.h"
+
+namespace edgeloop {
+
+/// The default features for a model's inputs (name and static shape): every element of an
+/// input of up to 64 elements; the per-channel mean of an image-like [1, C, H, W] input;
+/// the whole tensor's mean, standard deviation, minimum and maximum otherwise.
+std::vector<v1::MonitoredFeature> DefaultMonitoredFeatures(
+    const std::vector<std::pair<std::string, std::vector<int64_t>>>& inputs);
+
+/// The feature's value for one input tensor of `shape` (row-major `data`). NaN when the
+/// feature does not fit the tensor (an index past its end, CHANNEL_MEAN of a tensor that is
+/// not [1, C, H, W]) or the data hold NaN. No allocation: the agent calls it on every call.
+double FeatureValue(const v1::MonitoredFeature& feature, const float* data,
+                    const std::vector<int64_t>& shape);
+
+/// The bin of `value` on a reference's edges e[0..n-1]: 0 below e[0], k for
+/// e[k-1] <= value < e[k], n-1 for e[n-2] <= value <= e[n-1] (the last inner bin is closed),
+/// n above e[n-1]; so n + 1 bins in all. NaN goes to no bin: -1.
+int BinOf(const double* edges, int n, double value);
+
+}  // namespace edgeloop
