@@ -10,6 +10,8 @@
 #include "ci/compile_jobs.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/monitored_feature.h"
+#include "common/proto_json.h"
 #include "common/sha256.h"
 #include "common/status.h"
 #include "compiler/compile_contract.h"
@@ -24,6 +26,21 @@ struct Worker::Job {
 };
 
 // What one run of the compiler gave: a module, or why not.
+namespace {
+
+bool SameFeatures(const v1::ReferenceStatistics& reference,
+                  const std::vector<v1::MonitoredFeature>& features) {
+  if (reference.features_size() != static_cast<int>(features.size())) return false;
+  for (size_t k = 0; k < features.size(); ++k) {
+    if (reference.features(k).feature().SerializeAsString() != features[k].SerializeAsString()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 struct Worker::Outcome {
   std::string error;  // empty: built
   bool permanent = false;
@@ -31,6 +48,7 @@ struct Worker::Outcome {
   std::string validation;
   std::string module;
   double seconds = 0;
+  std::optional<v1::ReferenceStatistics> reference;
 };
 
 absl::Status Worker::RecoverAbandonedJobs() {
@@ -74,6 +92,13 @@ absl::StatusOr<Worker::Outcome> Worker::Compile(const Job& job) {
       dir + "/model.onnx", "--target", job.job.target, "--out", dir + "/out", "--validate",
       "--result", dir + "/report.json", "--timeout-seconds",
       std::to_string(absl::ToInt64Seconds(options_.compile_timeout))};
+  if (!job.version.monitored_features.empty()) {
+    v1::MonitoredFeatureList features;
+    features.mutable_features()->Add(job.version.monitored_features.begin(),
+                                     job.version.monitored_features.end());
+    RETURN_IF_ERROR(WriteFileAtomically(dir + "/monitor.json", PrintProtoJson(features), 0644));
+    args.insert(args.end(), {"--monitor", dir + "/monitor.json"});
+  }
   if (!job.version.validation_digest.empty()) {
     ASSIGN_OR_RETURN(auto set_reader, options_.blobs->Open(job.version.validation_digest));
     ASSIGN_OR_RETURN(std::string set, store::ReadWholeBlob(*set_reader));
@@ -134,6 +159,23 @@ absl::StatusOr<Worker::Outcome> Worker::Compile(const Job& job) {
   outcome.manifest = std::string(absl::StripTrailingAsciiWhitespace(report->manifest()));
   outcome.validation = std::string(absl::StripTrailingAsciiWhitespace(report->validation()));
   outcome.module = *std::move(module);
+  if (report->has_reference()) {
+    // The reference is for monitoring: a malformed one is dropped (the version then takes its
+    // reference from the fleet), the module stays good.
+    absl::Status usable = CheckReferenceStatistics(report->reference());
+    if (usable.ok() && !job.version.monitored_features.empty() &&
+        !SameFeatures(report->reference(), job.version.monitored_features)) {
+      usable = absl::InvalidArgumentError("its features are not the version's");
+    }
+    if (usable.ok()) {
+      outcome.reference = report->reference();
+    } else {
+      Log(LogLevel::kWarning, "the compiler's reference statistics are unusable",
+          {{"model", job.version.model},
+           {"version", absl::StrCat(job.version.version)},
+           {"error", std::string(usable.message())}});
+    }
+  }
   outcome.seconds = absl::ToDoubleSeconds(options_.clock->Now() - started);
   return outcome;
 }
@@ -164,6 +206,7 @@ absl::Status Worker::Publish(const Job& job, const Outcome& outcome) {
         artifact.compile_seconds = outcome.seconds;
         artifact.created_at_ms = now;
         artifact.reason = job.job.reason;  // the reason its job was planned with
+        artifact.reference = outcome.reference;
         ASSIGN_OR_RETURN(registry::ArtifactOutcome recorded,
                          registry::Registry::RecordArtifact(tx, artifact, unfinished == 0));
         // A version that became READY, or a module for a class that joined later: devices

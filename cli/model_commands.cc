@@ -5,6 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "cli/command.h"
 #include "cli/table.h"
 #include "common/proto_json.h"
@@ -43,6 +45,24 @@ void PrintModels(const std::vector<const v1::Model*>& models, std::ostream& out)
   out << table.Render();
 }
 
+// "validation set, 256 samples, accuracy 0.918 (235/256)", or why there is none yet.
+std::string ReferenceSummary(const v1::ModelVersion& v) {
+  if (!v.has_reference()) {
+    return v.validation_digest().empty() ? "none yet: from the first windows its devices send"
+                                         : "none yet: computed when the version is compiled";
+  }
+  const v1::ReferenceStatistics& r = v.reference();
+  std::string text = absl::StrCat(
+      r.source() == v1::ReferenceStatistics::VALIDATION_SET ? "validation set" : "first windows",
+      ", ", r.samples(), " samples");
+  if (r.labelled() > 0) {
+    absl::StrAppendFormat(&text, ", accuracy %.3f (%d/%d)",
+                          static_cast<double>(r.correct()) / r.labelled(), r.correct(),
+                          r.labelled());
+  }
+  return text;
+}
+
 void PrintVersion(const v1::ModelVersion& v, std::ostream& out) {
   Table table({"FIELD", "VALUE"});
   table.Add({"model", v.model()});
@@ -63,6 +83,14 @@ void PrintVersion(const v1::ModelVersion& v, std::ostream& out) {
     table.Add({"training run", v.lineage().training_run_id()});
   if (!v.lineage().dataset_digest().empty()) table.Add({"dataset", v.lineage().dataset_digest()});
   if (!v.lineage().source().empty()) table.Add({"source", v.lineage().source()});
+  std::vector<std::string> monitored;
+  for (const auto& f : v.monitored_features()) monitored.push_back(f.name());
+  if (monitored.size() > 8) {
+    monitored.resize(8);
+    monitored.push_back(absl::StrCat("… (", v.monitored_features_size(), " in all)"));
+  }
+  table.Add({"monitored", monitored.empty() ? "-" : absl::StrJoin(monitored, " ")});
+  table.Add({"reference", ReferenceSummary(v)});
   table.Add({"created", absl::StrCat(Time(v.create_time()), " by ", v.created_by())});
   out << table.Render();
 }
@@ -182,7 +210,8 @@ absl::Status ModelCommand(const Command& c) {
     RETURN_IF_ERROR(Need(
         args, 4,
         "model push NAME FILE.onnx [--label k=v] [--metric k=v] [--parent N] [--training-run ID] "
-        "[--dataset-digest sha256:...] [--source TEXT] [--validation FILE] [--calibration FILE]"));
+        "[--dataset-digest sha256:...] [--source TEXT] [--validation FILE] [--calibration FILE] "
+        "[--monitor FEATURE,...]"));
     v1::CreateVersionRequest request;
     request.set_model(args.words[2]);
     ASSIGN_OR_RETURN(v1::Blob onnx, UploadFile(client, args.words[3]));
@@ -215,6 +244,11 @@ absl::Status ModelCommand(const Command& c) {
     if (args.Has("dataset-digest"))
       request.mutable_lineage()->set_dataset_digest(args.Flag("dataset-digest"));
     if (args.Has("source")) request.mutable_lineage()->set_source(args.Flag("source"));
+    // Features by name (docs/telemetry.md); the server checks them against the model's inputs.
+    for (const absl::string_view name :
+         absl::StrSplit(args.Flag("monitor"), ',', absl::SkipWhitespace())) {
+      request.add_monitored_features()->set_name(std::string(absl::StripAsciiWhitespace(name)));
+    }
     v1::ModelVersion version;
     RETURN_IF_ERROR(
         FromGrpc(client.registry().CreateVersion(client.Context(600).get(), request, &version)));

@@ -4,7 +4,14 @@
 #include <cmath>
 #include <limits>
 
+#include <map>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/prediction.h"
+#include "common/status.h"
 
 namespace edgeloop {
 namespace {
@@ -22,9 +29,13 @@ v1::MonitoredFeature Feature(const std::string& input, v1::MonitoredFeature::Kin
   return f;
 }
 
+// -1 when a dimension is unknown (symbolic).
 int64_t Elements(const std::vector<int64_t>& shape) {
   int64_t n = 1;
-  for (const int64_t d : shape) n *= d;
+  for (const int64_t d : shape) {
+    if (d < 0) return -1;
+    n *= d;
+  }
   return n;
 }
 
@@ -39,7 +50,7 @@ std::vector<v1::MonitoredFeature> DefaultMonitoredFeatures(
   std::vector<v1::MonitoredFeature> features;
   for (const auto& [name, shape] : inputs) {
     const int64_t n = Elements(shape);
-    if (n <= kElementwiseUpTo) {
+    if (n >= 0 && n <= kElementwiseUpTo) {
       for (int64_t k = 0; k < n; ++k) {
         features.push_back(
             Feature(name, v1::MonitoredFeature::ELEMENT, k, absl::StrCat(name, "[", k, "]")));
@@ -57,6 +68,144 @@ std::vector<v1::MonitoredFeature> DefaultMonitoredFeatures(
     }
   }
   return features;
+}
+
+absl::StatusOr<v1::MonitoredFeature> ParseMonitoredFeature(const std::string& name) {
+  auto invalid = [&] {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "monitored feature \"", name,
+        "\": expected INPUT[k], INPUT.mean[c=k], INPUT.mean, INPUT.std, INPUT.min or INPUT.max"));
+  };
+  if (absl::EndsWith(name, "]")) {
+    const size_t open = name.rfind('[');
+    if (open == std::string::npos || open == 0) return invalid();
+    std::string index_text = name.substr(open + 1, name.size() - open - 2);
+    std::string input = name.substr(0, open);
+    v1::MonitoredFeature::Kind kind = v1::MonitoredFeature::ELEMENT;
+    if (absl::StartsWith(index_text, "c=") && absl::EndsWith(input, ".mean")) {
+      index_text = index_text.substr(2);
+      input = input.substr(0, input.size() - 5);
+      kind = v1::MonitoredFeature::CHANNEL_MEAN;
+    }
+    int64_t index = 0;
+    if (input.empty() || !absl::SimpleAtoi(index_text, &index) || index < 0) return invalid();
+    return Feature(input, kind, index, name);
+  }
+  static const auto* kWhole = new std::map<std::string, v1::MonitoredFeature::Kind>{
+      {"mean", v1::MonitoredFeature::MEAN},
+      {"std", v1::MonitoredFeature::STD},
+      {"min", v1::MonitoredFeature::MIN},
+      {"max", v1::MonitoredFeature::MAX}};
+  const size_t dot = name.rfind('.');
+  if (dot == std::string::npos || dot == 0) return invalid();
+  const auto kind = kWhole->find(name.substr(dot + 1));
+  if (kind == kWhole->end()) return invalid();
+  return Feature(name.substr(0, dot), kind->second, 0, name);
+}
+
+absl::Status CheckMonitoredFeatures(
+    const std::vector<v1::MonitoredFeature>& features,
+    const std::vector<std::pair<std::string, std::vector<int64_t>>>& inputs) {
+  if (features.size() > static_cast<size_t>(kMaxMonitoredFeatures)) {
+    return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxMonitoredFeatures,
+                                                   " monitored features, not ", features.size()));
+  }
+  std::set<std::string> names;
+  for (const v1::MonitoredFeature& f : features) {
+    auto refuse = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(absl::StrCat("monitored feature \"", f.name(), "\": ", why));
+    };
+    if (f.name().empty()) return refuse("it has no name");
+    if (!names.insert(f.name()).second) return refuse("named twice");
+    const auto input = std::find_if(inputs.begin(), inputs.end(),
+                                    [&](const auto& i) { return i.first == f.input(); });
+    if (input == inputs.end()) {
+      return refuse(absl::StrCat("the model has no input \"", f.input(), "\""));
+    }
+    const std::vector<int64_t>& shape = input->second;
+    const int64_t n = Elements(shape);
+    switch (f.kind()) {
+      case v1::MonitoredFeature::ELEMENT:
+        if (n < 0) return refuse("the input's shape is not fixed, so it has no element index");
+        if (f.index() < 0 || f.index() >= n) {
+          return refuse(absl::StrCat("the input has ", n, " elements"));
+        }
+        break;
+      case v1::MonitoredFeature::CHANNEL_MEAN:
+        if (n < 0 || !ImageLike(shape)) return refuse("the input is not a [1, C, H, W] image");
+        if (f.index() < 0 || f.index() >= shape[1]) {
+          return refuse(absl::StrCat("the input has ", shape[1], " channels"));
+        }
+        break;
+      case v1::MonitoredFeature::MEAN:
+      case v1::MonitoredFeature::STD:
+      case v1::MonitoredFeature::MIN:
+      case v1::MonitoredFeature::MAX:
+        break;
+      default:
+        return refuse("unknown kind");
+    }
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status CheckCounts(const google::protobuf::RepeatedField<int64_t>& counts, size_t expected,
+                         absl::string_view what) {
+  if (static_cast<size_t>(counts.size()) != expected) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": ", counts.size(), " counts, expected ", expected));
+  }
+  for (const int64_t c : counts) {
+    if (c < 0) return absl::InvalidArgumentError(absl::StrCat(what, ": a negative count"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckBinned(const google::protobuf::RepeatedField<double>& edges,
+                         const google::protobuf::RepeatedField<int64_t>& counts,
+                         absl::string_view what) {
+  if (edges.size() < 2 || edges.size() > 32) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", edges.size(), " edges, not 2 to 32"));
+  }
+  for (int k = 0; k < edges.size(); ++k) {
+    if (!std::isfinite(edges[k]) || (k > 0 && edges[k] < edges[k - 1])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": edges must be finite and non-decreasing"));
+    }
+  }
+  return CheckCounts(counts, edges.size() + 1, what);
+}
+
+}  // namespace
+
+absl::Status CheckReferenceStatistics(const v1::ReferenceStatistics& r) {
+  if (r.features_size() > kMaxMonitoredFeatures) {
+    return absl::InvalidArgumentError(absl::StrCat("the reference has ", r.features_size(),
+                                                   " features, at most ", kMaxMonitoredFeatures));
+  }
+  std::set<std::string> names;
+  for (const v1::FeatureReference& f : r.features()) {
+    if (f.feature().name().empty() || !names.insert(f.feature().name()).second) {
+      return absl::InvalidArgumentError("the reference's feature names must be set and unique");
+    }
+    RETURN_IF_ERROR(CheckBinned(f.edges(), f.counts(), absl::StrCat("feature ", f.feature().name())));
+  }
+  if (r.classifier()) {
+    if (r.class_counts_size() < 2 || r.class_counts_size() > 4096) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the reference has ", r.class_counts_size(), " classes, not 2 to 4096"));
+    }
+    RETURN_IF_ERROR(CheckCounts(r.class_counts(), r.class_counts_size(), "class counts"));
+    RETURN_IF_ERROR(CheckCounts(r.confidence_counts(), kConfidenceBins, "confidence"));
+  } else {
+    RETURN_IF_ERROR(CheckBinned(r.prediction_edges(), r.prediction_counts(), "predictions"));
+  }
+  if (r.samples() < 0 || r.labelled() < 0 || r.correct() < 0 || r.correct() > r.labelled()) {
+    return absl::InvalidArgumentError("the reference's sample and accuracy counts are inconsistent");
+  }
+  return absl::OkStatus();
 }
 
 double FeatureValue(const v1::MonitoredFeature& feature, const float* data,

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "edgeloop/v1/telemetry.pb.h"
 
 namespace edgeloop {
@@ -18,6 +19,29 @@ namespace edgeloop {
 /// the whole tensor's mean, standard deviation, minimum and maximum otherwise.
 std::vector<v1::MonitoredFeature> DefaultMonitoredFeatures(
     const std::vector<std::pair<std::string, std::vector<int64_t>>>& inputs);
+
+/// At most this many features per version: each costs 12 counts in every window.
+inline constexpr int kMaxMonitoredFeatures = 256;
+
+/// A feature from its name, the syntax DefaultMonitoredFeatures names them in: `INPUT[k]`
+/// (element k), `INPUT.mean[c=k]` (channel k's mean), `INPUT.mean`, `.std`, `.min`, `.max`.
+/// INVALID_ARGUMENT for anything else.
+absl::StatusOr<v1::MonitoredFeature> ParseMonitoredFeature(const std::string& name);
+
+/// OK when every feature names one of `inputs` and fits its shape (dimensions < 0 are
+/// unknown: only whole-tensor features fit them), names are unique, and there are at most
+/// kMaxMonitoredFeatures; INVALID_ARGUMENT naming the first that does not.
+absl::Status CheckMonitoredFeatures(
+    const std::vector<v1::MonitoredFeature>& features,
+    const std::vector<std::pair<std::string, std::vector<int64_t>>>& inputs);
+
+/// OK when a reference is well formed, so that devices and the server can bin on it: at most
+/// kMaxMonitoredFeatures features, each with 2 to 32 finite non-decreasing edges and one count
+/// more than edges; a classifier's class counts (2 to 4096) and kConfidenceBins confidence
+/// counts, or a regressor's prediction edges and counts; counts non-negative; correct <=
+/// labelled. INVALID_ARGUMENT saying what is wrong otherwise. A reference comes from a
+/// sandboxed compiler run or from devices, so nothing in it is trusted.
+absl::Status CheckReferenceStatistics(const v1::ReferenceStatistics& reference);
 
 /// The feature's value for one input tensor of `shape` (row-major `data`). NaN when the
 /// feature does not fit the tensor (an index past its end, CHANNEL_MEAN of a tensor that is

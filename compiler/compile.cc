@@ -180,8 +180,9 @@ absl::StatusOr<std::string> ValidateModule(const std::string& onnx_bytes,
     for (const ValueInfo& info : graph.inputs) inputs.emplace_back(info.name, info.shape);
     // The reference is for monitoring; a set it cannot be computed on (a NaN input) still
     // validates the module, and the version then takes its reference from the fleet.
-    absl::StatusOr<v1::ReferenceStatistics> computed =
-        ComputeReferenceStatistics(reference_run, DefaultMonitoredFeatures(inputs));
+    absl::StatusOr<v1::ReferenceStatistics> computed = ComputeReferenceStatistics(
+        reference_run, options.monitored_features.empty() ? DefaultMonitoredFeatures(inputs)
+                                                          : options.monitored_features);
     if (computed.ok()) {
       *reference = *std::move(computed);
     } else {

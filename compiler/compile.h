@@ -14,6 +14,8 @@ struct CompileOptions {
   std::string target = "x86_64-v2";  // target class
   std::string out_dir;               // receives module.c, module.so, manifest.json
   absl::Duration timeout = absl::Minutes(10);
+  /// The features the reference statistics cover; empty: DefaultMonitoredFeatures.
+  std::vector<v1::MonitoredFeature> monitored_features;
 };
 
 struct CompileResult {

@@ -10,6 +10,8 @@
 #include "common/flags.h"
 #include "common/status.h"
 #include "compiler/compile.h"
+#include "common/monitored_feature.h"
+#include "common/proto_json.h"
 #include "compiler/compile_contract.h"
 #include "compiler/onnx_import.h"
 #include "compiler/syscall_filter.h"
@@ -74,6 +76,10 @@ int main(int argc, char** argv) {
   int validation_samples = 256;
   flags.Int("validation-samples", &validation_samples,
             "validate on at most this many samples of the set (default 256)");
+  std::string monitor;
+  flags.String("monitor", &monitor,
+               "the features the version's reference statistics cover: a JSON "
+               "MonitoredFeatureList (telemetry.proto); default: docs/telemetry.md");
   flags.String("result", &result_path,
                "write the outcome, manifest and validation figures here as JSON (the CI stage's "
                "contract: compile.proto CompileReport)");
@@ -94,6 +100,22 @@ int main(int argc, char** argv) {
   auto result = compiler::CompileModel(*bytes, options);
   if (!result.ok()) {
     return Finish(CompileExit::kModelRejected, std::string(result.status().message()));
+  }
+  // Checked once the model compiled, so that a model the compiler rejects is reported as such.
+  if (!monitor.empty()) {
+    auto read_features = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(std::string json, ReadFile(monitor));
+      v1::MonitoredFeatureList list;
+      RETURN_IF_ERROR(ParseProtoJson(json, &list));
+      ASSIGN_OR_RETURN(compiler::Graph graph, compiler::ImportOnnx(*bytes));
+      std::vector<std::pair<std::string, std::vector<int64_t>>> inputs;
+      for (const compiler::ValueInfo& info : graph.inputs) inputs.emplace_back(info.name, info.shape);
+      options.monitored_features.assign(list.features().begin(), list.features().end());
+      return CheckMonitoredFeatures(options.monitored_features, inputs);
+    };
+    if (absl::Status read = read_features(); !read.ok()) {
+      return Finish(CompileExit::kUsage, absl::StrCat("--monitor: ", read.message()));
+    }
   }
   report.set_manifest(result->manifest_json);
   report.set_module_digest(result->so_digest);

@@ -5,34 +5,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/monitored_feature.h"
+#include "common/prediction.h"
 
 namespace edgeloop::compiler {
 namespace {
-
-constexpr int kConfidenceBins = 20;
-
-bool IsClassifier(const Tensor& first_output) {
-  const auto& s = first_output.shape;
-  return first_output.size() >= 2 && (s.size() == 1 || (s.size() == 2 && s[0] == 1));
-}
-
-// The output as class probabilities: itself when it already is a probability vector (a
-// Softmax at the end of the model), else its softmax (logits).
-std::vector<double> Probabilities(const Tensor& t) {
-  double sum = 0;
-  bool in_range = true;
-  for (const float v : t.f) {
-    sum += v;
-    in_range = in_range && v >= 0 && v <= 1;
-  }
-  std::vector<double> p(t.f.begin(), t.f.end());
-  if (in_range && std::abs(sum - 1) <= 1e-3) return p;
-  const double max = *std::max_element(p.begin(), p.end());
-  double total = 0;
-  for (double& v : p) total += (v = std::exp(v - max));
-  for (double& v : p) v /= total;
-  return p;
-}
 
 std::vector<int64_t> Histogram(const std::vector<double>& edges,
                                const std::vector<double>& values) {
@@ -88,7 +64,7 @@ absl::StatusOr<v1::ReferenceStatistics> ComputeReferenceStatistics(
     const std::vector<int64_t> counts = Histogram(edges, values);
     ref->mutable_counts()->Add(counts.begin(), counts.end());
   }
-  const bool classifier = IsClassifier(run.first_outputs[0]);
+  const bool classifier = IsClassifierOutput(run.first_outputs[0].shape);
   stats.set_classifier(classifier);
   if (classifier) {
     const int64_t classes = run.first_outputs[0].size();
@@ -96,23 +72,28 @@ absl::StatusOr<v1::ReferenceStatistics> ComputeReferenceStatistics(
     for (size_t s = 0; s < n; ++s) {
       const Tensor& out = run.first_outputs[s];
       if (out.size() != classes) return absl::InvalidArgumentError("outputs differ in size");
-      const std::vector<double> p = Probabilities(out);
-      const int64_t top = std::max_element(p.begin(), p.end()) - p.begin();
-      ++class_counts[top];
-      ++confidence[std::clamp(static_cast<int>(p[top] * kConfidenceBins), 0, kConfidenceBins - 1)];
+      const TopClass top = TopClassOf(out.f.data(), out.size());
+      if (top.index < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("the output is not a number on sample ", s));
+      }
+      ++class_counts[top.index];
+      ++confidence[ConfidenceBin(top.probability)];
       if (!run.labels.empty()) {
         stats.set_labelled(stats.labelled() + 1);
-        stats.set_correct(stats.correct() + (top == run.labels[s]));
+        stats.set_correct(stats.correct() + (top.index == run.labels[s]));
       }
     }
     stats.mutable_class_counts()->Add(class_counts.begin(), class_counts.end());
     stats.mutable_confidence_counts()->Add(confidence.begin(), confidence.end());
   } else {
     std::vector<double> values;
-    for (const Tensor& out : run.first_outputs) {
-      double sum = 0;
-      for (const float v : out.f) sum += v;
-      values.push_back(out.f.empty() ? 0 : sum / static_cast<double>(out.f.size()));
+    for (size_t s = 0; s < n; ++s) {
+      const Tensor& out = run.first_outputs[s];
+      const double v = PredictionValue(out.f.data(), out.size());
+      if (std::isnan(v)) {
+        return absl::InvalidArgumentError(absl::StrCat("the output is not a number on sample ", s));
+      }
+      values.push_back(v);
     }
     const std::vector<double> edges = DecileEdges(values);
     stats.mutable_prediction_edges()->Add(edges.begin(), edges.end());

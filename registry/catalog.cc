@@ -113,6 +113,8 @@ absl::StatusOr<VersionSource> Registry::FindVersion(store::Reader& db, int64_t m
   source.version = version;
   source.onnx_digest = row.Text("onnx_digest");
   source.validation_digest = details.validation_digest();
+  source.monitored_features.assign(details.monitored_features().begin(),
+                                   details.monitored_features().end());
   v1::VersionStatus_Parse(row.Text("status"), &source.status);
   return source;
 }
@@ -177,6 +179,9 @@ absl::StatusOr<ArtifactOutcome> Registry::RecordArtifact(store::Transaction& tx,
                   a.manifest, a.signature, a.validation, a.compile_seconds, a.created_at_ms,
                   a.reason})
           .status());
+  if (a.reference.has_value()) {
+    RETURN_IF_ERROR(SetReference(tx, a.model_id, a.version, *a.reference, a.created_at_ms).status());
+  }
   ASSIGN_OR_RETURN(Rows status,
                    tx.Query("SELECT status FROM model_versions WHERE model_id = $1 AND "
                             "version = $2",
@@ -195,6 +200,32 @@ absl::StatusOr<ArtifactOutcome> Registry::RecordArtifact(store::Transaction& tx,
   ASSIGN_OR_RETURN(std::string model, ModelName(tx, a.model_id));
   RETURN_IF_ERROR(AppendEvent(tx, "version.ready", model, a.version, "", "ci", a.created_at_ms));
   return ArtifactOutcome::kVersionReady;
+}
+
+absl::StatusOr<std::optional<v1::ReferenceStatistics>> Registry::Reference(store::Reader& db,
+                                                                           int64_t model_id,
+                                                                           int64_t version) {
+  ASSIGN_OR_RETURN(Rows rows, db.Query("SELECT reference FROM version_references WHERE "
+                                       "model_id = $1 AND version = $2",
+                                       {model_id, version}));
+  if (rows.empty()) return std::nullopt;
+  v1::ReferenceStatistics reference;
+  RETURN_IF_ERROR(ParseProtoJson(rows[0].Text("reference"), &reference,
+                                 /*ignore_unknown_fields=*/true));
+  return reference;
+}
+
+absl::StatusOr<bool> Registry::SetReference(store::Transaction& tx, int64_t model_id,
+                                            int64_t version,
+                                            const v1::ReferenceStatistics& reference,
+                                            int64_t at_ms) {
+  ASSIGN_OR_RETURN(
+      int64_t inserted,
+      tx.Execute("INSERT INTO version_references (model_id, version, source, reference, "
+                 "created_at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                 {model_id, version, v1::ReferenceStatistics::Source_Name(reference.source()),
+                  PrintProtoJson(reference), at_ms}));
+  return inserted == 1;
 }
 
 absl::StatusOr<bool> Registry::MarkFailed(store::Transaction& tx, int64_t model_id,

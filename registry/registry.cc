@@ -4,6 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/monitored_feature.h"
 #include "common/names.h"
 #include "common/paging.h"
 #include "common/proto_json.h"
@@ -63,6 +64,35 @@ absl::Status ValidateVersionRequest(const v1::CreateVersionRequest& r) {
   if (lineage.source().size() > 4096)
     return absl::InvalidArgumentError("lineage.source is too long (4096)");
   return absl::OkStatus();
+}
+
+// The push's features, checked against the model's inputs, or the defaults for its float
+// inputs (the only ones devices compute features of), on the shapes modules are built for.
+absl::StatusOr<google::protobuf::RepeatedPtrField<v1::MonitoredFeature>> MonitoredFeatures(
+    const v1::CreateVersionRequest& request, const OnnxSummary& summary) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> inputs;
+  for (const v1::TensorSpec& spec : summary.inputs) {
+    if (spec.dtype() != "float32") continue;
+    std::vector<int64_t> shape(spec.shape().begin(), spec.shape().end());
+    // A symbolic first dimension is the batch, which modules are compiled for as 1.
+    if (!shape.empty() && shape[0] < 0) shape[0] = 1;
+    inputs.emplace_back(spec.name(), std::move(shape));
+  }
+  std::vector<v1::MonitoredFeature> features;
+  for (const v1::MonitoredFeature& f : request.monitored_features()) {
+    // A feature may be given by its name alone ("input.mean", "input[3]").
+    if (f.kind() == v1::MonitoredFeature::KIND_UNSPECIFIED) {
+      ASSIGN_OR_RETURN(features.emplace_back(), ParseMonitoredFeature(f.name()));
+    } else {
+      features.push_back(f);
+    }
+  }
+  if (features.empty()) {
+    features = DefaultMonitoredFeatures(inputs);
+  } else {
+    RETURN_IF_ERROR(CheckMonitoredFeatures(features, inputs));
+  }
+  return google::protobuf::RepeatedPtrField<v1::MonitoredFeature>(features.begin(), features.end());
 }
 
 constexpr char kVersionColumns[] =
@@ -214,6 +244,7 @@ absl::StatusOr<v1::ModelVersion> Registry::CreateVersion(const v1::CreateVersion
   for (auto& spec : summary.outputs) *details.add_outputs() = spec;
   details.set_opset(summary.opset);
   details.set_producer(summary.producer);
+  ASSIGN_OR_RETURN(*details.mutable_monitored_features(), MonitoredFeatures(request, summary));
   const std::string details_json = PrintProtoJson(details);
   const int64_t now = absl::ToUnixMillis(options_.clock->Now());
   const int64_t onnx_size = (*onnx)->size();
@@ -268,7 +299,7 @@ absl::StatusOr<v1::ModelVersion> Registry::GetVersion(const v1::GetVersionReques
   }
   ASSIGN_OR_RETURN(Rows rows,
                    options_.database->Query(
-                       absl::StrCat("SELECT ", kVersionColumns,
+                       absl::StrCat("SELECT v.model_id, ", kVersionColumns,
                                     " FROM model_versions v JOIN models m ON "
                                     "m.id = v.model_id WHERE m.name = $1 AND v.version = $2"),
                        {request.model(), number}));
@@ -279,7 +310,10 @@ absl::StatusOr<v1::ModelVersion> Registry::GetVersion(const v1::GetVersionReques
     return absl::NotFoundError(
         absl::StrCat("model \"", request.model(), "\" has no version ", number));
   }
-  return VersionFromRow(request.model(), rows[0]);
+  ASSIGN_OR_RETURN(v1::ModelVersion version, VersionFromRow(request.model(), rows[0]));
+  ASSIGN_OR_RETURN(auto reference, Reference(*options_.database, rows[0].Int("model_id"), number));
+  if (reference.has_value()) *version.mutable_reference() = *std::move(reference);
+  return version;
 }
 
 absl::StatusOr<v1::ListVersionsResponse> Registry::ListVersions(

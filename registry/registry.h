@@ -53,6 +53,10 @@ struct ArtifactRecord {
   double compile_seconds = 0;
   int64_t created_at_ms = 0;
   std::string reason;  // why it was built for this class
+  /// The version's reference statistics the compile computed from its validation set; the
+  /// first artifact that brings one sets the version's reference (every class computes the
+  /// same, on the reference interpreter).
+  std::optional<v1::ReferenceStatistics> reference;
 };
 
 /// What the CI stage needs to build a version.
@@ -62,6 +66,8 @@ struct VersionSource {
   int64_t version = 0;
   std::string onnx_digest;
   std::string validation_digest;  // empty: validated on generated inputs
+  /// Empty for versions pushed before features were recorded: the compiler's defaults.
+  std::vector<v1::MonitoredFeature> monitored_features;
   v1::VersionStatus status = v1::VERSION_STATUS_UNSPECIFIED;
 };
 
@@ -148,6 +154,17 @@ class Registry {
                                                                int64_t version);
   /// True when `digest` is a module built for some version (what devices may fetch).
   static absl::StatusOr<bool> IsModule(store::Reader& db, const std::string& digest);
+
+  /// The version's reference statistics; nullopt until it has one.
+  static absl::StatusOr<std::optional<v1::ReferenceStatistics>> Reference(store::Reader& db,
+                                                                          int64_t model_id,
+                                                                          int64_t version);
+  /// Sets the version's reference unless it has one already (a reference never changes once
+  /// devices are compared with it); returns whether it was set.
+  static absl::StatusOr<bool> SetReference(store::Transaction& tx, int64_t model_id,
+                                           int64_t version,
+                                           const v1::ReferenceStatistics& reference,
+                                           int64_t at_ms);
 
   /// The CI stage planned the version's builds: REGISTERED → COMPILING.
   static absl::Status MarkCompiling(store::Transaction& tx, int64_t model_id, int64_t version);

@@ -1,5 +1,4 @@
 #include "registry/registry.h"
-#include "registry/schema.h"
 
 #include <filesystem>
 #include <set>
@@ -9,9 +8,11 @@
 #include "absl/strings/str_cat.h"
 #include "common/random.h"
 #include "common/sha256.h"
+#include "common/status.h"
 #include "common/testing/fake_clock.h"
-#include "gtest/gtest.h"
 #include "compiler/testing/onnx_models.h"
+#include "gtest/gtest.h"
+#include "registry/schema.h"
 #include "store/testing/test_database.h"
 
 namespace edgeloop::registry {
@@ -25,7 +26,8 @@ class RegistryTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     dir_ = absl::StrCat(::testing::TempDir(), "edgeloop-registry-", RandomHex(6));
     fs::create_directories(dir_);
-    auto db = store::testing::OpenTestDatabase(GetParam(), dir_, {&Migrations(), &store::BlobMigrations()});
+    auto db = store::testing::OpenTestDatabase(GetParam(), dir_,
+                                               {&Migrations(), &store::BlobMigrations()});
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db);
     store::BlobStoreOptions blob_options;
@@ -155,6 +157,75 @@ TEST_P(RegistryTest, PushRecordsSignatureFromTheOnnxGraph) {
   EXPECT_EQ(again->SerializeAsString(), version->SerializeAsString());
 }
 
+TEST_P(RegistryTest, TheFirstReferenceRecordedIsTheVersionsForGood) {
+  ASSERT_TRUE(CreateModel("mlp").ok());
+  auto version = Push("mlp", Upload(compiler::testing::MlpOnnx(3, 4, 2)));
+  ASSERT_TRUE(version.ok()) << version.status();
+  // Three inputs: each element is monitored by default (the batch dimension counts as 1).
+  ASSERT_EQ(version->monitored_features_size(), 3);
+  EXPECT_EQ(version->monitored_features(2).name(), "input[2]");
+  EXPECT_FALSE(version->has_reference());
+  auto model_id = Registry::FindModelId(*db_, "mlp");
+  ASSERT_TRUE(model_id.ok() && model_id->has_value());
+
+  auto record = [&](const std::string& target, int64_t samples) {
+    ArtifactRecord artifact;
+    artifact.model_id = **model_id;
+    artifact.version = 1;
+    artifact.target = target;
+    artifact.module_digest = DigestFromHex(Sha256Hex(target));
+    artifact.reference.emplace();
+    artifact.reference->set_source(v1::ReferenceStatistics::VALIDATION_SET);
+    artifact.reference->set_samples(samples);
+    return store::RunInTransaction(*db_, [&](store::Transaction& tx) {
+      return Registry::RecordArtifact(tx, artifact, false).status();
+    });
+  };
+  ASSERT_TRUE(record("x86_64-v2", 8).ok());
+  ASSERT_TRUE(record("aarch64-v8", 9).ok());
+  v1::GetVersionRequest get;
+  get.set_model("mlp");
+  get.set_version(1);
+  auto got = registry_->GetVersion(get);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->reference().samples(), 8);
+  v1::ReferenceStatistics later;
+  later.set_source(v1::ReferenceStatistics::FIRST_WINDOWS);
+  bool set = true;
+  ASSERT_TRUE(store::RunInTransaction(*db_, [&](store::Transaction& tx) -> absl::Status {
+                ASSIGN_OR_RETURN(set, Registry::SetReference(tx, **model_id, 1, later, 0));
+                return absl::OkStatus();
+              }).ok());
+  EXPECT_FALSE(set);
+  EXPECT_EQ(registry_->GetVersion(get)->reference().source(),
+            v1::ReferenceStatistics::VALIDATION_SET);
+}
+
+TEST_P(RegistryTest, MonitoredFeaturesChosenAtPushAreChecked) {
+  ASSERT_TRUE(CreateModel("mlp").ok());
+  const std::string digest = Upload(compiler::testing::MlpOnnx(3, 4, 2));
+  v1::CreateVersionRequest r;
+  r.set_model("mlp");
+  r.set_onnx_digest(digest);
+  r.add_monitored_features()->set_name("input.max");
+  r.add_monitored_features()->set_name("input[1]");
+  auto version = registry_->CreateVersion(r, "alice");
+  ASSERT_TRUE(version.ok()) << version.status();
+  ASSERT_EQ(version->monitored_features_size(), 2);
+  EXPECT_EQ(version->monitored_features(0).kind(), v1::MonitoredFeature::MAX);
+  EXPECT_EQ(version->monitored_features(1).index(), 1);
+  for (const char* bad : {"input[3]", "other.mean", "input.median"}) {
+    r.clear_monitored_features();
+    r.add_monitored_features()->set_name(bad);
+    EXPECT_EQ(registry_->CreateVersion(r, "alice").status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  v1::ListVersionsRequest list;
+  list.set_model("mlp");
+  EXPECT_EQ(registry_->ListVersions(list)->versions_size(), 1);  // the refused left nothing
+}
+
 TEST_P(RegistryTest, BadInputIsRefusedAndRecordsNothing) {
   ASSERT_TRUE(CreateModel("m").ok());
   auto not_onnx = Push("m", Upload("this is a text file, not a model"));
@@ -199,7 +270,8 @@ TEST_P(RegistryTest, HostileModelsAreRefusedAtPush) {
     const char* says;
   };
   const std::vector<Case> cases = {
-      {"a name with a newline", compiler::testing::ReluOnnxWithInputName("in\nput"), "control character"},
+      {"a name with a newline", compiler::testing::ReluOnnxWithInputName("in\nput"),
+       "control character"},
       {"a name that is not UTF-8", compiler::testing::ReluOnnxWithInputName("in\xffput"),
        "not valid UTF-8"},
       {"a name of 5000 bytes", compiler::testing::ReluOnnxWithInputName(std::string(5000, 'n')),

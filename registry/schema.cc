@@ -85,6 +85,18 @@ ALTER TABLE artifacts ADD COLUMN reason TEXT NOT NULL DEFAULT '';
       {7, "artifacts_by_module", R"sql(
 CREATE INDEX artifacts_by_module ON artifacts (module_digest);
 )sql"},
+      // One reference per version (ReferenceStatistics as proto3 JSON), the first recorded.
+      {10, "version_references", R"sql(
+CREATE TABLE version_references (
+  model_id BIGINT NOT NULL,
+  version BIGINT NOT NULL,
+  source TEXT NOT NULL,
+  reference TEXT NOT NULL,
+  created_at_ms BIGINT NOT NULL,
+  PRIMARY KEY (model_id, version),
+  FOREIGN KEY (model_id, version) REFERENCES model_versions(model_id, version)
+);
+)sql"},
                  }};
   return *migrations;
 }

@@ -8,6 +8,7 @@
 
 #include <fstream>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -34,10 +35,11 @@ class CiTest : public ServerTest {
 
   // Pushes bytes (and a validation set, if any) as the next version of `model`; its number.
   int64_t Push(const std::string& model, const std::string& onnx,
-               const std::string& validation_set = "") {
+               const std::string& validation_set = "", const std::string& more_fields = "") {
     std::string request = absl::StrCat(R"({"onnxDigest":")", Upload(onnx), "\"");
     if (!validation_set.empty())
       absl::StrAppend(&request, R"(,"validationDigest":")", Upload(validation_set), "\"");
+    if (!more_fields.empty()) absl::StrAppend(&request, ",", more_fields);
     HttpResponse version =
         Call("POST", absl::StrCat("/v1/models/", model, "/versions"), request + "}");
     v1::ModelVersion v;
@@ -200,11 +202,59 @@ TEST_P(CiTest, ModulesAreValidatedOnTheVersionsValidationSet) {
     EXPECT_TRUE(absl::StrContains(a.validation(), "\"accuracy\":")) << a.validation();
     EXPECT_TRUE(absl::StrContains(a.validation(), "\"referenceAccuracy\":")) << a.validation();
   }
+  // The version's reference statistics came from the same set: every input element of the
+  // 4-input model is monitored by default.
+  const v1::ReferenceStatistics& reference = settled.reference();
+  EXPECT_EQ(reference.source(), v1::ReferenceStatistics::VALIDATION_SET);
+  EXPECT_EQ(reference.samples(), 8);
+  ASSERT_EQ(reference.features_size(), 4);
+  ASSERT_EQ(settled.monitored_features_size(), 4);
+  EXPECT_EQ(reference.features(0).feature().name(), "input[0]");
+  // input[0] of the eight samples is (4s mod 5) * 0.3 - 0.6 for s = 0..7.
+  EXPECT_NEAR(reference.features(0).edges(0), -0.6, 1e-6);
+  EXPECT_NEAR(reference.features(0).edges(10), 0.6, 1e-6);
+  for (const auto& feature : reference.features()) {
+    EXPECT_EQ(absl::c_accumulate(feature.counts(), int64_t{0}), 8) << feature.feature().name();
+  }
+  EXPECT_TRUE(reference.classifier());
+  EXPECT_EQ(absl::c_accumulate(reference.class_counts(), int64_t{0}), 8);
+  EXPECT_EQ(absl::c_accumulate(reference.confidence_counts(), int64_t{0}), 8);
+  EXPECT_EQ(reference.labelled(), 8);
+  EXPECT_TRUE(absl::StrContains(
+      artifacts.artifacts(0).validation(),
+      absl::StrCat("\"referenceAccuracy\":", reference.correct() / 8.0)))
+      << artifacts.artifacts(0).validation() << " vs " << reference.correct();
+
+  // The features can be chosen at push, by name.
+  const int64_t chosen = Push("scored", compiler::testing::MlpOnnx(4, 6, 2, 4), set,
+                              R"("monitoredFeatures":[{"name":"input.mean"},{"name":"input[2]"}])");
+  settled = WaitSettled("scored", chosen);
+  ASSERT_EQ(settled.status(), v1::READY) << settled.status_message();
+  ASSERT_EQ(settled.reference().features_size(), 2);
+  EXPECT_EQ(settled.reference().features(0).feature().kind(), v1::MonitoredFeature::MEAN);
+  EXPECT_EQ(settled.reference().features(1).feature().name(), "input[2]");
+  HttpResponse refused = Call("POST", "/v1/models/scored/versions",
+                              absl::StrCat(R"({"onnxDigest":")", Upload(compiler::testing::MlpOnnx(4, 6, 2, 5)),
+                                           R"(","monitoredFeatures":[{"name":"input[4]"}]})"));
+  EXPECT_EQ(refused.status, 400);
+  EXPECT_TRUE(absl::StrContains(refused.body, "the input has 4 elements")) << refused.body;
+  // A version without a set has no reference until its devices send windows.
+  const int64_t unset = Push("scored", compiler::testing::MlpOnnx(4, 6, 2, 6));
+  settled = WaitSettled("scored", unset);
+  ASSERT_EQ(settled.status(), v1::READY) << settled.status_message();
+  EXPECT_FALSE(settled.has_reference());
+
   CommandResult cli = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(),
                                   "--token-file", options_.data_dir + "/admin.token", "model",
                                   "artifacts", "scored", std::to_string(version)});
   EXPECT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_TRUE(absl::StrContains(cli.out, "set 8, acc ")) << cli.out;
+  CommandResult shown = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(),
+                                    "--token-file", options_.data_dir + "/admin.token", "model",
+                                    "show", "scored", std::to_string(version)});
+  EXPECT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_TRUE(absl::StrContains(shown.out, "validation set, 8 samples, accuracy ")) << shown.out;
+  EXPECT_TRUE(absl::StrContains(shown.out, "input[0] input[1] input[2] input[3]")) << shown.out;
 
   // A set that does not fit the model fails the version with the reason, and nothing else.
   const std::string wrong =
