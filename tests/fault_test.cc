@@ -143,7 +143,8 @@ TEST(DatabaseFaultTest, LostPostgresConnectionRecovers) {
   auto url = (*cluster)->CreateDatabase("lost");
   ASSERT_TRUE(url.ok());
   ServerProcess::Options options;
-  options.data_dir = NewTempDir("edgeloop-lostdb");
+  TempDir temp("edgeloop-lostdb");
+  options.data_dir = temp.path();
   options.db = *url;
   ServerProcess server(options);
   ASSERT_TRUE(server.Start().ok());
@@ -170,13 +171,13 @@ TEST(DatabaseFaultTest, LostPostgresConnectionRecovers) {
   }
   EXPECT_EQ(client.Get("/v1/models/during", auth)->status, 404);
   EXPECT_EQ(client.Request("POST", "/v1/models", R"({"name":"after"})", auth)->status, 201);
-  std::filesystem::remove_all(options.data_dir);
 }
 
 // Blobs on a full file system: the upload fails with a clear 503, its partial file is removed
 // and the server keeps serving; smaller uploads succeed once there is room.
 TEST(DiskFaultTest, FullDiskRefusesUploadAndRecovers) {
-  const std::string dir = NewTempDir("edgeloop-fulldisk");
+  TempDir temp("edgeloop-fulldisk");
+  const std::string dir = temp.path();
   const std::string mount_point = dir + "/small";
   std::filesystem::create_directories(mount_point);
   if (RunCommand({"/bin/mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mount_point}).exit_code !=
@@ -207,7 +208,6 @@ TEST(DiskFaultTest, FullDiskRefusesUploadAndRecovers) {
     EXPECT_EQ(small->status, 201) << small->body;
   }
   RunCommand({"/bin/umount", mount_point});
-  std::filesystem::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, FaultTest, ::testing::Values("sqlite", "postgres"),

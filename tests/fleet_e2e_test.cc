@@ -374,7 +374,8 @@ INSTANTIATE_TEST_SUITE_P(Storage, FleetTest, ::testing::Values("sqlite", "postgr
 // certificate's end. The agent's own metrics say so, in a form promtool accepts.
 TEST(FleetCertificateTest, AgentRenewsItsCertificateAndReportsMetrics) {
   ServerProcess::Options options;
-  options.data_dir = NewTempDir("edgeloop-renew");
+  TempDir temp("edgeloop-renew");
+  options.data_dir = temp.path();
   options.extra_flags = {"--sync-interval-seconds", "1", "--device-cert-validity", "6s"};
   ServerProcess server(options);
   ASSERT_TRUE(server.Start().ok());
@@ -424,7 +425,6 @@ TEST(FleetCertificateTest, AgentRenewsItsCertificateAndReportsMetrics) {
   CommandResult check = RunCommand(
       {"/bin/sh", "-c", "promtool check metrics < " + options.data_dir + "/agent-metrics.txt"});
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
-  std::filesystem::remove_all(options.data_dir);
 }
 
 std::string CreateToken(const ServerProcess& server, const std::string& body) {
@@ -448,7 +448,8 @@ v1::ListDevicesResponse ListDevices(const ServerProcess& server) {
 // The agent retries with the same key and serial and gets that same device, not "used up".
 TEST(FleetEnrollmentTest, AnEnrollWhoseAnswerIsLostSucceedsOnRetry) {
   ServerProcess::Options options;
-  options.data_dir = NewTempDir("edgeloop-lost-answer");
+  TempDir temp("edgeloop-lost-answer");
+  options.data_dir = temp.path();
   options.device_listen = absl::StrCat("127.0.0.1:", PickFreePort());
   ServerProcess::Options crashing = options;
   crashing.env = {{"EDGELOOP_FAILPOINT", "fleet.enrolled"}};
@@ -471,7 +472,6 @@ TEST(FleetEnrollmentTest, AnEnrollWhoseAnswerIsLostSucceedsOnRetry) {
   ASSERT_EQ(devices.devices_size(), 1);
   EXPECT_EQ(devices.devices(0).id(), agent.device_id());
   EXPECT_TRUE(absl::StrContains(agent.log(), "enrollment failed, retrying")) << agent.log();
-  std::filesystem::remove_all(options.data_dir);
 }
 
 // A device offline past its certificate's end comes back with a new token as the same device:
@@ -479,7 +479,8 @@ TEST(FleetEnrollmentTest, AnEnrollWhoseAnswerIsLostSucceedsOnRetry) {
 // running (and says why it cannot sync) rather than exiting.
 TEST(FleetEnrollmentTest, AnExpiredDeviceReEnrollsAsItselfWithANewToken) {
   ServerProcess::Options options;
-  options.data_dir = NewTempDir("edgeloop-reenroll");
+  TempDir temp("edgeloop-reenroll");
+  options.data_dir = temp.path();
   options.extra_flags = {"--sync-interval-seconds", "1", "--device-cert-validity", "3s"};
   ServerProcess server(options);
   ASSERT_TRUE(server.Start().ok());
@@ -527,14 +528,14 @@ TEST(FleetEnrollmentTest, AnExpiredDeviceReEnrollsAsItselfWithANewToken) {
            absl::ToUnixSeconds(reenrolled);
   })) << agent->log();
   agent.reset();
-  std::filesystem::remove_all(options.data_dir);
 }
 
 // The server goes away and comes back (same address): agents keep running, back off, and
 // resume syncing without enrolling again; nothing is lost.
 TEST(FleetOutageTest, AgentsRideOutAServerOutage) {
   ServerProcess::Options options;
-  options.data_dir = NewTempDir("edgeloop-outage");
+  TempDir temp("edgeloop-outage");
+  options.data_dir = temp.path();
   options.device_listen = absl::StrCat("127.0.0.1:", PickFreePort());
   options.extra_flags = {"--sync-interval-seconds", "1"};
   auto server = std::make_unique<ServerProcess>(options);
@@ -575,7 +576,6 @@ TEST(FleetOutageTest, AgentsRideOutAServerOutage) {
   for (const auto& d : devices.devices()) EXPECT_TRUE(d.online());
   agents.clear();
   server.reset();
-  std::filesystem::remove_all(options.data_dir);
 }
 
 }  // namespace

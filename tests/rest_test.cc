@@ -360,7 +360,8 @@ TEST_P(RestTest, ConcurrentPushesGetDistinctVersions) {
 
 TEST(AdminTokenTest, BootstrapFileIsPrivateAndEnvironmentTokenWorks) {
   ServerProcess::Options options;
-  options.data_dir = NewTempDir("edgeloop-admin");
+  TempDir temp("edgeloop-admin");
+  options.data_dir = temp.path();
   {
     ServerProcess server(options);
     ASSERT_TRUE(server.Start().ok());
@@ -377,9 +378,9 @@ TEST(AdminTokenTest, BootstrapFileIsPrivateAndEnvironmentTokenWorks) {
                   ->status,
               200);
   }
-  std::filesystem::remove_all(options.data_dir);
 
-  options.data_dir = NewTempDir("edgeloop-admin-env");
+  TempDir temp_env("edgeloop-admin-env");
+  options.data_dir = temp_env.path();
   options.env["EDGELOOP_ADMIN_TOKEN"] = "operator-chosen-secret-0123456789";
   ServerProcess server(options);
   ASSERT_TRUE(server.Start().ok());
@@ -393,14 +394,14 @@ TEST(AdminTokenTest, BootstrapFileIsPrivateAndEnvironmentTokenWorks) {
       client.Get("/v1/tokens", {{"Authorization", Bearer("operator-chosen-secret-0123456780")}})
           ->status,
       401);
-  std::filesystem::remove_all(options.data_dir);
 }
 
 // A 1 GiB upload streams to disk: the server's peak resident memory stays far below the
 // upload's size.
 TEST(LargeUploadTest, OneGibibyteStreamsWithBoundedMemory) {
   ServerProcess::Options options;
-  options.data_dir = NewTempDir("edgeloop-large");
+  TempDir temp("edgeloop-large");
+  options.data_dir = temp.path();
   ServerProcess server(options);
   ASSERT_TRUE(server.Start().ok());
   constexpr int64_t kBytes = int64_t{1} << 30;
@@ -424,7 +425,6 @@ TEST(LargeUploadTest, OneGibibyteStreamsWithBoundedMemory) {
   EXPECT_EQ(tail->status, 206);
   EXPECT_EQ(tail->headers["content-range"],
             absl::StrCat("bytes ", kBytes - 4, "-", kBytes - 1, "/", kBytes));
-  std::filesystem::remove_all(options.data_dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, RestTest, ::testing::Values("sqlite", "postgres"),

@@ -63,6 +63,11 @@ std::string NewTempDir(const std::string& prefix) {
   return dir;
 }
 
+TempDir::~TempDir() {
+  std::error_code ignored;  // a test that failed halfway may leave it partly removed already
+  fs::remove_all(path_, ignored);
+}
+
 bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {

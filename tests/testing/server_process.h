@@ -116,6 +116,20 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
 /// A fresh temporary directory.
 std::string NewTempDir(const std::string& prefix);
 
+/// A fresh temporary directory removed when it goes out of scope. Declare it before the
+/// processes that write into it, so they have stopped (and written their last file) when it goes.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix) : path_(NewTempDir(prefix)) {}
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 /// Polls `condition` until it holds (true) or `timeout` passes (false): how a test waits on
 /// another process, which it cannot be told about.
 bool Eventually(const std::function<bool()>& condition, absl::Duration timeout = absl::Seconds(20));
