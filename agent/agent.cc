@@ -33,6 +33,8 @@ Agent::Agent(const AgentOptions& options)
 Agent::~Agent() {
   Stop();
   if (watch_thread_.joinable()) watch_thread_.join();
+  if (telemetry_thread_.joinable()) telemetry_thread_.join();
+  if (telemetry_) telemetry_->CloseAll();  // what the open windows counted is kept
 }
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options) {
@@ -63,10 +65,19 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
           self->sync_requested_ = true;
           self->wake_.notify_all();
         });
+    ASSIGN_OR_RETURN(agent->telemetry_,
+                     DeviceTelemetry::Open({.state_dir = options.state_dir,
+                                            .spool_bytes = options.telemetry_spool_kb << 10,
+                                            .clock = options.clock}));
+    agent->host_.SetLabelCallback([self](uint64_t counters, int64_t predicted, int64_t label,
+                                         absl::Time at) {
+      self->telemetry_->Label(counters, predicted, label, at);
+    });
     if (absl::Status restored = agent->modules_->Restore(); !restored.ok()) {
       Log(LogLevel::kWarning, "some modules were not restored; the next sync brings them back",
           {{"error", restored.ToString()}});
     }
+    agent->telemetry_->Attach(agent->host_);
     // Resume from the desired state recorded, so a restart does not look like a change.
     agent->desired_generation_ = agent->modules_->RecordedGeneration();
     Agent* raw = agent.get();
@@ -149,6 +160,8 @@ absl::StatusOr<bool> Agent::ApplyDesired(const v1::SyncResponse& desired, const 
             return FetchModule(digest, offset, sink);
           })
       .IgnoreError();  // failures are logged and reported per module
+  telemetry_->SetSpecs(checked);
+  telemetry_->Attach(host_);
   v1::DeviceState after;
   modules_->Report(&after);
   return after.SerializeAsString() != before.SerializeAsString();
@@ -292,6 +305,11 @@ absl::Status Agent::Run() {
     ::pthread_setname_np(::pthread_self(), "agent-watch");
     WatchLoop();
   });
+  telemetry_thread_ = std::thread([this] {
+    BackgroundPriority background;
+    ::pthread_setname_np(::pthread_self(), "agent-telemetry");
+    TelemetryLoop();
+  });
   absl::Time sync_at = absl::InfinitePast();  // now
   while (!stopping_) {
     absl::Status status = credentials_.RenewIfDue();
@@ -320,6 +338,19 @@ absl::Status Agent::Run() {
     Wait(&sync_at);
   }
   return absl::OkStatus();
+}
+
+void Agent::TelemetryLoop() {
+  while (!stopping_) {
+    const absl::Time next = telemetry_->CloseDue();
+    // Windows end on whole seconds of the clock; a second's wait bounds how late one closes
+    // (and lets a test's clock move on).
+    const absl::Time wake = std::min(next, options_.clock->Now() + absl::Seconds(1));
+    std::unique_lock lock(mu_);
+    wake_.wait_for(lock, absl::ToChronoNanoseconds(std::max(wake - options_.clock->Now(),
+                                                            absl::Milliseconds(10))),
+                   [this] { return stopping_.load(); });
+  }
 }
 
 void Agent::Stop() {

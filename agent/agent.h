@@ -16,6 +16,7 @@
 #include "agent/agent_metrics.h"
 #include "agent/agent_options.h"
 #include "agent/credentials.h"
+#include "agent/device_telemetry.h"
 #include "agent/local_api.h"
 #include "agent/metrics_endpoint.h"
 #include "agent/model_host.h"
@@ -49,6 +50,8 @@ class Agent {
   /// Installs the state Watch pushed last, if newer; sets `sync_at` to now to report a change.
   absl::Status ApplyPushed(absl::Time* sync_at);
   void WatchLoop();
+  /// Closes telemetry windows as they end (and sends them, when the server is reachable).
+  void TelemetryLoop();
   /// Sleeps until `*until`, a push, a sync request (which moves `*until` to now) or Stop();
   /// false when stopping.
   bool Wait(absl::Time* until);
@@ -72,6 +75,7 @@ class Agent {
   std::unique_ptr<grpc::ClientContext> watch_context_;  // guarded by mu_, for cancellation
   grpc::ClientContext* fetch_context_ = nullptr;        // guarded by mu_, for cancellation
   std::thread watch_thread_;
+  std::thread telemetry_thread_;
 
   v1::HardwareProfile profile_;
   std::string profile_hash_;
@@ -85,6 +89,7 @@ class Agent {
   // Serving: the models, what keeps them in line with the desired state, the local API.
   ModelHost host_;
   std::unique_ptr<ModuleManager> modules_;
+  std::unique_ptr<DeviceTelemetry> telemetry_;
   std::unique_ptr<LocalApi> local_api_;
 };
 

@@ -33,6 +33,9 @@ absl::StatusOr<AgentOptions> ParseAgentOptions(const std::vector<std::string>& a
            "Unix socket of the local inference API (default <state-dir>/agent.sock, mode 0660)");
   f.Int64("max-download-kbps", &o.max_download_kbps,
           "bandwidth cap for module downloads in kbit/s (default 0: none)");
+  f.Int64("telemetry-spool-kb", &o.telemetry_spool_kb,
+          "telemetry windows kept on disk until the server has them; past it the oldest are "
+          "dropped and counted (default 4096)");
   f.Int64("module-cache-mb", &o.module_cache_mb,
           "disk kept for modules besides the active and previous ones (default 512)");
   f.Int64("memory-budget-kb", &o.memory_budget_kb,

@@ -15,19 +15,9 @@
 namespace edgeloop::agent {
 namespace {
 
-constexpr size_t kRememberedPredictions = 65536;
 
 std::string Dims(const int64_t* dims, int rank) {
   return absl::StrCat("[", absl::StrJoin(dims, dims + rank, ", "), "]");
-}
-
-// A request id: unique, not secret. Drawn from a per-thread generator rather than OpenSSL's
-// RAND_bytes, which takes locks OpenSSL shares with the background thread's signature checks
-// (run at idle priority, see thread_priority.h), and costs more.
-std::string RequestId() {
-  thread_local absl::BitGen random;  // seeded from the OS
-  return absl::StrFormat("%016x%08x", absl::Uniform<uint64_t>(random),
-                         absl::Uniform<uint32_t>(random));
 }
 
 void Describe(const elm_tensor& t, lv1::Tensor* out) {
@@ -264,39 +254,34 @@ absl::StatusOr<lv1::PredictResponse> ModelHost::Predict(const lv1::PredictReques
   // which string data and our copies have, so run in place.
   const absl::Time started = absl::Now();
   const absl::Status ran = model->Run(inputs.data(), outputs.data());
-  model->Record(absl::Now() - started, ran.ok());
+  const absl::Time ended = absl::Now();
+  model->Record(ended - started, ran.ok());
+  // What the version's telemetry counts of this call (per-thread counters, no lock).
+  WindowCounters* counters = model->counters();
+  int64_t predicted =
+      counters ? counters->Record(inputs.data(), outputs.data(), ended - started, ran.ok()) : -1;
   if (slot->probation.load(std::memory_order_relaxed)) Watch(*slot, model);
   RETURN_IF_ERROR(ran);
-  response.set_request_id(RequestId());
-  response.set_model_version(model->ref().version());
-  response.set_module_digest(model->ref().digest());
-  if (m.num_outputs > 0) {
+  if (m.num_outputs > 0 && (counters == nullptr || !counters->classifier())) {
     const std::string& data = response.outputs(0).data();
     const float* values = reinterpret_cast<const float*>(data.data());
-    const size_t n = data.size() / 4;
-    Prediction p{request.model(), static_cast<int64_t>(std::max_element(values, values + n) - values)};
-    std::lock_guard lock(feedback_mu_);
-    if (prediction_order_.size() < kRememberedPredictions) {
-      prediction_order_.push_back(response.request_id());
-    } else {
-      predictions_.erase(prediction_order_[prediction_next_]);
-      prediction_order_[prediction_next_] = response.request_id();
-      prediction_next_ = (prediction_next_ + 1) % kRememberedPredictions;
-    }
-    predictions_[response.request_id()] = std::move(p);
+    predicted = std::max_element(values, values + data.size() / 4) - values;
   }
+  response.set_request_id(predictions_.Record({counters ? counters->id() : 0, predicted, ended}));
+  response.set_model_version(model->ref().version());
+  response.set_module_digest(model->ref().digest());
   return response;
 }
 
 absl::StatusOr<lv1::FeedbackResponse> ModelHost::Feedback(const lv1::FeedbackRequest& request) {
-  std::lock_guard lock(feedback_mu_);
-  auto it = predictions_.find(request.request_id());
-  if (it == predictions_.end()) {
+  const std::optional<PredictionLog::Entry> p = predictions_.Find(request.request_id());
+  if (!p.has_value()) {
     return absl::NotFoundError(absl::StrCat("no recent prediction \"",
                                             request.request_id().substr(0, 64), "\""));
   }
+  if (p->counters != 0 && on_label_) on_label_(p->counters, p->predicted, request.label(), p->at);
   lv1::FeedbackResponse response;
-  response.set_correct(it->second.predicted == request.label());
+  response.set_correct(p->predicted == request.label());
   return response;
 }
 

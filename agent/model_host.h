@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/prediction_log.h"
 #include "agent/serving_model.h"
 #include "edgeloop/v1/local.pb.h"
 
@@ -44,6 +44,12 @@ class ModelHost {
   };
   using RollbackCallback = std::function<void(const v1::ModuleRef& refused, const std::string& why)>;
   void SetRollbackPolicy(const RollbackPolicy& policy, RollbackCallback on_rollback);
+
+  /// Where Feedback's labels go: the counters id of the version that predicted, its
+  /// prediction, the label and when it predicted. Set before serving starts.
+  using LabelCallback = std::function<void(uint64_t counters, int64_t predicted, int64_t label,
+                                           absl::Time predicted_at)>;
+  void SetLabelCallback(LabelCallback on_label) { on_label_ = std::move(on_label); }
 
   /// Publishes `model` as its model's active module; the one it replaces becomes previous.
   /// Returns the module that was previous until now, so that the caller chooses where its
@@ -78,7 +84,8 @@ class ModelHost {
   /// Checks the request against the module's signature (count, names, dtype, dims, bytes) and
   /// runs it. NOT_FOUND for a model not served here, INVALID_ARGUMENT naming what does not fit.
   absl::StatusOr<lv1::PredictResponse> Predict(const lv1::PredictRequest& request);
-  /// Records the true label of an earlier prediction (the last 65536 are remembered).
+  /// Records the true label of an earlier prediction (the last 65536 or so are remembered),
+  /// and hands it to the telemetry of the version that made it.
   absl::StatusOr<lv1::FeedbackResponse> Feedback(const lv1::FeedbackRequest& request);
   lv1::ListModelsResponse List() const;
 
@@ -129,16 +136,8 @@ class ModelHost {
   std::map<std::string, std::unique_ptr<Slot>> slots_;
   mutable std::mutex swap_mu_;  // one swap at a time; guards previous
 
-  struct Prediction {
-    std::string model;
-    int64_t predicted = -1;  // arg max of the first output
-  };
-  std::mutex feedback_mu_;
-  // Hashed: one insert and one eviction per call; a std::map of 64 Ki ids showed as ~2% of
-  // all CPU at saturation (string compares) in hotswap_bench's profile.
-  absl::flat_hash_map<std::string, Prediction> predictions_;
-  std::vector<std::string> prediction_order_;  // ring of request ids, oldest evicted
-  size_t prediction_next_ = 0;
+  PredictionLog predictions_;  // for Feedback: per-thread rings, no lock on the call path
+  LabelCallback on_label_;
 };
 
 }  // namespace edgeloop::agent

@@ -20,6 +20,8 @@ namespace {
 v1::ModuleRef Brief(const v1::ModuleRef& ref) {
   v1::ModuleRef brief = ref;
   brief.clear_manifest();
+  brief.clear_monitoring();
+  brief.clear_monitoring_signature();
   brief.clear_signature();
   return brief;
 }

@@ -113,6 +113,12 @@ void ServingModel::Record(absl::Duration run, bool ok) const {
   run_ns_.fetch_add(absl::ToInt64Nanoseconds(run), std::memory_order_relaxed);
 }
 
+void ServingModel::Monitor(std::shared_ptr<WindowCounters> counters) const {
+  std::lock_guard lock(monitor_mu_);
+  counters_.store(counters.get(), std::memory_order_release);
+  monitors_.push_back(std::move(counters));  // a spec changes once or twice per version
+}
+
 ServingModel::Stats ServingModel::stats() const {
   Stats s;
   s.calls = calls_.load(std::memory_order_relaxed);

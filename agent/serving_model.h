@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/module_file.h"
+#include "agent/window_counters.h"
 #include "edgeloop/module_abi.h"
 #include "edgeloop/v1/device.pb.h"
 
@@ -44,6 +45,12 @@ class ServingModel {
   void Record(absl::Duration run, bool ok) const;
   Stats stats() const;
 
+  /// The counters this version's calls add to (null: not monitored). Set from the background
+  /// thread when its monitoring spec arrives or changes; a call reads it with one atomic load.
+  WindowCounters* counters() const { return counters_.load(std::memory_order_acquire); }
+  /// Kept alive with this module, so a call that loaded the old pointer can finish with it.
+  void Monitor(std::shared_ptr<WindowCounters> counters) const;
+
  private:
   ServingModel(void* handle, ModuleFile file, const elm_module* module, v1::ModuleRef ref)
       : handle_(handle), file_(std::move(file)), module_(module), ref_(std::move(ref)) {}
@@ -61,6 +68,9 @@ class ServingModel {
   mutable std::mutex pool_mu_;
   mutable std::vector<Workspace> pool_;
   mutable std::atomic<int64_t> calls_{0}, errors_{0}, run_ns_{0};
+  mutable std::mutex monitor_mu_;
+  mutable std::vector<std::shared_ptr<WindowCounters>> monitors_;  // every one it was given
+  mutable std::atomic<WindowCounters*> counters_{nullptr};
 };
 
 /// Elements of a module tensor.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "edgeloop/v1/telemetry.pb.h"
 
 namespace edgeloop {
@@ -42,6 +43,10 @@ absl::Status CheckMonitoredFeatures(
 /// labelled. INVALID_ARGUMENT saying what is wrong otherwise. A reference comes from a
 /// sandboxed compiler run or from devices, so nothing in it is trusted.
 absl::Status CheckReferenceStatistics(const v1::ReferenceStatistics& reference);
+
+/// OK for 2 to 32 finite, non-decreasing bin edges; INVALID_ARGUMENT starting with `what`.
+absl::Status CheckEdges(const google::protobuf::RepeatedField<double>& edges,
+                        absl::string_view what);
 
 /// The feature's value for one input tensor of `shape` (row-major `data`). NaN when the
 /// feature does not fit the tensor (an index past its end, CHANNEL_MEAN of a tensor that is

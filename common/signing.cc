@@ -120,6 +120,10 @@ std::string SigningKeyRotationStatement(absl::string_view previous_pem, absl::st
                       next_pem);
 }
 
+std::string MonitoringSpecStatement(absl::string_view spec_bytes) {
+  return absl::StrCat("edgeloop monitoring spec v1\n", spec_bytes);
+}
+
 bool VerifySignature(absl::string_view public_key_pem, absl::string_view message, absl::string_view signature_hex) {
   if (signature_hex.size() != 128) return false;
   std::vector<unsigned char> signature(64);

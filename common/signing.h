@@ -32,6 +32,9 @@ std::string SigningKeyStatement(absl::string_view public_key_pem);
 /// What a module signing key signs to hand over to its successor.
 std::string SigningKeyRotationStatement(absl::string_view previous_pem, absl::string_view next_pem);
 
+/// What a module signing key signs to vouch for a serialized MonitoringSpec.
+std::string MonitoringSpecStatement(absl::string_view spec_bytes);
+
 /// True when `signature_hex` is a valid Ed25519 signature of `message` by `public_key_pem`.
 bool VerifySignature(absl::string_view public_key_pem, absl::string_view message, absl::string_view signature_hex);
 

@@ -189,6 +189,7 @@ absl::StatusOr<std::vector<v1::ModuleRef>> Assignments::DesiredFor(
     ref.set_size(best->module_size);
     ref.set_manifest(best->manifest);
     ref.set_signature(best->signature);
+    if (monitoring_) RETURN_IF_ERROR(monitoring_(model_id, ref));
     desired.push_back(std::move(ref));
   }
   return desired;

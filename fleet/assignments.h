@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,10 @@
 
 namespace edgeloop::fleet {
 
+/// What a device should monitor of a model version: fills ModuleRef.monitoring and
+/// monitoring_signature (the telemetry component provides it; unset, nothing is monitored).
+using MonitoringLookup = std::function<absl::Status(int64_t model_id, v1::ModuleRef& ref)>;
+
 /// Direct assignments — the simplest rollout: an operator pins a model version (or an alias)
 /// for one device or for the devices a selector matches — and what they resolve to for a
 /// device. Assignments are append-only: for each model, a device runs the newest assignment
@@ -23,8 +28,8 @@ namespace edgeloop::fleet {
 /// generation that devices watch. Thread-safe.
 class Assignments {
  public:
-  Assignments(store::Database* database, const Clock* clock)
-      : database_(database), clock_(clock) {}
+  Assignments(store::Database* database, const Clock* clock, MonitoringLookup monitoring = nullptr)
+      : database_(database), clock_(clock), monitoring_(std::move(monitoring)) {}
 
   /// Records an assignment. INVALID_ARGUMENT unless exactly one of selector/device and one of
   /// version/alias is given and the selector parses; NOT_FOUND for an unknown model, version,
@@ -60,6 +65,7 @@ class Assignments {
  private:
   store::Database* database_;
   const Clock* clock_;
+  MonitoringLookup monitoring_;
 };
 
 }  // namespace edgeloop::fleet

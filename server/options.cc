@@ -24,6 +24,8 @@ void Register(FlagSet& f, ServerOptions& o) {
   f.String(
       "device-hostnames", &o.device_hostnames,
       "names and addresses agents dial, put in the TLS certificate (default localhost,127.0.0.1)");
+  f.Int("telemetry-window-seconds", &o.telemetry_window_seconds,
+        "devices summarise what their models see in windows this long (default 60)");
   f.Int("sync-interval-seconds", &o.sync_interval_seconds,
         "base interval between device syncs (default 30; jittered, longer under load)");
   f.Int("sync-capacity-per-second", &o.sync_capacity_per_second,

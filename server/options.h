@@ -20,6 +20,7 @@ struct ServerOptions {
   /// Names and addresses agents use to reach --device-listen; the TLS certificate covers them.
   std::string device_hostnames = "localhost,127.0.0.1";
   int sync_interval_seconds = 30;
+  int telemetry_window_seconds = 60;  // how often devices close a telemetry window
   int sync_capacity_per_second = 500;
   absl::Duration device_cert_validity = absl::Hours(24 * 30);
   int offline_after_seconds = 90;

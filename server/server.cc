@@ -30,6 +30,7 @@
 #include "server/module_signing_key.h"
 #include "server/rest/http_server.h"
 #include "server/rest/routes.h"
+#include "telemetry/monitoring_specs.h"
 #include "store/blob_store.h"
 #include "store/database.h"
 #include "store/migrations.h"
@@ -46,6 +47,7 @@ struct Server::Impl {
   crypto::ServerIdentity device_identity;
   std::unique_ptr<fleet::EnrollmentTokens> enrollment_tokens;
   std::unique_ptr<fleet::SyncPacer> pacer;
+  std::unique_ptr<telemetry::MonitoringSpecs> monitoring;
   std::unique_ptr<fleet::Assignments> assignments;
   std::unique_ptr<fleet::DeviceRegistry> devices;
   std::unique_ptr<ServerMetrics> metrics;
@@ -131,7 +133,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
                    LoadModuleSigningKey(options.data_dir, *s->ca, *s->db,
                                         options.rotate_signing_key));
   s->signer = std::move(signing.signer);
-  s->assignments = std::make_unique<fleet::Assignments>(s->db.get(), SystemClock::Get());
+  s->monitoring = std::make_unique<telemetry::MonitoringSpecs>(telemetry::MonitoringOptions{
+      .database = s->db.get(),
+      .clock = SystemClock::Get(),
+      .signer = s->signer.get(),
+      .window = absl::Seconds(std::max(1, options.telemetry_window_seconds))});
+  s->assignments = std::make_unique<fleet::Assignments>(
+      s->db.get(), SystemClock::Get(), [monitoring = s->monitoring.get()](int64_t model_id, v1::ModuleRef& ref) -> absl::Status {
+        ASSIGN_OR_RETURN(auto spec, monitoring->For(model_id, ref.model(), ref.version()));
+        if (spec.has_value()) {
+          ref.set_monitoring(std::move(spec->bytes));
+          ref.set_monitoring_signature(std::move(spec->signature));
+        }
+        return absl::OkStatus();
+      });
   s->devices = std::make_unique<fleet::DeviceRegistry>(
       fleet::DeviceRegistryOptions{.database = s->db.get(),
                                    .ca = s->ca.get(),

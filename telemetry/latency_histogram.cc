@@ -6,12 +6,6 @@
 
 namespace edgeloop::telemetry {
 
-size_t LatencyBucket(double microseconds) {
-  return static_cast<size_t>(
-      std::lower_bound(kLatencyBoundsUs.begin(), kLatencyBoundsUs.end(), microseconds) -
-      kLatencyBoundsUs.begin());
-}
-
 absl::StatusOr<double> LatencyQuantile(const std::vector<int64_t>& counts, double q) {
   if (counts.size() != kLatencyBuckets) {
     return absl::InvalidArgumentError(absl::StrCat("a latency histogram has ", kLatencyBuckets,

@@ -1,24 +1,14 @@
 #pragma once
 
-// Latency as devices report it: counts in fixed, log-spaced buckets that every agent and the
-// server share, so windows from any device merge by adding counts.
-#include <array>
+// Latency quantiles from the counts devices report on the shared buckets
+// (common/latency_buckets.h).
 #include <cstdint>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/latency_buckets.h"
 
 namespace edgeloop::telemetry {
-
-/// Upper bounds (microseconds, inclusive) of the latency buckets: 1-2-5 steps from 1 µs to
-/// 100 s; one more bucket past the last bound counts everything slower.
-inline constexpr std::array<double, 25> kLatencyBoundsUs = {
-    1,     2,     5,     10,    20,    50,    100,   200,   500,   1e3,   2e3,   5e3,   1e4,
-    2e4,   5e4,   1e5,   2e5,   5e5,   1e6,   2e6,   5e6,   1e7,   2e7,   5e7,   1e8};
-inline constexpr size_t kLatencyBuckets = kLatencyBoundsUs.size() + 1;
-
-/// The bucket a latency falls in.
-size_t LatencyBucket(double microseconds);
 
 /// The q-quantile (0 < q < 1) of a merged latency histogram, interpolated linearly inside the
 /// bucket it falls in (as Prometheus's histogram_quantile does: the first bucket starts at 0,
