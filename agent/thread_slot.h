@@ -15,8 +15,9 @@ namespace edgeloop::agent {
 int ThreadSlot();
 int ThreadSlots();  // 2 per core, 4 to 16
 
-inline void Bump(std::atomic<int64_t>& counter, int slot) {
-  if (slot < ThreadSlots()) {
+/// `exclusive`: the caller's slot is < ThreadSlots() (asked once per call, not per counter).
+inline void Bump(std::atomic<int64_t>& counter, bool exclusive) {
+  if (exclusive) {
     counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   } else {
     counter.fetch_add(1, std::memory_order_relaxed);

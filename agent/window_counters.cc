@@ -114,7 +114,8 @@ int64_t WindowCounters::Record(const void* const* inputs, const void* const* out
                                absl::Duration run, bool ok) noexcept {
   const int slot = ThreadSlot();
   Shard& shard = shards_[static_cast<size_t>(slot)];
-  auto add = [&](size_t cell) { Bump(shard.cells[cell], slot); };
+  const bool exclusive = slot < ThreadSlots();
+  auto add = [&](size_t cell) { Bump(shard.cells[cell], exclusive); };
   add(kRequests);
   add(latency_at_ + LatencyBucket(absl::ToDoubleMicroseconds(run)));
   if (!ok) {
@@ -158,16 +159,17 @@ void WindowCounters::RecordLabel(int64_t predicted, int64_t label) noexcept {
   if (classes_ == 0 || label < 0 || label >= classes_) return;
   const int slot = ThreadSlot();
   Shard& shard = shards_[static_cast<size_t>(slot)];
-  Bump(shard.cells[labelled_at_ + static_cast<size_t>(label)], slot);
-  if (predicted == label) Bump(shard.cells[correct_at_ + static_cast<size_t>(label)], slot);
+  const bool exclusive = slot < ThreadSlots();
+  Bump(shard.cells[labelled_at_ + static_cast<size_t>(label)], exclusive);
+  if (predicted == label) Bump(shard.cells[correct_at_ + static_cast<size_t>(label)], exclusive);
   if (predicted >= 0 && predicted < classes_) {
-    Bump(shard.cells[predicted_labelled_at_ + static_cast<size_t>(predicted)], slot);
+    Bump(shard.cells[predicted_labelled_at_ + static_cast<size_t>(predicted)], exclusive);
   }
 }
 
 void WindowCounters::RecordLateLabel() noexcept {
   const int slot = ThreadSlot();
-  Bump(shards_[static_cast<size_t>(slot)].cells[kLateLabels], slot);
+  Bump(shards_[static_cast<size_t>(slot)].cells[kLateLabels], slot < ThreadSlots());
 }
 
 absl::Time WindowCounters::window_end() const {
