@@ -69,10 +69,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
                      DeviceTelemetry::Open({.state_dir = options.state_dir,
                                             .spool_bytes = options.telemetry_spool_kb << 10,
                                             .clock = options.clock}));
-    agent->host_.SetLabelCallback([self](uint64_t counters, int64_t predicted, int64_t label,
-                                         absl::Time at) {
-      self->telemetry_->Label(counters, predicted, label, at);
-    });
+    agent->host_.SetLabelCallback(
+        [self](uint64_t counters, int64_t predicted, int64_t label, absl::Time at) {
+          self->telemetry_->Label(counters, predicted, label, at);
+        });
     if (absl::Status restored = agent->modules_->Restore(); !restored.ok()) {
       Log(LogLevel::kWarning, "some modules were not restored; the next sync brings them back",
           {{"error", restored.ToString()}});
@@ -90,8 +90,15 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
   if (!options.metrics_listen.empty()) {
     Agent* raw = agent.get();
     ASSIGN_OR_RETURN(
-        agent->metrics_endpoint_,
-        MetricsEndpoint::Start(options.metrics_listen, [raw] { return raw->metrics_.Render(); }));
+        agent->metrics_endpoint_, MetricsEndpoint::Start(options.metrics_listen, [raw] {
+          if (raw->telemetry_) {
+            TelemetrySpool& spool = raw->telemetry_->spool();
+            raw->metrics_.telemetry_windows->Set(static_cast<double>(spool.windows()));
+            raw->metrics_.telemetry_spool_bytes->Set(static_cast<double>(spool.bytes()));
+            raw->metrics_.telemetry_windows_dropped->Set(static_cast<double>(spool.dropped()));
+          }
+          return raw->metrics_.Render();
+        }));
     RETURN_IF_ERROR(WriteFileAtomically(
         options.state_dir + "/ports.json",
         absl::StrCat("{\"metrics\": ", agent->metrics_endpoint_->port(), "}\n")));
@@ -347,9 +354,10 @@ void Agent::TelemetryLoop() {
     // (and lets a test's clock move on).
     const absl::Time wake = std::min(next, options_.clock->Now() + absl::Seconds(1));
     std::unique_lock lock(mu_);
-    wake_.wait_for(lock, absl::ToChronoNanoseconds(std::max(wake - options_.clock->Now(),
-                                                            absl::Milliseconds(10))),
-                   [this] { return stopping_.load(); });
+    wake_.wait_for(
+        lock,
+        absl::ToChronoNanoseconds(std::max(wake - options_.clock->Now(), absl::Milliseconds(10))),
+        [this] { return stopping_.load(); });
   }
 }
 

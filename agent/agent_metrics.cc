@@ -28,6 +28,13 @@ AgentMetrics::AgentMetrics() {
                       "When the device certificate expires.");
   desired_generation =
       gauge("edgeloop_agent_desired_generation", "Generation of the desired state last received.");
+  telemetry_windows = gauge("edgeloop_agent_telemetry_windows",
+                            "Closed telemetry windows on disk, waiting for the server.");
+  telemetry_spool_bytes =
+      gauge("edgeloop_agent_telemetry_spool_bytes", "Bytes of those windows (capped).");
+  telemetry_windows_dropped =
+      gauge("edgeloop_agent_telemetry_windows_dropped",
+            "Windows dropped because the spool was full, not yet reported to the server.");
   background_lifts = &prometheus::BuildCounter()
                           .Name("edgeloop_agent_background_lifts_total")
                           .Help(

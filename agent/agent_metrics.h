@@ -24,6 +24,10 @@ struct AgentMetrics {
   prometheus::Gauge* cert_expiry;
   prometheus::Gauge* desired_generation;
   prometheus::Counter* background_lifts;
+  // The telemetry spool, read when scraped.
+  prometheus::Gauge* telemetry_windows;
+  prometheus::Gauge* telemetry_spool_bytes;
+  prometheus::Gauge* telemetry_windows_dropped;
 };
 
 }  // namespace edgeloop::agent

@@ -119,8 +119,19 @@ TEST_P(TelemetryTest, AgentsCountWhatTheirModelsSeeInSignedWindowsKeptOnDisk) {
   EXPECT_EQ(t.feature0, 0);
   EXPECT_EQ(t.samples, 5);
 
-  // Nothing has taken the windows yet: they outlive the agent.
+  // Nothing has taken the windows yet: they outlive the agent. Its metrics say how many wait.
   const size_t kept = SpooledWindows(agent->state_dir()).size();
+  const std::string ports = *ReadFile(agent->state_dir() + "/ports.json");
+  auto metrics = HttpClient(std::stoi(ports.substr(ports.find(':') + 1))).Get("/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_TRUE(absl::StrContains(metrics->body,
+                                absl::StrCat("edgeloop_agent_telemetry_windows ", kept, "\n")))
+      << metrics->body;
+  EXPECT_TRUE(absl::StrContains(metrics->body, "edgeloop_agent_telemetry_windows_dropped 0\n"));
+  const std::string exposition = options_.data_dir + "/agent-metrics.txt";
+  ASSERT_TRUE(WriteFileAtomically(exposition, metrics->body).ok());
+  CommandResult check = RunCommand({"/bin/sh", "-c", "promtool check metrics < " + exposition});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
   ASSERT_EQ(*agent->Stop(SIGTERM), 0);
   agent->Start();
   ASSERT_TRUE(WaitServing(client, "kws", v2)) << agent->log();
