@@ -96,7 +96,8 @@ void DeviceTelemetry::Attach(ModelHost& host) {
            {"window_s", spec->second.window_seconds()}});
     }
   }
-  // Specs of versions neither loaded nor desired any more go with them.
+  // Specs of versions no longer loaded go (a desired one not installed yet comes again with
+  // the next sync).
   bool pruned = false;
   for (auto it = verified_.begin(); it != verified_.end();) {
     if (loaded.count(it->first)) {
@@ -130,7 +131,7 @@ void DeviceTelemetry::Close(absl::Time now, bool all) {
   }
   std::lock_guard lock(mu_);
   for (auto it = counters_.begin(); it != counters_.end();) {
-    // Only we hold it: its module is unloaded (or was given newer counters and let go).
+    // Only we hold it: its module is unloaded (a module keeps every counters it was given).
     if (it->second.use_count() == 1) {
       it = counters_.erase(it);
     } else {

@@ -8,8 +8,6 @@
 #include "common/latency_buckets.h"
 #include "common/monitored_feature.h"
 #include "common/prediction.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace edgeloop::agent {
 namespace {
@@ -40,12 +38,6 @@ WindowCounters::WindowCounters(const v1::MonitoringSpec& spec, std::string modul
       digest_(std::move(module_digest)),
       window_(absl::Seconds(std::max<int64_t>(1, spec.window_seconds()))),
       sample_values_(spec.sample_values()) {
-  {
-    google::protobuf::io::StringOutputStream stream(&spec_bytes_);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    spec_.SerializeToCodedStream(&coded);
-  }
   size_t cell = kFixedCells;
   latency_at_ = cell;
   cell += kLatencyBuckets;

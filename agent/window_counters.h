@@ -50,8 +50,6 @@ class WindowCounters {
   /// Unique in this process: how a remembered prediction names the counters of its version.
   uint64_t id() const { return id_; }
   const v1::MonitoringSpec& spec() const { return spec_; }
-  /// The spec's bytes, to tell whether a newer spec replaces this one.
-  const std::string& spec_bytes() const { return spec_bytes_; }
   absl::Duration window() const { return window_; }
   bool classifier() const { return classes_ > 0; }
 
@@ -75,7 +73,6 @@ class WindowCounters {
 
   const uint64_t id_;
   v1::MonitoringSpec spec_;
-  std::string spec_bytes_;
   std::string digest_;
   absl::Duration window_;
   std::vector<Feature> features_;
