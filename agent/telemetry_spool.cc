@@ -1,5 +1,6 @@
 #include "agent/telemetry_spool.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -10,43 +11,20 @@
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "common/telemetry_window.h"
 
 namespace edgeloop::agent {
 namespace fs = std::filesystem;
 namespace {
 
-void AddCounts(google::protobuf::RepeatedField<int64_t>* into,
-               const google::protobuf::RepeatedField<int64_t>& from) {
-  if (into->empty()) *into = from;
-  if (into->size() != from.size()) return;  // another spec's bins: not comparable
-  if (into->data() == from.data()) return;
-  for (int k = 0; k < from.size(); ++k) into->Set(k, into->Get(k) + from.Get(k));
-}
-
-// The part of a window an agent counted after a restart, added to the part before it.
-void Merge(v1::TelemetryWindow& into, const v1::TelemetryWindow& from) {
-  into.set_end_ms(std::max(into.end_ms(), from.end_ms()));
-  into.set_requests(into.requests() + from.requests());
-  into.set_errors(into.errors() + from.errors());
-  into.set_late_labels(into.late_labels() + from.late_labels());
-  AddCounts(into.mutable_latency_counts(), from.latency_counts());
-  for (const v1::TelemetryWindow::Feature& f : from.features()) {
-    for (v1::TelemetryWindow::Feature& g : *into.mutable_features()) {
-      if (g.name() != f.name()) continue;
-      AddCounts(g.mutable_counts(), f.counts());
-      // As many samples as the spec asks per window: the larger part's count.
-      const int cap = std::max(g.samples_size(), f.samples_size());
-      for (int k = 0; k < f.samples_size() && g.samples_size() < cap; ++k) {
-        g.add_samples(f.samples(k));
-      }
-    }
+// As many raw samples per feature as the spec asks per window: at most what the larger part
+// carries.
+int SampleCap(const v1::TelemetryWindow& a, const v1::TelemetryWindow& b) {
+  int cap = 0;
+  for (const auto* w : {&a, &b}) {
+    for (const v1::TelemetryWindow::Feature& f : w->features()) cap = std::max(cap, f.samples_size());
   }
-  AddCounts(into.mutable_class_counts(), from.class_counts());
-  AddCounts(into.mutable_confidence_counts(), from.confidence_counts());
-  AddCounts(into.mutable_prediction_counts(), from.prediction_counts());
-  AddCounts(into.mutable_labelled(), from.labelled());
-  AddCounts(into.mutable_correct(), from.correct());
-  AddCounts(into.mutable_predicted_labelled(), from.predicted_labelled());
+  return cap;
 }
 
 }  // namespace
@@ -113,7 +91,7 @@ absl::Status TelemetrySpool::Append(const v1::TelemetryWindow& closed) {
     absl::StatusOr<std::string> read = ReadFile(it->second.path);
     v1::TelemetryWindow before;
     if (read.ok() && before.ParseFromString(*read)) {
-      Merge(before, window);
+      MergeWindow(before, window, SampleCap(before, window));
       window = std::move(before);
     }
     std::error_code ignored;

@@ -13,8 +13,6 @@ namespace edgeloop::agent {
 namespace {
 
 constexpr size_t kRequests = 0, kErrors = 1, kLateLabels = 2, kFixedCells = 3;
-// Classifiers with more classes are monitored as regressors (CheckReferenceStatistics' cap).
-constexpr int64_t kMaxClasses = 4096;
 
 int64_t Elements(const elm_tensor& t) {
   int64_t n = 1;

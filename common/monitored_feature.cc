@@ -201,9 +201,9 @@ absl::Status CheckReferenceStatistics(const v1::ReferenceStatistics& r) {
         CheckBinned(f.edges(), f.counts(), absl::StrCat("feature ", f.feature().name())));
   }
   if (r.classifier()) {
-    if (r.class_counts_size() < 2 || r.class_counts_size() > 4096) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the reference has ", r.class_counts_size(), " classes, not 2 to 4096"));
+    if (r.class_counts_size() < 2 || r.class_counts_size() > kMaxClasses) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the reference has ", r.class_counts_size(), " classes, not 2 to ", kMaxClasses));
     }
     RETURN_IF_ERROR(CheckCounts(r.class_counts(), r.class_counts_size(), "class counts"));
     RETURN_IF_ERROR(CheckCounts(r.confidence_counts(), kConfidenceBins, "confidence"));

@@ -11,6 +11,9 @@ namespace edgeloop {
 /// Confidence histograms have this many equal bins on [0, 1].
 inline constexpr int kConfidenceBins = 20;
 
+/// Classifiers with more classes are monitored as regressors: per-class counts stay small.
+inline constexpr int64_t kMaxClasses = 4096;
+
 /// A model is a classifier when its first output is a vector [C] or [1, C] with C >= 2.
 bool IsClassifierOutput(const std::vector<int64_t>& shape);
 

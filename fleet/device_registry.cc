@@ -198,6 +198,20 @@ absl::Status DeviceRegistry::CheckActive(absl::string_view device_id) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<DeviceFacts> DeviceRegistry::Facts(store::Reader& db,
+                                                 absl::string_view device_id) {
+  ASSIGN_OR_RETURN(Rows rows, db.Query("SELECT status, target, labels FROM devices WHERE id = $1",
+                                       {std::string(device_id)}));
+  if (rows.empty()) return NoSuchDevice(device_id);
+  if (rows[0].Text("status") != "ACTIVE") return Decommissioned(device_id);
+  v1::Device labels;
+  RETURN_IF_ERROR(ParseProtoJson(rows[0].Text("labels"), &labels, true));
+  DeviceFacts facts;
+  facts.target = rows[0].Text("target");
+  facts.labels.insert(labels.labels().begin(), labels.labels().end());
+  return facts;
+}
+
 absl::StatusOr<v1::SyncResponse> DeviceRegistry::Sync(absl::string_view device_id,
                                                       const v1::SyncRequest& request) {
   if (!request.device_id().empty() && request.device_id() != device_id) {

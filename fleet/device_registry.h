@@ -32,6 +32,12 @@ struct DeviceRegistryOptions {
   v1::SigningKeyTrust module_signing_key;
 };
 
+/// What other components need to know of an active device to file what it reports.
+struct DeviceFacts {
+  std::string target;  // its target class
+  std::map<std::string, std::string> labels;
+};
+
 /// Device counts for metrics.
 struct FleetCount {
   std::string status;  // "ACTIVE", "DECOMMISSIONED"
@@ -82,6 +88,9 @@ class DeviceRegistry {
   /// Marks the device decommissioned: every later device call with its certificate fails.
   absl::StatusOr<v1::Device> Decommission(absl::string_view device_id);
   absl::StatusOr<std::vector<FleetCount>> Counts();
+  /// The target class and labels of an active device, in one read; NOT_FOUND or
+  /// PERMISSION_DENIED (decommissioned) as CheckActive.
+  static absl::StatusOr<DeviceFacts> Facts(store::Reader& db, absl::string_view device_id);
   /// Target classes of the active devices, with how many devices each has (the CI stage builds
   /// every version for these).
   static absl::StatusOr<std::map<std::string, int64_t>> ActiveClasses(store::Reader& db);

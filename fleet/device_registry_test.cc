@@ -67,44 +67,11 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
     return fleet_->devices->Enroll(r);
   }
 
-  // A model with versions and the modules built for them, as the registry and the CI stage
-  // would have recorded them.
   int64_t Model(const std::string& name,
                 const std::map<int64_t, std::vector<std::string>>& targets_by_version) {
-    v1::CreateModelRequest create;
-    create.set_name(name);
-    EXPECT_TRUE(fleet_->models->CreateModel(create, "t").ok());
-    auto writer = fleet_->blobs->NewWriter(int64_t{1} << 20);
-    EXPECT_TRUE((*writer)->Write(compiler::testing::MlpOnnx(4, 4, 2)).ok());
-    auto onnx = (*writer)->Commit("");
-    EXPECT_TRUE(onnx.ok()) << onnx.status();
-    auto id = registry::Registry::FindModelId(*fleet_->db, name);
-    EXPECT_TRUE(id.ok() && id->has_value());
-    for (const auto& [version, targets] : targets_by_version) {
-      v1::CreateVersionRequest push;
-      push.set_model(name);
-      push.set_onnx_digest(onnx->digest);
-      auto pushed = fleet_->models->CreateVersion(push, "t");
-      EXPECT_TRUE(pushed.ok()) << pushed.status();
-      EXPECT_EQ(pushed->version(), version);  // versions are numbered in order
-      for (size_t i = 0; i < targets.size(); ++i) {
-        registry::ArtifactRecord a;
-        a.model_id = **id;
-        a.version = version;
-        a.target = targets[i];
-        a.module_digest = ModuleDigest(name, version, targets[i]);
-        a.module_size = 100;
-        a.manifest = absl::StrCat("{\"target\":\"", targets[i], "\"}");
-        a.signature = "sig";
-        a.validation = "{}";
-        a.compile_seconds = 0.1;
-        EXPECT_TRUE(
-            store::RunInTransaction(*fleet_->db, [&](store::Transaction& tx) {
-              return registry::Registry::RecordArtifact(tx, a, i + 1 == targets.size()).status();
-            }).ok());
-      }
-    }
-    return **id;
+    auto id = fleet_->AddModel(name, compiler::testing::MlpOnnx(4, 4, 2), targets_by_version);
+    EXPECT_TRUE(id.ok()) << id.status();
+    return id.ok() ? *id : 0;
   }
   absl::Status SetAlias(const std::string& model, const std::string& alias, int64_t version) {
     v1::SetAliasRequest r;
@@ -115,7 +82,7 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
   }
   static std::string ModuleDigest(const std::string& model, int64_t version,
                                   const std::string& target) {
-    return absl::StrCat("sha256:", model, "-", version, "-", target);
+    return testing::TestFleet::ModuleDigest(model, version, target);
   }
   // What the device is told to run, as "model vN target".
   std::vector<std::string> Desired(const std::string& device_id, int64_t* generation = nullptr) {

@@ -1,11 +1,13 @@
 #include "store/database.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "store/postgres_database.h"
 #include "store/sqlite_database.h"
@@ -93,6 +95,34 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& 
   return absl::InvalidArgumentError(
       absl::StrCat("unsupported database URL \"", options.url,
                    "\": expected sqlite:///path.db or postgresql://user@host:port/db"));
+}
+
+absl::StatusOr<Rows> Transaction::BulkInsert(absl::string_view table,
+                                             const std::vector<std::string>& columns,
+                                             const std::vector<std::vector<Value>>& rows,
+                                             absl::string_view suffix) {
+  // SQLite binds at most 32766 parameters per statement.
+  const size_t per_statement = std::max<size_t>(1, 30000 / std::max<size_t>(1, columns.size()));
+  Rows out;
+  for (size_t first = 0; first < rows.size(); first += per_statement) {
+    const size_t last = std::min(rows.size(), first + per_statement);
+    std::string sql = absl::StrCat("INSERT INTO ", table, " (", absl::StrJoin(columns, ", "),
+                                   ") VALUES ");
+    std::vector<Value> params;
+    params.reserve((last - first) * columns.size());
+    for (size_t r = first; r < last; ++r) {
+      absl::StrAppend(&sql, r == first ? "(" : ", (");
+      for (size_t c = 0; c < columns.size(); ++c) {
+        params.push_back(rows[r][c]);
+        absl::StrAppend(&sql, c == 0 ? "$" : ", $", params.size());
+      }
+      absl::StrAppend(&sql, ")");
+    }
+    absl::StrAppend(&sql, " ", suffix);
+    ASSIGN_OR_RETURN(Rows part, Query(sql, params));
+    for (Row& row : part) out.push_back(std::move(row));
+  }
+  return out;
 }
 
 absl::Status RunInTransaction(Database& db, const std::function<absl::Status(Transaction&)>& body) {

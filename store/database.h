@@ -68,6 +68,14 @@ class Transaction : public Reader {
   /// Runs a statement and returns the number of rows it changed.
   virtual absl::StatusOr<int64_t> Execute(absl::string_view sql,
                                           const std::vector<Value>& params = {}) = 0;
+  /// Inserts `rows` (a value per column each) into `table` and returns what the statement's
+  /// `suffix` (e.g. "ON CONFLICT DO NOTHING RETURNING id") returns: the way to write many rows
+  /// at once. This default runs multi-row INSERTs (SQLite); PostgreSQL COPYs the rows into a
+  /// temporary twin of the table and inserts from there in one statement.
+  virtual absl::StatusOr<Rows> BulkInsert(absl::string_view table,
+                                          const std::vector<std::string>& columns,
+                                          const std::vector<std::vector<Value>>& rows,
+                                          absl::string_view suffix);
   /// Runs several parameterless statements (schema changes).
   virtual absl::Status ExecuteScript(absl::string_view sql) = 0;
   virtual absl::Status Commit() = 0;

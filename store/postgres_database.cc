@@ -2,10 +2,12 @@
 
 #include <optional>
 #include <pqxx/pqxx>
+#include <pqxx/tablewriter>
 #include <string>
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/sha256.h"
 #include "common/status.h"
 #include "store/connection_pool_internal.h"
@@ -134,6 +136,42 @@ class PostgresTransaction final : public Transaction {
                                   const std::vector<Value>& params) override {
     try {
       return static_cast<int64_t>(RunPrepared(*lease_, *work_, sql, params).affected_rows());
+    } catch (const std::exception& e) {
+      return FromException(e, &broken_);
+    }
+  }
+  absl::StatusOr<Rows> BulkInsert(absl::string_view table, const std::vector<std::string>& columns,
+                                  const std::vector<std::vector<Value>>& rows,
+                                  absl::string_view suffix) override {
+    // COPY cannot resolve conflicts or return rows: it fills a temporary twin of the table
+    // (one per connection, emptied at commit), from which one INSERT ... SELECT takes them.
+    try {
+      const std::string twin = absl::StrCat(table, "_bulk");
+      const std::string list = absl::StrJoin(columns, ", ");
+      work_->exec(absl::StrCat("CREATE TEMPORARY TABLE IF NOT EXISTS ", twin, " (LIKE ", table,
+                               ") ON COMMIT DELETE ROWS"));
+      work_->exec(absl::StrCat("TRUNCATE ", twin));
+      {
+        // libpqxx 6.4's stream_to takes only tuples; for rows whose width is known at run time
+        // its COPY writer is tablewriter (deprecated there in favour of stream_to, which takes
+        // containers from 7.0 on).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+        pqxx::tablewriter copy(*work_, twin, columns.begin(), columns.end());
+#pragma GCC diagnostic pop
+        std::vector<std::string> fields;
+        for (const std::vector<Value>& row : rows) {
+          fields.clear();
+          for (std::optional<std::string>& f : ToParams(row)) {
+            // Every column bulk-loaded is NOT NULL; an absent value would be refused anyway.
+            fields.push_back(f.has_value() ? std::move(*f) : std::string());
+          }
+          copy.insert(fields.begin(), fields.end());
+        }
+        copy.complete();
+      }
+      return ToRows(work_->exec(absl::StrCat("INSERT INTO ", table, " (", list, ") SELECT ", list,
+                                             " FROM ", twin, " ", suffix)));
     } catch (const std::exception& e) {
       return FromException(e, &broken_);
     }

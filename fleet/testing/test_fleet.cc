@@ -1,6 +1,7 @@
 #include "fleet/testing/test_fleet.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/random.h"
 #include "common/status.h"
 #include "fleet/schema.h"
 #include "registry/schema.h"
@@ -40,6 +41,66 @@ absl::StatusOr<std::unique_ptr<TestFleet>> TestFleet::Create(const Options& opti
                             .clock = options.clock,
                             .module_signing_key = {}});
   return fleet;
+}
+
+absl::StatusOr<std::string> TestFleet::EnrollDevice(
+    const v1::HardwareProfile& profile, const std::map<std::string, std::string>& labels) {
+  v1::CreateEnrollmentTokenRequest token;
+  token.set_max_uses(1);
+  token.set_ttl_seconds(3600);
+  token.mutable_labels()->insert(labels.begin(), labels.end());
+  ASSIGN_OR_RETURN(v1::CreateEnrollmentTokenResponse created, tokens->Create(token, "test"));
+  ASSIGN_OR_RETURN(crypto::KeyAndCsr csr, crypto::GenerateKeyAndCsr("device"));
+  v1::EnrollRequest enroll;
+  enroll.set_token(created.secret());
+  enroll.set_csr_pem(csr.csr_pem);
+  *enroll.mutable_profile() = profile;
+  enroll.set_serial(absl::StrCat("serial-", RandomHex(4)));
+  ASSIGN_OR_RETURN(v1::EnrollResponse enrolled, devices->Enroll(enroll));
+  return enrolled.device_id();
+}
+
+absl::StatusOr<int64_t> TestFleet::AddModel(
+    const std::string& name, const std::string& onnx,
+    const std::map<int64_t, std::vector<std::string>>& targets_by_version) {
+  v1::CreateModelRequest create;
+  create.set_name(name);
+  RETURN_IF_ERROR(models->CreateModel(create, "test").status());
+  ASSIGN_OR_RETURN(std::unique_ptr<store::BlobWriter> writer, blobs->NewWriter(int64_t{1} << 24));
+  RETURN_IF_ERROR(writer->Write(onnx));
+  ASSIGN_OR_RETURN(store::BlobInfo blob, writer->Commit(""));
+  ASSIGN_OR_RETURN(std::optional<int64_t> id, registry::Registry::FindModelId(*db, name));
+  if (!id.has_value()) return absl::InternalError("the model just created is not there");
+  for (const auto& [version, targets] : targets_by_version) {
+    v1::CreateVersionRequest push;
+    push.set_model(name);
+    push.set_onnx_digest(blob.digest);
+    ASSIGN_OR_RETURN(v1::ModelVersion pushed, models->CreateVersion(push, "test"));
+    if (pushed.version() != version) {
+      return absl::InvalidArgumentError("versions are numbered from 1, in order");
+    }
+    for (size_t i = 0; i < targets.size(); ++i) {
+      registry::ArtifactRecord a;
+      a.model_id = *id;
+      a.version = version;
+      a.target = targets[i];
+      a.module_digest = ModuleDigest(name, version, targets[i]);
+      a.module_size = 100;
+      a.manifest = absl::StrCat("{\"target\":\"", targets[i], "\"}");
+      a.signature = "sig";
+      a.validation = "{}";
+      a.compile_seconds = 0.1;
+      RETURN_IF_ERROR(store::RunInTransaction(*db, [&](store::Transaction& tx) {
+        return registry::Registry::RecordArtifact(tx, a, i + 1 == targets.size()).status();
+      }));
+    }
+  }
+  return *id;
+}
+
+std::string TestFleet::ModuleDigest(const std::string& model, int64_t version,
+                                    const std::string& target) {
+  return absl::StrCat("sha256:", model, "-", version, "-", target);
 }
 
 }  // namespace edgeloop::fleet::testing

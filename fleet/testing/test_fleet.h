@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,18 @@ struct TestFleet {
     bool assignments = true;  // false: the device registry resolves no desired modules
   };
   static absl::StatusOr<std::unique_ptr<TestFleet>> Create(const Options& options);
+
+  /// Enrolls a device with `profile` and `labels` (through a one-use token); its id.
+  absl::StatusOr<std::string> EnrollDevice(const v1::HardwareProfile& profile,
+                                           const std::map<std::string, std::string>& labels = {});
+  /// A model whose versions (numbered from 1, each of `onnx`) have modules built for the
+  /// given classes, as the registry and the CI stage would have recorded them (with digests
+  /// ModuleDigest(...)); the model's id.
+  absl::StatusOr<int64_t> AddModel(
+      const std::string& name, const std::string& onnx,
+      const std::map<int64_t, std::vector<std::string>>& targets_by_version);
+  static std::string ModuleDigest(const std::string& model, int64_t version,
+                                  const std::string& target);
 
   std::unique_ptr<store::Database> db;
   std::unique_ptr<store::BlobStore> blobs;

@@ -1,0 +1,416 @@
+// Telemetry ingestion on SQLite and PostgreSQL: what is stored, once; what is refused, with a
+// reason; how aggregates sum; cohorts, floods, drops and retention.
+#include "telemetry/ingest.h"
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/latency_buckets.h"
+#include "common/prediction.h"
+#include "common/random.h"
+#include "common/signing.h"
+#include "common/telemetry_window.h"
+#include "common/testing/fake_clock.h"
+#include "compiler/testing/onnx_models.h"
+#include "fleet/testing/profiles.h"
+#include "fleet/testing/test_fleet.h"
+#include "gtest/gtest.h"
+#include "registry/registry.h"
+#include "telemetry/schema.h"
+
+namespace edgeloop::telemetry {
+namespace {
+namespace fs = std::filesystem;
+
+constexpr char kModel[] = "sensor";
+constexpr int64_t kWindowMs = 60'000;
+
+class IngestTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(::testing::TempDir(), "edgeloop-ingest-", RandomHex(6));
+    fs::create_directories(dir_);
+    auto fleet = fleet::testing::TestFleet::Create(
+        {.driver = GetParam(), .dir = dir_, .clock = &clock_, .more_components = {&Migrations()}});
+    ASSERT_TRUE(fleet.ok()) << fleet.status();
+    fleet_ = std::move(*fleet);
+    auto signer = crypto::SigningKey::LoadOrCreate(dir_ + "/signing.key");
+    ASSERT_TRUE(signer.ok()) << signer.status();
+    signer_ = std::move(*signer);
+    specs_ = std::make_unique<MonitoringSpecs>(
+        MonitoringOptions{.database = fleet_->db.get(), .clock = &clock_, .signer = signer_.get()});
+    auto model = fleet_->AddModel(kModel, compiler::testing::MlpOnnx(4, 4, 2),
+                                  {{1, {"x86_64-v1", "aarch64-v8"}}, {2, {"x86_64-v1"}}});
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_id_ = *model;
+    SetReference(1);
+  }
+  void TearDown() override {
+    ingest_.reset();
+    fleet_.reset();
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+  }
+
+  void StartIngest(IngestOptions options = {}) {
+    options.database = fleet_->db.get();
+    options.clock = &clock_;
+    options.specs = specs_.get();
+    if (options.cohort_label.empty()) options.cohort_label = "site";
+    ingest_ = std::make_unique<TelemetryIngest>(options);
+    ingest_->Start();
+  }
+
+  // Deciles 0..10 for every monitored feature of the version: 12 bins.
+  void SetReference(int64_t version) {
+    auto spec = specs_->Spec(model_id_, kModel, version);
+    ASSERT_TRUE(spec.ok() && spec->has_value()) << spec.status();
+    v1::ReferenceStatistics r;
+    r.set_source(v1::ReferenceStatistics::VALIDATION_SET);
+    r.set_samples(100);
+    for (const auto& f : (*spec)->features()) {
+      v1::FeatureReference* ref = r.add_features();
+      *ref->mutable_feature() = f.feature();
+      for (int k = 0; k <= 10; ++k) ref->add_edges(k);
+      for (int k = 0; k < 12; ++k) ref->add_counts(k == 0 || k == 11 ? 0 : 10);
+    }
+    r.set_classifier(true);
+    r.add_class_counts(50);
+    r.add_class_counts(50);
+    for (int k = 0; k < kConfidenceBins; ++k) r.add_confidence_counts(k == 19 ? 100 : 0);
+    ASSERT_TRUE(store::RunInTransaction(*fleet_->db, [&](store::Transaction& tx) {
+                  return registry::Registry::SetReference(tx, model_id_, version, r, 0).status();
+                }).ok());
+  }
+
+  // An x86-64-v1 device, or an aarch64-v8 one.
+  std::string Device(const std::string& site, const std::string& arch = "x86_64") {
+    const v1::HardwareProfile profile =
+        arch == "x86_64" ? fleet::testing::Profile(
+                               arch, {"cmov", "cx8", "fpu", "fxsr", "mmx", "sse", "sse2"}, 4096)
+                         : fleet::testing::Pi4();
+    auto id = fleet_->EnrollDevice(profile, {{"site", site}});
+    EXPECT_TRUE(id.ok()) << id.status();
+    return id.ok() ? *id : "";
+  }
+
+  // A window as an agent with version 1's spec makes it: every call in bin 3 of each feature,
+  // predicted class 0 with confidence in the top bin, `labelled` labels of which all correct.
+  v1::TelemetryWindow Window(int64_t start_ms, int64_t requests, int64_t labelled = 0,
+                             int64_t version = 1, const std::string& target = "x86_64-v1") {
+    v1::TelemetryWindow w;
+    w.set_id(absl::StrCat(kModel, "/", version, "/", start_ms));
+    w.set_model(kModel);
+    w.set_version(version);
+    w.set_module_digest(fleet::testing::TestFleet::ModuleDigest(kModel, version, target));
+    w.set_start_ms(start_ms);
+    w.set_end_ms(start_ms + kWindowMs);
+    w.set_requests(requests);
+    for (size_t k = 0; k < kLatencyBuckets; ++k) w.add_latency_counts(k == 5 ? requests : 0);
+    auto spec = specs_->Spec(model_id_, kModel, version);
+    for (const auto& f : (*spec)->features()) {
+      v1::TelemetryWindow::Feature* out = w.add_features();
+      out->set_name(f.feature().name());
+      if (f.edges_size() > 0) {
+        for (int k = 0; k <= f.edges_size(); ++k) out->add_counts(k == 3 ? requests : 0);
+      } else {
+        out->add_samples(0.5f);
+      }
+    }
+    w.add_class_counts(requests);
+    w.add_class_counts(0);
+    for (int k = 0; k < kConfidenceBins; ++k) w.add_confidence_counts(k == 19 ? requests : 0);
+    for (int64_t c : {labelled, int64_t{0}}) w.add_labelled(c);
+    for (int64_t c : {labelled, int64_t{0}}) w.add_correct(c);
+    for (int64_t c : {labelled, int64_t{0}}) w.add_predicted_labelled(c);
+    return w;
+  }
+  // A window start a few windows back from now.
+  int64_t Start(int back = 2) {
+    const int64_t now = absl::ToUnixMillis(clock_.Now());
+    return now - now % kWindowMs - back * kWindowMs;
+  }
+
+  absl::StatusOr<v1::ReportTelemetryResponse> Report(const std::string& device,
+                                                     std::vector<v1::TelemetryWindow> windows,
+                                                     int64_t dropped = 0) {
+    v1::ReportTelemetryRequest r;
+    r.set_format(kTelemetryFormat);
+    for (auto& w : windows) *r.add_windows() = std::move(w);
+    r.set_dropped_windows(dropped);
+    return ingest_->Report(device, r);
+  }
+
+  std::vector<Aggregate> Aggregates(std::optional<std::string> cohort = std::nullopt) {
+    auto a = WindowStore::Aggregates(*fleet_->db, model_id_, std::nullopt, cohort, 0,
+                                     std::numeric_limits<int64_t>::max());
+    EXPECT_TRUE(a.ok()) << a.status();
+    return a.ok() ? *a : std::vector<Aggregate>{};
+  }
+  int64_t Requests(const std::vector<Aggregate>& aggregates) {
+    int64_t n = 0;
+    for (const Aggregate& a : aggregates) n += a.summary.requests();
+    return n;
+  }
+
+  testing::FakeClock clock_;
+  std::string dir_;
+  std::unique_ptr<fleet::testing::TestFleet> fleet_;
+  std::unique_ptr<crypto::SigningKey> signer_;
+  std::unique_ptr<MonitoringSpecs> specs_;
+  std::unique_ptr<TelemetryIngest> ingest_;
+  int64_t model_id_ = 0;
+};
+
+TEST_P(IngestTest, AWindowSentTwiceIsStoredOnce) {
+  StartIngest();
+  const std::string device = Device("plant-1");
+  const v1::TelemetryWindow w = Window(Start(), 40, 5);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto answer = Report(device, {w});
+    ASSERT_TRUE(answer.ok()) << answer.status();
+    ASSERT_EQ(answer->stored_size(), 1) << answer->DebugString();
+    EXPECT_EQ(answer->stored(0), w.id());
+    EXPECT_TRUE(answer->refused().empty());
+  }
+  auto raw =
+      WindowStore::DeviceWindows(*fleet_->db, device, 0, std::numeric_limits<int64_t>::max(), 10);
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  ASSERT_EQ(raw->size(), 1u);
+  EXPECT_EQ((*raw)[0].SerializeAsString(), w.SerializeAsString());
+  const std::vector<Aggregate> sums = Aggregates();
+  ASSERT_EQ(sums.size(), 1u);
+  EXPECT_EQ(sums[0].windows, 1);
+  EXPECT_EQ(sums[0].summary.requests(), 40);
+  EXPECT_EQ(sums[0].summary.labelled(0), 5);
+  EXPECT_EQ(sums[0].target, "x86_64-v1");
+  EXPECT_EQ(sums[0].cohort, "plant-1");
+  EXPECT_EQ(ingest_->counts().windows_stored, 1);
+  EXPECT_EQ(ingest_->counts().windows_duplicate, 2);
+  auto reports = WindowStore::Reports(*fleet_->db, device);
+  ASSERT_TRUE(reports.ok() && reports->has_value());
+  EXPECT_EQ((*reports)->windows_stored, 1);
+}
+
+TEST_P(IngestTest, AggregatesSumEachSeriesAndBucket) {
+  StartIngest();
+  const std::string a1 = Device("plant-1"), a2 = Device("plant-1"), b = Device("plant-2");
+  const int64_t t = Start(3);
+  ASSERT_TRUE(Report(a1, {Window(t, 10), Window(t + kWindowMs, 20)}).ok());
+  ASSERT_TRUE(Report(a2, {Window(t, 30, 3)}).ok());
+  ASSERT_TRUE(Report(b, {Window(t, 7), Window(t, 1000, 0, 2)}).ok());
+
+  const std::vector<Aggregate> plant1 = Aggregates("plant-1");
+  ASSERT_EQ(plant1.size(), 2u);  // two buckets
+  EXPECT_EQ(plant1[0].bucket_ms, t);
+  EXPECT_EQ(plant1[0].windows, 2);
+  EXPECT_EQ(plant1[0].summary.requests(), 40);
+  EXPECT_EQ(plant1[0].summary.labelled(0), 3);
+  EXPECT_EQ(plant1[0].summary.features(0).counts(3), 40);
+  EXPECT_EQ(plant1[0].summary.latency_counts(5), 40);
+  EXPECT_EQ(plant1[1].summary.requests(), 20);
+  const std::vector<Aggregate> plant2 = Aggregates("plant-2");
+  ASSERT_EQ(plant2.size(), 2u);  // versions 1 and 2
+  EXPECT_EQ(plant2[0].version, 1);
+  EXPECT_EQ(plant2[0].summary.requests(), 7);
+  EXPECT_EQ(plant2[1].version, 2);
+  EXPECT_EQ(plant2[1].summary.requests(), 1000);
+  // Version 2 has no reference: its devices send samples, which the aggregates do not keep.
+  EXPECT_TRUE(plant2[1].summary.features(0).samples().empty());
+}
+
+TEST_P(IngestTest, RefusesWhatNoAgentSendsAndStoresTheRest) {
+  StartIngest();
+  const std::string device = Device("plant-1");
+  const std::string arm = Device("plant-1", "aarch64");
+  const int64_t t = Start(20);
+  struct Case {
+    const char* what;
+    std::function<void(v1::TelemetryWindow&)> spoil;
+    Refusal why;
+  };
+  const std::vector<Case> cases = {
+      {"unknown model", [](auto& w) { w.set_model("nope"); }, Refusal::kUnknownModel},
+      {"another version's module",
+       [](auto& w) {
+         w.set_module_digest(fleet::testing::TestFleet::ModuleDigest(kModel, 2, "x86_64-v1"));
+       },
+       Refusal::kNotGiven},
+      {"a module for a class the device cannot run",
+       [](auto& w) {
+         w.set_module_digest(fleet::testing::TestFleet::ModuleDigest(kModel, 1, "aarch64-v8"));
+       },
+       Refusal::kNotGiven},
+      {"wrong bin count", [](auto& w) { w.mutable_features(0)->add_counts(1); }, Refusal::kInvalid},
+      {"negative count", [](auto& w) { w.mutable_features(1)->set_counts(0, -5); },
+       Refusal::kInvalid},
+      {"absurd count", [](auto& w) { w.set_requests(int64_t{1} << 50); }, Refusal::kInvalid},
+      {"more errors than calls", [](auto& w) { w.set_errors(w.requests() + 5000); },
+       Refusal::kInvalid},
+      {"latency buckets missing", [](auto& w) { w.mutable_latency_counts()->RemoveLast(); },
+       Refusal::kInvalid},
+      {"feature not monitored", [](auto& w) { w.mutable_features(0)->set_name("other"); },
+       Refusal::kInvalid},
+      {"NaN sample", [](auto& w) { w.mutable_features(0)->add_samples(std::nanf("")); },
+       Refusal::kInvalid},
+      {"more correct than labelled", [](auto& w) { w.set_correct(0, 9000); }, Refusal::kInvalid},
+      {"id not the window's", [](auto& w) { w.set_id("sensor/1/5"); }, Refusal::kInvalid},
+      {"from the future",
+       [this](auto& w) {
+         w.set_start_ms(Start(-60));
+         w.set_end_ms(w.start_ms() + kWindowMs);
+         w.set_id(absl::StrCat(kModel, "/1/", w.start_ms()));
+       },
+       Refusal::kStale},
+      {"past the retention",
+       [](auto& w) {
+         w.set_start_ms(w.start_ms() - 8 * 24 * 3600 * 1000LL);
+         w.set_end_ms(w.start_ms() + kWindowMs);
+         w.set_id(absl::StrCat(kModel, "/1/", w.start_ms()));
+       },
+       Refusal::kStale},
+  };
+  std::vector<v1::TelemetryWindow> windows = {Window(t, 10)};  // a good one among them
+  for (size_t i = 0; i < cases.size(); ++i) {
+    v1::TelemetryWindow w = Window(t + static_cast<int64_t>(i + 1) * kWindowMs, 10);
+    cases[i].spoil(w);
+    windows.push_back(w);
+  }
+  auto answer = Report(device, windows);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  ASSERT_EQ(answer->stored_size(), 1);
+  EXPECT_EQ(answer->stored(0), windows[0].id());
+  ASSERT_EQ(answer->refused_size(), static_cast<int>(cases.size()));
+  std::array<int64_t, static_cast<size_t>(Refusal::kCount)> expected{};
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(answer->refused(static_cast<int>(i)).id(), windows[i + 1].id().substr(0, 200))
+        << cases[i].what;
+    EXPECT_FALSE(answer->refused(static_cast<int>(i)).reason().empty()) << cases[i].what;
+    ++expected[static_cast<size_t>(cases[i].why)];
+  }
+  for (size_t r = 0; r < expected.size(); ++r) {
+    EXPECT_EQ(ingest_->counts().windows_refused[r], expected[r]) << RefusalLabel(Refusal(r));
+  }
+  EXPECT_EQ(Requests(Aggregates()), 10);  // only the good window reached the aggregates
+  auto reports = WindowStore::Reports(*fleet_->db, device);
+  ASSERT_TRUE(reports.ok() && reports->has_value());
+  EXPECT_EQ((*reports)->windows_refused, static_cast<int64_t>(cases.size()));
+  EXPECT_FALSE((*reports)->last_refusal.empty());
+
+  // The aarch64 module is the other device's to report on.
+  auto arm_answer = Report(arm, {Window(t, 3, 0, 1, "aarch64-v8")});
+  ASSERT_TRUE(arm_answer.ok()) << arm_answer.status();
+  EXPECT_EQ(arm_answer->stored_size(), 1);
+}
+
+TEST_P(IngestTest, RefusesUnknownFormatsAndOversizedReports) {
+  StartIngest();
+  const std::string device = Device("plant-1");
+  v1::ReportTelemetryRequest r;
+  r.set_format(kTelemetryFormat + 1);
+  *r.add_windows() = Window(Start(), 1);
+  EXPECT_EQ(ingest_->Report(device, r).status().code(), absl::StatusCode::kFailedPrecondition);
+  r.set_format(kTelemetryFormat);
+  for (int k = 0; k < kMaxReportWindows; ++k) *r.add_windows() = Window(Start(), 1);
+  EXPECT_EQ(ingest_->Report(device, r).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Report("no-such-device", {Window(Start(), 1)}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(IngestTest, CohortsPastTheCapShareOneSeries) {
+  IngestOptions options;
+  options.max_cohorts = 2;
+  StartIngest(options);
+  const int64_t t = Start();
+  for (const char* site : {"a", "b", "c", "d"}) {
+    ASSERT_TRUE(Report(Device(site), {Window(t, 1)}).ok());
+  }
+  auto cohorts = WindowStore::Cohorts(*fleet_->db);
+  ASSERT_TRUE(cohorts.ok());
+  EXPECT_EQ(*cohorts, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(Requests(Aggregates(std::string(kOtherCohort))), 2);
+  EXPECT_EQ(Requests(Aggregates("a")), 1);
+  EXPECT_EQ(Requests(Aggregates("c")), 0);
+}
+
+TEST_P(IngestTest, AFloodingDeviceIsThrottledAndOthersAreNot) {
+  IngestOptions options;
+  options.device_windows_per_minute = 2;
+  options.device_burst_windows = 3;
+  StartIngest(options);
+  const std::string flood = Device("plant-1"), quiet = Device("plant-1");
+  ASSERT_TRUE(Report(flood, {Window(Start(3), 1), Window(Start(2), 1), Window(Start(1), 1)}).ok());
+  EXPECT_EQ(Report(flood, {Window(Start(4), 1)}).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(Report(quiet, {Window(Start(4), 1)}).ok());
+  clock_.Advance(absl::Seconds(30));  // one window's allowance back
+  EXPECT_TRUE(Report(flood, {Window(Start(4), 1)}).ok());
+  EXPECT_EQ(ingest_->counts().reports_throttled, 1);
+}
+
+TEST_P(IngestTest, DropsADeviceReportsAreCounted) {
+  StartIngest();
+  const std::string device = Device("plant-1");
+  auto answer = Report(device, {}, 7);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->dropped_counted(), 7);
+  answer = Report(device, {Window(Start(), 1)}, 2);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  auto reports = WindowStore::Reports(*fleet_->db, device);
+  ASSERT_TRUE(reports.ok() && reports->has_value());
+  EXPECT_EQ((*reports)->windows_dropped, 9);
+  EXPECT_EQ(ingest_->counts().windows_dropped_by_devices, 9);
+}
+
+TEST_P(IngestTest, ConcurrentReportsLoseNothing) {
+  StartIngest();
+  constexpr int kDevices = 6, kWindows = 20;
+  std::vector<std::string> devices;
+  for (int d = 0; d < kDevices; ++d) devices.push_back(Device(d % 2 ? "odd" : "even"));
+  const int64_t t = Start(kWindows + 1);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int d = 0; d < kDevices; ++d) {
+    threads.emplace_back([&, d] {
+      for (int k = 0; k < kWindows; ++k) {
+        // Every window twice, as a device whose answer was lost sends it.
+        for (int again = 0; again < 2; ++again) {
+          auto a = Report(devices[d], {Window(t + k * kWindowMs, d + 1)});
+          if (!a.ok() || a->stored_size() != 1) ++failures;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(Requests(Aggregates()), kWindows * (kDevices * (kDevices + 1) / 2));
+  EXPECT_EQ(ingest_->counts().windows_stored, kDevices * kWindows);
+  EXPECT_GT(ingest_->counts().batches, 0);
+}
+
+TEST_P(IngestTest, RetentionDeletesOldRawWindowsBeforeAggregates) {
+  StartIngest();
+  const std::string device = Device("plant-1");
+  ASSERT_TRUE(Report(device, {Window(Start(), 5)}).ok());
+  const int64_t now = absl::ToUnixMillis(clock_.Now());
+  auto pruned = [&](int64_t raw_before, int64_t sums_before) {
+    absl::StatusOr<int64_t> n;
+    EXPECT_TRUE(store::RunInTransaction(*fleet_->db, [&](store::Transaction& tx) {
+                  n = WindowStore::Prune(tx, raw_before, sums_before);
+                  return n.status();
+                }).ok());
+    return n.ok() ? *n : -1;
+  };
+  EXPECT_EQ(pruned(now - 3600'000, now - 3600'000), 0);
+  EXPECT_EQ(pruned(now, now - 3600'000), 1);  // the raw window only
+  EXPECT_EQ(Requests(Aggregates()), 5);
+  EXPECT_EQ(pruned(now, now), 1);
+  EXPECT_TRUE(Aggregates().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Drivers, IngestTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace edgeloop::telemetry

@@ -1,0 +1,154 @@
+#include "telemetry/window_check.h"
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/latency_buckets.h"
+#include "common/prediction.h"
+#include "common/status.h"
+
+namespace edgeloop::telemetry {
+namespace {
+
+using Counts = google::protobuf::RepeatedField<int64_t>;
+
+// A call racing with the agent's close may have its request counted in one window and its
+// features (or a label's match) in the next, so the parts of a window may exceed its whole by
+// the calls in flight at the close; no device runs more at once than this.
+constexpr int64_t kInFlight = 1024;
+
+/// Each count in [0, max]; their sum, in *sum when given.
+absl::Status CheckCounts(const Counts& counts, int64_t max, const std::string& what,
+                         int64_t* sum = nullptr) {
+  int64_t total = 0;
+  for (const int64_t c : counts) {
+    if (c < 0) return absl::InvalidArgumentError(absl::StrCat(what, ": a negative count"));
+    if (c > max) return absl::InvalidArgumentError(absl::StrCat(what, ": an absurd count ", c));
+    total += c;  // at most 2^40 * 4096 bins: no overflow
+  }
+  if (sum != nullptr) *sum = total;
+  return absl::OkStatus();
+}
+
+/// A histogram of `expected` bins (or none), summing to at most `requests`.
+absl::Status CheckHistogram(const Counts& counts, size_t expected, int64_t requests, int64_t max,
+                            const std::string& what) {
+  if (counts.empty()) return absl::OkStatus();
+  if (static_cast<size_t>(counts.size()) != expected) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": ", counts.size(), " bins, the spec has ", expected));
+  }
+  int64_t sum = 0;
+  RETURN_IF_ERROR(CheckCounts(counts, max, what, &sum));
+  if (sum > requests + kInFlight) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": ", sum, " counted, more than the ", requests, " requests"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckWindow(const v1::TelemetryWindow& w, const v1::MonitoringSpec& spec,
+                         absl::Time now, const WindowBounds& bounds) {
+  if (w.model() != spec.model() || w.version() != spec.version()) {
+    return absl::InvalidArgumentError(absl::StrCat("window of ", w.model().substr(0, 64), "@",
+                                                   w.version(), ", not ", spec.model(), "@",
+                                                   spec.version()));
+  }
+  if (w.id() != absl::StrCat(w.model(), "/", w.version(), "/", w.start_ms())) {
+    return absl::InvalidArgumentError("the window id is not <model>/<version>/<start_ms>");
+  }
+  const int64_t length = w.end_ms() - w.start_ms();
+  if (w.start_ms() <= 0 || length <= 0 || length > absl::ToInt64Milliseconds(bounds.max_length) ||
+      w.start_ms() % length != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("[", w.start_ms(), ", ", w.end_ms(), ") is not a window"));
+  }
+  if (absl::FromUnixMillis(w.end_ms()) > now + bounds.max_skew) {
+    return absl::OutOfRangeError(absl::StrCat("the window ends in the future (",
+                                              absl::FormatTime(absl::FromUnixMillis(w.end_ms())),
+                                              "): is the device's clock right?"));
+  }
+  if (absl::FromUnixMillis(w.end_ms()) < now - bounds.max_age) {
+    return absl::OutOfRangeError(absl::StrCat("the window ended more than ",
+                                              absl::FormatDuration(bounds.max_age),
+                                              " ago, past the retention"));
+  }
+  const int64_t max = bounds.max_count;
+  const int64_t requests = w.requests();
+  if (requests < 0 || requests > max || w.errors() < 0 || w.errors() > requests + kInFlight ||
+      w.late_labels() < 0 || w.late_labels() > max) {
+    return absl::InvalidArgumentError(absl::StrCat("requests ", requests, ", errors ", w.errors(),
+                                                   ", late labels ", w.late_labels(),
+                                                   ": not counts"));
+  }
+  RETURN_IF_ERROR(CheckHistogram(w.latency_counts(), kLatencyBuckets, requests, max, "latency"));
+
+  std::map<std::string, const v1::MonitoringSpec::Feature*> features;
+  for (const v1::MonitoringSpec::Feature& f : spec.features()) features[f.feature().name()] = &f;
+  std::set<std::string> seen;
+  for (const v1::TelemetryWindow::Feature& f : w.features()) {
+    auto it = features.find(f.name());
+    if (it == features.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("feature \"", f.name().substr(0, 64), "\" is not monitored"));
+    }
+    if (!seen.insert(f.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("feature \"", f.name(), "\" twice"));
+    }
+    const std::string what = absl::StrCat("feature ", f.name());
+    const int edges = it->second->edges_size();
+    if (!f.counts().empty() && edges == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": binned, but the version has no reference edges"));
+    }
+    RETURN_IF_ERROR(CheckHistogram(f.counts(), edges + 1, requests, max, what));
+    if (f.samples_size() > spec.sample_values()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": ", f.samples_size(),
+                                                     " samples, the spec asks for at most ",
+                                                     spec.sample_values()));
+    }
+    for (const float v : f.samples()) {
+      if (!std::isfinite(v)) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": a sample is not finite"));
+      }
+    }
+  }
+
+  if (w.class_counts_size() > kMaxClasses) {
+    return absl::InvalidArgumentError(absl::StrCat(w.class_counts_size(), " classes"));
+  }
+  RETURN_IF_ERROR(
+      CheckHistogram(w.class_counts(), w.class_counts_size(), requests, max, "class counts"));
+  RETURN_IF_ERROR(
+      CheckHistogram(w.confidence_counts(), kConfidenceBins, requests, max, "confidence"));
+  RETURN_IF_ERROR(CheckHistogram(w.prediction_counts(), spec.prediction_edges_size() + 1, requests,
+                                 max, "predictions"));
+  if (!w.prediction_counts().empty() && spec.prediction_edges().empty()) {
+    return absl::InvalidArgumentError("predictions binned, but the spec has no prediction edges");
+  }
+
+  // Labelled outcomes, per class.
+  const int classes = w.labelled_size();
+  if (classes > kMaxClasses || w.correct_size() != classes ||
+      (w.predicted_labelled_size() != classes && w.predicted_labelled_size() != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("labelled outcomes for ", classes, ", ",
+                                                   w.correct_size(), " and ",
+                                                   w.predicted_labelled_size(), " classes"));
+  }
+  RETURN_IF_ERROR(CheckCounts(w.labelled(), max, "labelled"));
+  RETURN_IF_ERROR(CheckCounts(w.predicted_labelled(), max, "predicted labelled"));
+  RETURN_IF_ERROR(CheckCounts(w.correct(), max, "correct"));
+  for (int k = 0; k < classes; ++k) {
+    if (w.correct(k) > w.labelled(k) + kInFlight) {
+      return absl::InvalidArgumentError(absl::StrCat("class ", k, ": ", w.correct(k),
+                                                     " correct of ", w.labelled(k), " labelled"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace edgeloop::telemetry
