@@ -348,8 +348,14 @@ absl::Status Agent::Run() {
 }
 
 void Agent::TelemetryLoop() {
+  sender_ = std::make_unique<TelemetrySender>(
+      TelemetrySender::Options{.clock = options_.clock,
+                               .max_backoff = absl::Seconds(options_.max_backoff_seconds),
+                               .spread = absl::Seconds(options_.telemetry_spread_seconds)},
+      telemetry_.get(), [this] { return credentials_.channel(); }, &metrics_);
   while (!stopping_) {
-    const absl::Time next = telemetry_->CloseDue();
+    // Closing first: what the sender then finds final includes every window just closed.
+    const absl::Time next = std::min(telemetry_->CloseDue(), sender_->SendDue());
     // Windows end on whole seconds of the clock; a second's wait bounds how late one closes
     // (and lets a test's clock move on).
     const absl::Time wake = std::min(next, options_.clock->Now() + absl::Seconds(1));

@@ -21,6 +21,7 @@
 #include "agent/metrics_endpoint.h"
 #include "agent/model_host.h"
 #include "agent/module_manager.h"
+#include "agent/telemetry_sender.h"
 #include "edgeloop/v1/device.grpc.pb.h"
 
 namespace edgeloop::agent {
@@ -90,6 +91,7 @@ class Agent {
   ModelHost host_;
   std::unique_ptr<ModuleManager> modules_;
   std::unique_ptr<DeviceTelemetry> telemetry_;
+  std::unique_ptr<TelemetrySender> sender_;  // the telemetry thread's
   std::unique_ptr<LocalApi> local_api_;
 };
 

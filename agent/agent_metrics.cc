@@ -35,6 +35,18 @@ AgentMetrics::AgentMetrics() {
   telemetry_windows_dropped =
       gauge("edgeloop_agent_telemetry_windows_dropped",
             "Windows dropped because the spool was full, not yet reported to the server.");
+  auto& reports = prometheus::BuildCounter()
+                      .Name("edgeloop_agent_telemetry_reports_total")
+                      .Help("ReportTelemetry calls by result.")
+                      .Register(*registry);
+  telemetry_reports_ok = &reports.Add({{"result", "ok"}});
+  telemetry_reports_failed = &reports.Add({{"result", "error"}});
+  auto& sent = prometheus::BuildCounter()
+                   .Name("edgeloop_agent_telemetry_windows_sent_total")
+                   .Help("Telemetry windows the server answered for, by outcome.")
+                   .Register(*registry);
+  telemetry_windows_sent = &sent.Add({{"outcome", "stored"}});
+  telemetry_windows_refused = &sent.Add({{"outcome", "refused"}});
   background_lifts = &prometheus::BuildCounter()
                           .Name("edgeloop_agent_background_lifts_total")
                           .Help(

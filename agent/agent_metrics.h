@@ -28,6 +28,11 @@ struct AgentMetrics {
   prometheus::Gauge* telemetry_windows;
   prometheus::Gauge* telemetry_spool_bytes;
   prometheus::Gauge* telemetry_windows_dropped;
+  // What the sender has done.
+  prometheus::Counter* telemetry_reports_ok;
+  prometheus::Counter* telemetry_reports_failed;
+  prometheus::Counter* telemetry_windows_sent;
+  prometheus::Counter* telemetry_windows_refused;
 };
 
 }  // namespace edgeloop::agent

@@ -36,6 +36,9 @@ absl::StatusOr<AgentOptions> ParseAgentOptions(const std::vector<std::string>& a
   f.Int64("telemetry-spool-kb", &o.telemetry_spool_kb,
           "telemetry windows kept on disk until the server has them; past it the oldest are "
           "dropped and counted (default 4096)");
+  f.Int("telemetry-spread-seconds", &o.telemetry_spread_seconds,
+        "each device sends its closed windows a fixed random delay under this after they close, "
+        "so a fleet does not report in one instant (default 10; 0: at once)");
   f.Int64("module-cache-mb", &o.module_cache_mb,
           "disk kept for modules besides the active and previous ones (default 512)");
   f.Int64("memory-budget-kb", &o.memory_budget_kb,

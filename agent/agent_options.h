@@ -26,6 +26,7 @@ struct AgentOptions {
   int64_t max_download_kbps = 0;  // 0: no cap
   int64_t module_cache_mb = 512;  // modules kept on disk besides the active and previous ones
   int64_t telemetry_spool_kb = 4096;  // closed telemetry windows kept for the server
+  int telemetry_spread_seconds = 10;  // a fleet's reports spread over this after windows close
   int64_t memory_budget_kb = 0;   // memory for loaded modules; 0: MemAvailable
   // Local rollback after a swap (see ModelHost::RollbackPolicy); min calls 0 turns it off.
   int64_t rollback_min_calls = 50;

@@ -6,6 +6,7 @@
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "common/telemetry_window.h"
 
 namespace edgeloop::agent {
 
@@ -146,6 +147,21 @@ absl::Time DeviceTelemetry::CloseDue() {
   absl::Time next = absl::InfiniteFuture();
   for (const auto& [id, counters] : counters_) next = std::min(next, counters->window_end());
   return next;
+}
+
+std::vector<v1::TelemetryWindow> DeviceTelemetry::Ready(int max_windows, int64_t max_bytes) {
+  std::set<std::string> open;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, counters] : counters_) {
+      const absl::Time start = counters->window_end() - counters->window();
+      open.insert(TelemetryWindowId(counters->spec().model(), counters->spec().version(),
+                                    absl::ToUnixMillis(start)));
+    }
+  }
+  std::vector<v1::TelemetryWindow> ready = spool_->Batch(max_windows, max_bytes);
+  std::erase_if(ready, [&](const v1::TelemetryWindow& w) { return open.count(w.id()) > 0; });
+  return ready;
 }
 
 void DeviceTelemetry::CloseAll() { Close(options_.clock->Now(), true); }

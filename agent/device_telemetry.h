@@ -45,6 +45,12 @@ class DeviceTelemetry {
   /// A label for the prediction `counters_id` made at `predicted_at`.
   void Label(uint64_t counters_id, int64_t predicted, int64_t label, absl::Time predicted_at);
 
+  /// The oldest closed windows that are final, for one report (TelemetrySpool::Batch): a
+  /// window closed at shutdown whose time is not over is held back while this run counts the
+  /// rest of it, which the spool then merges in; sent earlier, the rest would arrive as a
+  /// duplicate of a window the server already stored, and be lost.
+  std::vector<v1::TelemetryWindow> Ready(int max_windows, int64_t max_bytes);
+
   TelemetrySpool& spool() { return *spool_; }
 
  private:

@@ -22,7 +22,8 @@ namespace {
 int SampleCap(const v1::TelemetryWindow& a, const v1::TelemetryWindow& b) {
   int cap = 0;
   for (const auto* w : {&a, &b}) {
-    for (const v1::TelemetryWindow::Feature& f : w->features()) cap = std::max(cap, f.samples_size());
+    for (const v1::TelemetryWindow::Feature& f : w->features())
+      cap = std::max(cap, f.samples_size());
   }
   return cap;
 }
@@ -133,19 +134,34 @@ std::vector<v1::TelemetryWindow> TelemetrySpool::Batch(int max_windows, int64_t 
   return batch;
 }
 
-absl::Status TelemetrySpool::Acknowledge(const std::vector<std::string>& ids, int64_t dropped) {
-  const std::set<std::string> stored(ids.begin(), ids.end());
-  std::lock_guard lock(mu_);
+int64_t TelemetrySpool::Remove(const std::vector<std::string>& ids) {
+  const std::set<std::string> remove(ids.begin(), ids.end());
   std::error_code ignored;
+  int64_t removed = 0;
   for (auto it = files_.begin(); it != files_.end();) {
-    if (!stored.count(it->second.window_id)) {
+    if (!remove.count(it->second.window_id)) {
       ++it;
       continue;
     }
     fs::remove(it->second.path, ignored);
     bytes_ -= it->second.bytes;
     it = files_.erase(it);
+    ++removed;
   }
+  return removed;
+}
+
+absl::Status TelemetrySpool::Discard(const std::vector<std::string>& ids) {
+  std::lock_guard lock(mu_);
+  const int64_t removed = Remove(ids);
+  if (removed == 0) return absl::OkStatus();
+  dropped_ += removed;
+  return SaveDropped();
+}
+
+absl::Status TelemetrySpool::Acknowledge(const std::vector<std::string>& ids, int64_t dropped) {
+  std::lock_guard lock(mu_);
+  Remove(ids);
   if (dropped > 0) {
     dropped_ = std::max<int64_t>(0, dropped_ - dropped);
     RETURN_IF_ERROR(SaveDropped());

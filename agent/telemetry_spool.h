@@ -34,6 +34,9 @@ class TelemetrySpool {
   /// drops, which no longer need reporting.
   absl::Status Acknowledge(const std::vector<std::string>& ids, int64_t dropped);
 
+  /// Deletes windows that can never be sent, counting them as dropped.
+  absl::Status Discard(const std::vector<std::string>& ids);
+
   int64_t dropped() const;  // not yet acknowledged
   int64_t bytes() const;
   size_t windows() const;
@@ -47,6 +50,8 @@ class TelemetrySpool {
   };
   absl::Status SaveDropped();  // with mu_ held
   void DropOldest();           // with mu_ held
+  /// Deletes the files of windows in `ids`; how many. With mu_ held.
+  int64_t Remove(const std::vector<std::string>& ids);
 
   const std::string dir_;
   const int64_t cap_;

@@ -306,6 +306,22 @@ TEST(TelemetrySpoolTest, PastTheCapTheOldestAreDroppedAndCounted) {
   EXPECT_EQ((*spool)->dropped(), 0);
 }
 
+TEST(TelemetrySpoolTest, AWindowThatCannotBeSentIsDiscardedAndCountedAsDropped) {
+  const std::string dir = FreshDir("spool-discard");
+  auto spool = TelemetrySpool::Open(dir, 1 << 20);
+  ASSERT_TRUE(spool.ok());
+  ASSERT_TRUE((*spool)->Append(Window("a", 1, 100)).ok());
+  ASSERT_TRUE((*spool)->Append(Window("b", 2, 100)).ok());
+  ASSERT_TRUE((*spool)->Discard({"a", "unknown"}).ok());
+  EXPECT_EQ((*spool)->windows(), 1u);
+  EXPECT_EQ((*spool)->dropped(), 1);
+  spool = TelemetrySpool::Open(dir, 1 << 20);  // both outlive a restart
+  ASSERT_TRUE(spool.ok());
+  EXPECT_EQ((*spool)->dropped(), 1);
+  ASSERT_EQ((*spool)->Batch(10, 1 << 20).size(), 1u);
+  EXPECT_EQ((*spool)->Batch(10, 1 << 20)[0].id(), "b");
+}
+
 TEST(TelemetrySpoolTest, ACorruptWindowIsDroppedAndTheRestKept) {
   const std::string dir = FreshDir("spool-corrupt");
   {

@@ -8,6 +8,7 @@
 #include "common/latency_buckets.h"
 #include "common/monitored_feature.h"
 #include "common/prediction.h"
+#include "common/telemetry_window.h"
 
 namespace edgeloop::agent {
 namespace {
@@ -187,7 +188,7 @@ std::optional<v1::TelemetryWindow> WindowCounters::CloseIfDue(absl::Time now) {
   if (absl::ToUnixMillis(now) < start + step) return std::nullopt;
   taken_any_ = false;
   v1::TelemetryWindow w;
-  w.set_id(absl::StrCat(spec_.model(), "/", spec_.version(), "/", start));
+  w.set_id(TelemetryWindowId(spec_.model(), spec_.version(), start));
   w.set_model(spec_.model());
   w.set_version(spec_.version());
   w.set_module_digest(digest_);

@@ -2,7 +2,14 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+
 namespace edgeloop {
+
+std::string TelemetryWindowId(absl::string_view model, int64_t version, int64_t start_ms) {
+  return absl::StrCat(model, "/", version, "/", start_ms);
+}
+
 namespace {
 
 void AddCounts(google::protobuf::RepeatedField<int64_t>* into,

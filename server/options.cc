@@ -26,6 +26,19 @@ void Register(FlagSet& f, ServerOptions& o) {
       "names and addresses agents dial, put in the TLS certificate (default localhost,127.0.0.1)");
   f.Int("telemetry-window-seconds", &o.telemetry_window_seconds,
         "devices summarise what their models see in windows this long (default 60)");
+  f.String("telemetry-cohort-label", &o.telemetry_cohort_label,
+           "device label whose value splits telemetry into cohorts (default site; empty: none)");
+  f.Int("telemetry-max-cohorts", &o.telemetry_max_cohorts,
+        "cohort values with a series of their own; later ones are counted as _other (default 32)");
+  f.Int("telemetry-bucket-seconds", &o.telemetry_bucket_seconds,
+        "telemetry aggregates sum device windows over buckets this long (default 60)");
+  f.Int("telemetry-raw-retention-hours", &o.telemetry_raw_retention_hours,
+        "raw device windows are kept this long, and older ones refused (default 168)");
+  f.Int("telemetry-aggregate-retention-days", &o.telemetry_aggregate_retention_days,
+        "telemetry aggregates are kept this long (default 90)");
+  f.Int("telemetry-device-windows-per-minute", &o.telemetry_device_windows_per_minute,
+        "windows one device may send a minute (burst 1024, for a device back from an outage); "
+        "more are answered RESOURCE_EXHAUSTED (default 120)");
   f.Int("sync-interval-seconds", &o.sync_interval_seconds,
         "base interval between device syncs (default 30; jittered, longer under load)");
   f.Int("sync-capacity-per-second", &o.sync_capacity_per_second,
@@ -102,14 +115,21 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
     return absl::InvalidArgumentError("--role must be all or worker");
   }
   RETURN_IF_ERROR(compiler::ParseSandboxMode(options.compile_sandbox).status());
-  for (const auto& [flag, value] : {std::pair{"device-threads", options.device_threads},
-                                    {"device-streams-per-device", options.device_streams_per_device},
-                                    {"device-keepalive-seconds", options.device_keepalive_seconds},
-                                    {"db-pool-size", options.db_pool_size},
-                                    {"db-acquire-timeout-seconds", options.db_acquire_timeout_seconds},
-                                    {"db-statement-timeout-seconds",
-                                     options.db_statement_timeout_seconds}}) {
-    if (value < 1) return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be at least 1"));
+  for (const auto& [flag, value] :
+       {std::pair{"device-threads", options.device_threads},
+        {"device-streams-per-device", options.device_streams_per_device},
+        {"device-keepalive-seconds", options.device_keepalive_seconds},
+        {"db-pool-size", options.db_pool_size},
+        {"db-acquire-timeout-seconds", options.db_acquire_timeout_seconds},
+        {"db-statement-timeout-seconds", options.db_statement_timeout_seconds},
+        {"telemetry-window-seconds", options.telemetry_window_seconds},
+        {"telemetry-max-cohorts", options.telemetry_max_cohorts},
+        {"telemetry-bucket-seconds", options.telemetry_bucket_seconds},
+        {"telemetry-raw-retention-hours", options.telemetry_raw_retention_hours},
+        {"telemetry-aggregate-retention-days", options.telemetry_aggregate_retention_days},
+        {"telemetry-device-windows-per-minute", options.telemetry_device_windows_per_minute}}) {
+    if (value < 1)
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be at least 1"));
   }
   std::error_code ec;
   std::filesystem::path data_dir = std::filesystem::absolute(options.data_dir, ec);

@@ -21,6 +21,13 @@ struct ServerOptions {
   std::string device_hostnames = "localhost,127.0.0.1";
   int sync_interval_seconds = 30;
   int telemetry_window_seconds = 60;  // how often devices close a telemetry window
+  /// The device label whose value is a telemetry cohort, and how many values get a series.
+  std::string telemetry_cohort_label = "site";
+  int telemetry_max_cohorts = 32;
+  int telemetry_bucket_seconds = 60;
+  int telemetry_raw_retention_hours = 24 * 7;
+  int telemetry_aggregate_retention_days = 90;
+  int telemetry_device_windows_per_minute = 120;
   int sync_capacity_per_second = 500;
   absl::Duration device_cert_validity = absl::Hours(24 * 30);
   int offline_after_seconds = 90;

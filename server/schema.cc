@@ -7,6 +7,7 @@
 #include "fleet/schema.h"
 #include "registry/schema.h"
 #include "server/auth.h"
+#include "telemetry/schema.h"
 
 namespace edgeloop::server {
 
@@ -14,7 +15,7 @@ const std::vector<store::Migration>& ServerSchema() {
   static const auto* schema = [] {
     auto merged = store::MergeMigrations({&registry::Migrations(), &AuthMigrations(),
                                           &store::BlobMigrations(), &fleet::Migrations(),
-                                          &ci::Migrations()});
+                                          &ci::Migrations(), &telemetry::Migrations()});
     if (!merged.ok()) {
       // Two components claimed one migration number: a build that must not start.
       std::fprintf(stderr, "edgeloop-server: %s\n", merged.status().ToString().c_str());

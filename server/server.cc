@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "ci/compile_jobs.h"
+#include "ci/compile_pipeline.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/signing.h"
@@ -19,9 +21,6 @@
 #include "registry/registry.h"
 #include "server/api.h"
 #include "server/auth.h"
-#include "server/schema.h"
-#include "ci/compile_jobs.h"
-#include "ci/compile_pipeline.h"
 #include "server/grpc/admin_service.h"
 #include "server/grpc/device_service.h"
 #include "server/grpc/fleet_service.h"
@@ -30,10 +29,12 @@
 #include "server/module_signing_key.h"
 #include "server/rest/http_server.h"
 #include "server/rest/routes.h"
-#include "telemetry/monitoring_specs.h"
+#include "server/schema.h"
 #include "store/blob_store.h"
 #include "store/database.h"
 #include "store/migrations.h"
+#include "telemetry/ingest.h"
+#include "telemetry/monitoring_specs.h"
 
 namespace edgeloop::server {
 
@@ -48,6 +49,7 @@ struct Server::Impl {
   std::unique_ptr<fleet::EnrollmentTokens> enrollment_tokens;
   std::unique_ptr<fleet::SyncPacer> pacer;
   std::unique_ptr<telemetry::MonitoringSpecs> monitoring;
+  std::unique_ptr<telemetry::TelemetryIngest> telemetry;
   std::unique_ptr<fleet::Assignments> assignments;
   std::unique_ptr<fleet::DeviceRegistry> devices;
   std::unique_ptr<ServerMetrics> metrics;
@@ -101,13 +103,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   ASSIGN_OR_RETURN(s->blobs, store::BlobStore::Create(blob_options));
   // The registry shows each version's compile jobs beside its modules; the CI stage owns them.
   store::Database* db = s->db.get();
-  ASSIGN_OR_RETURN(s->registry,
-                   registry::Registry::Create(
-                       {.database = db,
-                        .blobs = s->blobs.get(),
-                        .compile_jobs = [db](int64_t model_id, int64_t version) {
-                          return ci::CompileJobs::ForVersion(*db, model_id, version);
-                        }}));
+  ASSIGN_OR_RETURN(s->registry, registry::Registry::Create(
+                                    {.database = db,
+                                     .blobs = s->blobs.get(),
+                                     .compile_jobs = [db](int64_t model_id, int64_t version) {
+                                       return ci::CompileJobs::ForVersion(*db, model_id, version);
+                                     }}));
 
   s->tokens = std::make_unique<TokenStore>(s->db.get(), SystemClock::Get());
   const char* env_token = std::getenv("EDGELOOP_ADMIN_TOKEN");
@@ -129,9 +130,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
       SystemClock::Get(), static_cast<uint64_t>(absl::ToUnixNanos(now)));
   // Module manifests are signed with this key; devices pin it at enrollment (the CA endorses
   // it) and follow a rotation only when the old key signed the hand-over.
-  ASSIGN_OR_RETURN(ModuleSigningKey signing,
-                   LoadModuleSigningKey(options.data_dir, *s->ca, *s->db,
-                                        options.rotate_signing_key));
+  ASSIGN_OR_RETURN(ModuleSigningKey signing, LoadModuleSigningKey(options.data_dir, *s->ca, *s->db,
+                                                                  options.rotate_signing_key));
   s->signer = std::move(signing.signer);
   s->monitoring = std::make_unique<telemetry::MonitoringSpecs>(telemetry::MonitoringOptions{
       .database = s->db.get(),
@@ -139,7 +139,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
       .signer = s->signer.get(),
       .window = absl::Seconds(std::max(1, options.telemetry_window_seconds))});
   s->assignments = std::make_unique<fleet::Assignments>(
-      s->db.get(), SystemClock::Get(), [monitoring = s->monitoring.get()](int64_t model_id, v1::ModuleRef& ref) -> absl::Status {
+      s->db.get(), SystemClock::Get(),
+      [monitoring = s->monitoring.get()](int64_t model_id, v1::ModuleRef& ref) -> absl::Status {
         ASSIGN_OR_RETURN(auto spec, monitoring->For(model_id, ref.model(), ref.version()));
         if (spec.has_value()) {
           ref.set_monitoring(std::move(spec->bytes));
@@ -157,6 +158,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
                                    .cert_validity = options.device_cert_validity,
                                    .offline_after = absl::Seconds(options.offline_after_seconds),
                                    .module_signing_key = signing.trust});
+
+  telemetry::IngestOptions ingest;
+  ingest.database = s->db.get();
+  ingest.clock = SystemClock::Get();
+  ingest.specs = s->monitoring.get();
+  ingest.cohort_label = options.telemetry_cohort_label;
+  ingest.max_cohorts = options.telemetry_max_cohorts;
+  ingest.bucket = absl::Seconds(options.telemetry_bucket_seconds);
+  ingest.raw_retention = absl::Hours(options.telemetry_raw_retention_hours);
+  ingest.aggregate_retention = absl::Hours(24 * options.telemetry_aggregate_retention_days);
+  ingest.device_windows_per_minute = options.telemetry_device_windows_per_minute;
+  // A window older than the raw retention would be pruned at once: refused as stale instead.
+  ingest.bounds.max_age = ingest.raw_retention;
+  s->telemetry = std::make_unique<telemetry::TelemetryIngest>(ingest);
 
   s->metrics = std::make_unique<ServerMetrics>(s->registry.get(), s->devices.get());
 
@@ -217,7 +232,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   s->admin_service = std::make_unique<grpc_api::AdminService>(s->api.get(), s->metrics.get());
   s->fleet_service = std::make_unique<grpc_api::FleetService>(s->api.get(), s->metrics.get());
   s->device_service = std::make_unique<grpc_api::DeviceService>(
-      s->devices.get(), s->assignments.get(), s->blobs.get(), s->metrics.get(),
+      s->devices.get(), s->assignments.get(), s->blobs.get(), s->telemetry.get(), s->metrics.get(),
       grpc_api::DeviceServiceOptions{.streams_per_device = options.device_streams_per_device,
                                      .watch = {}});
   Log(LogLevel::kInfo, "storage ready",
@@ -237,6 +252,7 @@ absl::Status Server::Start() {
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(s.http_port, s.http->Start());
+  s.telemetry->Start();
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(s.options.grpc_listen, grpc::InsecureServerCredentials(), &s.grpc_port);
@@ -311,6 +327,8 @@ void Server::Shutdown() {
   Log(LogLevel::kInfo, "shutting down", {{"grace_seconds", s.options.shutdown_grace_seconds}});
   s.device_service->Stop();
   s.device_grpc->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
+  // After the device listener: reports still in flight get their answer first.
+  s.telemetry->Stop();
   s.grpc->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
   s.http->Shutdown(grace);
   Log(LogLevel::kInfo, "stopped");

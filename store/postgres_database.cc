@@ -157,14 +157,16 @@ class PostgresTransaction final : public Transaction {
         // containers from 7.0 on).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-        pqxx::tablewriter copy(*work_, twin, columns.begin(), columns.end());
+        // Its null marker defaults to "", which would turn every empty string into NULL; a NUL
+        // byte, which no PostgreSQL text holds, stands for it instead.
+        pqxx::tablewriter copy(*work_, twin, columns.begin(), columns.end(), std::string(1, '\0'));
 #pragma GCC diagnostic pop
         std::vector<std::string> fields;
         for (const std::vector<Value>& row : rows) {
           fields.clear();
           for (std::optional<std::string>& f : ToParams(row)) {
             // Every column bulk-loaded is NOT NULL; an absent value would be refused anyway.
-            fields.push_back(f.has_value() ? std::move(*f) : std::string());
+            fields.push_back(f.has_value() ? std::move(*f) : std::string(1, '\0'));
           }
           copy.insert(fields.begin(), fields.end());
         }
@@ -206,12 +208,13 @@ class PostgresDatabaseImpl final : public Database {
         statement_timeout_(options.statement_timeout),
         pool_(options.pool_size, options.acquire_timeout,
               [this]() -> absl::StatusOr<std::unique_ptr<PgConnection>> {
-          try {
-            return std::make_unique<PgConnection>(url_, statement_timeout_);
-          } catch (const std::exception& e) {
-            return absl::UnavailableError(absl::StrCat("cannot connect to postgresql: ", e.what()));
-          }
-        }) {}
+                try {
+                  return std::make_unique<PgConnection>(url_, statement_timeout_);
+                } catch (const std::exception& e) {
+                  return absl::UnavailableError(
+                      absl::StrCat("cannot connect to postgresql: ", e.what()));
+                }
+              }) {}
 
   Dialect dialect() const override { return Dialect::kPostgres; }
 

@@ -106,6 +106,43 @@ TEST_P(DatabaseTest, ValuesRoundTripThroughParameters) {
   EXPECT_TRUE(r.IsNull("n"));
 }
 
+TEST_P(DatabaseTest, BulkInsertKeepsEveryValueAndSkipsConflicts) {
+  const std::string bytes_type = db_->dialect() == Dialect::kSqlite ? "BLOB" : "BYTEA";
+  ASSERT_TRUE(RunInTransaction(*db_, [&](Transaction& tx) {
+                return tx.ExecuteScript(
+                    "CREATE TABLE bulk (k BIGINT PRIMARY KEY, s TEXT NOT NULL, "
+                    "b " +
+                    bytes_type + " NOT NULL)");
+              }).ok());
+  // Empty strings, tabs, newlines and backslashes are what COPY's text format must escape;
+  // an empty string is not NULL.
+  const std::string binary("\x00\t\n\\N\xff", 6);
+  std::vector<std::vector<Value>> rows;
+  for (int64_t k = 0; k < 300; ++k) {
+    rows.push_back({k, k % 3 == 0 ? std::string() : absl::StrCat("a\tb\nc\\N ", k), Bytes{binary}});
+  }
+  for (int round = 0; round < 2; ++round) {  // the second time, every row conflicts
+    absl::StatusOr<Rows> inserted;
+    ASSERT_TRUE(RunInTransaction(*db_,
+                                 [&](Transaction& tx) -> absl::Status {
+                                   inserted = tx.BulkInsert("bulk", {"k", "s", "b"}, rows,
+                                                            "ON CONFLICT DO NOTHING RETURNING k");
+                                   return inserted.status();
+                                 })
+                    .ok())
+        << inserted.status();
+    EXPECT_EQ(inserted->size(), round == 0 ? rows.size() : 0u);
+  }
+  auto read = db_->Query("SELECT k, s, b FROM bulk ORDER BY k", {});
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->size(), rows.size());
+  for (const Row& r : *read) {
+    const int64_t k = r.Int("k");
+    EXPECT_EQ(r.Text("s"), k % 3 == 0 ? "" : absl::StrCat("a\tb\nc\\N ", k));
+    EXPECT_EQ(r.Blob("b"), binary);
+  }
+}
+
 TEST_P(DatabaseTest, UncommittedTransactionRollsBack) {
   {
     auto tx = db_->Begin();
@@ -171,8 +208,8 @@ TEST_P(DatabaseTest, SyntaxErrorIsReportedNotThrown) {
 // A saturated pool answers UNAVAILABLE (the server's 503) after the acquire timeout instead of
 // leaving the caller hanging; once a connection is free, work goes on.
 TEST_P(DatabaseTest, ASaturatedPoolAnswersUnavailableInsteadOfHanging) {
-  auto small = Database::Open(
-      {.url = url_, .pool_size = 1, .acquire_timeout = absl::Milliseconds(200)});
+  auto small =
+      Database::Open({.url = url_, .pool_size = 1, .acquire_timeout = absl::Milliseconds(200)});
   ASSERT_TRUE(small.ok()) << small.status();
   auto held = (*small)->Begin();
   ASSERT_TRUE(held.ok()) << held.status();
@@ -184,9 +221,10 @@ TEST_P(DatabaseTest, ASaturatedPoolAnswersUnavailableInsteadOfHanging) {
 }
 
 TEST_P(DatabaseTest, ARunawayStatementIsCancelledByTheStatementTimeout) {
-  if (GetParam() != "postgres") GTEST_SKIP() << "SQLite runs in process; its writers wait on busy_timeout";
-  auto db = Database::Open(
-      {.url = url_, .pool_size = 1, .statement_timeout = absl::Milliseconds(300)});
+  if (GetParam() != "postgres")
+    GTEST_SKIP() << "SQLite runs in process; its writers wait on busy_timeout";
+  auto db =
+      Database::Open({.url = url_, .pool_size = 1, .statement_timeout = absl::Milliseconds(300)});
   ASSERT_TRUE(db.ok()) << db.status();
   auto slow = (*db)->Query("SELECT pg_sleep(30)", {});
   EXPECT_EQ(slow.status().code(), absl::StatusCode::kDeadlineExceeded) << slow.status();
@@ -197,10 +235,11 @@ TEST_P(DatabaseTest, ARunawayStatementIsCancelledByTheStatementTimeout) {
 }
 
 TEST(MergeMigrationsTest, SharedHistoricalStepsRunTogetherAndNewNumbersBelongToOneComponent) {
-  const ComponentMigrations a{"a", {{1, "a1", "CREATE TABLE a (x INTEGER);"},
-                                    {5, "a5", "ALTER TABLE a ADD COLUMN y INTEGER;"}}};
-  const ComponentMigrations b{"b", {{5, "b5", "CREATE TABLE b (x INTEGER);"},
-                                    {10, "b10", "CREATE INDEX b_x ON b (x);"}}};
+  const ComponentMigrations a{
+      "a",
+      {{1, "a1", "CREATE TABLE a (x INTEGER);"}, {5, "a5", "ALTER TABLE a ADD COLUMN y INTEGER;"}}};
+  const ComponentMigrations b{
+      "b", {{5, "b5", "CREATE TABLE b (x INTEGER);"}, {10, "b10", "CREATE INDEX b_x ON b (x);"}}};
   auto merged = MergeMigrations({&a, &b});
   ASSERT_TRUE(merged.ok()) << merged.status();
   ASSERT_EQ(merged->size(), 3u);

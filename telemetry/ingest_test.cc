@@ -256,6 +256,15 @@ TEST_P(IngestTest, RefusesWhatNoAgentSendsAndStoresTheRest) {
        Refusal::kInvalid},
       {"more correct than labelled", [](auto& w) { w.set_correct(0, 9000); }, Refusal::kInvalid},
       {"id not the window's", [](auto& w) { w.set_id("sensor/1/5"); }, Refusal::kInvalid},
+      {"ends as it starts", [](auto& w) { w.set_end_ms(w.start_ms()); }, Refusal::kInvalid},
+      {"longer than a day", [](auto& w) { w.set_end_ms(w.start_ms() + 25 * 3600 * 1000LL); },
+       Refusal::kInvalid},
+      {"not on a whole second",
+       [](auto& w) {
+         w.set_start_ms(w.start_ms() + 1);
+         w.set_id(absl::StrCat(kModel, "/1/", w.start_ms()));
+       },
+       Refusal::kInvalid},
       {"from the future",
        [this](auto& w) {
          w.set_start_ms(Start(-60));
@@ -271,7 +280,10 @@ TEST_P(IngestTest, RefusesWhatNoAgentSendsAndStoresTheRest) {
        },
        Refusal::kStale},
   };
-  std::vector<v1::TelemetryWindow> windows = {Window(t, 10)};  // a good one among them
+  // Good ones among them: a whole window, and one cut short (its agent stopped inside it).
+  std::vector<v1::TelemetryWindow> windows = {Window(t, 10), Window(t - kWindowMs, 10)};
+  windows[1].set_end_ms(windows[1].start_ms() + kWindowMs / 3);
+  constexpr size_t kGood = 2;
   for (size_t i = 0; i < cases.size(); ++i) {
     v1::TelemetryWindow w = Window(t + static_cast<int64_t>(i + 1) * kWindowMs, 10);
     cases[i].spoil(w);
@@ -279,12 +291,13 @@ TEST_P(IngestTest, RefusesWhatNoAgentSendsAndStoresTheRest) {
   }
   auto answer = Report(device, windows);
   ASSERT_TRUE(answer.ok()) << answer.status();
-  ASSERT_EQ(answer->stored_size(), 1);
+  ASSERT_EQ(answer->stored_size(), 2) << answer->DebugString();
   EXPECT_EQ(answer->stored(0), windows[0].id());
+  EXPECT_EQ(answer->stored(1), windows[1].id());
   ASSERT_EQ(answer->refused_size(), static_cast<int>(cases.size()));
   std::array<int64_t, static_cast<size_t>(Refusal::kCount)> expected{};
   for (size_t i = 0; i < cases.size(); ++i) {
-    EXPECT_EQ(answer->refused(static_cast<int>(i)).id(), windows[i + 1].id().substr(0, 200))
+    EXPECT_EQ(answer->refused(static_cast<int>(i)).id(), windows[i + kGood].id().substr(0, 200))
         << cases[i].what;
     EXPECT_FALSE(answer->refused(static_cast<int>(i)).reason().empty()) << cases[i].what;
     ++expected[static_cast<size_t>(cases[i].why)];
@@ -292,7 +305,7 @@ TEST_P(IngestTest, RefusesWhatNoAgentSendsAndStoresTheRest) {
   for (size_t r = 0; r < expected.size(); ++r) {
     EXPECT_EQ(ingest_->counts().windows_refused[r], expected[r]) << RefusalLabel(Refusal(r));
   }
-  EXPECT_EQ(Requests(Aggregates()), 10);  // only the good window reached the aggregates
+  EXPECT_EQ(Requests(Aggregates()), 20);  // only the good windows reached the aggregates
   auto reports = WindowStore::Reports(*fleet_->db, device);
   ASSERT_TRUE(reports.ok() && reports->has_value());
   EXPECT_EQ((*reports)->windows_refused, static_cast<int64_t>(cases.size()));

@@ -8,6 +8,7 @@
 #include "common/latency_buckets.h"
 #include "common/prediction.h"
 #include "common/status.h"
+#include "common/telemetry_window.h"
 
 namespace edgeloop::telemetry {
 namespace {
@@ -58,12 +59,15 @@ absl::Status CheckWindow(const v1::TelemetryWindow& w, const v1::MonitoringSpec&
                                                    w.version(), ", not ", spec.model(), "@",
                                                    spec.version()));
   }
-  if (w.id() != absl::StrCat(w.model(), "/", w.version(), "/", w.start_ms())) {
+  if (w.id() != TelemetryWindowId(w.model(), w.version(), w.start_ms())) {
     return absl::InvalidArgumentError("the window id is not <model>/<version>/<start_ms>");
   }
+  // Windows start on whole seconds; one may be shorter than its spec's length (the agent
+  // stopped inside it and stayed away past its end), and a spec's length can change between
+  // versions of the server's setting, so the length is bounded rather than matched.
   const int64_t length = w.end_ms() - w.start_ms();
   if (w.start_ms() <= 0 || length <= 0 || length > absl::ToInt64Milliseconds(bounds.max_length) ||
-      w.start_ms() % length != 0) {
+      w.start_ms() % 1000 != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("[", w.start_ms(), ", ", w.end_ms(), ") is not a window"));
   }

@@ -1,6 +1,7 @@
-// Telemetry end to end, device side: the real server puts each version's signed monitoring
-// spec beside its module, the real agent verifies it, counts what its calls and labels saw in
-// windows and keeps the closed windows on disk, across a restart.
+// Telemetry end to end: the real server puts each version's signed monitoring spec beside its
+// module, the real agent verifies it, counts what its calls and labels saw in windows, keeps
+// the closed windows on disk and sends them; the server stores each exactly once, through
+// outages and kill -9 on either side.
 #include <signal.h>
 
 #include <filesystem>
@@ -11,6 +12,8 @@
 #include "common/file_util.h"
 #include "compiler/testing/onnx_models.h"
 #include "edgeloop/v1/telemetry.pb.h"
+#include "store/database.h"
+#include "telemetry/window_store.h"
 #include "tests/testing/serving_fixture.h"
 
 namespace edgeloop::tests {
@@ -19,8 +22,72 @@ namespace {
 class TelemetryTest : public ServingTest {
  protected:
   std::vector<std::string> ExtraFlags() override {
-    return {"--sync-interval-seconds", "1", "--telemetry-window-seconds", "1"};
+    return {"--sync-interval-seconds", "1", "--telemetry-window-seconds",
+            std::to_string(WindowSeconds())};
   }
+  virtual int WindowSeconds() { return 1; }
+
+  // The agents here send at once (no fleet to spread).
+  std::unique_ptr<AgentProcess> StartSendingAgent() {
+    return StartAgent({"--telemetry-spread-seconds", "0", "--max-backoff-seconds", "1"});
+  }
+
+  // Every window the server stored for `device`, by id (read through the telemetry
+  // component, as the server's API does).
+  std::map<std::string, v1::TelemetryWindow> StoredWindows(const std::string& device) {
+    if (db_ == nullptr) {
+      auto db = store::Database::Open({.url = options_.db.empty()
+                                                  ? "sqlite://" + options_.data_dir + "/edgeloop.db"
+                                                  : options_.db,
+                                       .pool_size = 1});
+      EXPECT_TRUE(db.ok()) << db.status();
+      if (!db.ok()) return {};
+      db_ = std::move(*db);
+    }
+    std::map<std::string, v1::TelemetryWindow> windows;
+    auto stored = telemetry::WindowStore::DeviceWindows(*db_, device, 0, INT64_MAX, 100000);
+    EXPECT_TRUE(stored.ok()) << stored.status();
+    if (!stored.ok()) return windows;
+    for (v1::TelemetryWindow& w : *stored) {
+      EXPECT_EQ(windows.count(w.id()), 0u) << "stored twice: " << w.id();
+      windows[w.id()] = std::move(w);
+    }
+    return windows;
+  }
+
+  // Sets up model "kws" v1, with a validation set (so its spec has reference edges), served
+  // by `agent`; its version.
+  int64_t ServeModel(AgentProcess& agent, client::LocalClient& client) {
+    EXPECT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+    std::vector<float> set;
+    for (int k = 0; k < 8; ++k) {
+      const std::vector<float> x = Input(16, 0.2f * static_cast<float>(k + 1));
+      set.insert(set.end(), x.begin(), x.end());
+    }
+    const std::string validation =
+        compiler::testing::ValidationSetOnnx("input", {8, 16}, set, {0, 1, 2, 3, 0, 1, 2, 3});
+    const std::string onnx = compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1);
+    const int64_t v1 =
+        Push("kws", onnx, absl::StrCat(R"(,"validationDigest":")", Upload(validation), "\""));
+    EXPECT_GT(v1, 0);
+    Assign("kws", v1, agent.device_id());
+    EXPECT_TRUE(WaitServing(client, "kws", v1)) << agent.log();
+    EXPECT_TRUE(Eventually([&] {
+      return absl::StrContains(agent.log(), "\"msg\":\"monitoring\"");
+    })) << agent.log();
+    return v1;
+  }
+
+  // `n` calls to kws; false when one failed.
+  static bool Predict(client::LocalClient& client, int n) {
+    for (int k = 0; k < n; ++k) {
+      auto p = client.Predict("kws", {{"input", {1, 16}, Input(16, 0.1f * static_cast<float>(k))}});
+      if (!p.ok()) return false;
+    }
+    return true;
+  }
+
+  std::unique_ptr<store::Database> db_;
 };
 
 // Every window the agent has kept, by id.
@@ -59,26 +126,10 @@ Totals Sum(const std::map<std::string, v1::TelemetryWindow>& windows, int64_t ve
   return t;
 }
 
-TEST_P(TelemetryTest, AgentsCountWhatTheirModelsSeeInSignedWindowsKeptOnDisk) {
-  auto agent = StartAgent();
-  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
-  // v1 with a validation set: its spec has the reference edges. v2 without: devices sample.
-  std::vector<float> set;
-  for (int k = 0; k < 8; ++k) {
-    const std::vector<float> x = Input(16, 0.2f * static_cast<float>(k + 1));
-    set.insert(set.end(), x.begin(), x.end());
-  }
-  const std::string validation =
-      compiler::testing::ValidationSetOnnx("input", {8, 16}, set, {0, 1, 2, 3, 0, 1, 2, 3});
-  const std::string onnx = compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1);
-  const int64_t v1 =
-      Push("kws", onnx, absl::StrCat(R"(,"validationDigest":")", Upload(validation), "\""));
-  ASSERT_GT(v1, 0);
-  Assign("kws", v1, agent->device_id());
+TEST_P(TelemetryTest, AgentsCountWhatTheirModelsSeeAndTheServerStoresItOnce) {
+  auto agent = StartSendingAgent();
   client::LocalClient client(agent->state_dir() + "/agent.sock");
-  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
-  ASSERT_TRUE(Eventually([&] { return absl::StrContains(agent->log(), "\"msg\":\"monitoring\""); }))
-      << agent->log();
+  const int64_t v1 = ServeModel(*agent, client);
 
   constexpr int kCalls = 20;
   int labelled = 0;
@@ -90,10 +141,10 @@ TEST_P(TelemetryTest, AgentsCountWhatTheirModelsSeeInSignedWindowsKeptOnDisk) {
       ++labelled;
     }
   }
-  // Windows of one second close within a second or two of their end.
+  // Windows of one second close within a second or two of their end, and are sent at once.
   Totals t;
   ASSERT_TRUE(Eventually([&] {
-    t = Sum(SpooledWindows(agent->state_dir()), v1);
+    t = Sum(StoredWindows(agent->device_id()), v1);
     return t.requests == kCalls && t.labelled == labelled;
   })) << agent->log();
   EXPECT_EQ(t.features, 16);  // every element of a 16-element input, by default
@@ -101,6 +152,9 @@ TEST_P(TelemetryTest, AgentsCountWhatTheirModelsSeeInSignedWindowsKeptOnDisk) {
   EXPECT_EQ(t.classes, kCalls);
   EXPECT_EQ(t.samples, 0);  // the reference's edges are known: nothing raw is sent
   EXPECT_LE(t.correct, labelled);
+  // The agent deleted what the server acknowledged.
+  EXPECT_TRUE(Eventually([&] { return SpooledWindows(agent->state_dir()).empty(); }))
+      << agent->log();
 
   // v2 has no reference yet: the device sends raw values for the server to take one from.
   const int64_t v2 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
@@ -113,33 +167,112 @@ TEST_P(TelemetryTest, AgentsCountWhatTheirModelsSeeInSignedWindowsKeptOnDisk) {
   for (int k = 0; k < 5; ++k) {
     ASSERT_TRUE(client.Predict("kws", {{"input", {1, 16}, Input(16, 1.0f)}}).ok());
   }
-  ASSERT_TRUE(Eventually([&] { return Sum(SpooledWindows(agent->state_dir()), v2).requests == 5; }))
+  ASSERT_TRUE(Eventually([&] { return Sum(StoredWindows(agent->device_id()), v2).requests == 5; }))
       << agent->log();
-  t = Sum(SpooledWindows(agent->state_dir()), v2);
+  t = Sum(StoredWindows(agent->device_id()), v2);
   EXPECT_EQ(t.feature0, 0);
   EXPECT_EQ(t.samples, 5);
 
-  // Nothing has taken the windows yet: they outlive the agent. Its metrics say how many wait.
-  const size_t kept = SpooledWindows(agent->state_dir()).size();
+  // Its metrics say what it sent, in an exposition Prometheus accepts.
   const std::string ports = *ReadFile(agent->state_dir() + "/ports.json");
   auto metrics = HttpClient(std::stoi(ports.substr(ports.find(':') + 1))).Get("/metrics");
   ASSERT_TRUE(metrics.ok()) << metrics.status();
-  EXPECT_TRUE(absl::StrContains(metrics->body,
-                                absl::StrCat("edgeloop_agent_telemetry_windows ", kept, "\n")))
-      << metrics->body;
   EXPECT_TRUE(absl::StrContains(metrics->body, "edgeloop_agent_telemetry_windows_dropped 0\n"));
+  EXPECT_TRUE(absl::StrContains(
+      metrics->body, "edgeloop_agent_telemetry_windows_sent_total{outcome=\"refused\"} 0\n"))
+      << metrics->body;
+  EXPECT_FALSE(absl::StrContains(
+      metrics->body, "edgeloop_agent_telemetry_windows_sent_total{outcome=\"stored\"} 0\n"))
+      << metrics->body;
   const std::string exposition = options_.data_dir + "/agent-metrics.txt";
   ASSERT_TRUE(WriteFileAtomically(exposition, metrics->body).ok());
   CommandResult check = RunCommand({"/bin/sh", "-c", "promtool check metrics < " + exposition});
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
-  ASSERT_EQ(*agent->Stop(SIGTERM), 0);
+}
+
+TEST_P(TelemetryTest, WindowsArriveExactlyOnceThroughOutagesAndKill9OnEitherSide) {
+  // The server comes back on the same address, as a real one does.
+  ASSERT_EQ(*server_->Stop(SIGTERM), 0);
+  options_.device_listen = absl::StrCat("127.0.0.1:", PickFreePort());
+  StartServer();
+  auto agent = StartSendingAgent();
+  client::LocalClient client(agent->state_dir() + "/agent.sock");
+  const int64_t v1 = ServeModel(*agent, client);
+
+  ASSERT_TRUE(Predict(client, 10));
+  ASSERT_TRUE(Eventually([&] { return Sum(StoredWindows(agent->device_id()), v1).requests == 10; }))
+      << agent->log();
+
+  // The server dies (reports in flight are never acknowledged, so never deleted); the agent
+  // keeps counting and keeps its closed windows on disk.
+  ASSERT_EQ(*server_->Stop(SIGKILL), 128 + SIGKILL);
+  ASSERT_TRUE(Predict(client, 10));
+  ASSERT_TRUE(Eventually([&] {
+    return Sum(SpooledWindows(agent->state_dir()), v1).requests == 10;
+  })) << agent->log();
+  // The agent dies too, between closing those windows and sending them; it comes back while
+  // the server is still away and serves more.
+  ASSERT_EQ(*agent->Stop(SIGKILL), 128 + SIGKILL);
   agent->Start();
-  ASSERT_TRUE(WaitServing(client, "kws", v2)) << agent->log();
-  EXPECT_GE(SpooledWindows(agent->state_dir()).size(), kept);
-  EXPECT_EQ(Sum(SpooledWindows(agent->state_dir()), v1).requests, kCalls);
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
+  ASSERT_TRUE(Predict(client, 5));
+
+  StartServer();
+  ASSERT_TRUE(Eventually([&] { return Sum(StoredWindows(agent->device_id()), v1).requests == 25; }))
+      << agent->log();
+  EXPECT_TRUE(Eventually([&] { return SpooledWindows(agent->state_dir()).empty(); }))
+      << agent->log();
+  auto reports = telemetry::WindowStore::Reports(*db_, agent->device_id());
+  ASSERT_TRUE(reports.ok() && reports->has_value()) << reports.status();
+  EXPECT_EQ((*reports)->windows_refused, 0) << (*reports)->last_refusal;
+  EXPECT_EQ((*reports)->windows_dropped, 0);
+  EXPECT_EQ((*reports)->windows_stored,
+            static_cast<int64_t>(StoredWindows(agent->device_id()).size()));
+}
+
+// A restart inside a window: the part counted before (closed at shutdown) and the part after
+// are one window, sent once it is over, not two that the server would store as one. A restart
+// that outlasts the window leaves the first part on its own, shorter than a window: stored too.
+class LongWindowTest : public TelemetryTest {
+ protected:
+  int WindowSeconds() override { return 20; }
+};
+
+TEST_P(LongWindowTest, AWindowARestartSplitIsSentWholeOnceItEnds) {
+  auto agent = StartSendingAgent();
+  client::LocalClient client(agent->state_dir() + "/agent.sock");
+  const int64_t v1 = ServeModel(*agent, client);
+  // Start near the beginning of a window, so the restart falls inside it.
+  ASSERT_TRUE(
+      Eventually([] { return absl::ToUnixSeconds(absl::Now()) % 20 == 1; }, absl::Seconds(25)));
+  const int64_t window_end_s = absl::ToUnixSeconds(absl::Now()) + 19;
+  ASSERT_TRUE(Predict(client, 7));
+  ASSERT_EQ(*agent->Stop(SIGTERM), 0);
+  const auto split = SpooledWindows(agent->state_dir());  // the first part, closed at shutdown
+  ASSERT_EQ(split.size(), 1u);
+  EXPECT_LT(split.begin()->second.end_ms(), window_end_s * 1000);
+  agent->Start();
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
+  ASSERT_TRUE(Predict(client, 4));
+  const bool inside = absl::ToUnixSeconds(absl::Now()) < window_end_s;
+  ASSERT_TRUE(Eventually([&] { return Sum(StoredWindows(agent->device_id()), v1).requests == 11; },
+                         absl::Seconds(40)))
+      << agent->log();
+  const auto stored = StoredWindows(agent->device_id());
+  if (inside) {
+    ASSERT_EQ(stored.size(), 1u);
+    EXPECT_EQ(stored.begin()->first, split.begin()->first);
+    EXPECT_EQ(stored.begin()->second.requests(), 11);
+    EXPECT_EQ(stored.begin()->second.end_ms(), window_end_s * 1000);
+  } else {
+    std::cerr << "the restart outlasted the window: its parts are two windows\n";
+    EXPECT_EQ(stored.size(), 2u);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, TelemetryTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Storage, LongWindowTest, ::testing::Values("sqlite"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -53,11 +53,12 @@ grpc::Status AsDevice(ServerMetrics& metrics, const char* method, grpc::ServerCo
 }  // namespace
 
 DeviceService::DeviceService(fleet::DeviceRegistry* devices, fleet::Assignments* assignments,
-                             store::BlobStore* blobs, ServerMetrics* metrics,
-                             DeviceServiceOptions options)
+                             store::BlobStore* blobs, telemetry::TelemetryIngest* telemetry,
+                             ServerMetrics* metrics, DeviceServiceOptions options)
     : devices_(*devices),
       assignments_(*assignments),
       blobs_(*blobs),
+      telemetry_(*telemetry),
       metrics_(*metrics),
       streams_(options.streams_per_device),
       watches_(devices, metrics, &streams_, options.watch) {
@@ -90,6 +91,14 @@ grpc::Status DeviceService::Renew(grpc::ServerContext* c, const v1::RenewRequest
                   [&](const std::string& id) { return devices_.Renew(id, *r); });
 }
 
+grpc::Status DeviceService::ReportTelemetry(grpc::ServerContext* c,
+                                            const v1::ReportTelemetryRequest* r,
+                                            v1::ReportTelemetryResponse* out) {
+  return AsDevice(metrics_, "device.ReportTelemetry", c, out,
+                  // Refuses a decommissioned device, whose certificate verifies until it expires.
+                  [&](const std::string& id) { return telemetry_.Report(id, *r); });
+}
+
 grpc::ServerWriteReactor<v1::WatchEvent>* DeviceService::Watch(grpc::CallbackServerContext* c,
                                                                const v1::WatchRequest* r) {
   absl::StatusOr<std::string> id = PeerDeviceId(*c);
@@ -109,20 +118,20 @@ grpc::Status DeviceService::FetchModule(grpc::ServerContext* c, const v1::FetchM
         RETURN_IF_ERROR(devices_.CheckActive(id));
         std::unique_ptr<DeviceStreamLimit::Slot> slot = streams_.Acquire(id);
         if (slot == nullptr) {
-          return absl::ResourceExhaustedError(absl::StrCat(
-              "device \"", id, "\" already has ", streams_.per_device(), " streams open"));
+          return absl::ResourceExhaustedError(absl::StrCat("device \"", id, "\" already has ",
+                                                           streams_.per_device(), " streams open"));
         }
         ASSIGN_OR_RETURN(bool is_module, assignments_.IsModule(r->digest()));
         if (!is_module) {
-          return absl::NotFoundError(
-              absl::StrCat("no module ", r->digest().substr(0, 80), " (only built modules can "
-                           "be fetched)"));
+          return absl::NotFoundError(absl::StrCat("no module ", r->digest().substr(0, 80),
+                                                  " (only built modules can "
+                                                  "be fetched)"));
         }
         ASSIGN_OR_RETURN(std::unique_ptr<store::BlobReader> reader, blobs_.Open(r->digest()));
         const int64_t size = reader->size();
         if (r->offset() < 0 || r->offset() > size) {
-          return absl::OutOfRangeError(absl::StrCat("offset ", r->offset(),
-                                                    " is outside the module (", size, " bytes)"));
+          return absl::OutOfRangeError(
+              absl::StrCat("offset ", r->offset(), " is outside the module (", size, " bytes)"));
         }
         constexpr size_t kChunk = 64 * 1024;
         v1::ModuleChunk chunk;

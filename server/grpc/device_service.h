@@ -5,10 +5,11 @@
 #include "edgeloop/v1/device.grpc.pb.h"
 #include "fleet/assignments.h"
 #include "fleet/device_registry.h"
-#include "store/blob_store.h"
 #include "server/grpc/device_stream_limit.h"
 #include "server/grpc/watch_hub.h"
 #include "server/metrics.h"
+#include "store/blob_store.h"
+#include "telemetry/ingest.h"
 
 namespace edgeloop::server::grpc_api {
 
@@ -27,7 +28,8 @@ class DeviceService final
     : public v1::DeviceService::WithCallbackMethod_Watch<v1::DeviceService::Service> {
  public:
   DeviceService(fleet::DeviceRegistry* devices, fleet::Assignments* assignments,
-                store::BlobStore* blobs, ServerMetrics* metrics, DeviceServiceOptions options);
+                store::BlobStore* blobs, telemetry::TelemetryIngest* telemetry,
+                ServerMetrics* metrics, DeviceServiceOptions options);
   ~DeviceService() override;
 
   grpc::Status Enroll(grpc::ServerContext* c, const v1::EnrollRequest* r,
@@ -40,6 +42,8 @@ class DeviceService final
                                                   const v1::WatchRequest* r) override;
   grpc::Status FetchModule(grpc::ServerContext* c, const v1::FetchModuleRequest* r,
                            grpc::ServerWriter<v1::ModuleChunk>* writer) override;
+  grpc::Status ReportTelemetry(grpc::ServerContext* c, const v1::ReportTelemetryRequest* r,
+                               v1::ReportTelemetryResponse* out) override;
 
   /// Ends open streams promptly; call before shutting the gRPC server down.
   void Stop();
@@ -48,6 +52,7 @@ class DeviceService final
   fleet::DeviceRegistry& devices_;
   fleet::Assignments& assignments_;
   store::BlobStore& blobs_;
+  telemetry::TelemetryIngest& telemetry_;
   ServerMetrics& metrics_;
   DeviceStreamLimit streams_;
   WatchHub watches_;
