@@ -94,7 +94,8 @@ void DeviceTelemetry::Attach(ModelHost& host) {
           {{"model", key.first},
            {"version", key.second},
            {"features", spec->second.features_size()},
-           {"window_s", spec->second.window_seconds()}});
+           {"window_s", spec->second.window_seconds()},
+           {"reference", v1::ReferenceStatistics::Source_Name(spec->second.reference_source())}});
     }
   }
   // Specs of versions no longer loaded go (a desired one not installed yet comes again with

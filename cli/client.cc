@@ -25,6 +25,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& serve
   client->registry_ = v1::RegistryService::NewStub(client->channel_);
   client->admin_ = v1::AdminService::NewStub(client->channel_);
   client->fleet_ = v1::FleetService::NewStub(client->channel_);
+  client->telemetry_ = v1::TelemetryService::NewStub(client->channel_);
   return client;
 }
 

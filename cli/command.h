@@ -28,9 +28,10 @@ struct Command {
 };
 
 /// The nouns, one file each.
-absl::Status ModelCommand(const Command& c);   // cli/model_commands.cc
-absl::Status DeviceCommand(const Command& c);  // cli/device_commands.cc
-absl::Status TokenCommand(const Command& c);   // cli/token_commands.cc
+absl::Status ModelCommand(const Command& c);      // cli/model_commands.cc
+absl::Status DeviceCommand(const Command& c);     // cli/device_commands.cc
+absl::Status TokenCommand(const Command& c);      // cli/token_commands.cc
+absl::Status TelemetryCommand(const Command& c);  // cli/telemetry_commands.cc
 
 /// `response` as JSON (-o json).
 template <typename Message>

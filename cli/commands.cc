@@ -30,6 +30,10 @@ const char* Usage() {
                                       what devices should run; the newest assignment wins
   device assignments [--model M]
   device rollback ID --model M        back to the module the device kept as previous
+  telemetry show MODEL [--version V] [--cohort VALUE] [--since 1h] [--step 5m]
+                                      calls, errors, latency, accuracy and drift per version
+  telemetry device ID [--since 24h] [--limit 20]
+                                      what a device reported, and its latest windows
 
 --server defaults to $EDGELOOP_SERVER or 127.0.0.1:9090 (the operator gRPC port);
 --token-file defaults to $EDGELOOP_TOKEN_FILE or ./var/admin.token.
@@ -44,6 +48,7 @@ absl::Status RunCommand(const Args& args, Client& client, OutputFormat format, s
   if (noun == "model") return ModelCommand(command);
   if (noun == "token") return TokenCommand(command);
   if (noun == "device") return DeviceCommand(command);
+  if (noun == "telemetry") return TelemetryCommand(command);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown command \"", noun, "\" (see edgeloop --help)"));
 }

@@ -202,12 +202,13 @@ absl::Status CheckReferenceStatistics(const v1::ReferenceStatistics& r) {
   }
   if (r.classifier()) {
     if (r.class_counts_size() < 2 || r.class_counts_size() > kMaxClasses) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the reference has ", r.class_counts_size(), " classes, not 2 to ", kMaxClasses));
+      return absl::InvalidArgumentError(absl::StrCat("the reference has ", r.class_counts_size(),
+                                                     " classes, not 2 to ", kMaxClasses));
     }
     RETURN_IF_ERROR(CheckCounts(r.class_counts(), r.class_counts_size(), "class counts"));
     RETURN_IF_ERROR(CheckCounts(r.confidence_counts(), kConfidenceBins, "confidence"));
-  } else {
+  } else if (r.prediction_edges_size() > 0 || r.prediction_counts_size() > 0) {
+    // A regressor's reference taken from devices' first windows has no predictions to bin.
     RETURN_IF_ERROR(CheckBinned(r.prediction_edges(), r.prediction_counts(), "predictions"));
   }
   if (r.samples() < 0 || r.labelled() < 0 || r.correct() < 0 || r.correct() > r.labelled()) {
@@ -282,6 +283,29 @@ int BinOf(const double* edges, int n, double value) {
   int bin = 0;
   for (int k = 0; k < n; ++k) bin += value >= edges[k] ? 1 : 0;
   return bin;
+}
+
+std::vector<double> DecileEdges(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  std::vector<double> edges;
+  const double last = static_cast<double>(values.size() - 1);
+  for (int d = 0; d <= 10; ++d) {
+    const double at = last * d / 10.0;
+    const size_t below = static_cast<size_t>(std::floor(at));
+    const size_t above = std::min(below + 1, values.size() - 1);
+    edges.push_back(values[below] + (values[above] - values[below]) * (at - below));
+  }
+  return edges;
+}
+
+std::vector<int64_t> BinCounts(const std::vector<double>& edges,
+                               const std::vector<double>& values) {
+  std::vector<int64_t> counts(edges.size() + 1, 0);
+  for (const double v : values) {
+    const int bin = BinOf(edges.data(), static_cast<int>(edges.size()), v);
+    if (bin >= 0) ++counts[bin];
+  }
+  return counts;
 }
 
 }  // namespace edgeloop

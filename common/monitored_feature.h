@@ -39,9 +39,9 @@ absl::Status CheckMonitoredFeatures(
 /// OK when a reference is well formed, so that devices and the server can bin on it: at most
 /// kMaxMonitoredFeatures features, each with 2 to 32 finite non-decreasing edges and one count
 /// more than edges; a classifier's class counts (2 to 4096) and kConfidenceBins confidence
-/// counts, or a regressor's prediction edges and counts; counts non-negative; correct <=
-/// labelled. INVALID_ARGUMENT saying what is wrong otherwise. A reference comes from a
-/// sandboxed compiler run or from devices, so nothing in it is trusted.
+/// counts, or a regressor's prediction edges and counts (or neither); counts non-negative; correct
+/// <= labelled. INVALID_ARGUMENT saying what is wrong otherwise. A reference comes from a sandboxed
+/// compiler run or from devices, so nothing in it is trusted.
 absl::Status CheckReferenceStatistics(const v1::ReferenceStatistics& reference);
 
 /// OK for 2 to 32 finite, non-decreasing bin edges; INVALID_ARGUMENT starting with `what`.
@@ -58,5 +58,12 @@ double FeatureValue(const v1::MonitoredFeature& feature, const float* data,
 /// e[k-1] <= value < e[k], n-1 for e[n-2] <= value <= e[n-1] (the last inner bin is closed),
 /// n above e[n-1]; so n + 1 bins in all. NaN goes to no bin: -1.
 int BinOf(const double* edges, int n, double value);
+
+/// Decile edges of `values` (not empty): 11 numbers, the minimum first, the maximum last, the
+/// deciles between interpolated linearly (numpy's default quantile).
+std::vector<double> DecileEdges(std::vector<double> values);
+
+/// The histogram of `values` on `edges` (BinOf): edges.size() + 1 counts; NaN is not counted.
+std::vector<int64_t> BinCounts(const std::vector<double>& edges, const std::vector<double>& values);
 
 }  // namespace edgeloop

@@ -137,6 +137,12 @@ v1::ReferenceStatistics GoodReference() {
 
 TEST(ReferenceCheckTest, AWellFormedReferencePasses) {
   EXPECT_TRUE(CheckReferenceStatistics(GoodReference()).ok());
+  // A regressor's reference taken from devices' first windows has no predictions binned.
+  v1::ReferenceStatistics regressor = GoodReference();
+  regressor.set_classifier(false);
+  regressor.clear_class_counts();
+  regressor.clear_confidence_counts();
+  EXPECT_TRUE(CheckReferenceStatistics(regressor).ok());
 }
 
 TEST(ReferenceCheckTest, EachMalformationIsRefused) {
@@ -149,7 +155,11 @@ TEST(ReferenceCheckTest, EachMalformationIsRefused) {
       {"one class", [](auto& r) { r.mutable_class_counts()->RemoveLast(); }},
       {"19 confidence bins", [](auto& r) { r.mutable_confidence_counts()->RemoveLast(); }},
       {"more correct than labelled", [](auto& r) { r.set_correct(11); }},
-      {"a regressor without edges", [](auto& r) { r.set_classifier(false); }},
+      {"a regressor's counts without edges",
+       [](auto& r) {
+         r.set_classifier(false);
+         r.add_prediction_counts(5);
+       }},
   };
   for (auto& [what, mutate] : breaks) {
     v1::ReferenceStatistics r = GoodReference();

@@ -8,33 +8,6 @@
 #include "common/prediction.h"
 
 namespace edgeloop::compiler {
-namespace {
-
-std::vector<int64_t> Histogram(const std::vector<double>& edges,
-                               const std::vector<double>& values) {
-  std::vector<int64_t> counts(edges.size() + 1, 0);
-  for (const double v : values) {
-    const int bin = BinOf(edges.data(), static_cast<int>(edges.size()), v);
-    if (bin >= 0) ++counts[bin];
-  }
-  return counts;
-}
-
-}  // namespace
-
-std::vector<double> DecileEdges(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  std::vector<double> edges;
-  const double last = static_cast<double>(values.size() - 1);
-  for (int d = 0; d <= 10; ++d) {
-    const double at = last * d / 10.0;
-    const size_t below = static_cast<size_t>(std::floor(at));
-    const size_t above = std::min(below + 1, values.size() - 1);
-    edges.push_back(values[below] + (values[above] - values[below]) * (at - below));
-  }
-  return edges;
-}
-
 absl::StatusOr<v1::ReferenceStatistics> ComputeReferenceStatistics(
     const ReferenceRun& run, const std::vector<v1::MonitoredFeature>& features) {
   const size_t n = run.inputs.size();
@@ -61,7 +34,7 @@ absl::StatusOr<v1::ReferenceStatistics> ComputeReferenceStatistics(
     *ref->mutable_feature() = feature;
     const std::vector<double> edges = DecileEdges(values);
     ref->mutable_edges()->Add(edges.begin(), edges.end());
-    const std::vector<int64_t> counts = Histogram(edges, values);
+    const std::vector<int64_t> counts = BinCounts(edges, values);
     ref->mutable_counts()->Add(counts.begin(), counts.end());
   }
   const bool classifier = IsClassifierOutput(run.first_outputs[0].shape);
@@ -97,7 +70,7 @@ absl::StatusOr<v1::ReferenceStatistics> ComputeReferenceStatistics(
     }
     const std::vector<double> edges = DecileEdges(values);
     stats.mutable_prediction_edges()->Add(edges.begin(), edges.end());
-    const std::vector<int64_t> counts = Histogram(edges, values);
+    const std::vector<int64_t> counts = BinCounts(edges, values);
     stats.mutable_prediction_counts()->Add(counts.begin(), counts.end());
   }
   return stats;

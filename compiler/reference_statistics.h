@@ -28,7 +28,4 @@ struct ReferenceRun {
 absl::StatusOr<v1::ReferenceStatistics> ComputeReferenceStatistics(
     const ReferenceRun& run, const std::vector<v1::MonitoredFeature>& features);
 
-/// Decile edges of `values` (not empty): 11 numbers, the minimum first, the maximum last.
-std::vector<double> DecileEdges(std::vector<double> values);
-
 }  // namespace edgeloop::compiler

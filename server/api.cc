@@ -130,6 +130,19 @@ absl::StatusOr<v1::Device> Api::GetDevice(const Principal& p, const v1::GetDevic
   return options_.devices->Get(r.id());
 }
 
+absl::StatusOr<v1::ModelTelemetry> Api::GetModelTelemetry(const Principal& p,
+                                                          const v1::GetModelTelemetryRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
+  return options_.telemetry->Model(r);
+}
+
+absl::StatusOr<v1::DeviceTelemetryReport> Api::GetDeviceTelemetry(
+    const Principal& p, const v1::GetDeviceTelemetryRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
+  RETURN_IF_ERROR(options_.devices->Get(r.device_id()).status());  // NOT_FOUND for no device
+  return options_.telemetry->Device(r);
+}
+
 absl::StatusOr<v1::Device> Api::UpdateDevice(const Principal& p, const v1::UpdateDeviceRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
   return options_.devices->Update(r);

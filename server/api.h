@@ -12,6 +12,7 @@
 #include "registry/registry.h"
 #include "server/auth.h"
 #include "store/blob_store.h"
+#include "telemetry/analysis.h"
 
 namespace edgeloop::server {
 
@@ -22,6 +23,7 @@ struct ApiOptions {
   fleet::DeviceRegistry* devices = nullptr;              // not owned
   fleet::EnrollmentTokens* enrollment_tokens = nullptr;  // not owned
   fleet::Assignments* assignments = nullptr;             // not owned
+  telemetry::TelemetryQueries* telemetry = nullptr;      // not owned
   int64_t max_upload_bytes = int64_t{2} << 30;
 };
 
@@ -66,12 +68,16 @@ class Api {
   absl::StatusOr<v1::ListDevicesResponse> ListDevices(const Principal& p,
                                                       const v1::ListDevicesRequest& r);
   absl::StatusOr<v1::Device> GetDevice(const Principal& p, const v1::GetDeviceRequest& r);
+  absl::StatusOr<v1::ModelTelemetry> GetModelTelemetry(const Principal& p,
+                                                       const v1::GetModelTelemetryRequest& r);
+  absl::StatusOr<v1::DeviceTelemetryReport> GetDeviceTelemetry(
+      const Principal& p, const v1::GetDeviceTelemetryRequest& r);
   absl::StatusOr<v1::Device> UpdateDevice(const Principal& p, const v1::UpdateDeviceRequest& r);
   absl::StatusOr<v1::Device> DecommissionDevice(const Principal& p,
                                                 const v1::DecommissionDeviceRequest& r);
   absl::StatusOr<v1::Assignment> AssignModel(const Principal& p, const v1::AssignModelRequest& r);
-  absl::StatusOr<v1::ListAssignmentsResponse> ListAssignments(
-      const Principal& p, const v1::ListAssignmentsRequest& r);
+  absl::StatusOr<v1::ListAssignmentsResponse> ListAssignments(const Principal& p,
+                                                              const v1::ListAssignmentsRequest& r);
   absl::StatusOr<v1::Assignment> RollbackDevice(const Principal& p,
                                                 const v1::RollbackDeviceRequest& r);
 

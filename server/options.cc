@@ -39,6 +39,9 @@ void Register(FlagSet& f, ServerOptions& o) {
   f.Int("telemetry-device-windows-per-minute", &o.telemetry_device_windows_per_minute,
         "windows one device may send a minute (burst 1024, for a device back from an outage); "
         "more are answered RESOURCE_EXHAUSTED (default 120)");
+  f.Int("telemetry-reference-min-samples", &o.telemetry_reference_min_samples,
+        "a version registered without a validation set takes its reference from its devices' "
+        "first windows once each feature has this many raw values (default 200)");
   f.Int("sync-interval-seconds", &o.sync_interval_seconds,
         "base interval between device syncs (default 30; jittered, longer under load)");
   f.Int("sync-capacity-per-second", &o.sync_capacity_per_second,
@@ -127,7 +130,8 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
         {"telemetry-bucket-seconds", options.telemetry_bucket_seconds},
         {"telemetry-raw-retention-hours", options.telemetry_raw_retention_hours},
         {"telemetry-aggregate-retention-days", options.telemetry_aggregate_retention_days},
-        {"telemetry-device-windows-per-minute", options.telemetry_device_windows_per_minute}}) {
+        {"telemetry-device-windows-per-minute", options.telemetry_device_windows_per_minute},
+        {"telemetry-reference-min-samples", options.telemetry_reference_min_samples}}) {
     if (value < 1)
       return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be at least 1"));
   }

@@ -28,6 +28,8 @@ struct ServerOptions {
   int telemetry_raw_retention_hours = 24 * 7;
   int telemetry_aggregate_retention_days = 90;
   int telemetry_device_windows_per_minute = 120;
+  /// Raw values per feature a version without a reference needs before it takes one.
+  int telemetry_reference_min_samples = 200;
   int sync_capacity_per_second = 500;
   absl::Duration device_cert_validity = absl::Hours(24 * 30);
   int offline_after_seconds = 90;

@@ -25,6 +25,7 @@
 #include "server/grpc/device_service.h"
 #include "server/grpc/fleet_service.h"
 #include "server/grpc/registry_service.h"
+#include "server/grpc/telemetry_service.h"
 #include "server/metrics.h"
 #include "server/module_signing_key.h"
 #include "server/rest/http_server.h"
@@ -50,6 +51,7 @@ struct Server::Impl {
   std::unique_ptr<fleet::SyncPacer> pacer;
   std::unique_ptr<telemetry::MonitoringSpecs> monitoring;
   std::unique_ptr<telemetry::TelemetryIngest> telemetry;
+  std::unique_ptr<telemetry::TelemetryQueries> telemetry_queries;
   std::unique_ptr<fleet::Assignments> assignments;
   std::unique_ptr<fleet::DeviceRegistry> devices;
   std::unique_ptr<ServerMetrics> metrics;
@@ -59,6 +61,7 @@ struct Server::Impl {
   std::unique_ptr<grpc_api::RegistryService> registry_service;
   std::unique_ptr<grpc_api::AdminService> admin_service;
   std::unique_ptr<grpc_api::FleetService> fleet_service;
+  std::unique_ptr<grpc_api::TelemetryService> telemetry_service;
   std::unique_ptr<grpc_api::DeviceService> device_service;
   std::unique_ptr<grpc::Server> grpc;
   std::unique_ptr<grpc::Server> device_grpc;
@@ -169,9 +172,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   ingest.raw_retention = absl::Hours(options.telemetry_raw_retention_hours);
   ingest.aggregate_retention = absl::Hours(24 * options.telemetry_aggregate_retention_days);
   ingest.device_windows_per_minute = options.telemetry_device_windows_per_minute;
+  ingest.reference_min_samples = options.telemetry_reference_min_samples;
   // A window older than the raw retention would be pruned at once: refused as stale instead.
   ingest.bounds.max_age = ingest.raw_retention;
   s->telemetry = std::make_unique<telemetry::TelemetryIngest>(ingest);
+  s->telemetry_queries = std::make_unique<telemetry::TelemetryQueries>(
+      telemetry::TelemetryQueryOptions{.database = s->db.get(),
+                                       .clock = SystemClock::Get(),
+                                       .drift = {},
+                                       .cohort_label = options.telemetry_cohort_label,
+                                       .bucket = ingest.bucket});
 
   s->metrics = std::make_unique<ServerMetrics>(s->registry.get(), s->devices.get());
 
@@ -216,6 +226,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
                                             .devices = s->devices.get(),
                                             .enrollment_tokens = s->enrollment_tokens.get(),
                                             .assignments = s->assignments.get(),
+                                            .telemetry = s->telemetry_queries.get(),
                                             .max_upload_bytes = options.max_upload_bytes});
   Impl* raw = s.get();
   s->router = rest::BuildRouter(s->api.get(), s->metrics.get(), [raw] { return raw->Readiness(); });
@@ -231,6 +242,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   s->registry_service = std::make_unique<grpc_api::RegistryService>(s->api.get(), s->metrics.get());
   s->admin_service = std::make_unique<grpc_api::AdminService>(s->api.get(), s->metrics.get());
   s->fleet_service = std::make_unique<grpc_api::FleetService>(s->api.get(), s->metrics.get());
+  s->telemetry_service =
+      std::make_unique<grpc_api::TelemetryService>(s->api.get(), s->metrics.get());
   s->device_service = std::make_unique<grpc_api::DeviceService>(
       s->devices.get(), s->assignments.get(), s->blobs.get(), s->telemetry.get(), s->metrics.get(),
       grpc_api::DeviceServiceOptions{.streams_per_device = options.device_streams_per_device,
@@ -259,6 +272,7 @@ absl::Status Server::Start() {
   builder.RegisterService(s.registry_service.get());
   builder.RegisterService(s.admin_service.get());
   builder.RegisterService(s.fleet_service.get());
+  builder.RegisterService(s.telemetry_service.get());
   // Uploads arrive in chunks; no single message needs more than this.
   builder.SetMaxReceiveMessageSize(16 << 20);
   s.grpc = builder.BuildAndStart();

@@ -10,6 +10,7 @@
 #include "common/telemetry_window.h"
 #include "fleet/device_registry.h"
 #include "registry/registry.h"
+#include "telemetry/first_reference.h"
 
 namespace edgeloop::telemetry {
 
@@ -243,6 +244,14 @@ void TelemetryIngest::WriterLoop() {
       lock.lock();
       continue;
     }
+    if (!awaiting_.empty() && now >= next_reference_) {
+      // Then on to the queue: a version short of raw values must not hold up the reports.
+      next_reference_ = now + options_.reference_every;
+      lock.unlock();
+      TakeReferences();
+      lock.lock();
+      if (stopping_) break;
+    }
     if (queue_.empty()) {
       wake_.wait_for(lock, std::chrono::seconds(1));
       continue;
@@ -259,6 +268,16 @@ void TelemetryIngest::WriterLoop() {
     }
     lock.unlock();
     absl::Status status = Write(batch);
+    if (status.ok()) {
+      for (const auto& p : batch) {
+        for (const IncomingWindow& w : p->windows) {
+          if (std::any_of(w.window.features().begin(), w.window.features().end(),
+                          [](const auto& f) { return f.samples_size() > 0; })) {
+            awaiting_.emplace(std::pair{w.model_id, w.window.version()}, w.window.model());
+          }
+        }
+      }
+    }
     lock.lock();
     queued_windows_ -= windows;
     counts_.pending_windows = queued_windows_;
@@ -269,6 +288,50 @@ void TelemetryIngest::WriterLoop() {
       for (auto& p : batch) p->stored.set_value(status);
     }
   }
+}
+
+void TelemetryIngest::TakeReferences() {
+  for (auto it = awaiting_.begin(); it != awaiting_.end();) {
+    const auto [model_id, version] = it->first;
+    absl::StatusOr<bool> done = TakeReference(model_id, it->second, version);
+    if (!done.ok()) {
+      Log(LogLevel::kWarning, "could not take a reference from the first windows",
+          {{"model", it->second}, {"version", version}, {"error", done.status().ToString()}});
+    }
+    it = done.ok() && *done ? awaiting_.erase(it) : std::next(it);
+  }
+}
+
+absl::StatusOr<bool> TelemetryIngest::TakeReference(int64_t model_id, const std::string& model,
+                                                    int64_t version) {
+  store::Database& db = *options_.database;
+  ASSIGN_OR_RETURN(std::optional<v1::ReferenceStatistics> existing,
+                   registry::Registry::Reference(db, model_id, version));
+  if (existing.has_value()) return true;  // its validation set's, or another replica took it
+  ASSIGN_OR_RETURN(std::optional<v1::MonitoringSpec> spec,
+                   options_.specs->Spec(model_id, model, version));
+  if (!spec.has_value() || spec->features().empty()) return true;  // nothing to take
+  ASSIGN_OR_RETURN(
+      std::vector<v1::TelemetryWindow> windows,
+      WindowStore::VersionWindows(db, model_id, version, options_.reference_max_windows));
+  ASSIGN_OR_RETURN(std::optional<v1::ReferenceStatistics> reference,
+                   ReferenceFromWindows(windows, *spec, options_.reference_min_samples));
+  if (!reference.has_value()) return false;  // not enough yet
+  const int64_t now_ms = absl::ToUnixMillis(options_.clock->Now());
+  bool set = false;
+  RETURN_IF_ERROR(store::RunInTransaction(db, [&](store::Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(set,
+                     registry::Registry::SetReference(tx, model_id, version, *reference, now_ms));
+    return absl::OkStatus();
+  }));
+  if (set) {
+    Log(LogLevel::kInfo, "reference taken from the devices' first windows",
+        {{"model", model},
+         {"version", version},
+         {"windows", static_cast<int64_t>(windows.size())},
+         {"calls", reference->samples()}});
+  }
+  return true;
 }
 
 absl::Status TelemetryIngest::Write(std::vector<std::shared_ptr<Pending>>& batch) {

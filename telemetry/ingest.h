@@ -53,6 +53,11 @@ struct IngestOptions {
   double device_windows_per_minute = 120;
   double device_burst_windows = 1024;
   WindowBounds bounds;
+  /// A version without a reference takes one from its devices' first windows once every
+  /// monitored feature has this many raw values (read from at most reference_max_windows).
+  int reference_min_samples = 200;
+  int reference_max_windows = 4096;
+  absl::Duration reference_every = absl::Seconds(5);
 };
 
 /// What ingestion has done since the server started, for /metrics.
@@ -107,6 +112,10 @@ class TelemetryIngest {
                                                      const std::string& digest);
   bool Admit(const std::string& device_id, int windows, absl::Time now);
   void WriterLoop();
+  /// Takes the reference of every version in awaiting_ that has enough raw values by now.
+  void TakeReferences();
+  /// True when the version has a reference now (taken by this call or before).
+  absl::StatusOr<bool> TakeReference(int64_t model_id, const std::string& model, int64_t version);
   absl::Status Write(std::vector<std::shared_ptr<Pending>>& batch);
 
   IngestOptions options_;
@@ -130,6 +139,9 @@ class TelemetryIngest {
   bool stopping_ = false;
   std::thread writer_;
   absl::Time next_prune_ = absl::InfinitePast();
+  // Versions whose windows carry raw values (they have no reference yet): the writer's only.
+  std::map<std::pair<int64_t, int64_t>, std::string> awaiting_;  // (model id, version) → name
+  absl::Time next_reference_ = absl::InfinitePast();
 };
 
 }  // namespace edgeloop::telemetry

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/latency_buckets.h"
+#include "common/monitored_feature.h"
 #include "common/prediction.h"
 #include "common/random.h"
 #include "common/signing.h"
@@ -420,6 +421,74 @@ TEST_P(IngestTest, RetentionDeletesOldRawWindowsBeforeAggregates) {
   EXPECT_EQ(Requests(Aggregates()), 5);
   EXPECT_EQ(pruned(now, now), 1);
   EXPECT_TRUE(Aggregates().empty());
+}
+
+TEST_P(IngestTest, AVersionWithoutAReferenceTakesOneFromItsFirstWindows) {
+  IngestOptions options;
+  options.reference_min_samples = 60;
+  options.reference_every = absl::ZeroDuration();
+  StartIngest(options);
+  auto provisional = specs_->Spec(model_id_, kModel, 2);
+  ASSERT_TRUE(provisional.ok() && provisional->has_value());
+  ASSERT_EQ((*provisional)->reference_source(), v1::ReferenceStatistics::SOURCE_UNSPECIFIED);
+  const int per_window = (*provisional)->sample_values();
+  ASSERT_GE(per_window, 2);
+  // Two devices, each a window of raw values 0, 1, 2, ... (k-th device offset by half).
+  std::vector<double> sent;
+  const int64_t t = Start(3);
+  for (int d = 0; d < 2; ++d) {
+    v1::TelemetryWindow w = Window(t, per_window, 0, 2);
+    for (auto& f : *w.mutable_features()) {
+      f.clear_samples();
+      for (int k = 0; k < per_window; ++k) f.add_samples(static_cast<float>(k) + 0.5f * d);
+    }
+    for (int k = 0; k < per_window; ++k) sent.push_back(k + 0.5 * d);
+    auto answer = Report(Device("plant-1"), {w});
+    ASSERT_TRUE(answer.ok() && answer->stored_size() == 1) << answer.status();
+  }
+  ASSERT_GE(static_cast<int>(sent.size()), options.reference_min_samples);
+  // The writer takes it after the batch that brought enough.
+  std::optional<v1::ReferenceStatistics> reference;
+  for (int i = 0; i < 1000 && !reference.has_value(); ++i) {
+    auto r = registry::Registry::Reference(*fleet_->db, model_id_, 2);
+    ASSERT_TRUE(r.ok()) << r.status();
+    reference = *r;
+    if (!reference.has_value()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(reference.has_value()) << "no reference after 10 s";
+  EXPECT_EQ(reference->source(), v1::ReferenceStatistics::FIRST_WINDOWS);
+  EXPECT_EQ(reference->samples(), 2 * per_window);
+  ASSERT_EQ(reference->features_size(), (*provisional)->features_size());
+  const std::vector<double> edges = DecileEdges(sent);
+  EXPECT_EQ(std::vector<double>(reference->features(0).edges().begin(),
+                                reference->features(0).edges().end()),
+            edges);
+  int64_t counted = 0;
+  for (int64_t c : reference->features(0).counts()) counted += c;
+  EXPECT_EQ(counted, static_cast<int64_t>(sent.size()));
+  EXPECT_TRUE(reference->classifier());
+  EXPECT_EQ(reference->class_counts(0), 2 * per_window);
+
+  // Devices get the edges with the next spec; one still counting under the old spec sends
+  // raw values for a window or two more, and is not refused for it.
+  clock_.Advance(MonitoringSpecs::kProvisionalFor + absl::Seconds(1));
+  auto final_spec = specs_->Spec(model_id_, kModel, 2);
+  ASSERT_TRUE(final_spec.ok() && final_spec->has_value());
+  EXPECT_EQ((*final_spec)->reference_source(), v1::ReferenceStatistics::FIRST_WINDOWS);
+  EXPECT_EQ((*final_spec)->features(0).edges_size(), 11);
+  const std::string late = Device("plant-2");
+  v1::TelemetryWindow binned = Window(t + kWindowMs, 3, 0, 2);  // on the new spec's edges
+  v1::TelemetryWindow raw = binned;
+  raw.set_start_ms(t + 2 * kWindowMs);
+  raw.set_end_ms(raw.start_ms() + kWindowMs);
+  raw.set_id(TelemetryWindowId(kModel, 2, raw.start_ms()));
+  for (auto& f : *raw.mutable_features()) {
+    f.clear_counts();
+    f.add_samples(1.0f);
+  }
+  auto answer = Report(late, {binned, raw});
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->stored_size(), 2) << answer->DebugString();
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, IngestTest, ::testing::Values("sqlite", "postgres"),

@@ -110,10 +110,12 @@ absl::Status CheckWindow(const v1::TelemetryWindow& w, const v1::MonitoringSpec&
           absl::StrCat(what, ": binned, but the version has no reference edges"));
     }
     RETURN_IF_ERROR(CheckHistogram(f.counts(), edges + 1, requests, max, what));
-    if (f.samples_size() > spec.sample_values()) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": ", f.samples_size(),
-                                                     " samples, the spec asks for at most ",
-                                                     spec.sample_values()));
+    const int max_samples = spec.reference_source() == v1::ReferenceStatistics::SOURCE_UNSPECIFIED
+                                ? spec.sample_values()
+                                : bounds.max_samples;
+    if (f.samples_size() > max_samples) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": ", f.samples_size(), " samples, at most ", max_samples));
     }
     for (const float v : f.samples()) {
       if (!std::isfinite(v)) {

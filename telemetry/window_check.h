@@ -20,6 +20,10 @@ struct WindowBounds {
   absl::Duration max_length = absl::Hours(24);
   /// No single count may exceed this (2^40: a million calls a second for twelve days).
   int64_t max_count = int64_t{1} << 40;
+  /// Raw values per feature a window may carry once its version has a reference: devices
+  /// still counting under the spec without one (they hear of the reference at their next
+  /// sync) send them for a window or two.
+  int max_samples = 256;
 };
 
 /// OK when `window` is one a device monitoring with `spec` could have sent at `now`; else

@@ -16,6 +16,18 @@ using store::Bytes;
 using store::Rows;
 using store::Value;
 
+/// The windows of `rows`' body column; DATA_LOSS naming `whose` if one does not parse.
+absl::StatusOr<std::vector<v1::TelemetryWindow>> ParseWindows(const Rows& rows,
+                                                              const std::string& whose) {
+  std::vector<v1::TelemetryWindow> out(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (!out[i].ParseFromString(rows[i].Blob("body"))) {
+      return absl::DataLossError(absl::StrCat("a stored window of ", whose, " does not parse"));
+    }
+  }
+  return out;
+}
+
 int64_t FloorTo(int64_t value, int64_t step) { return value - ((value % step) + step) % step; }
 
 // A raw window's key: (device, model id, version, start).
@@ -216,16 +228,20 @@ absl::StatusOr<std::vector<v1::TelemetryWindow>> WindowStore::DeviceWindows(
     store::Reader& db, const std::string& device_id, int64_t from_ms, int64_t to_ms, int limit) {
   ASSIGN_OR_RETURN(Rows rows,
                    db.Query("SELECT body FROM telemetry_windows WHERE device_id = $1 AND "
-                            "start_ms >= $2 AND start_ms < $3 ORDER BY start_ms, model_id, "
+                            "start_ms >= $2 AND start_ms < $3 ORDER BY start_ms DESC, model_id, "
                             "version LIMIT $4",
                             {device_id, from_ms, to_ms, int64_t{limit}}));
-  std::vector<v1::TelemetryWindow> out(rows.size());
-  for (size_t i = 0; i < rows.size(); ++i) {
-    if (!out[i].ParseFromString(rows[i].Blob("body"))) {
-      return absl::DataLossError(absl::StrCat("a stored window of ", device_id, " does not parse"));
-    }
-  }
-  return out;
+  return ParseWindows(rows, device_id);
+}
+
+absl::StatusOr<std::vector<v1::TelemetryWindow>> WindowStore::VersionWindows(store::Reader& db,
+                                                                             int64_t model_id,
+                                                                             int64_t version,
+                                                                             int limit) {
+  ASSIGN_OR_RETURN(Rows rows, db.Query("SELECT body FROM telemetry_windows WHERE model_id = $1 AND "
+                                       "version = $2 ORDER BY start_ms, device_id LIMIT $3",
+                                       {model_id, version, int64_t{limit}}));
+  return ParseWindows(rows, absl::StrCat("model ", model_id, "@", version));
 }
 
 absl::StatusOr<int64_t> WindowStore::Prune(store::Transaction& tx, int64_t raw_before_ms,

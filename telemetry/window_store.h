@@ -76,9 +76,15 @@ class WindowStore {
                                                            std::optional<int64_t> version,
                                                            std::optional<std::string> cohort,
                                                            int64_t from_ms, int64_t to_ms);
-  /// One device's raw windows starting in [from_ms, to_ms), oldest first, at most `limit`.
+  /// One device's raw windows starting in [from_ms, to_ms), newest first, at most `limit`.
   static absl::StatusOr<std::vector<v1::TelemetryWindow>> DeviceWindows(
       store::Reader& db, const std::string& device_id, int64_t from_ms, int64_t to_ms, int limit);
+
+  /// The version's first raw windows (oldest first, from every device), up to `limit`.
+  static absl::StatusOr<std::vector<v1::TelemetryWindow>> VersionWindows(store::Reader& db,
+                                                                         int64_t model_id,
+                                                                         int64_t version,
+                                                                         int limit);
 
   /// Deletes raw windows that ended before `raw_before_ms` and aggregates whose bucket started
   /// before `aggregates_before_ms`; returns the rows deleted.

@@ -22,8 +22,9 @@ namespace {
 class TelemetryTest : public ServingTest {
  protected:
   std::vector<std::string> ExtraFlags() override {
-    return {"--sync-interval-seconds", "1", "--telemetry-window-seconds",
-            std::to_string(WindowSeconds())};
+    return {"--sync-interval-seconds",           "1",
+            "--telemetry-window-seconds",        std::to_string(WindowSeconds()),
+            "--telemetry-reference-min-samples", "20"};
   }
   virtual int WindowSeconds() { return 1; }
 
@@ -156,6 +157,47 @@ TEST_P(TelemetryTest, AgentsCountWhatTheirModelsSeeAndTheServerStoresItOnce) {
   EXPECT_TRUE(Eventually([&] { return SpooledWindows(agent->state_dir()).empty(); }))
       << agent->log();
 
+  // Operators read the same through the API: the version against its reference.
+  HttpResponse r =
+      Call("GET", absl::StrCat("/v1/models/kws/telemetry?version=", v1,
+                               "&from=", absl::ToUnixMillis(absl::Now()) - 600000, "&step=1m"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  v1::ModelTelemetry telemetry;
+  ASSERT_TRUE(ParseProtoJson(r.body, &telemetry).ok()) << r.body;
+  ASSERT_EQ(telemetry.versions_size(), 1) << r.body;
+  const v1::ModelTelemetry::Version& seen = telemetry.versions(0);
+  EXPECT_EQ(seen.reference_source(), v1::ReferenceStatistics::VALIDATION_SET);
+  EXPECT_EQ(seen.total().requests(), kCalls);
+  EXPECT_EQ(seen.total().accuracy().trials(), labelled);
+  EXPECT_EQ(seen.total().features_size(), 16);
+  EXPECT_GT(seen.total().latency_p50_us(), 0);
+  EXPECT_GE(seen.points_size(), 1);
+  EXPECT_EQ(seen.reference_accuracy().trials(), 8);  // the validation set's labels
+  EXPECT_EQ(Call("GET", "/v1/models/nope/telemetry").status, 404);
+  EXPECT_EQ(Call("GET", "/v1/models/kws/telemetry?from=20&to=10").status, 400);
+  r = Call("GET", absl::StrCat("/v1/devices/", agent->device_id(), "/telemetry?limit=5"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  v1::DeviceTelemetryReport device;
+  ASSERT_TRUE(ParseProtoJson(r.body, &device).ok()) << r.body;
+  EXPECT_GT(device.windows_stored(), 0);
+  EXPECT_EQ(device.windows_refused(), 0);
+  ASSERT_GT(device.windows_size(), 0);
+  EXPECT_EQ(device.windows(0).model(), "kws");
+  EXPECT_EQ(Call("GET", "/v1/devices/dev-nope/telemetry").status, 404);
+  // And through the CLI, over gRPC.
+  CommandResult cli = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(),
+                                  "--token-file", options_.data_dir + "/admin.token", "telemetry",
+                                  "show", "kws", "--since", "10m"});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_TRUE(absl::StrContains(cli.out, "VALIDATION_SET")) << cli.out;
+  EXPECT_TRUE(absl::StrContains(cli.out, absl::StrCat("calls  ", kCalls)) ||
+              absl::StrContains(cli.out, absl::StrCat(" ", kCalls, "\n")))
+      << cli.out;
+  cli = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(), "--token-file",
+                    options_.data_dir + "/admin.token", "telemetry", "device", agent->device_id()});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_TRUE(absl::StrContains(cli.out, "kws/1/")) << cli.out;
+
   // v2 has no reference yet: the device sends raw values for the server to take one from.
   const int64_t v2 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
   ASSERT_GT(v2, 0);
@@ -164,14 +206,35 @@ TEST_P(TelemetryTest, AgentsCountWhatTheirModelsSeeAndTheServerStoresItOnce) {
   ASSERT_TRUE(Eventually([&] {
     return absl::StrContains(agent->log(), absl::StrCat("\"version\":", v2, ",\"features\""));
   })) << agent->log();
-  for (int k = 0; k < 5; ++k) {
-    ASSERT_TRUE(client.Predict("kws", {{"input", {1, 16}, Input(16, 1.0f)}}).ok());
+  for (int k = 0; k < 25; ++k) {
+    ASSERT_TRUE(
+        client.Predict("kws", {{"input", {1, 16}, Input(16, 0.04f * static_cast<float>(k))}}).ok());
   }
-  ASSERT_TRUE(Eventually([&] { return Sum(StoredWindows(agent->device_id()), v2).requests == 5; }))
+  ASSERT_TRUE(Eventually([&] { return Sum(StoredWindows(agent->device_id()), v2).requests == 25; }))
       << agent->log();
   t = Sum(StoredWindows(agent->device_id()), v2);
   EXPECT_EQ(t.feature0, 0);
-  EXPECT_EQ(t.samples, 5);
+  EXPECT_EQ(t.samples, 25);
+  // With 20 raw values of each feature (--telemetry-reference-min-samples) v2 takes its
+  // reference from them, says so, and its devices bin on it from their next sync.
+  v1::ModelVersion version;
+  ASSERT_TRUE(Eventually([&] {
+    version = v1::ModelVersion();
+    ParseProtoJson(Call("GET", absl::StrCat("/v1/models/kws/versions/", v2)).body, &version)
+        .IgnoreError();
+    return version.has_reference();
+  })) << server_->log();
+  EXPECT_EQ(version.reference().source(), v1::ReferenceStatistics::FIRST_WINDOWS);
+  EXPECT_EQ(version.reference().features_size(), 16);
+  EXPECT_EQ(version.reference().features(0).edges_size(), 11);
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(agent->log(), "\"reference\":\"FIRST_WINDOWS\"");
+  })) << agent->log();
+  for (int k = 0; k < 6; ++k) {
+    ASSERT_TRUE(client.Predict("kws", {{"input", {1, 16}, Input(16, 0.5f)}}).ok());
+  }
+  ASSERT_TRUE(Eventually([&] { return Sum(StoredWindows(agent->device_id()), v2).feature0 == 6; }))
+      << agent->log();
 
   // Its metrics say what it sent, in an exposition Prometheus accepts.
   const std::string ports = *ReadFile(agent->state_dir() + "/ports.json");

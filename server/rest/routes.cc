@@ -1,9 +1,13 @@
 #include "server/rest/routes.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/proto_json.h"
+#include "common/status.h"
 #include "server/rest/json.h"
 
 namespace edgeloop::server::rest {
@@ -41,6 +45,35 @@ absl::Status QueryInt(const RestRequest& r, const std::string& key, int64_t* out
 std::string Query(const RestRequest& r, const std::string& key) {
   auto it = r.query.find(key);
   return it == r.query.end() ? "" : it->second;
+}
+
+// A time in a query: Unix milliseconds, or RFC 3339 (2026-12-07T10:00:00Z).
+absl::Status QueryTime(const RestRequest& r, const std::string& key, int64_t* out_ms) {
+  const std::string value = Query(r, key);
+  if (value.empty()) return absl::OkStatus();
+  if (absl::SimpleAtoi(value, out_ms)) return absl::OkStatus();
+  absl::Time t;
+  std::string error;
+  if (!absl::ParseTime(absl::RFC3339_full, value, &t, &error)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "query parameter ", key, " must be Unix milliseconds or an RFC 3339 time: ", error));
+  }
+  *out_ms = absl::ToUnixMillis(t);
+  return absl::OkStatus();
+}
+
+// A duration in a query: seconds, or with a unit (90s, 5m, 1h).
+absl::Status QuerySeconds(const RestRequest& r, const std::string& key, int64_t* out) {
+  const std::string value = Query(r, key);
+  if (value.empty()) return absl::OkStatus();
+  if (absl::SimpleAtoi(value, out)) return absl::OkStatus();
+  absl::Duration d;
+  if (!absl::ParseDuration(value, &d)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("query parameter ", key, " must be seconds or a duration such as 5m"));
+  }
+  *out = absl::ToInt64Seconds(d);
+  return absl::OkStatus();
 }
 
 // ?pageSize=&pageToken= of a paged list, into its request message.
@@ -98,8 +131,8 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
   router.Add("POST", "/v1/models", RouteKind::kJson,
              Json<v1::CreateModelRequest, v1::Model>(api, &Api::CreateModel, Body, 201));
   router.Add("GET", "/v1/models", RouteKind::kJson,
-             Json<v1::ListModelsRequest, v1::ListModelsResponse>(
-                 api, &Api::ListModels, Page<v1::ListModelsRequest>));
+             Json<v1::ListModelsRequest, v1::ListModelsResponse>(api, &Api::ListModels,
+                                                                 Page<v1::ListModelsRequest>));
   router.Add("GET", "/v1/models/{model}", RouteKind::kJson,
              Json<v1::GetModelRequest, v1::Model>(api, &Api::GetModel,
                                                   [](const RestRequest& r, v1::GetModelRequest* m) {
@@ -224,18 +257,50 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
                  201));
   router.Add("POST", "/v1/assignments", RouteKind::kJson,
              Json<v1::AssignModelRequest, v1::Assignment>(api, &Api::AssignModel, Body, 201));
-  router.Add("GET", "/v1/assignments", RouteKind::kJson,
-             Json<v1::ListAssignmentsRequest, v1::ListAssignmentsResponse>(
-                 api, &Api::ListAssignments, [](const RestRequest& r, v1::ListAssignmentsRequest* m) {
-                   m->set_model(Query(r, "model"));
-                   return Page(r, m);
-                 }));
+  router.Add(
+      "GET", "/v1/assignments", RouteKind::kJson,
+      Json<v1::ListAssignmentsRequest, v1::ListAssignmentsResponse>(
+          api, &Api::ListAssignments, [](const RestRequest& r, v1::ListAssignmentsRequest* m) {
+            m->set_model(Query(r, "model"));
+            return Page(r, m);
+          }));
   router.Add("GET", "/v1/devices", RouteKind::kJson,
              Json<v1::ListDevicesRequest, v1::ListDevicesResponse>(
                  api, &Api::ListDevices, [](const RestRequest& r, v1::ListDevicesRequest* m) {
                    m->set_selector(Query(r, "selector"));
                    return Page(r, m);
                  }));
+  router.Add("GET", "/v1/devices/{id}/telemetry", RouteKind::kJson,
+             Json<v1::GetDeviceTelemetryRequest, v1::DeviceTelemetryReport>(
+                 api, &Api::GetDeviceTelemetry,
+                 [](const RestRequest& r, v1::GetDeviceTelemetryRequest* m) {
+                   m->set_device_id(r.path.at("id"));
+                   int64_t from = 0, to = 0, limit = 0;
+                   RETURN_IF_ERROR(QueryTime(r, "from", &from));
+                   RETURN_IF_ERROR(QueryTime(r, "to", &to));
+                   RETURN_IF_ERROR(QueryInt(r, "limit", &limit));
+                   m->set_from_ms(from);
+                   m->set_to_ms(to);
+                   m->set_limit(static_cast<int32_t>(std::clamp<int64_t>(limit, -1, 1000)));
+                   return absl::OkStatus();
+                 }));
+  router.Add(
+      "GET", "/v1/models/{model}/telemetry", RouteKind::kJson,
+      Json<v1::GetModelTelemetryRequest, v1::ModelTelemetry>(
+          api, &Api::GetModelTelemetry, [](const RestRequest& r, v1::GetModelTelemetryRequest* m) {
+            m->set_model(r.path.at("model"));
+            int64_t version = 0, from = 0, to = 0, step = 0;
+            RETURN_IF_ERROR(QueryInt(r, "version", &version));
+            RETURN_IF_ERROR(QueryTime(r, "from", &from));
+            RETURN_IF_ERROR(QueryTime(r, "to", &to));
+            RETURN_IF_ERROR(QuerySeconds(r, "step", &step));
+            m->set_version(version);
+            m->set_cohort(Query(r, "cohort"));
+            m->set_from_ms(from);
+            m->set_to_ms(to);
+            m->set_step_seconds(step);
+            return absl::OkStatus();
+          }));
   router.Add("GET", "/v1/devices/{id}", RouteKind::kJson,
              Json<v1::GetDeviceRequest, v1::Device>(
                  api, &Api::GetDevice, [](const RestRequest& r, v1::GetDeviceRequest* m) {

@@ -1,0 +1,137 @@
+// edgeloop telemetry show|device.
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "cli/command.h"
+#include "cli/table.h"
+#include "common/status.h"
+#include "edgeloop/v1/telemetry.pb.h"
+
+namespace edgeloop::cli {
+namespace {
+
+// --since DURATION as the start of the range, in Unix ms (0: the server's default).
+absl::StatusOr<int64_t> Since(const Args& args) {
+  if (!args.Has("since")) return 0;
+  absl::Duration d;
+  if (!absl::ParseDuration(args.Flag("since"), &d) || d <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--since must be a duration such as 1h or 30m");
+  }
+  return absl::ToUnixMillis(absl::Now() - d);
+}
+
+std::string Percent(const v1::Proportion& p) {
+  if (p.trials() == 0) return "-";
+  return absl::StrFormat("%.1f%% [%.1f, %.1f] of %d", 100 * p.value(), 100 * p.low(),
+                         100 * p.high(), p.trials());
+}
+
+std::string Ms(double us) { return us > 0 ? absl::StrFormat("%.2f", us / 1000) : "-"; }
+
+void PrintSummary(const v1::ModelTelemetry::Version& v, const v1::TelemetrySummary& s,
+                  std::ostream& out) {
+  Table table({"FIELD", "VALUE"});
+  table.Add({"version", std::to_string(v.version())});
+  table.Add({"reference", v.reference_source() == v1::ReferenceStatistics::SOURCE_UNSPECIFIED
+                              ? "none yet (devices send raw values to take it from)"
+                              : v1::ReferenceStatistics::Source_Name(v.reference_source())});
+  table.Add({"windows", std::to_string(s.windows())});
+  table.Add({"calls", std::to_string(s.requests())});
+  table.Add({"errors", Percent(s.errors())});
+  table.Add(
+      {"latency ms p50/p95/p99", absl::StrCat(Ms(s.latency_p50_us()), " / ", Ms(s.latency_p95_us()),
+                                              " / ", Ms(s.latency_p99_us()))});
+  table.Add({"accuracy", Percent(s.accuracy())});
+  table.Add({"reference accuracy", Percent(v.reference_accuracy())});
+  table.Add({"drifted features",
+             s.features_size() == 0
+                 ? "-"
+                 : absl::StrFormat("%d of %d", s.drifted_features(), s.features_size())});
+  if (s.has_prediction()) {
+    table.Add({"prediction drift", absl::StrFormat("psi %.3f, js %.3f%s", s.prediction().psi(),
+                                                   s.prediction().jensen_shannon(),
+                                                   s.prediction().drifted() ? " (drifted)" : "")});
+  }
+  table.Add({"cohorts", absl::StrJoin(v.cohorts(), ", ")});
+  table.Add({"targets", absl::StrJoin(v.targets(), ", ")});
+  out << table.Render();
+  if (s.features_size() == 0) return;
+  Table features({"FEATURE", "VALUES", "PSI", "JS", "KS D", "KS P (BH)", "DRIFTED"});
+  for (const v1::FeatureDrift& f : s.features()) {
+    features.Add({f.feature(), std::to_string(f.count()), absl::StrFormat("%.3f", f.psi()),
+                  absl::StrFormat("%.3f", f.jensen_shannon()),
+                  absl::StrFormat("%.3f", f.ks_statistic()),
+                  absl::StrFormat("%.3g", f.ks_p_adjusted()), f.drifted() ? "yes" : "no"});
+  }
+  out << features.Render();
+}
+
+}  // namespace
+
+absl::Status TelemetryCommand(const Command& c) {
+  const Args& args = c.args;
+  Client& client = c.client;
+  RETURN_IF_ERROR(Need(args, 3, "telemetry show MODEL | telemetry device ID"));
+  const std::string& verb = args.words[1];
+  ASSIGN_OR_RETURN(int64_t from, Since(args));
+  if (verb == "show") {
+    v1::GetModelTelemetryRequest request;
+    request.set_model(args.words[2]);
+    request.set_from_ms(from);
+    request.set_cohort(args.Flag("cohort"));
+    if (args.Has("version")) {
+      ASSIGN_OR_RETURN(int64_t version, Number(args.Flag("version"), "--version"));
+      request.set_version(version);
+    }
+    if (args.Has("step")) {
+      absl::Duration step;
+      if (!absl::ParseDuration(args.Flag("step"), &step)) {
+        return absl::InvalidArgumentError("--step must be a duration such as 5m");
+      }
+      request.set_step_seconds(absl::ToInt64Seconds(step));
+    }
+    v1::ModelTelemetry telemetry;
+    RETURN_IF_ERROR(FromGrpc(
+        client.telemetry().GetModelTelemetry(client.Context().get(), request, &telemetry)));
+    if (c.json()) return PrintJson(c, telemetry);
+    if (telemetry.versions().empty()) {
+      c.out << "no telemetry for " << request.model() << " in the range\n";
+    }
+    for (const auto& v : telemetry.versions()) PrintSummary(v, v.total(), c.out);
+    return absl::OkStatus();
+  }
+  if (verb == "device") {
+    v1::GetDeviceTelemetryRequest request;
+    request.set_device_id(args.words[2]);
+    request.set_from_ms(from);
+    if (args.Has("limit")) {
+      ASSIGN_OR_RETURN(int64_t limit, Number(args.Flag("limit"), "--limit"));
+      request.set_limit(static_cast<int32_t>(limit));
+    }
+    v1::DeviceTelemetryReport report;
+    RETURN_IF_ERROR(
+        FromGrpc(client.telemetry().GetDeviceTelemetry(client.Context().get(), request, &report)));
+    if (c.json()) return PrintJson(c, report);
+    c.out << "windows stored " << report.windows_stored() << ", refused "
+          << report.windows_refused() << ", dropped on the device " << report.windows_dropped()
+          << (report.last_refusal().empty() ? "" : ", last refusal: " + report.last_refusal())
+          << "\n";
+    Table table({"WINDOW", "END", "CALLS", "ERRORS", "LABELLED"});
+    for (const v1::TelemetryWindow& w : report.windows()) {
+      int64_t labelled = 0;
+      for (int64_t n : w.labelled()) labelled += n;
+      table.Add({w.id(),
+                 absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMillis(w.end_ms()),
+                                  absl::UTCTimeZone()),
+                 std::to_string(w.requests()), std::to_string(w.errors()),
+                 std::to_string(labelled)});
+    }
+    c.out << table.Render();
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown command \"telemetry ", verb, "\" (see edgeloop --help)"));
+}
+
+}  // namespace edgeloop::cli
