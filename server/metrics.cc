@@ -17,10 +17,14 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
 
 }  // namespace
 
-ServerMetrics::ServerMetrics(registry::Registry* registry, fleet::DeviceRegistry* devices)
+ServerMetrics::ServerMetrics(registry::Registry* registry, fleet::DeviceRegistry* devices,
+                             const telemetry::TelemetryIngest* ingest,
+                             const telemetry::TelemetryQueries* queries)
     : registry_(registry),
       devices_(devices),
-      prometheus_(std::make_shared<prometheus::Registry>()) {
+      prometheus_(std::make_shared<prometheus::Registry>()),
+      telemetry_(
+          std::make_unique<TelemetryMetrics>(*prometheus_, ingest, queries, SystemClock::Get())) {
   http_requests_ = &prometheus::BuildCounter()
                         .Name("edgeloop_http_requests_total")
                         .Help("REST requests by method, route template and HTTP status code.")
@@ -113,6 +117,7 @@ std::string ServerMetrics::Render() {
   }
   registry_errors_->Set(sizes.ok() ? 0 : 1);
   RefreshDevices();
+  telemetry_->Refresh();
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, prometheus_->Collect());
   return out.str() + ProcessMetricsText();

@@ -14,6 +14,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "registry/registry.h"
+#include "server/telemetry_metrics.h"
 
 namespace edgeloop::server {
 
@@ -26,7 +27,9 @@ absl::string_view MethodLabel(absl::string_view method);
 /// so label cardinality stays bounded. Thread-safe.
 class ServerMetrics {
  public:
-  ServerMetrics(registry::Registry* registry, fleet::DeviceRegistry* devices);
+  ServerMetrics(registry::Registry* registry, fleet::DeviceRegistry* devices,
+                const telemetry::TelemetryIngest* ingest,
+                const telemetry::TelemetryQueries* queries);
 
   void ObserveHttp(absl::string_view method, absl::string_view route, int code,
                    absl::Duration elapsed);
@@ -52,6 +55,7 @@ class ServerMetrics {
   prometheus::Gauge* aliases_;
   prometheus::Gauge* registry_errors_;
   prometheus::Gauge* watch_streams_;
+  std::unique_ptr<TelemetryMetrics> telemetry_;
   prometheus::Family<prometheus::Gauge>* devices_gauge_;
   std::mutex devices_mu_;
   std::map<std::string, prometheus::Gauge*> device_series_;  // every label set ever exported

@@ -183,7 +183,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
                                        .cohort_label = options.telemetry_cohort_label,
                                        .bucket = ingest.bucket});
 
-  s->metrics = std::make_unique<ServerMetrics>(s->registry.get(), s->devices.get());
+  s->metrics = std::make_unique<ServerMetrics>(s->registry.get(), s->devices.get(),
+                                               s->telemetry.get(), s->telemetry_queries.get());
 
   // The CI stage: modules are compiled by edgeloop-compile from the same build, next to us.
   ci::CompilePipelineOptions pipeline;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/hardware.h"
+#include "common/latency_buckets.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "common/telemetry_window.h"
@@ -290,6 +291,11 @@ void TelemetryIngest::WriterLoop() {
   }
 }
 
+std::map<SeriesKey, SeriesTotals> TelemetryIngest::Series() const {
+  std::lock_guard lock(series_mu_);
+  return series_;
+}
+
 void TelemetryIngest::TakeReferences() {
   for (auto it = awaiting_.begin(); it != awaiting_.end();) {
     const auto [model_id, version] = it->first;
@@ -338,9 +344,10 @@ absl::Status TelemetryIngest::Write(std::vector<std::shared_ptr<Pending>>& batch
   const int64_t now_ms = absl::ToUnixMillis(options_.clock->Now());
   std::vector<bool> fresh;
   std::set<std::string> new_cohorts;
+  std::vector<IncomingWindow> all;  // with their cohorts as filed
   RETURN_IF_ERROR(store::RunInTransaction(*options_.database, [&](store::Transaction& tx) {
     new_cohorts.clear();
-    std::vector<IncomingWindow> all;
+    all.clear();
     for (const auto& p : batch) {
       for (const IncomingWindow& w : p->windows) {
         all.push_back(w);
@@ -368,6 +375,23 @@ absl::Status TelemetryIngest::Write(std::vector<std::shared_ptr<Pending>>& batch
   }));
   cohorts_.insert(new_cohorts.begin(), new_cohorts.end());
   ++counts_.batches;
+  {
+    std::lock_guard lock(series_mu_);
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (!fresh[i]) continue;
+      const v1::TelemetryWindow& w = all[i].window;
+      SeriesTotals& t = series_[{w.model(), w.version(), all[i].cohort}];
+      ++t.windows;
+      t.requests += w.requests();
+      t.errors += w.errors();
+      for (const int64_t n : w.labelled()) t.labelled += n;
+      for (const int64_t n : w.correct()) t.correct += n;
+      t.latency.resize(kLatencyBuckets, 0);
+      for (int k = 0; k < w.latency_counts_size() && k < static_cast<int>(kLatencyBuckets); ++k) {
+        t.latency[static_cast<size_t>(k)] += w.latency_counts(k);
+      }
+    }
+  }
   int64_t oldest_end = now_ms;
   size_t at = 0;
   for (auto& p : batch) {

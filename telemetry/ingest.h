@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -73,6 +74,18 @@ struct IngestCounts {
   std::atomic<double> lag_seconds{0};  // the last batch's: its oldest window's end to commit
 };
 
+/// A model series as /metrics shows it: model, version, cohort (bounded by the cohort cap).
+using SeriesKey = std::tuple<std::string, int64_t, std::string>;
+/// What the windows of one series that this server stored added up to since it started.
+struct SeriesTotals {
+  int64_t windows = 0;
+  int64_t requests = 0;
+  int64_t errors = 0;
+  int64_t labelled = 0;
+  int64_t correct = 0;
+  std::vector<int64_t> latency;  // on the shared latency buckets (common/latency_buckets.h)
+};
+
 /// Telemetry from devices into the store. Report() checks each window against its version's
 /// monitoring spec and the device (refusing with a reason what no honest agent sends), then
 /// waits while a single writer stores what every device sent meanwhile in one transaction
@@ -95,6 +108,9 @@ class TelemetryIngest {
                                                      const v1::ReportTelemetryRequest& request);
 
   const IngestCounts& counts() const { return counts_; }
+  /// Every series' totals: counters for /metrics, summed across replicas by Prometheus (a
+  /// window is stored, and so counted, by exactly one of them).
+  std::map<SeriesKey, SeriesTotals> Series() const;
 
  private:
   struct Pending;
@@ -129,6 +145,9 @@ class TelemetryIngest {
     double tokens = 0;
     absl::Time at;
   };
+  mutable std::mutex series_mu_;
+  std::map<SeriesKey, SeriesTotals> series_;
+
   std::mutex rate_mu_;
   std::map<std::string, Bucket> rates_;
 

@@ -184,6 +184,24 @@ TEST_P(TelemetryTest, AgentsCountWhatTheirModelsSeeAndTheServerStoresItOnce) {
   ASSERT_GT(device.windows_size(), 0);
   EXPECT_EQ(device.windows(0).model(), "kws");
   EXPECT_EQ(Call("GET", "/v1/devices/dev-nope/telemetry").status, 404);
+  // The server's /metrics counts the version's calls from the windows, for Prometheus.
+  auto server_metrics = HttpClient(server_->http_port()).Get("/metrics");
+  ASSERT_TRUE(server_metrics.ok()) << server_metrics.status();
+  EXPECT_TRUE(absl::StrContains(
+      server_metrics->body,
+      absl::StrCat("edgeloop_model_requests_total{cohort=\"\",model=\"kws\",version=\"1\"} ",
+                   kCalls, "\n")))
+      << server_metrics->body;
+  EXPECT_TRUE(absl::StrContains(server_metrics->body,
+                                "edgeloop_model_drifted_features{model=\"kws\",version=\"1\"}"))
+      << server_metrics->body;
+  EXPECT_TRUE(absl::StrContains(server_metrics->body,
+                                "edgeloop_telemetry_windows_total{outcome=\"stored\"}"));
+  const std::string server_exposition = options_.data_dir + "/server-metrics.txt";
+  ASSERT_TRUE(WriteFileAtomically(server_exposition, server_metrics->body).ok());
+  CommandResult server_check =
+      RunCommand({"/bin/sh", "-c", "promtool check metrics < " + server_exposition});
+  EXPECT_EQ(server_check.exit_code, 0) << server_check.out << server_check.err;
   // And through the CLI, over gRPC.
   CommandResult cli = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(),
                                   "--token-file", options_.data_dir + "/admin.token", "telemetry",
