@@ -27,7 +27,7 @@ std::string Percent(const v1::Proportion& p) {
                          100 * p.high(), p.trials());
 }
 
-std::string Ms(double us) { return us > 0 ? absl::StrFormat("%.2f", us / 1000) : "-"; }
+std::string Ms(double us) { return us > 0 ? absl::StrFormat("%.3g", us / 1000) : "-"; }
 
 void PrintSummary(const v1::ModelTelemetry::Version& v, const v1::TelemetrySummary& s,
                   std::ostream& out) {
@@ -44,14 +44,20 @@ void PrintSummary(const v1::ModelTelemetry::Version& v, const v1::TelemetrySumma
                                               " / ", Ms(s.latency_p99_us()))});
   table.Add({"accuracy", Percent(s.accuracy())});
   table.Add({"reference accuracy", Percent(v.reference_accuracy())});
+  int too_few = 0;
+  for (const v1::FeatureDrift& f : s.features()) too_few += f.too_few() ? 1 : 0;
   table.Add({"drifted features",
              s.features_size() == 0
                  ? "-"
-                 : absl::StrFormat("%d of %d", s.drifted_features(), s.features_size())});
+                 : absl::StrCat(
+                       s.drifted_features(), " of ", s.features_size() - too_few, " judged",
+                       too_few > 0 ? absl::StrCat(" (", too_few, " with too few values)") : "")});
   if (s.has_prediction()) {
+    const char* verdict = s.prediction().too_few()   ? " (too few values to judge)"
+                          : s.prediction().drifted() ? " (drifted)"
+                                                     : "";
     table.Add({"prediction drift", absl::StrFormat("psi %.3f, js %.3f%s", s.prediction().psi(),
-                                                   s.prediction().jensen_shannon(),
-                                                   s.prediction().drifted() ? " (drifted)" : "")});
+                                                   s.prediction().jensen_shannon(), verdict)});
   }
   table.Add({"cohorts", absl::StrJoin(v.cohorts(), ", ")});
   table.Add({"targets", absl::StrJoin(v.targets(), ", ")});
@@ -62,7 +68,10 @@ void PrintSummary(const v1::ModelTelemetry::Version& v, const v1::TelemetrySumma
     features.Add({f.feature(), std::to_string(f.count()), absl::StrFormat("%.3f", f.psi()),
                   absl::StrFormat("%.3f", f.jensen_shannon()),
                   absl::StrFormat("%.3f", f.ks_statistic()),
-                  absl::StrFormat("%.3g", f.ks_p_adjusted()), f.drifted() ? "yes" : "no"});
+                  absl::StrFormat("%.3g", f.ks_p_adjusted()),
+                  f.too_few()   ? "too few values"
+                  : f.drifted() ? "yes"
+                                : "no"});
   }
   out << features.Render();
 }

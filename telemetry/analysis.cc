@@ -110,18 +110,19 @@ v1::TelemetrySummary Summarize(const v1::TelemetryWindow& sum, int64_t windows,
   }
   const std::vector<bool> rejected = BenjaminiHochberg(p_values, thresholds.ks_alpha);
   const std::vector<double> adjusted = AdjustedP(p_values);
-  int drifted = 0;
+  int drifted = 0, judged = 0;
   for (int i = 0; i < s.features_size(); ++i) {
     v1::FeatureDrift* f = s.mutable_features(i);
     f->set_ks_p_adjusted(adjusted[static_cast<size_t>(i)]);
+    f->set_too_few(f->count() < thresholds.min_count);
+    if (f->too_few()) continue;
+    ++judged;
     f->set_drifted(f->psi() >= thresholds.psi || f->jensen_shannon() >= thresholds.jensen_shannon ||
                    rejected[static_cast<size_t>(i)]);
     if (f->drifted()) ++drifted;
   }
   s.set_drifted_features(drifted);
-  if (s.features_size() > 0) {
-    s.set_drifted_share(static_cast<double>(drifted) / static_cast<double>(s.features_size()));
-  }
+  if (judged > 0) s.set_drifted_share(static_cast<double>(drifted) / judged);
   v1::FeatureDrift prediction;
   prediction.set_feature("prediction");
   const bool compared =
@@ -135,9 +136,11 @@ v1::TelemetrySummary Summarize(const v1::TelemetryWindow& sum, int64_t windows,
       prediction.set_ks_p_value(1);
     }
     prediction.set_ks_p_adjusted(prediction.ks_p_value());
-    prediction.set_drifted(prediction.psi() >= thresholds.psi ||
-                           prediction.jensen_shannon() >= thresholds.jensen_shannon ||
-                           prediction.ks_p_value() < thresholds.ks_alpha);
+    prediction.set_too_few(prediction.count() < thresholds.min_count);
+    prediction.set_drifted(!prediction.too_few() &&
+                           (prediction.psi() >= thresholds.psi ||
+                            prediction.jensen_shannon() >= thresholds.jensen_shannon ||
+                            prediction.ks_p_value() < thresholds.ks_alpha));
     *s.mutable_prediction() = std::move(prediction);
   }
   return s;
@@ -205,6 +208,7 @@ absl::StatusOr<v1::ModelTelemetry> TelemetryQueries::Model(
   out.mutable_drift()->set_psi(options_.drift.psi);
   out.mutable_drift()->set_jensen_shannon(options_.drift.jensen_shannon);
   out.mutable_drift()->set_ks_alpha(options_.drift.ks_alpha);
+  out.mutable_drift()->set_min_count(options_.drift.min_count);
   out.set_cohort_label(options_.cohort_label);
   for (auto& [number, sums] : by_version) {
     ASSIGN_OR_RETURN(std::optional<v1::ReferenceStatistics> reference,

@@ -92,12 +92,21 @@ TEST(SummarizeTest, WithoutAReferenceNothingIsJudged) {
   EXPECT_FALSE(s.has_prediction());
 }
 
-TEST(SummarizeTest, FewValuesDoNotPassTheKsTestAlone) {
-  // One value per bin, shifted by one: PSI/JS see the shape, KS has too few values to reject.
+TEST(SummarizeTest, TooFewValuesAreReportedButNotJudged) {
+  // One value per bin, shifted by three: PSI sees a shift, but ten values judge nothing.
   const v1::ReferenceStatistics reference = Reference();
-  const v1::TelemetrySummary s = Summarize(Measured(1, 1), 1, &reference, {});
+  const v1::TelemetrySummary s = Summarize(Measured(3, 1), 1, &reference, {});
   ASSERT_EQ(s.features_size(), 2);
-  EXPECT_GT(s.features(1).ks_p_adjusted(), 0.05);
+  EXPECT_GT(s.features(1).psi(), 0.2);
+  EXPECT_TRUE(s.features(1).too_few());
+  EXPECT_FALSE(s.features(1).drifted());
+  EXPECT_EQ(s.drifted_features(), 0);
+  EXPECT_EQ(s.drifted_share(), 0);
+  EXPECT_TRUE(s.prediction().too_few());
+  // With the bar lowered, the same values are judged and the shift is drift.
+  DriftThresholds low;
+  low.min_count = 10;
+  EXPECT_TRUE(Summarize(Measured(3, 1), 1, &reference, low).features(1).drifted());
 }
 
 }  // namespace

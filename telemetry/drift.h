@@ -16,6 +16,9 @@ struct DriftThresholds {
   double psi = 0.2;
   double jensen_shannon = 0.1;
   double ks_alpha = 0.05;
+  /// A histogram of fewer values is too small to judge: it is reported, but never drifted
+  /// (two values in other bins than the reference's would give PSI above 10).
+  int64_t min_count = 100;
 };
 
 /// Counts as proportions of their total, with empty bins filled as Evidently fills them so
