@@ -97,6 +97,18 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
             raw->metrics_.telemetry_spool_bytes->Set(static_cast<double>(spool.bytes()));
             raw->metrics_.telemetry_windows_dropped->Set(static_cast<double>(spool.dropped()));
           }
+          std::map<std::pair<std::string, int64_t>, AgentMetrics::ModuleCounts> modules;
+          for (const ModelHost::Loaded& l : raw->host_.LoadedModels()) {
+            for (const std::shared_ptr<ServingModel>& m : {l.active, l.previous}) {
+              if (!m) continue;
+              const ServingModel::Stats stats = m->stats();
+              AgentMetrics::ModuleCounts& c = modules[{m->ref().model(), m->ref().version()}];
+              c.calls += stats.calls;
+              c.errors += stats.errors;
+              c.run_seconds += stats.mean_run_us * static_cast<double>(stats.calls) / 1e6;
+            }
+          }
+          raw->metrics_.SetModules(modules);
           return raw->metrics_.Render();
         }));
     RETURN_IF_ERROR(WriteFileAtomically(

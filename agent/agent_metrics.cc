@@ -47,6 +47,18 @@ AgentMetrics::AgentMetrics() {
                    .Register(*registry);
   telemetry_windows_sent = &sent.Add({{"outcome", "stored"}});
   telemetry_windows_refused = &sent.Add({{"outcome", "refused"}});
+  module_calls_ = &prometheus::BuildCounter()
+                       .Name("edgeloop_agent_model_calls_total")
+                       .Help("Calls the loaded module of each model version served.")
+                       .Register(*registry);
+  module_errors_ = &prometheus::BuildCounter()
+                        .Name("edgeloop_agent_model_errors_total")
+                        .Help("Of those, calls that failed in the module.")
+                        .Register(*registry);
+  module_run_seconds_ = &prometheus::BuildCounter()
+                             .Name("edgeloop_agent_model_run_seconds_total")
+                             .Help("Time the module spent running those calls.")
+                             .Register(*registry);
   background_lifts = &prometheus::BuildCounter()
                           .Name("edgeloop_agent_background_lifts_total")
                           .Help(
@@ -54,6 +66,38 @@ AgentMetrics::AgentMetrics() {
                               "applications kept busy and was lifted to nice 19.")
                           .Register(*registry)
                           .Add({});
+}
+
+void AgentMetrics::SetModules(
+    const std::map<std::pair<std::string, int64_t>, ModuleCounts>& modules) {
+  for (auto it = module_series_.begin(); it != module_series_.end();) {
+    auto now = modules.find(it->first);
+    // Gone, or loaded anew (its counts went back): the old series goes.
+    if (now == modules.end() || now->second.calls < it->second.calls->Value()) {
+      module_calls_->Remove(it->second.calls);
+      module_errors_->Remove(it->second.errors);
+      module_run_seconds_->Remove(it->second.run_seconds);
+      it = module_series_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [key, counts] : modules) {
+    auto [it, added] = module_series_.try_emplace(key);
+    if (added) {
+      const prometheus::Labels labels{{"model", key.first},
+                                      {"version", std::to_string(key.second)}};
+      it->second = {&module_calls_->Add(labels), &module_errors_->Add(labels),
+                    &module_run_seconds_->Add(labels)};
+    }
+    ModuleSeries& series = it->second;
+    auto advance = [](prometheus::Counter* c, double to) {
+      if (to > c->Value()) c->Increment(to - c->Value());
+    };
+    advance(series.calls, static_cast<double>(counts.calls));
+    advance(series.errors, static_cast<double>(counts.errors));
+    advance(series.run_seconds, counts.run_seconds);
+  }
 }
 
 std::string AgentMetrics::Render() {

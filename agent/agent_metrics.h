@@ -1,7 +1,9 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -14,6 +16,15 @@ struct AgentMetrics {
   AgentMetrics();
   /// The text exposition of every series, process metrics included.
   std::string Render();
+
+  /// What each loaded module (by model and version) has served since it was loaded: calls,
+  /// failed calls and run time. A module loaded anew starts again from 0, which Prometheus
+  /// reads as a counter reset; a version no longer loaded loses its series.
+  struct ModuleCounts {
+    int64_t calls = 0, errors = 0;
+    double run_seconds = 0;
+  };
+  void SetModules(const std::map<std::pair<std::string, int64_t>, ModuleCounts>& modules);
 
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   prometheus::Counter* syncs_ok;
@@ -33,6 +44,17 @@ struct AgentMetrics {
   prometheus::Counter* telemetry_reports_failed;
   prometheus::Counter* telemetry_windows_sent;
   prometheus::Counter* telemetry_windows_refused;
+
+ private:
+  struct ModuleSeries {
+    prometheus::Counter* calls;
+    prometheus::Counter* errors;
+    prometheus::Counter* run_seconds;
+  };
+  prometheus::Family<prometheus::Counter>* module_calls_;
+  prometheus::Family<prometheus::Counter>* module_errors_;
+  prometheus::Family<prometheus::Counter>* module_run_seconds_;
+  std::map<std::pair<std::string, int64_t>, ModuleSeries> module_series_;
 };
 
 }  // namespace edgeloop::agent

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "agent/agent_metrics.h"
 #include "agent/device_telemetry.h"
 #include "agent/monitoring_spec.h"
 #include "agent/prediction_log.h"
@@ -304,6 +306,27 @@ TEST(TelemetrySpoolTest, PastTheCapTheOldestAreDroppedAndCounted) {
   EXPECT_EQ((*spool)->dropped(), 3);
   ASSERT_TRUE((*spool)->Acknowledge({}, 3).ok());
   EXPECT_EQ((*spool)->dropped(), 0);
+}
+
+TEST(AgentMetricsTest, ModuleCountersFollowWhatIsLoaded) {
+  AgentMetrics metrics;
+  const std::pair<std::string, int64_t> kws1{"kws", 1};
+  metrics.SetModules({{kws1, {.calls = 5, .errors = 1, .run_seconds = 0.5}}});
+  EXPECT_TRUE(absl::StrContains(
+      metrics.Render(), "edgeloop_agent_model_calls_total{model=\"kws\",version=\"1\"} 5\n"));
+  metrics.SetModules({{kws1, {.calls = 9, .errors = 1, .run_seconds = 0.9}}});
+  EXPECT_TRUE(absl::StrContains(
+      metrics.Render(), "edgeloop_agent_model_calls_total{model=\"kws\",version=\"1\"} 9\n"));
+  // Loaded anew: the counts start again, as a counter reset.
+  metrics.SetModules({{kws1, {.calls = 2, .errors = 0, .run_seconds = 0.1}}});
+  const std::string reset = metrics.Render();
+  EXPECT_TRUE(
+      absl::StrContains(reset, "edgeloop_agent_model_calls_total{model=\"kws\",version=\"1\"} 2\n"))
+      << reset;
+  EXPECT_TRUE(absl::StrContains(
+      reset, "edgeloop_agent_model_errors_total{model=\"kws\",version=\"1\"} 0\n"));
+  metrics.SetModules({});  // unloaded
+  EXPECT_FALSE(absl::StrContains(metrics.Render(), "edgeloop_agent_model_calls_total{"));
 }
 
 TEST(TelemetrySpoolTest, AWindowThatCannotBeSentIsDiscardedAndCountedAsDropped) {

@@ -259,6 +259,12 @@ TEST_P(TelemetryTest, AgentsCountWhatTheirModelsSeeAndTheServerStoresItOnce) {
   auto metrics = HttpClient(std::stoi(ports.substr(ports.find(':') + 1))).Get("/metrics");
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   EXPECT_TRUE(absl::StrContains(metrics->body, "edgeloop_agent_telemetry_windows_dropped 0\n"));
+  // Per model version, what the loaded modules served (v2 active, v1 kept as previous).
+  EXPECT_TRUE(absl::StrContains(
+      metrics->body, "edgeloop_agent_model_calls_total{model=\"kws\",version=\"2\"} 31\n"))
+      << metrics->body;
+  EXPECT_TRUE(absl::StrContains(
+      metrics->body, "edgeloop_agent_model_errors_total{model=\"kws\",version=\"2\"} 0\n"));
   EXPECT_TRUE(absl::StrContains(
       metrics->body, "edgeloop_agent_telemetry_windows_sent_total{outcome=\"refused\"} 0\n"))
       << metrics->body;
