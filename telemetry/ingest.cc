@@ -336,6 +336,10 @@ absl::StatusOr<bool> TelemetryIngest::TakeReference(int64_t model_id, const std:
          {"version", version},
          {"windows", static_cast<int64_t>(windows.size())},
          {"calls", reference->samples()}});
+    // Devices syncing with this replica get the edges at once, not when the provisional spec
+    // would have expired.
+    options_.specs->Forget(model_id, version);
+    if (options_.on_reference) options_.on_reference(model_id, version);
   }
   return true;
 }

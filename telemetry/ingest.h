@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -59,6 +60,8 @@ struct IngestOptions {
   int reference_min_samples = 200;
   int reference_max_windows = 4096;
   absl::Duration reference_every = absl::Seconds(5);
+  /// Told of each reference this server took (after it committed); may be empty.
+  std::function<void(int64_t model_id, int64_t version)> on_reference;
 };
 
 /// What ingestion has done since the server started, for /metrics.

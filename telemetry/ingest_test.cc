@@ -3,6 +3,7 @@
 #include "telemetry/ingest.h"
 
 #include <filesystem>
+#include <future>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -427,6 +428,10 @@ TEST_P(IngestTest, AVersionWithoutAReferenceTakesOneFromItsFirstWindows) {
   IngestOptions options;
   options.reference_min_samples = 60;
   options.reference_every = absl::ZeroDuration();
+  std::promise<std::pair<int64_t, int64_t>> taken;
+  options.on_reference = [&taken](int64_t model_id, int64_t version) {
+    taken.set_value({model_id, version});
+  };
   StartIngest(options);
   auto provisional = specs_->Spec(model_id_, kModel, 2);
   ASSERT_TRUE(provisional.ok() && provisional->has_value());
@@ -447,14 +452,14 @@ TEST_P(IngestTest, AVersionWithoutAReferenceTakesOneFromItsFirstWindows) {
     ASSERT_TRUE(answer.ok() && answer->stored_size() == 1) << answer.status();
   }
   ASSERT_GE(static_cast<int>(sent.size()), options.reference_min_samples);
-  // The writer takes it after the batch that brought enough.
-  std::optional<v1::ReferenceStatistics> reference;
-  for (int i = 0; i < 1000 && !reference.has_value(); ++i) {
-    auto r = registry::Registry::Reference(*fleet_->db, model_id_, 2);
-    ASSERT_TRUE(r.ok()) << r.status();
-    reference = *r;
-    if (!reference.has_value()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  // The writer takes it after the batch that brought enough, and says so.
+  std::future<std::pair<int64_t, int64_t>> told = taken.get_future();
+  ASSERT_EQ(told.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "no reference after 10 s";
+  EXPECT_EQ(told.get(), std::make_pair(model_id_, int64_t{2}));
+  auto stored = registry::Registry::Reference(*fleet_->db, model_id_, 2);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  const std::optional<v1::ReferenceStatistics> reference = *stored;
   ASSERT_TRUE(reference.has_value()) << "no reference after 10 s";
   EXPECT_EQ(reference->source(), v1::ReferenceStatistics::FIRST_WINDOWS);
   EXPECT_EQ(reference->samples(), 2 * per_window);
@@ -469,9 +474,9 @@ TEST_P(IngestTest, AVersionWithoutAReferenceTakesOneFromItsFirstWindows) {
   EXPECT_TRUE(reference->classifier());
   EXPECT_EQ(reference->class_counts(0), 2 * per_window);
 
-  // Devices get the edges with the next spec; one still counting under the old spec sends
-  // raw values for a window or two more, and is not refused for it.
-  clock_.Advance(MonitoringSpecs::kProvisionalFor + absl::Seconds(1));
+  // Devices get the edges with the next spec (the provisional one is forgotten at once, with
+  // no clock moving on); one still counting under the old spec sends raw values for a window
+  // or two more, and is not refused for it.
   auto final_spec = specs_->Spec(model_id_, kModel, 2);
   ASSERT_TRUE(final_spec.ok() && final_spec->has_value());
   EXPECT_EQ((*final_spec)->reference_source(), v1::ReferenceStatistics::FIRST_WINDOWS);

@@ -72,4 +72,9 @@ absl::StatusOr<std::optional<SignedSpec>> MonitoringSpecs::For(int64_t model_id,
   return signed_spec;
 }
 
+void MonitoringSpecs::Forget(int64_t model_id, int64_t version) {
+  std::lock_guard lock(mu_);
+  cache_.erase({model_id, version});
+}
+
 }  // namespace edgeloop::telemetry

@@ -44,6 +44,10 @@ class MonitoringSpecs {
   absl::StatusOr<std::optional<SignedSpec>> For(int64_t model_id, const std::string& model,
                                                 int64_t version);
 
+  /// Drops what is cached for the version, so that the next For() reads it anew (its
+  /// reference was just taken).
+  void Forget(int64_t model_id, int64_t version);
+
   /// The spec as the device reads it, without the signature (for tests and the API).
   absl::StatusOr<std::optional<v1::MonitoringSpec>> Spec(int64_t model_id, const std::string& model,
                                                          int64_t version);
