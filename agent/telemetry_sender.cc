@@ -97,6 +97,11 @@ bool TelemetrySender::SendBatch(const std::vector<v1::TelemetryWindow>& batch, i
     Log(LogLevel::kInfo, "telemetry reports resumed", {{"after_failures", failures_}});
   }
   failures_ = 0;
+  Log(LogLevel::kDebug, "telemetry report",
+      {{"windows", static_cast<int64_t>(batch.size())},
+       {"first", batch.empty() ? std::string() : batch.front().id()},
+       {"stored", static_cast<int64_t>(response.stored_size())},
+       {"refused", static_cast<int64_t>(response.refused_size())}});
   metrics_.telemetry_reports_ok->Increment();
   metrics_.telemetry_windows_sent->Increment(static_cast<double>(response.stored_size()));
   metrics_.telemetry_windows_refused->Increment(static_cast<double>(response.refused_size()));
