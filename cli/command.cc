@@ -15,6 +15,12 @@ std::string Time(const google::protobuf::Timestamp& t) {
   return s.substr(0, 19) + "Z";
 }
 
+std::string TimeMs(int64_t unix_ms) {
+  google::protobuf::Timestamp t;
+  t.set_seconds(unix_ms / 1000);
+  return Time(t);
+}
+
 std::string Shape(const v1::TensorSpec& spec) {
   std::vector<std::string> dims;
   for (int i = 0; i < spec.shape_size(); ++i) {

@@ -70,6 +70,8 @@ absl::StatusOr<int64_t> Number(const std::string& text, const char* what);
 
 /// "2026-12-06T19:00:00Z", or "-" for an unset time.
 std::string Time(const google::protobuf::Timestamp& t);
+/// The same for a time in Unix milliseconds, as telemetry carries it.
+std::string TimeMs(int64_t unix_ms);
 
 /// "name:dtype[1,16]" (symbolic dimensions by name).
 std::string Shape(const v1::TensorSpec& spec);

@@ -1,4 +1,6 @@
 // edgeloop device list|show|label|decommission|assign|assignments|rollback.
+#include <set>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/command.h"
@@ -18,6 +20,38 @@ void PrintDevices(const std::vector<const v1::Device*>& devices, std::ostream& o
                Time(d->last_seen_time())});
   }
   out << table.Render();
+}
+
+// The newest telemetry window of each model version the device reported, and how its reports
+// fare; a caller not allowed to read telemetry sees the rest of the device all the same.
+void AddLastWindows(Client& client, const std::string& device_id, Table& table) {
+  v1::GetDeviceTelemetryRequest request;
+  request.set_device_id(device_id);
+  request.set_limit(64);
+  v1::DeviceTelemetryReport report;
+  if (!client.telemetry().GetDeviceTelemetry(client.Context().get(), request, &report).ok()) {
+    return;
+  }
+  if (report.last_report_ms() == 0) {
+    table.Add({"telemetry", "none received"});
+    return;
+  }
+  table.Add({"telemetry",
+             absl::StrCat("last report ", TimeMs(report.last_report_ms()), "; windows stored ",
+                          report.windows_stored(), ", refused ", report.windows_refused(),
+                          ", dropped on the device ", report.windows_dropped())});
+  std::set<std::pair<std::string, int64_t>> shown;
+  for (const v1::TelemetryWindow& w : report.windows()) {  // newest first
+    if (!shown.insert({w.model(), w.version()}).second) continue;
+    int64_t labelled = 0, correct = 0;
+    for (int64_t n : w.labelled()) labelled += n;
+    for (int64_t n : w.correct()) correct += n;
+    table.Add({"last window",
+               absl::StrCat(w.model(), " v", w.version(), " ending ", TimeMs(w.end_ms()), ": ",
+                            w.requests(), " calls, ", w.errors(), " errors",
+                            labelled > 0 ? absl::StrCat(", ", correct, "/", labelled, " correct")
+                                         : std::string())});
+  }
 }
 
 }  // namespace
@@ -77,6 +111,7 @@ absl::Status DeviceCommand(const Command& c) {
       table.Add(
           {"module", absl::StrCat(m.module().model(), " v", m.module().version(), " ", m.state())});
     }
+    AddLastWindows(client, device.id(), table);
     out << table.Render();
     return absl::OkStatus();
   }

@@ -131,8 +131,7 @@ absl::Status TelemetryCommand(const Command& c) {
       int64_t labelled = 0;
       for (int64_t n : w.labelled()) labelled += n;
       table.Add({w.id(),
-                 absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMillis(w.end_ms()),
-                                  absl::UTCTimeZone()),
+                 TimeMs(w.end_ms()),
                  std::to_string(w.requests()), std::to_string(w.errors()),
                  std::to_string(labelled)});
     }

@@ -225,6 +225,13 @@ TEST_P(TelemetryTest, AgentsCountWhatTheirModelsSeeAndTheServerStoresItOnce) {
                     options_.data_dir + "/admin.token", "telemetry", "device", agent->device_id()});
   EXPECT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_TRUE(absl::StrContains(cli.out, "kws/1/")) << cli.out;
+  // device show has each version's last window.
+  cli = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(), "--token-file",
+                    options_.data_dir + "/admin.token", "device", "show", agent->device_id()});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_TRUE(absl::StrContains(cli.out, "last window")) << cli.out;
+  EXPECT_TRUE(absl::StrContains(cli.out, "kws v1 ending ")) << cli.out;
+  EXPECT_TRUE(absl::StrContains(cli.out, " calls, 0 errors, ")) << cli.out;  // and its labels
 
   // v2 has no reference yet: the device sends raw values for the server to take one from.
   const int64_t v2 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
