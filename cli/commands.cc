@@ -34,6 +34,9 @@ const char* Usage() {
                                       calls, errors, latency, accuracy and drift per version
   telemetry device ID [--since 24h] [--limit 20]
                                       what a device reported, and its latest windows
+  telemetry thresholds MODEL [--psi 0.2] [--js 0.1] [--ks-alpha 0.05] [--min-count 100]
+                                      when the model's features count as drifted
+                                      ("default": the server's value)
 
 --server defaults to $EDGELOOP_SERVER or 127.0.0.1:9090 (the operator gRPC port);
 --token-file defaults to $EDGELOOP_TOKEN_FILE or ./var/admin.token.

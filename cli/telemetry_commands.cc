@@ -1,4 +1,5 @@
 // edgeloop telemetry show|device.
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -78,10 +79,74 @@ void PrintSummary(const v1::ModelTelemetry::Version& v, const v1::TelemetrySumma
 
 }  // namespace
 
+namespace {
+
+// "--psi 0.3" sets one threshold for the model, "--psi default" gives it back the server's.
+absl::Status ThresholdFlag(const Args& args, const char* flag, double* field) {
+  if (!args.Has(flag)) return absl::OkStatus();
+  const std::string value = args.Flag(flag);
+  if (value == "default") {
+    *field = 0;
+    return absl::OkStatus();
+  }
+  if (!absl::SimpleAtod(value, field) || *field <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, " takes a positive number or \"default\", got \"", value, "\""));
+  }
+  return absl::OkStatus();
+}
+
+std::string Threshold(double effective, double override_value) {
+  return absl::StrCat(effective, override_value > 0 ? " (set for this model)" : " (default)");
+}
+
+// edgeloop telemetry thresholds MODEL [--psi X] [--js X] [--ks-alpha X] [--min-count N]: shows
+// the model's drift thresholds, changing those given first (the others stay as they are).
+absl::Status ThresholdsCommand(const Command& c) {
+  const Args& args = c.args;
+  Client& client = c.client;
+  v1::GetDriftSettingsRequest get;
+  get.set_model(args.words[2]);
+  v1::ModelDriftSettings settings;
+  RETURN_IF_ERROR(
+      FromGrpc(client.telemetry().GetDriftSettings(client.Context().get(), get, &settings)));
+  if (args.Has("psi") || args.Has("js") || args.Has("ks-alpha") || args.Has("min-count")) {
+    v1::SetDriftSettingsRequest set;
+    set.set_model(get.model());
+    v1::DriftSettings& o = *set.mutable_overrides() = settings.overrides();
+    double psi = o.psi(), js = o.jensen_shannon(), alpha = o.ks_alpha();
+    double min_count = static_cast<double>(o.min_count());
+    RETURN_IF_ERROR(ThresholdFlag(args, "psi", &psi));
+    RETURN_IF_ERROR(ThresholdFlag(args, "js", &js));
+    RETURN_IF_ERROR(ThresholdFlag(args, "ks-alpha", &alpha));
+    RETURN_IF_ERROR(ThresholdFlag(args, "min-count", &min_count));
+    o.set_psi(psi);
+    o.set_jensen_shannon(js);
+    o.set_ks_alpha(alpha);
+    o.set_min_count(static_cast<int64_t>(min_count));
+    RETURN_IF_ERROR(
+        FromGrpc(client.telemetry().SetDriftSettings(client.Context().get(), set, &settings)));
+  }
+  if (c.json()) return PrintJson(c, settings);
+  const v1::DriftSettings& e = settings.effective();
+  const v1::DriftSettings& o = settings.overrides();
+  Table table({"THRESHOLD", "VALUE"});
+  table.Add({"psi (drifted at or above)", Threshold(e.psi(), o.psi())});
+  table.Add({"js (drifted at or above)", Threshold(e.jensen_shannon(), o.jensen_shannon())});
+  table.Add({"ks-alpha (drifted below, BH-corrected)", Threshold(e.ks_alpha(), o.ks_alpha())});
+  table.Add({"min-count (judged from)",
+             Threshold(static_cast<double>(e.min_count()), static_cast<double>(o.min_count()))});
+  c.out << table.Render();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status TelemetryCommand(const Command& c) {
   const Args& args = c.args;
   Client& client = c.client;
-  RETURN_IF_ERROR(Need(args, 3, "telemetry show MODEL | telemetry device ID"));
+  RETURN_IF_ERROR(
+      Need(args, 3, "telemetry show MODEL | telemetry device ID | telemetry thresholds MODEL"));
   const std::string& verb = args.words[1];
   ASSIGN_OR_RETURN(int64_t from, Since(args));
   if (verb == "show") {
@@ -130,14 +195,13 @@ absl::Status TelemetryCommand(const Command& c) {
     for (const v1::TelemetryWindow& w : report.windows()) {
       int64_t labelled = 0;
       for (int64_t n : w.labelled()) labelled += n;
-      table.Add({w.id(),
-                 TimeMs(w.end_ms()),
-                 std::to_string(w.requests()), std::to_string(w.errors()),
-                 std::to_string(labelled)});
+      table.Add({w.id(), TimeMs(w.end_ms()), std::to_string(w.requests()),
+                 std::to_string(w.errors()), std::to_string(labelled)});
     }
     c.out << table.Render();
     return absl::OkStatus();
   }
+  if (verb == "thresholds") return ThresholdsCommand(c);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown command \"telemetry ", verb, "\" (see edgeloop --help)"));
 }

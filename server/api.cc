@@ -143,6 +143,18 @@ absl::StatusOr<v1::DeviceTelemetryReport> Api::GetDeviceTelemetry(
   return options_.telemetry->Device(r);
 }
 
+absl::StatusOr<v1::ModelDriftSettings> Api::GetDriftSettings(const Principal& p,
+                                                             const v1::GetDriftSettingsRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
+  return options_.telemetry->DriftSettings(r.model());
+}
+
+absl::StatusOr<v1::ModelDriftSettings> Api::SetDriftSettings(const Principal& p,
+                                                             const v1::SetDriftSettingsRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
+  return options_.telemetry->SetDriftSettings(r);
+}
+
 absl::StatusOr<v1::Device> Api::UpdateDevice(const Principal& p, const v1::UpdateDeviceRequest& r) {
   RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
   return options_.devices->Update(r);

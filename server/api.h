@@ -72,6 +72,10 @@ class Api {
                                                        const v1::GetModelTelemetryRequest& r);
   absl::StatusOr<v1::DeviceTelemetryReport> GetDeviceTelemetry(
       const Principal& p, const v1::GetDeviceTelemetryRequest& r);
+  absl::StatusOr<v1::ModelDriftSettings> GetDriftSettings(const Principal& p,
+                                                          const v1::GetDriftSettingsRequest& r);
+  absl::StatusOr<v1::ModelDriftSettings> SetDriftSettings(const Principal& p,
+                                                          const v1::SetDriftSettingsRequest& r);
   absl::StatusOr<v1::Device> UpdateDevice(const Principal& p, const v1::UpdateDeviceRequest& r);
   absl::StatusOr<v1::Device> DecommissionDevice(const Principal& p,
                                                 const v1::DecommissionDeviceRequest& r);

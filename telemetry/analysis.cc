@@ -172,6 +172,8 @@ absl::StatusOr<v1::ModelTelemetry> TelemetryQueries::Model(
                                                      " points; choose a longer one"));
     }
   }
+  ASSIGN_OR_RETURN(const v1::DriftSettings overrides, DriftSettingsStore::Overrides(db, *model_id));
+  const DriftThresholds thresholds = WithOverrides(options_.drift, overrides);
   std::optional<int64_t> version;
   if (request.version() > 0) version = request.version();
   std::optional<std::string> cohort;
@@ -205,10 +207,7 @@ absl::StatusOr<v1::ModelTelemetry> TelemetryQueries::Model(
   out.set_model(request.model());
   out.set_from_ms(from);
   out.set_to_ms(to);
-  out.mutable_drift()->set_psi(options_.drift.psi);
-  out.mutable_drift()->set_jensen_shannon(options_.drift.jensen_shannon);
-  out.mutable_drift()->set_ks_alpha(options_.drift.ks_alpha);
-  out.mutable_drift()->set_min_count(options_.drift.min_count);
+  *out.mutable_drift() = ToProto(thresholds);
   out.set_cohort_label(options_.cohort_label);
   for (auto& [number, sums] : by_version) {
     ASSIGN_OR_RETURN(std::optional<v1::ReferenceStatistics> reference,
@@ -224,9 +223,9 @@ absl::StatusOr<v1::ModelTelemetry> TelemetryQueries::Model(
     }
     sums.total.set_start_ms(from);
     sums.total.set_end_ms(to);
-    *v->mutable_total() = Summarize(sums.total, sums.windows, ref, options_.drift);
+    *v->mutable_total() = Summarize(sums.total, sums.windows, ref, thresholds);
     for (const auto& [at, point] : sums.points) {
-      *v->add_points() = Summarize(point.first, point.second, ref, options_.drift);
+      *v->add_points() = Summarize(point.first, point.second, ref, thresholds);
     }
     for (const std::string& c : sums.cohorts) v->add_cohorts(c);
     for (const std::string& t : sums.targets) v->add_targets(t);
@@ -259,6 +258,37 @@ absl::StatusOr<v1::DeviceTelemetryReport> TelemetryQueries::Device(
                    WindowStore::DeviceWindows(db, request.device_id(), from, to, limit));
   for (v1::TelemetryWindow& w : windows) *out.add_windows() = std::move(w);
   return out;
+}
+
+absl::StatusOr<v1::ModelDriftSettings> TelemetryQueries::DriftSettings(
+    const std::string& model) const {
+  store::Database& db = *options_.database;
+  ASSIGN_OR_RETURN(std::optional<int64_t> model_id, registry::Registry::FindModelId(db, model));
+  if (!model_id.has_value()) {
+    return absl::NotFoundError(absl::StrCat("no model \"", model.substr(0, 64), "\""));
+  }
+  v1::ModelDriftSettings out;
+  out.set_model(model);
+  ASSIGN_OR_RETURN(*out.mutable_overrides(), DriftSettingsStore::Overrides(db, *model_id));
+  *out.mutable_defaults() = ToProto(options_.drift);
+  *out.mutable_effective() = ToProto(WithOverrides(options_.drift, out.overrides()));
+  return out;
+}
+
+absl::StatusOr<v1::ModelDriftSettings> TelemetryQueries::SetDriftSettings(
+    const v1::SetDriftSettingsRequest& request) const {
+  RETURN_IF_ERROR(CheckDriftOverrides(request.overrides()));
+  store::Database& db = *options_.database;
+  ASSIGN_OR_RETURN(std::optional<int64_t> model_id,
+                   registry::Registry::FindModelId(db, request.model()));
+  if (!model_id.has_value()) {
+    return absl::NotFoundError(absl::StrCat("no model \"", request.model().substr(0, 64), "\""));
+  }
+  RETURN_IF_ERROR(store::RunInTransaction(db, [&](store::Transaction& tx) {
+    return DriftSettingsStore::SetOverrides(tx, *model_id, request.overrides(),
+                                            absl::ToUnixMillis(options_.clock->Now()));
+  }));
+  return DriftSettings(request.model());
 }
 
 }  // namespace edgeloop::telemetry

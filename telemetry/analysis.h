@@ -12,6 +12,7 @@
 #include "edgeloop/v1/telemetry.pb.h"
 #include "store/database.h"
 #include "telemetry/drift.h"
+#include "telemetry/drift_settings.h"
 
 namespace edgeloop::telemetry {
 
@@ -48,6 +49,12 @@ class TelemetryQueries {
   /// device exists.
   absl::StatusOr<v1::DeviceTelemetryReport> Device(
       const v1::GetDeviceTelemetryRequest& request) const;
+  /// The thresholds a model's summaries are judged with: the defaults and the operator's
+  /// overrides. NOT_FOUND for an unknown model.
+  absl::StatusOr<v1::ModelDriftSettings> DriftSettings(const std::string& model) const;
+  /// Replaces the model's overrides; INVALID_ARGUMENT for an out-of-range one.
+  absl::StatusOr<v1::ModelDriftSettings> SetDriftSettings(
+      const v1::SetDriftSettingsRequest& request) const;
 
  private:
   TelemetryQueryOptions options_;

@@ -48,7 +48,8 @@ absl::StatusOr<std::vector<double>> FilledProportions(const std::vector<double>&
   return p;
 }
 
-absl::StatusOr<double> Psi(const std::vector<double>& reference, const std::vector<double>& actual) {
+absl::StatusOr<double> Psi(const std::vector<double>& reference,
+                           const std::vector<double>& actual) {
   RETURN_IF_ERROR(SameBins(reference, actual));
   ASSIGN_OR_RETURN(const std::vector<double> r, FilledProportions(reference));
   ASSIGN_OR_RETURN(const std::vector<double> a, FilledProportions(actual));
@@ -99,8 +100,7 @@ absl::StatusOr<KsResult> KolmogorovSmirnov(const std::vector<double>& reference,
   // Stephens' small-sample correction of the asymptotic distribution (as Numerical Recipes
   // uses it for the two-sample test).
   const double effective = std::sqrt(n * m / (n + m));
-  result.p_value =
-      KolmogorovTail((effective + 0.12 + 0.11 / effective) * result.statistic);
+  result.p_value = KolmogorovTail((effective + 0.12 + 0.11 / effective) * result.statistic);
   return result;
 }
 

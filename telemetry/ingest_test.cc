@@ -19,6 +19,7 @@
 #include "fleet/testing/test_fleet.h"
 #include "gtest/gtest.h"
 #include "registry/registry.h"
+#include "telemetry/analysis.h"
 #include "telemetry/schema.h"
 
 namespace edgeloop::telemetry {
@@ -494,6 +495,74 @@ TEST_P(IngestTest, AVersionWithoutAReferenceTakesOneFromItsFirstWindows) {
   auto answer = Report(late, {binned, raw});
   ASSERT_TRUE(answer.ok()) << answer.status();
   EXPECT_EQ(answer->stored_size(), 2) << answer->DebugString();
+}
+
+// An operator's thresholds for one model judge its summaries, and the answer says which were
+// in force; out-of-range ones are refused and change nothing.
+TEST_P(IngestTest, AModelsOwnDriftThresholdsJudgeItsSummaries) {
+  StartIngest();
+  // 50 calls, every one in a bin the reference gives 10 %: a shift, but fewer values than the
+  // default minimum of 100 that a histogram needs to be judged at all.
+  ASSERT_TRUE(Report(Device("plant-1"), {Window(Start(3), 50)}).ok());
+  TelemetryQueryOptions options;
+  options.database = fleet_->db.get();
+  options.clock = &clock_;
+  TelemetryQueries queries(options);
+  v1::GetModelTelemetryRequest request;
+  request.set_model(kModel);
+  request.set_version(1);
+  request.set_from_ms(1);
+  auto judged = [&]() -> v1::TelemetrySummary {
+    auto answer = queries.Model(request);
+    EXPECT_TRUE(answer.ok() && answer->versions_size() == 1) << answer.status();
+    if (!answer.ok() || answer->versions().empty()) return {};
+    EXPECT_EQ(answer->drift().min_count(), queries.DriftSettings(kModel)->effective().min_count());
+    return answer->versions(0).total();
+  };
+  v1::TelemetrySummary s = judged();
+  ASSERT_GT(s.features_size(), 0);
+  EXPECT_TRUE(s.features(0).too_few());
+  EXPECT_EQ(s.drifted_features(), 0);
+
+  v1::SetDriftSettingsRequest set;
+  set.set_model(kModel);
+  set.mutable_overrides()->set_min_count(20);
+  set.mutable_overrides()->set_psi(0.5);
+  auto settings = queries.SetDriftSettings(set);
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_EQ(settings->effective().min_count(), 20);
+  EXPECT_EQ(settings->effective().psi(), 0.5);
+  EXPECT_EQ(settings->effective().jensen_shannon(), 0.1);  // not set: the default
+  EXPECT_EQ(settings->overrides().jensen_shannon(), 0);
+  EXPECT_EQ(settings->defaults().min_count(), 100);
+  s = judged();
+  EXPECT_FALSE(s.features(0).too_few());
+  EXPECT_TRUE(s.features(0).drifted());
+  EXPECT_EQ(s.drifted_features(), s.features_size());
+
+  using Change = void (*)(v1::DriftSettings&);
+  for (Change bad :
+       std::initializer_list<Change>{[](v1::DriftSettings& o) { o.set_psi(-1); },
+                                     [](v1::DriftSettings& o) { o.set_psi(std::nan("")); },
+                                     [](v1::DriftSettings& o) { o.set_jensen_shannon(1.5); },
+                                     [](v1::DriftSettings& o) { o.set_ks_alpha(0.9); },
+                                     [](v1::DriftSettings& o) { o.set_min_count(-5); }}) {
+    v1::SetDriftSettingsRequest wrong;
+    wrong.set_model(kModel);
+    bad(*wrong.mutable_overrides());
+    EXPECT_EQ(queries.SetDriftSettings(wrong).status().code(), absl::StatusCode::kInvalidArgument)
+        << wrong.DebugString();
+  }
+  EXPECT_EQ(queries.DriftSettings(kModel)->effective().min_count(), 20);
+  set.set_model("no-such-model");
+  EXPECT_EQ(queries.SetDriftSettings(set).status().code(), absl::StatusCode::kNotFound);
+
+  // All unset: the defaults again (and no row left behind).
+  set.set_model(kModel);
+  set.clear_overrides();
+  ASSERT_TRUE(queries.SetDriftSettings(set).ok());
+  EXPECT_EQ(queries.DriftSettings(kModel)->effective().min_count(), 100);
+  EXPECT_TRUE(judged().features(0).too_few());
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, IngestTest, ::testing::Values("sqlite", "postgres"),

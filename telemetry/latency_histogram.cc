@@ -8,8 +8,8 @@ namespace edgeloop::telemetry {
 
 absl::StatusOr<double> LatencyQuantile(const std::vector<int64_t>& counts, double q) {
   if (counts.size() != kLatencyBuckets) {
-    return absl::InvalidArgumentError(absl::StrCat("a latency histogram has ", kLatencyBuckets,
-                                                   " buckets, not ", counts.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("a latency histogram has ", kLatencyBuckets, " buckets, not ", counts.size()));
   }
   if (!(q > 0 && q < 1)) return absl::InvalidArgumentError("a quantile is in (0, 1)");
   int64_t total = 0;

@@ -55,6 +55,15 @@ CREATE TABLE telemetry_devices (
   last_refusal TEXT NOT NULL
 );
 )sql"},
+          // An operator's drift thresholds for one model (a DriftSettings; unset fields keep
+          // the server's defaults). No row: the defaults.
+          {12, "telemetry_drift_settings", R"sql(
+CREATE TABLE telemetry_drift_settings (
+  model_id BIGINT PRIMARY KEY,
+  settings {{BYTES}} NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+)sql"},
       }};
   return *migrations;
 }

@@ -233,6 +233,31 @@ TEST_P(TelemetryTest, AgentsCountWhatTheirModelsSeeAndTheServerStoresItOnce) {
   EXPECT_TRUE(absl::StrContains(cli.out, "kws v1 ending ")) << cli.out;
   EXPECT_TRUE(absl::StrContains(cli.out, " calls, 0 errors, ")) << cli.out;  // and its labels
 
+  // The model's own drift thresholds: set over REST and the CLI, in force in the answers.
+  r = Call("PUT", "/v1/models/kws/drift-settings", R"({"minCount": 5})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(absl::StrContains(
+      r.body, R"("effective":{"psi":0.2,"jensenShannon":0.1,"ksAlpha":0.05,"minCount":"5"})"))
+      << r.body;
+  EXPECT_EQ(Call("PUT", "/v1/models/kws/drift-settings", R"({"psi": -1})").status, 400);
+  EXPECT_EQ(Call("PUT", "/v1/models/nope/drift-settings", R"({"psi": 1})").status, 404);
+  r = Call("GET", absl::StrCat("/v1/models/kws/telemetry?version=", v1));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, R"("minCount":"5")")) << r.body;
+  cli = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(), "--token-file",
+                    options_.data_dir + "/admin.token", "telemetry", "thresholds", "kws", "--psi",
+                    "0.3"});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_TRUE(absl::StrContains(cli.out, "0.3 (set for this model)")) << cli.out;
+  EXPECT_TRUE(absl::StrContains(cli.out, "5 (set for this model)")) << cli.out;
+  EXPECT_TRUE(absl::StrContains(cli.out, "0.1 (default)")) << cli.out;
+  cli = RunCommand({BinaryPath("edgeloop"), "--server", server_->grpc_address(), "--token-file",
+                    options_.data_dir + "/admin.token", "telemetry", "thresholds", "kws",
+                    "--min-count", "default", "--psi", "default"});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_TRUE(absl::StrContains(cli.out, "100 (default)")) << cli.out;
+  EXPECT_TRUE(absl::StrContains(cli.out, "0.2 (default)")) << cli.out;
+
   // v2 has no reference yet: the device sends raw values for the server to take one from.
   const int64_t v2 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
   ASSERT_GT(v2, 0);

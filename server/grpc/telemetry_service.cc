@@ -18,4 +18,18 @@ grpc::Status TelemetryService::GetDeviceTelemetry(grpc::ServerContext* c,
                [&](const Principal& p) { return api_.GetDeviceTelemetry(p, *r); });
 }
 
+grpc::Status TelemetryService::GetDriftSettings(grpc::ServerContext* c,
+                                                const v1::GetDriftSettingsRequest* r,
+                                                v1::ModelDriftSettings* out) {
+  return Unary(api_, metrics_, "GetDriftSettings", c, out,
+               [&](const Principal& p) { return api_.GetDriftSettings(p, *r); });
+}
+
+grpc::Status TelemetryService::SetDriftSettings(grpc::ServerContext* c,
+                                                const v1::SetDriftSettingsRequest* r,
+                                                v1::ModelDriftSettings* out) {
+  return Unary(api_, metrics_, "SetDriftSettings", c, out,
+               [&](const Principal& p) { return api_.SetDriftSettings(p, *r); });
+}
+
 }  // namespace edgeloop::server::grpc_api

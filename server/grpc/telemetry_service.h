@@ -15,6 +15,10 @@ class TelemetryService final : public v1::TelemetryService::Service {
                                  v1::ModelTelemetry* out) override;
   grpc::Status GetDeviceTelemetry(grpc::ServerContext* c, const v1::GetDeviceTelemetryRequest* r,
                                   v1::DeviceTelemetryReport* out) override;
+  grpc::Status GetDriftSettings(grpc::ServerContext* c, const v1::GetDriftSettingsRequest* r,
+                                v1::ModelDriftSettings* out) override;
+  grpc::Status SetDriftSettings(grpc::ServerContext* c, const v1::SetDriftSettingsRequest* r,
+                                v1::ModelDriftSettings* out) override;
 
  private:
   Api& api_;

@@ -301,6 +301,22 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
             m->set_step_seconds(step);
             return absl::OkStatus();
           }));
+  router.Add(
+      "GET", "/v1/models/{model}/drift-settings", RouteKind::kJson,
+      Json<v1::GetDriftSettingsRequest, v1::ModelDriftSettings>(
+          api, &Api::GetDriftSettings, [](const RestRequest& r, v1::GetDriftSettingsRequest* m) {
+            m->set_model(r.path.at("model"));
+            return absl::OkStatus();
+          }));
+  // The body is the overrides (a DriftSettings); fields left out keep the server's defaults.
+  router.Add(
+      "PUT", "/v1/models/{model}/drift-settings", RouteKind::kJson,
+      Json<v1::SetDriftSettingsRequest, v1::ModelDriftSettings>(
+          api, &Api::SetDriftSettings, [](const RestRequest& r, v1::SetDriftSettingsRequest* m) {
+            RETURN_IF_ERROR(Body(r, m->mutable_overrides()));
+            m->set_model(r.path.at("model"));
+            return absl::OkStatus();
+          }));
   router.Add("GET", "/v1/devices/{id}", RouteKind::kJson,
              Json<v1::GetDeviceRequest, v1::Device>(
                  api, &Api::GetDevice, [](const RestRequest& r, v1::GetDeviceRequest* m) {
