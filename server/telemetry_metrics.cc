@@ -100,6 +100,12 @@ TelemetryMetrics::TelemetryMetrics(prometheus::Registry& registry,
                              "PSI of the version's predictions against its reference over the "
                              "last 15 minutes.")
                          .Register(registry);
+  reference_accuracy_ = &prometheus::BuildGauge()
+                             .Name("edgeloop_model_reference_accuracy")
+                             .Help(
+                                 "Accuracy of the version on its labelled validation set, what "
+                                 "the devices' labelled accuracy is compared with.")
+                             .Register(registry);
 }
 
 void TelemetryMetrics::Refresh() {
@@ -169,8 +175,11 @@ void TelemetryMetrics::RefreshDrift(
       continue;
     }
     for (const v1::ModelTelemetry::Version& v : telemetry->versions()) {
-      if (v.total().features_size() == 0) continue;  // no reference yet: nothing to say
       const prometheus::Labels labels{{"model", model}, {"version", std::to_string(v.version())}};
+      if (v.reference_accuracy().trials() > 0) {
+        reference_accuracy_->Add(labels).Set(v.reference_accuracy().value());
+      }
+      if (v.total().features_size() == 0) continue;  // no reference yet: nothing to say
       drifted_features_->Add(labels).Set(v.total().drifted_features());
       drift_share_->Add(labels).Set(v.total().drifted_share());
       if (v.total().has_prediction()) {

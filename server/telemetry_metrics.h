@@ -57,6 +57,7 @@ class TelemetryMetrics {
   prometheus::Family<prometheus::Gauge>* drifted_features_;
   prometheus::Family<prometheus::Gauge>* drift_share_;
   prometheus::Family<prometheus::Gauge>* prediction_psi_;
+  prometheus::Family<prometheus::Gauge>* reference_accuracy_;
   absl::Time next_drift_ = absl::InfinitePast();
 };
 

@@ -206,6 +206,9 @@ TEST_P(TelemetryTest, AgentsCountWhatTheirModelsSeeAndTheServerStoresItOnce) {
                                 "edgeloop_model_drifted_features{model=\"kws\",version=\"1\"}"))
       << server_metrics->body;
   EXPECT_TRUE(absl::StrContains(server_metrics->body,
+                                "edgeloop_model_reference_accuracy{model=\"kws\",version=\"1\"}"))
+      << server_metrics->body;
+  EXPECT_TRUE(absl::StrContains(server_metrics->body,
                                 "edgeloop_telemetry_windows_total{outcome=\"stored\"}"));
   const std::string server_exposition = options_.data_dir + "/server-metrics.txt";
   ASSERT_TRUE(WriteFileAtomically(server_exposition, server_metrics->body).ok());
