@@ -6,9 +6,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "gtest/gtest.h"
 #include "common/proto_json.h"
 #include "edgeloop/v1/device.pb.h"
+#include "gtest/gtest.h"
 #include "store/testing/postgres_cluster.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/server_process.h"
@@ -83,7 +83,10 @@ class ServerTest : public ::testing::TestWithParam<std::string> {
                     .ok());
     AgentProcess::Options o;
     o.server = server_->device_address();
-    o.state_dir = options_.data_dir + "/agent";
+    // The first agent's state is in <data-dir>/agent, the next ones' in agent-2, agent-3...
+    ++agents_started_;
+    o.state_dir = options_.data_dir + "/agent" +
+                  (agents_started_ == 1 ? "" : absl::StrCat("-", agents_started_));
     o.enroll_token = created.secret();
     o.extra_flags = std::move(extra_flags);
     auto agent = std::make_unique<AgentProcess>(o);
@@ -95,6 +98,7 @@ class ServerTest : public ::testing::TestWithParam<std::string> {
   ServerProcess::Options options_;
   std::unique_ptr<ServerProcess> server_;
   std::string admin_;
+  int agents_started_ = 0;
 };
 
 inline std::string Bearer(const std::string& token) { return absl::StrCat("Bearer ", token); }

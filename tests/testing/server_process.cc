@@ -23,8 +23,6 @@
 
 namespace edgeloop::tests {
 namespace fs = std::filesystem;
-namespace {
-
 // fork + exec with stdout/stderr redirected to files; environment = ours + `env`.
 pid_t Spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
             const std::string& out_path, const std::string& err_path) {
@@ -43,6 +41,8 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::map<std::string, st
   ::execv(args[0], args.data());
   ::_exit(127);
 }
+
+namespace {
 
 int ExitCode(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);

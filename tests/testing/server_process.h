@@ -14,6 +14,11 @@
 
 namespace edgeloop::tests {
 
+/// Starts `argv` (argv[0] a path) with stdout and stderr going to the files named (stderr
+/// appended), stdin from /dev/null, and our environment plus `env`; its pid.
+pid_t Spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+            const std::string& out_path, const std::string& err_path);
+
 /// Path of a built binary: build/bin/<name>.
 std::string BinaryPath(const std::string& name);
 
