@@ -4,8 +4,10 @@
 // outages and kill -9 on either side.
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
+#include <random>
 
 #include "absl/strings/match.h"
 #include "agent/client/local_client.h"
@@ -408,6 +410,114 @@ TEST_P(LongWindowTest, AWindowARestartSplitIsSentWholeOnceItEnds) {
   }
 }
 
+// Inputs like the reference's, then with four of sixteen features moved: the first two windows
+// after the move flag exactly those four; the labels give the accuracy the test computes from
+// the predictions it got.
+class DriftTest : public TelemetryTest {
+ protected:
+  int WindowSeconds() override { return 2; }
+  // Aggregates per window, so that the API can answer for two windows alone. The reference
+  // is taken from the whole validation set: from the default 256 samples, sampling noise
+  // alone gives PSI around 0.05 and JS distances near their 0.1 threshold (docs/telemetry.md).
+  std::vector<std::string> ExtraFlags() override {
+    std::vector<std::string> flags = TelemetryTest::ExtraFlags();
+    flags.insert(flags.end(), {"--telemetry-bucket-seconds", std::to_string(WindowSeconds()),
+                               "--validation-samples", std::to_string(kReference)});
+    return flags;
+  }
+  static constexpr int kReference = 2000;
+};
+
+TEST_P(DriftTest, AShiftInSomeInputsDriftsThoseWithinTwoWindowsAndOnlyThose) {
+  constexpr int kFeatures = 16, kShifted = 4, kCalls = 1000;
+  std::mt19937 random(7);
+  std::uniform_real_distribution<float> uniform(-1, 1);
+  auto draw = [&](float shift) {
+    std::vector<float> x(kFeatures);
+    for (int f = 0; f < kFeatures; ++f) x[f] = uniform(random) + (f < kShifted ? shift : 0);
+    return x;
+  };
+  std::vector<float> set;
+  std::vector<int64_t> labels;
+  for (int k = 0; k < kReference; ++k) {
+    const std::vector<float> x = draw(0);
+    set.insert(set.end(), x.begin(), x.end());
+    labels.push_back(k % 4);
+  }
+  auto agent = StartSendingAgent();
+  client::LocalClient client(agent->state_dir() + "/agent.sock");
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  const std::string validation =
+      compiler::testing::ValidationSetOnnx("input", {kReference, kFeatures}, set, labels);
+  const int64_t v1 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{kFeatures, 32, 4}, 1),
+                          absl::StrCat(R"(,"validationDigest":")", Upload(validation), "\""));
+  ASSERT_GT(v1, 0);
+  Assign("kws", v1, agent->device_id());
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
+  ASSERT_TRUE(
+      Eventually([&] { return absl::StrContains(agent->log(), "\"msg\":\"monitoring\""); }));
+
+  // Calls from the reference's distribution, every one labelled (class = k % 4).
+  const int64_t window_ms = WindowSeconds() * 1000;
+  const int64_t before = absl::ToUnixMillis(absl::Now()) / window_ms * window_ms;
+  int64_t correct = 0;
+  for (int k = 0; k < kCalls; ++k) {
+    auto p = client.Predict("kws", {{"input", {1, kFeatures}, draw(0)}});
+    ASSERT_TRUE(p.ok()) << p.status();
+    const std::vector<float>& y = p->outputs.at(0).values;
+    const int64_t predicted = std::max_element(y.begin(), y.end()) - y.begin();
+    const int64_t label = k % 4;
+    correct += predicted == label;
+    ASSERT_TRUE(client.Feedback(p->request_id, label).ok());
+  }
+  // The move starts with a window, so the windows after it hold only moved inputs.
+  const int64_t shift = (absl::ToUnixMillis(absl::Now()) / window_ms + 1) * window_ms;
+  absl::SleepFor(absl::FromUnixMillis(shift) - absl::Now() + absl::Milliseconds(20));
+  for (int k = 0; k < kCalls; ++k) {
+    ASSERT_TRUE(client.Predict("kws", {{"input", {1, kFeatures}, draw(1.0f)}}).ok());
+  }
+  ASSERT_TRUE(Eventually([&] {
+    return Sum(StoredWindows(agent->device_id()), v1).requests == 2 * kCalls;
+  })) << agent->log();
+
+  auto summary = [&](int64_t from, int64_t to) {
+    v1::ModelTelemetry t;
+    HttpResponse r = Call(
+        "GET", absl::StrCat("/v1/models/kws/telemetry?version=", v1, "&from=", from, "&to=", to));
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_TRUE(ParseProtoJson(r.body, &t).ok()) << r.body;
+    EXPECT_EQ(t.versions_size(), 1) << r.body;
+    return t.versions_size() == 1 ? t.versions(0).total() : v1::TelemetrySummary();
+  };
+  // Before the move: nothing drifts, and the accuracy is what the predictions say.
+  const v1::TelemetrySummary still = summary(before, shift);
+  EXPECT_EQ(still.requests(), kCalls);
+  ASSERT_EQ(still.features_size(), kFeatures);
+  EXPECT_EQ(still.drifted_features(), 0) << still.DebugString();
+  EXPECT_EQ(still.accuracy().trials(), kCalls);
+  EXPECT_EQ(still.accuracy().successes(), correct);
+  EXPECT_LE(still.accuracy().low(), still.accuracy().value());
+  EXPECT_GE(still.accuracy().high(), still.accuracy().value());
+  // The first two windows after it: the four moved features drift, the twelve others do not.
+  const v1::TelemetrySummary moved = summary(shift, shift + 2 * window_ms);
+  EXPECT_GE(moved.requests(), 100) << "the calls outran two windows";
+  ASSERT_EQ(moved.features_size(), kFeatures);
+  for (int f = 0; f < kFeatures; ++f) {
+    const v1::FeatureDrift& d = moved.features(f);
+    EXPECT_FALSE(d.too_few()) << d.DebugString();
+    EXPECT_EQ(d.drifted(), f < kShifted) << d.DebugString();
+    if (f < kShifted) {
+      EXPECT_GE(d.psi(), 0.2) << d.DebugString();
+    } else {
+      EXPECT_LT(d.psi(), 0.2) << d.DebugString();
+    }
+  }
+  EXPECT_EQ(moved.drifted_features(), kShifted);
+  EXPECT_DOUBLE_EQ(moved.drifted_share(), static_cast<double>(kShifted) / kFeatures);
+}
+
+INSTANTIATE_TEST_SUITE_P(Storage, DriftTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
 INSTANTIATE_TEST_SUITE_P(Storage, TelemetryTest, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 INSTANTIATE_TEST_SUITE_P(Storage, LongWindowTest, ::testing::Values("sqlite"),
