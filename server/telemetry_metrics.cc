@@ -100,6 +100,12 @@ TelemetryMetrics::TelemetryMetrics(prometheus::Registry& registry,
                              "PSI of the version's predictions against its reference over the "
                              "last 15 minutes.")
                          .Register(registry);
+  cohort_drift_share_ = &prometheus::BuildGauge()
+                             .Name("edgeloop_model_cohort_drifted_feature_ratio")
+                             .Help(
+                                 "Share of the version's judged features that drifted over the "
+                                 "last 15 minutes on the devices of one cohort.")
+                             .Register(registry);
   reference_accuracy_ = &prometheus::BuildGauge()
                              .Name("edgeloop_model_reference_accuracy")
                              .Help(
@@ -184,6 +190,23 @@ void TelemetryMetrics::RefreshDrift(
       drift_share_->Add(labels).Set(v.total().drifted_share());
       if (v.total().has_prediction()) {
         prediction_psi_->Add(labels).Set(v.total().prediction().psi());
+      }
+    }
+    // Then per cohort (at most --telemetry-max-cohorts of them): one query each, every version.
+    std::set<std::string> cohorts;
+    for (const v1::ModelTelemetry::Version& v : telemetry->versions()) {
+      cohorts.insert(v.cohorts().begin(), v.cohorts().end());
+    }
+    cohorts.erase("");  // devices without the label: the API has no filter for them alone
+    for (const std::string& cohort : cohorts) {
+      request.set_cohort(cohort);
+      absl::StatusOr<v1::ModelTelemetry> part = queries_.Model(request);
+      if (!part.ok()) continue;
+      for (const v1::ModelTelemetry::Version& v : part->versions()) {
+        if (v.total().features_size() == 0) continue;
+        cohort_drift_share_
+            ->Add({{"model", model}, {"version", std::to_string(v.version())}, {"cohort", cohort}})
+            .Set(v.total().drifted_share());
       }
     }
   }

@@ -58,6 +58,7 @@ class TelemetryMetrics {
   prometheus::Family<prometheus::Gauge>* drift_share_;
   prometheus::Family<prometheus::Gauge>* prediction_psi_;
   prometheus::Family<prometheus::Gauge>* reference_accuracy_;
+  prometheus::Family<prometheus::Gauge>* cohort_drift_share_;
   absl::Time next_drift_ = absl::InfinitePast();
 };
 

@@ -186,7 +186,8 @@ TEST_P(DashboardTest, ConsolesShowTheServersNumbersAndDraw) {
                PromQuery(
                    "sum(max by (target, connectivity) "
                    "(edgeloop_devices{status=\"ACTIVE\"}))") == 2.0 &&
-               PromQuery("count(edgeloop:model_requests:rate5m)") == 2.0;
+               PromQuery("count(edgeloop:model_requests:rate5m)") == 2.0 &&
+               PromQuery("count(edgeloop_model_cohort_drifted_feature_ratio)") == 2.0;
       },
       absl::Seconds(60)))
       << ReadFile(options_.data_dir + "/prometheus/prometheus.log").value_or("");
@@ -207,6 +208,11 @@ TEST_P(DashboardTest, ConsolesShowTheServersNumbersAndDraw) {
   EXPECT_EQ(row[1].str(), std::to_string(server_calls));
   EXPECT_TRUE(absl::StrContains(model, "plant-1")) << model;
   EXPECT_TRUE(absl::StrContains(model, "plant-2")) << model;
+  // Each cohort's drift: judged on too few values yet, so none drifted (and not "-").
+  const std::regex cohort_row(
+      "<td>plant-1</td>(\\s*<td[^>]*>[^<]*</td>){4}\\s*<td[^>]*>([^<]*)</td>");
+  ASSERT_TRUE(std::regex_search(model, row, cohort_row)) << model;
+  EXPECT_EQ(row[2].str(), "0 %");
   EXPECT_TRUE(absl::StrContains(model, "<svg")) << model;
   EXPECT_FALSE(absl::StrContains(model, "Error loading data")) << model;
 }
