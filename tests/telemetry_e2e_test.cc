@@ -459,7 +459,7 @@ TEST_P(DriftTest, AShiftInSomeInputsDriftsThoseWithinTwoWindowsAndOnlyThose) {
 
   // Calls from the reference's distribution, every one labelled (class = k % 4).
   const int64_t window_ms = WindowSeconds() * 1000;
-  const int64_t before = absl::ToUnixMillis(absl::Now()) / window_ms * window_ms;
+  const int64_t before = 1;  // every window of this version: there are none yet
   int64_t correct = 0;
   for (int k = 0; k < kCalls; ++k) {
     auto p = client.Predict("kws", {{"input", {1, kFeatures}, draw(0)}});
@@ -471,7 +471,15 @@ TEST_P(DriftTest, AShiftInSomeInputsDriftsThoseWithinTwoWindowsAndOnlyThose) {
     ASSERT_TRUE(client.Feedback(p->request_id, label).ok());
   }
   // The move starts with a window, so the windows after it hold only moved inputs.
-  const int64_t shift = (absl::ToUnixMillis(absl::Now()) / window_ms + 1) * window_ms;
+  // The agent's windows start on whole seconds from when it began monitoring, not on
+  // multiples of their length: the next window start comes from one it stored.
+  int64_t first_start = 0;
+  ASSERT_TRUE(Eventually([&] {
+    for (const auto& [id, w] : StoredWindows(agent->device_id())) first_start = w.start_ms();
+    return first_start > 0;
+  })) << agent->log();
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  const int64_t shift = first_start + ((now_ms - first_start) / window_ms + 1) * window_ms;
   absl::SleepFor(absl::FromUnixMillis(shift) - absl::Now() + absl::Milliseconds(20));
   for (int k = 0; k < kCalls; ++k) {
     ASSERT_TRUE(client.Predict("kws", {{"input", {1, kFeatures}, draw(1.0f)}}).ok());
@@ -489,8 +497,10 @@ TEST_P(DriftTest, AShiftInSomeInputsDriftsThoseWithinTwoWindowsAndOnlyThose) {
     EXPECT_EQ(t.versions_size(), 1) << r.body;
     return t.versions_size() == 1 ? t.versions(0).total() : v1::TelemetrySummary();
   };
+  // Aggregates are keyed by the window's start rounded down to the bucket (a window each).
+  const int64_t bucket = shift - shift % window_ms;
   // Before the move: nothing drifts, and the accuracy is what the predictions say.
-  const v1::TelemetrySummary still = summary(before, shift);
+  const v1::TelemetrySummary still = summary(before, bucket);
   EXPECT_EQ(still.requests(), kCalls);
   ASSERT_EQ(still.features_size(), kFeatures);
   EXPECT_EQ(still.drifted_features(), 0) << still.DebugString();
@@ -499,7 +509,7 @@ TEST_P(DriftTest, AShiftInSomeInputsDriftsThoseWithinTwoWindowsAndOnlyThose) {
   EXPECT_LE(still.accuracy().low(), still.accuracy().value());
   EXPECT_GE(still.accuracy().high(), still.accuracy().value());
   // The first two windows after it: the four moved features drift, the twelve others do not.
-  const v1::TelemetrySummary moved = summary(shift, shift + 2 * window_ms);
+  const v1::TelemetrySummary moved = summary(bucket, bucket + 2 * window_ms);
   EXPECT_GE(moved.requests(), 100) << "the calls outran two windows";
   ASSERT_EQ(moved.features_size(), kFeatures);
   for (int f = 0; f < kFeatures; ++f) {
