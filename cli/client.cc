@@ -26,6 +26,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& serve
   client->admin_ = v1::AdminService::NewStub(client->channel_);
   client->fleet_ = v1::FleetService::NewStub(client->channel_);
   client->telemetry_ = v1::TelemetryService::NewStub(client->channel_);
+  client->rollouts_ = v1::RolloutService::NewStub(client->channel_);
   return client;
 }
 

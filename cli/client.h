@@ -9,6 +9,7 @@
 #include "edgeloop/v1/admin.grpc.pb.h"
 #include "edgeloop/v1/device.grpc.pb.h"
 #include "edgeloop/v1/registry.grpc.pb.h"
+#include "edgeloop/v1/rollout.grpc.pb.h"
 #include "edgeloop/v1/telemetry.grpc.pb.h"
 
 namespace edgeloop::cli {
@@ -28,6 +29,7 @@ class Client {
   v1::AdminService::Stub& admin() { return *admin_; }
   v1::FleetService::Stub& fleet() { return *fleet_; }
   v1::TelemetryService::Stub& telemetry() { return *telemetry_; }
+  v1::RolloutService::Stub& rollouts() { return *rollouts_; }
 
  private:
   std::string token_;
@@ -36,6 +38,7 @@ class Client {
   std::unique_ptr<v1::AdminService::Stub> admin_;
   std::unique_ptr<v1::FleetService::Stub> fleet_;
   std::unique_ptr<v1::TelemetryService::Stub> telemetry_;
+  std::unique_ptr<v1::RolloutService::Stub> rollouts_;
 };
 
 /// A failed call as a Status with the server's message.

@@ -32,6 +32,7 @@ absl::Status ModelCommand(const Command& c);      // cli/model_commands.cc
 absl::Status DeviceCommand(const Command& c);     // cli/device_commands.cc
 absl::Status TokenCommand(const Command& c);      // cli/token_commands.cc
 absl::Status TelemetryCommand(const Command& c);  // cli/telemetry_commands.cc
+absl::Status RolloutCommand(const Command& c);    // cli/rollout_commands.cc
 
 /// `response` as JSON (-o json).
 template <typename Message>

@@ -37,6 +37,20 @@ const char* Usage() {
   telemetry thresholds MODEL [--psi 0.2] [--js 0.1] [--ks-alpha 0.05] [--min-count 100]
                                       when the model's features count as drifted
                                       ("default": the server's value)
+  rollout create --model M (--version V | --alias A) [--selector SEL]
+                 [--waves 1%,10%,50%,100% | --waves 5,50,500 | --rate START,FACTOR[,PER_MIN]]
+                 [--bake 10m] [--gate 'METRIC>=X[:min=N][:window=10m]' ...]
+                 [--on-failure pause|rollback] [--canary SEL] [--max-concurrent N]
+                 [--maintenance-window 'CRON' --maintenance-duration 2h --time-zone ZONE]
+                 [--offline-deadline 24h] [--inconclusive 1h] [--supersedes ID]
+                                      ship a version in gated waves; gate metrics:
+                                      install_success_ratio failed_installs error_rate
+                                      latency_p95_ratio accuracy_delta drifted_feature_ratio
+  rollout list [--model M] [--active]
+  rollout show ID [--watch] [--interval 2s]
+                                      waves with their devices, and the gates' values
+  rollout events ID                   every transition, in order
+  rollout pause|resume|abort|promote ID [--reason TEXT]
 
 --server defaults to $EDGELOOP_SERVER or 127.0.0.1:9090 (the operator gRPC port);
 --token-file defaults to $EDGELOOP_TOKEN_FILE or ./var/admin.token.
@@ -52,6 +66,7 @@ absl::Status RunCommand(const Args& args, Client& client, OutputFormat format, s
   if (noun == "token") return TokenCommand(command);
   if (noun == "device") return DeviceCommand(command);
   if (noun == "telemetry") return TelemetryCommand(command);
+  if (noun == "rollout") return RolloutCommand(command);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown command \"", noun, "\" (see edgeloop --help)"));
 }

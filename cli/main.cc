@@ -20,7 +20,7 @@ std::string EnvOr(const char* name, const char* fallback) {
 
 int main(int argc, char** argv) {
   using namespace edgeloop;
-  auto args = cli::ParseArgs(std::vector<std::string>(argv + 1, argv + argc), {"help", "enroll"});
+  auto args = cli::ParseArgs(std::vector<std::string>(argv + 1, argv + argc), {"help", "enroll", "watch", "active"});
   if (!args.ok()) {
     std::cerr << "edgeloop: " << args.status().message() << "\n";
     return 2;

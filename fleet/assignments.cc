@@ -151,38 +151,74 @@ absl::StatusOr<std::vector<v1::ModuleRef>> Assignments::DesiredFor(
                    database_->Query(absl::StrCat(from, " WHERE device_id = $1 UNION ALL ", from,
                                                  " WHERE selector <> '' ORDER BY id DESC"),
                                     {device_id}));
-  ASSIGN_OR_RETURN(const auto names, ModelNamesOf(*database_, rows));
-  std::vector<v1::ModuleRef> desired;
-  std::set<int64_t> decided;
+  struct Choice {
+    int64_t version = 0;      // 0: the alias, not resolved yet
+    std::string alias;
+    int64_t ordered_at_ms = 0;
+    std::optional<int64_t> override_version;  // a newer rollout's, tried first
+  };
+  std::map<int64_t, Choice> choices;  // by model id
   for (const store::Row& row : rows) {
     const int64_t model_id = row.Int("model_id");
-    if (decided.count(model_id) || !names.count(model_id)) continue;
-    const v1::Assignment a = FromRow(row, names.at(model_id));
-    bool applies = a.device_id() == device_id;
-    if (!a.selector().empty()) {
-      absl::StatusOr<Selector> selector = Selector::Parse(a.selector());
+    if (choices.count(model_id)) continue;
+    bool applies = row.Text("device_id") == device_id;
+    if (!row.Text("selector").empty()) {
+      absl::StatusOr<Selector> selector = Selector::Parse(row.Text("selector"));
       applies = selector.ok() && selector->Matches(attributes);
     }
     if (!applies) continue;
-    decided.insert(model_id);
-    int64_t version = a.version();
-    if (!a.alias().empty()) {
-      ASSIGN_OR_RETURN(std::optional<int64_t> target,
-                       registry::Registry::AliasTarget(*database_, model_id, a.alias()));
-      if (!target) continue;
-      version = *target;
+    choices[model_id] = {row.Int("version"), row.Text("alias"), row.Int("created_at_ms"), {}};
+  }
+  if (overrides_) {
+    ASSIGN_OR_RETURN(std::vector<DesiredOverride> overrides, overrides_(device_id, attributes));
+    for (const DesiredOverride& o : overrides) {
+      auto it = choices.find(o.model_id);
+      if (it == choices.end()) {
+        choices[o.model_id] = {0, "", 0, o.version};
+      } else if (o.ordered_at_ms >= it->second.ordered_at_ms) {  // a tie goes to the rollout
+        it->second.override_version = o.version;
+      }
     }
+  }
+  std::set<int64_t> ids;
+  for (const auto& [model_id, choice] : choices) ids.insert(model_id);
+  ASSIGN_OR_RETURN(const auto names, registry::Registry::ModelNames(*database_, ids));
+
+  // The module of `version` for the highest class the device runs: within a family, class
+  // names sort by level (x86_64-v1 < … < v4, aarch64-v8 < aarch64-v8.2-dotprod), so the last
+  // one the device runs is the best.
+  auto module_of = [&](int64_t model_id, int64_t version)
+      -> absl::StatusOr<std::optional<registry::ArtifactRecord>> {
     ASSIGN_OR_RETURN(std::vector<registry::ArtifactRecord> artifacts,
                      registry::Registry::Artifacts(*database_, model_id, version));
-    // Within a family, class names sort by level (x86_64-v1 < … < v4, aarch64-v8 <
-    // aarch64-v8.2-dotprod): the last one the device runs is the best.
-    const registry::ArtifactRecord* best = nullptr;
-    for (const registry::ArtifactRecord& artifact : artifacts) {
-      if (TargetRunsOn(artifact.target, device_target)) best = &artifact;
+    std::optional<registry::ArtifactRecord> best;
+    for (registry::ArtifactRecord& artifact : artifacts) {
+      if (TargetRunsOn(artifact.target, device_target)) best = std::move(artifact);
     }
-    if (best == nullptr) continue;
+    return best;
+  };
+  std::vector<v1::ModuleRef> desired;
+  for (const auto& [model_id, choice] : choices) {
+    if (!names.count(model_id)) continue;
+    std::optional<registry::ArtifactRecord> best;
+    int64_t version = 0;
+    if (choice.override_version.has_value()) {
+      version = *choice.override_version;
+      ASSIGN_OR_RETURN(best, module_of(model_id, version));
+    }
+    if (!best.has_value() && choice.ordered_at_ms > 0) {
+      version = choice.version;
+      if (!choice.alias.empty()) {
+        ASSIGN_OR_RETURN(std::optional<int64_t> target,
+                         registry::Registry::AliasTarget(*database_, model_id, choice.alias));
+        if (!target) continue;
+        version = *target;
+      }
+      ASSIGN_OR_RETURN(best, module_of(model_id, version));
+    }
+    if (!best.has_value()) continue;
     v1::ModuleRef ref;
-    ref.set_model(a.model());
+    ref.set_model(names.at(model_id));
     ref.set_version(version);
     ref.set_target(best->target);
     ref.set_digest(best->module_digest);

@@ -18,6 +18,19 @@ namespace edgeloop::fleet {
 /// monitoring_signature (the telemetry component provides it; unset, nothing is monitored).
 using MonitoringLookup = std::function<absl::Status(int64_t model_id, v1::ModuleRef& ref)>;
 
+/// A version a device should run that comes from outside the direct assignments — a rollout
+/// that has released the device. `ordered_at_ms` (when the rollout was created) orders it
+/// against the assignments: the newer of the two wins.
+struct DesiredOverride {
+  int64_t model_id = 0;
+  int64_t version = 0;
+  int64_t ordered_at_ms = 0;
+};
+
+/// The overrides in force for a device (the rollout component provides them).
+using OverrideLookup = std::function<absl::StatusOr<std::vector<DesiredOverride>>(
+    const std::string& device_id, const Attributes& attributes)>;
+
 /// Direct assignments — the simplest rollout: an operator pins a model version (or an alias)
 /// for one device or for the devices a selector matches — and what they resolve to for a
 /// device. Assignments are append-only: for each model, a device runs the newest assignment
@@ -28,8 +41,12 @@ using MonitoringLookup = std::function<absl::Status(int64_t model_id, v1::Module
 /// generation that devices watch. Thread-safe.
 class Assignments {
  public:
-  Assignments(store::Database* database, const Clock* clock, MonitoringLookup monitoring = nullptr)
-      : database_(database), clock_(clock), monitoring_(std::move(monitoring)) {}
+  Assignments(store::Database* database, const Clock* clock, MonitoringLookup monitoring = nullptr,
+              OverrideLookup overrides = nullptr)
+      : database_(database),
+        clock_(clock),
+        monitoring_(std::move(monitoring)),
+        overrides_(std::move(overrides)) {}
 
   /// Records an assignment. INVALID_ARGUMENT unless exactly one of selector/device and one of
   /// version/alias is given and the selector parses; NOT_FOUND for an unknown model, version,
@@ -39,10 +56,14 @@ class Assignments {
   /// Newest first, a page at a time (of one model, or every model when request.model is empty).
   absl::StatusOr<v1::ListAssignmentsResponse> List(const v1::ListAssignmentsRequest& request);
 
-  /// The modules a device should run: per assigned model, the newest assignment's version
-  /// (aliases resolved now) built for the highest target class the device runs. A model whose
-  /// version has no module for the device yet (still compiling, or no such target) is left out
-  /// until it has one.
+  /// The modules a device should run — the one place that decides it. Per model:
+  ///  1. the newest direct assignment that applies (the device's own or a selector's that
+  ///     matches; an alias resolved now) gives a version;
+  ///  2. a rollout override newer than that assignment replaces it, but only when the
+  ///     rollout's version has a module the device runs (an incompatible device keeps 1.);
+  ///  3. the version's module for the highest target class the device runs is the answer.
+  /// A model whose version has no module for the device yet (still compiling, or no such
+  /// target) is left out until it has one.
   absl::StatusOr<std::vector<v1::ModuleRef>> DesiredFor(const std::string& device_id,
                                                         const Attributes& attributes,
                                                         const std::string& device_target);
@@ -66,6 +87,7 @@ class Assignments {
   store::Database* database_;
   const Clock* clock_;
   MonitoringLookup monitoring_;
+  OverrideLookup overrides_;
 };
 
 }  // namespace edgeloop::fleet

@@ -356,6 +356,31 @@ absl::StatusOr<v1::ListDevicesResponse> DeviceRegistry::List(
   }
 }
 
+absl::StatusOr<std::vector<FleetMember>> DeviceRegistry::Members(store::Reader& db,
+                                                                 const Selector& selector) {
+  constexpr int64_t kBatch = 1000;
+  std::vector<FleetMember> members;
+  std::string after;
+  while (true) {
+    ASSIGN_OR_RETURN(Rows rows, db.Query(absl::StrCat("SELECT ", kColumns,
+                                                      " FROM devices WHERE id > $1 AND status = "
+                                                      "'ACTIVE' ORDER BY id LIMIT $2"),
+                                         {after, kBatch}));
+    for (const store::Row& row : rows) {
+      ASSIGN_OR_RETURN(Attributes attributes, AttributesOf(row));
+      if (!selector.Matches(attributes)) continue;
+      FleetMember& m = members.emplace_back();
+      m.id = row.Text("id");
+      m.target = row.Text("target");
+      m.attributes = std::move(attributes);
+      m.last_seen_ms = row.Int("last_seen_ms");
+      RETURN_IF_ERROR(ParseProtoJson(row.Text("state"), &m.state, true));
+    }
+    if (static_cast<int64_t>(rows.size()) < kBatch) return members;
+    after = rows.back().Text("id");
+  }
+}
+
 absl::StatusOr<v1::Device> DeviceRegistry::Get(absl::string_view device_id) {
   ASSIGN_OR_RETURN(Rows rows, options_.database->Query(
                                   absl::StrCat("SELECT ", kColumns, " FROM devices WHERE id = $1"),

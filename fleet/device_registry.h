@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -12,6 +13,7 @@
 #include "edgeloop/v1/device.pb.h"
 #include "fleet/assignments.h"
 #include "fleet/enrollment_tokens.h"
+#include "fleet/selector.h"
 #include "fleet/sync_pacer.h"
 #include "store/database.h"
 
@@ -36,6 +38,15 @@ struct DeviceRegistryOptions {
 struct DeviceFacts {
   std::string target;  // its target class
   std::map<std::string, std::string> labels;
+};
+
+/// What a rollout reads of a device a selector matches.
+struct FleetMember {
+  std::string id;
+  std::string target;
+  Attributes attributes;
+  int64_t last_seen_ms = 0;
+  v1::DeviceState state;  // as it reported on its last sync
 };
 
 /// Device counts for metrics.
@@ -91,6 +102,10 @@ class DeviceRegistry {
   /// The target class and labels of an active device, in one read; NOT_FOUND or
   /// PERMISSION_DENIED (decommissioned) as CheckActive.
   static absl::StatusOr<DeviceFacts> Facts(store::Reader& db, absl::string_view device_id);
+  /// The active devices `selector` matches, in id order. The table is read in batches, so
+  /// memory holds the matches, not the fleet.
+  static absl::StatusOr<std::vector<FleetMember>> Members(store::Reader& db,
+                                                          const Selector& selector);
   /// Target classes of the active devices, with how many devices each has (the CI stage builds
   /// every version for these).
   static absl::StatusOr<std::map<std::string, int64_t>> ActiveClasses(store::Reader& db);

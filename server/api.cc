@@ -198,6 +198,52 @@ absl::StatusOr<v1::ListAssignmentsResponse> Api::ListAssignments(
   return options_.assignments->List(r);
 }
 
+absl::StatusOr<v1::Rollout> Api::CreateRollout(const Principal& p, const v1::RolloutSpec& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
+  return options_.rollouts->Create(r, p.actor());
+}
+
+absl::StatusOr<v1::Rollout> Api::GetRollout(const Principal& p, const v1::GetRolloutRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
+  return options_.rollouts->Get(r.id());
+}
+
+absl::StatusOr<v1::ListRolloutsResponse> Api::ListRollouts(const Principal& p,
+                                                           const v1::ListRolloutsRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
+  return options_.rollouts->List(r);
+}
+
+absl::StatusOr<v1::Rollout> Api::PauseRollout(const Principal& p,
+                                              const v1::RolloutActionRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
+  return options_.rollouts->Pause(r, p.actor());
+}
+
+absl::StatusOr<v1::Rollout> Api::ResumeRollout(const Principal& p,
+                                               const v1::RolloutActionRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
+  return options_.rollouts->Resume(r, p.actor());
+}
+
+absl::StatusOr<v1::Rollout> Api::AbortRollout(const Principal& p,
+                                              const v1::RolloutActionRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
+  return options_.rollouts->Abort(r, p.actor());
+}
+
+absl::StatusOr<v1::Rollout> Api::PromoteRollout(const Principal& p,
+                                                const v1::RolloutActionRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));
+  return options_.rollouts->Promote(r, p.actor());
+}
+
+absl::StatusOr<v1::ListRolloutEventsResponse> Api::ListRolloutEvents(
+    const Principal& p, const v1::ListRolloutEventsRequest& r) {
+  RETURN_IF_ERROR(RequireRole(p, v1::VIEWER));
+  return options_.rollouts->Events(r);
+}
+
 absl::StatusOr<std::unique_ptr<store::BlobWriter>> Api::BeginBlobUpload(const Principal& p,
                                                                         int64_t declared_size) {
   RETURN_IF_ERROR(RequireRole(p, v1::OPERATOR));

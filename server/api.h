@@ -6,10 +6,12 @@
 #include "edgeloop/v1/admin.pb.h"
 #include "edgeloop/v1/device.pb.h"
 #include "edgeloop/v1/registry.pb.h"
+#include "edgeloop/v1/rollout.pb.h"
 #include "fleet/assignments.h"
 #include "fleet/device_registry.h"
 #include "fleet/enrollment_tokens.h"
 #include "registry/registry.h"
+#include "rollout/controller.h"
 #include "server/auth.h"
 #include "store/blob_store.h"
 #include "telemetry/analysis.h"
@@ -24,6 +26,7 @@ struct ApiOptions {
   fleet::EnrollmentTokens* enrollment_tokens = nullptr;  // not owned
   fleet::Assignments* assignments = nullptr;             // not owned
   telemetry::TelemetryQueries* telemetry = nullptr;      // not owned
+  rollout::Controller* rollouts = nullptr;               // not owned
   int64_t max_upload_bytes = int64_t{2} << 30;
 };
 
@@ -84,6 +87,18 @@ class Api {
                                                               const v1::ListAssignmentsRequest& r);
   absl::StatusOr<v1::Assignment> RollbackDevice(const Principal& p,
                                                 const v1::RollbackDeviceRequest& r);
+
+  absl::StatusOr<v1::Rollout> CreateRollout(const Principal& p, const v1::RolloutSpec& r);
+  absl::StatusOr<v1::Rollout> GetRollout(const Principal& p, const v1::GetRolloutRequest& r);
+  absl::StatusOr<v1::ListRolloutsResponse> ListRollouts(const Principal& p,
+                                                        const v1::ListRolloutsRequest& r);
+  absl::StatusOr<v1::Rollout> PauseRollout(const Principal& p, const v1::RolloutActionRequest& r);
+  absl::StatusOr<v1::Rollout> ResumeRollout(const Principal& p, const v1::RolloutActionRequest& r);
+  absl::StatusOr<v1::Rollout> AbortRollout(const Principal& p, const v1::RolloutActionRequest& r);
+  absl::StatusOr<v1::Rollout> PromoteRollout(const Principal& p,
+                                             const v1::RolloutActionRequest& r);
+  absl::StatusOr<v1::ListRolloutEventsResponse> ListRolloutEvents(
+      const Principal& p, const v1::ListRolloutEventsRequest& r);
 
   /// Starts a blob upload. `declared_size` (-1 when unknown) lets an oversized upload be
   /// refused before any byte is read.

@@ -24,6 +24,8 @@ void Register(FlagSet& f, ServerOptions& o) {
   f.String(
       "device-hostnames", &o.device_hostnames,
       "names and addresses agents dial, put in the TLS certificate (default localhost,127.0.0.1)");
+  f.Int("rollout-interval-ms", &o.rollout_interval_ms,
+        "the rollout controller judges every rollout this often (default 1000)");
   f.Int("telemetry-window-seconds", &o.telemetry_window_seconds,
         "devices summarise what their models see in windows this long (default 60)");
   f.String("telemetry-cohort-label", &o.telemetry_cohort_label,
@@ -126,6 +128,7 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
         {"db-acquire-timeout-seconds", options.db_acquire_timeout_seconds},
         {"db-statement-timeout-seconds", options.db_statement_timeout_seconds},
         {"telemetry-window-seconds", options.telemetry_window_seconds},
+        {"rollout-interval-ms", options.rollout_interval_ms},
         {"telemetry-max-cohorts", options.telemetry_max_cohorts},
         {"telemetry-bucket-seconds", options.telemetry_bucket_seconds},
         {"telemetry-raw-retention-hours", options.telemetry_raw_retention_hours},

@@ -20,6 +20,7 @@ struct ServerOptions {
   /// Names and addresses agents use to reach --device-listen; the TLS certificate covers them.
   std::string device_hostnames = "localhost,127.0.0.1";
   int sync_interval_seconds = 30;
+  int rollout_interval_ms = 1000;    // how often the rollout controller looks at every rollout
   int telemetry_window_seconds = 60;  // how often devices close a telemetry window
   /// The device label whose value is a telemetry cohort, and how many values get a series.
   std::string telemetry_cohort_label = "site";

@@ -19,12 +19,14 @@
 #include "fleet/enrollment_tokens.h"
 #include "fleet/sync_pacer.h"
 #include "registry/registry.h"
+#include "rollout/controller.h"
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/grpc/admin_service.h"
 #include "server/grpc/device_service.h"
 #include "server/grpc/fleet_service.h"
 #include "server/grpc/registry_service.h"
+#include "server/grpc/rollout_service.h"
 #include "server/grpc/telemetry_service.h"
 #include "server/metrics.h"
 #include "server/module_signing_key.h"
@@ -54,6 +56,7 @@ struct Server::Impl {
   std::unique_ptr<telemetry::TelemetryQueries> telemetry_queries;
   std::unique_ptr<fleet::Assignments> assignments;
   std::unique_ptr<fleet::DeviceRegistry> devices;
+  std::unique_ptr<rollout::Controller> rollouts;
   std::unique_ptr<ServerMetrics> metrics;
   std::unique_ptr<Api> api;
   rest::Router router;
@@ -62,6 +65,7 @@ struct Server::Impl {
   std::unique_ptr<grpc_api::AdminService> admin_service;
   std::unique_ptr<grpc_api::FleetService> fleet_service;
   std::unique_ptr<grpc_api::TelemetryService> telemetry_service;
+  std::unique_ptr<grpc_api::RolloutService> rollout_service;
   std::unique_ptr<grpc_api::DeviceService> device_service;
   std::unique_ptr<grpc::Server> grpc;
   std::unique_ptr<grpc::Server> device_grpc;
@@ -150,6 +154,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
           ref.set_monitoring_signature(std::move(spec->signature));
         }
         return absl::OkStatus();
+      },
+      // Rollouts decide beside the direct assignments (fleet::Assignments::DesiredFor).
+      [db](const std::string& device_id, const fleet::Attributes& attributes) {
+        return rollout::Controller::Overrides(*db, device_id, attributes);
       });
   s->devices = std::make_unique<fleet::DeviceRegistry>(
       fleet::DeviceRegistryOptions{.database = s->db.get(),
@@ -182,6 +190,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
                                        .drift = {},
                                        .cohort_label = options.telemetry_cohort_label,
                                        .bucket = ingest.bucket});
+
+  fleet::DeviceRegistry* devices = s->devices.get();
+  s->rollouts = std::make_unique<rollout::Controller>(rollout::ControllerOptions{
+      .database = db,
+      .clock = SystemClock::Get(),
+      .telemetry = s->telemetry_queries.get(),
+      .on_desired_change = [devices] { devices->WakeAllWatchers(); },
+      .tick = absl::Milliseconds(std::max(10, options.rollout_interval_ms))});
 
   s->metrics = std::make_unique<ServerMetrics>(s->registry.get(), s->devices.get(),
                                                s->telemetry.get(), s->telemetry_queries.get());
@@ -218,7 +234,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   worker.validation_samples = options.validation_samples;
   // A version that becomes ready (or a module for a class that joined later) may be what
   // assigned devices wait for.
-  fleet::DeviceRegistry* devices = s->devices.get();
   worker.on_desired_state_changed = [devices] { devices->WakeAllWatchers(); };
   s->pipeline = std::make_unique<ci::CompilePipeline>(pipeline);
   s->api = std::make_unique<Api>(ApiOptions{.registry = s->registry.get(),
@@ -228,6 +243,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
                                             .enrollment_tokens = s->enrollment_tokens.get(),
                                             .assignments = s->assignments.get(),
                                             .telemetry = s->telemetry_queries.get(),
+                                            .rollouts = s->rollouts.get(),
                                             .max_upload_bytes = options.max_upload_bytes});
   Impl* raw = s.get();
   s->router = rest::BuildRouter(s->api.get(), s->metrics.get(), [raw] { return raw->Readiness(); });
@@ -245,6 +261,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   s->fleet_service = std::make_unique<grpc_api::FleetService>(s->api.get(), s->metrics.get());
   s->telemetry_service =
       std::make_unique<grpc_api::TelemetryService>(s->api.get(), s->metrics.get());
+  s->rollout_service = std::make_unique<grpc_api::RolloutService>(s->api.get(), s->metrics.get());
   s->device_service = std::make_unique<grpc_api::DeviceService>(
       s->devices.get(), s->assignments.get(), s->blobs.get(), s->telemetry.get(), s->metrics.get(),
       grpc_api::DeviceServiceOptions{.streams_per_device = options.device_streams_per_device,
@@ -274,6 +291,7 @@ absl::Status Server::Start() {
   builder.RegisterService(s.admin_service.get());
   builder.RegisterService(s.fleet_service.get());
   builder.RegisterService(s.telemetry_service.get());
+  builder.RegisterService(s.rollout_service.get());
   // Uploads arrive in chunks; no single message needs more than this.
   builder.SetMaxReceiveMessageSize(16 << 20);
   s.grpc = builder.BuildAndStart();
@@ -318,6 +336,7 @@ absl::Status Server::Start() {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on --device-listen ", s.options.device_listen));
   }
+  s.rollouts->Start();
   s.started = true;
   RETURN_IF_ERROR(
       WriteFileAtomically(s.options.data_dir + "/ports.json",
@@ -340,6 +359,7 @@ void Server::Shutdown() {
   s.pipeline->Shutdown();
   if (s.options.role == "worker") return;
   Log(LogLevel::kInfo, "shutting down", {{"grace_seconds", s.options.shutdown_grace_seconds}});
+  s.rollouts->Shutdown();
   s.device_service->Stop();
   s.device_grpc->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
   // After the device listener: reports still in flight get their answer first.

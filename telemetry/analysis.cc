@@ -233,6 +233,21 @@ absl::StatusOr<v1::ModelTelemetry> TelemetryQueries::Model(
   return out;
 }
 
+absl::StatusOr<v1::TelemetrySummary> TelemetryQueries::DevicesSummary(
+    int64_t model_id, int64_t version, const std::set<std::string>* devices, int64_t from_ms,
+    int64_t to_ms) const {
+  store::Database& db = *options_.database;
+  ASSIGN_OR_RETURN(const v1::DriftSettings overrides, DriftSettingsStore::Overrides(db, model_id));
+  ASSIGN_OR_RETURN(std::optional<v1::ReferenceStatistics> reference,
+                   registry::Registry::Reference(db, model_id, version));
+  ASSIGN_OR_RETURN(WindowSum sum,
+                   WindowStore::SumWindows(db, model_id, version, devices, from_ms, to_ms));
+  sum.sum.set_start_ms(from_ms);
+  sum.sum.set_end_ms(to_ms);
+  return Summarize(sum.sum, sum.windows, reference.has_value() ? &*reference : nullptr,
+                   WithOverrides(options_.drift, overrides));
+}
+
 absl::StatusOr<v1::DeviceTelemetryReport> TelemetryQueries::Device(
     const v1::GetDeviceTelemetryRequest& request) const {
   store::Database& db = *options_.database;

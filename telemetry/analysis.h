@@ -4,6 +4,7 @@
 // reference (drift per feature and of the predictions, accuracy and error rate with their
 // intervals, latency quantiles), and the queries operators run through the API.
 #include <cstdint>
+#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -49,6 +50,12 @@ class TelemetryQueries {
   /// device exists.
   absl::StatusOr<v1::DeviceTelemetryReport> Device(
       const v1::GetDeviceTelemetryRequest& request) const;
+  /// The summary of one version's raw windows starting in [from_ms, to_ms) — of every device,
+  /// or only of `devices` — against its reference, with the model's thresholds: what a
+  /// rollout's gates read of the devices of a wave.
+  absl::StatusOr<v1::TelemetrySummary> DevicesSummary(int64_t model_id, int64_t version,
+                                                      const std::set<std::string>* devices,
+                                                      int64_t from_ms, int64_t to_ms) const;
   /// The thresholds a model's summaries are judged with: the defaults and the operator's
   /// overrides. NOT_FOUND for an unknown model.
   absl::StatusOr<v1::ModelDriftSettings> DriftSettings(const std::string& model) const;

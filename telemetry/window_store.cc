@@ -244,6 +244,38 @@ absl::StatusOr<std::vector<v1::TelemetryWindow>> WindowStore::VersionWindows(sto
   return ParseWindows(rows, absl::StrCat("model ", model_id, "@", version));
 }
 
+absl::StatusOr<WindowSum> WindowStore::SumWindows(store::Reader& db, int64_t model_id,
+                                                  int64_t version,
+                                                  const std::set<std::string>* devices,
+                                                  int64_t from_ms, int64_t to_ms) {
+  constexpr int64_t kBatch = 1000;
+  WindowSum out;
+  // Keyset paging on the primary key's order within the version index's range.
+  int64_t after_start = from_ms - 1;
+  std::string after_device;
+  while (true) {
+    ASSIGN_OR_RETURN(
+        Rows rows,
+        db.Query("SELECT device_id, start_ms, body FROM telemetry_windows WHERE model_id = $1 AND "
+                 "version = $2 AND start_ms < $4 AND (start_ms > $3 OR (start_ms = $3 AND "
+                 "device_id > $5)) ORDER BY start_ms, device_id LIMIT $6",
+                 {model_id, version, after_start, to_ms, after_device, kBatch}));
+    for (const store::Row& row : rows) {
+      if (devices != nullptr && !devices->count(row.Text("device_id"))) continue;
+      v1::TelemetryWindow window;
+      if (!window.ParseFromString(row.Blob("body"))) {
+        return absl::DataLossError(
+            absl::StrCat("a stored window of model ", model_id, "@", version, " does not parse"));
+      }
+      MergeWindow(out.sum, window, 0);
+      ++out.windows;
+    }
+    if (static_cast<int64_t>(rows.size()) < kBatch) return out;
+    after_start = rows.back().Int("start_ms");
+    after_device = rows.back().Text("device_id");
+  }
+}
+
 absl::StatusOr<int64_t> WindowStore::Prune(store::Transaction& tx, int64_t raw_before_ms,
                                            int64_t aggregates_before_ms) {
   ASSIGN_OR_RETURN(int64_t raw,

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,12 @@
 #include "store/database.h"
 
 namespace edgeloop::telemetry {
+
+/// Windows summed, and how many.
+struct WindowSum {
+  v1::TelemetryWindow sum;
+  int64_t windows = 0;
+};
 
 /// Devices whose cohort label value finds no free slot (the cap is reached) are counted here.
 inline constexpr char kOtherCohort[] = "_other";
@@ -85,6 +92,13 @@ class WindowStore {
                                                                          int64_t model_id,
                                                                          int64_t version,
                                                                          int limit);
+
+  /// The version's raw windows starting in [from_ms, to_ms) summed with MergeWindow (no raw
+  /// samples): of every device, or only of `devices` when given. Read in batches.
+  static absl::StatusOr<WindowSum> SumWindows(store::Reader& db, int64_t model_id,
+                                              int64_t version,
+                                              const std::set<std::string>* devices,
+                                              int64_t from_ms, int64_t to_ms);
 
   /// Deletes raw windows that ended before `raw_before_ms` and aggregates whose bucket started
   /// before `aggregates_before_ms`; returns the rows deleted.

@@ -442,10 +442,13 @@ TEST_P(ServingTest, RemoteAndLocalRollbacks) {
   ASSERT_TRUE(models.ok());
   EXPECT_EQ(models->models(0).version(), v1) << agent.log();
   v1::ModuleStatus rolled;
-  Eventually([&] {
-    rolled = device_module("rolled back");
-    return !rolled.state().empty();
-  });
+  // The next sync reports it; a loaded machine may take a while to get there.
+  Eventually(
+      [&] {
+        rolled = device_module("rolled back");
+        return !rolled.state().empty();
+      },
+      absl::Seconds(60));
   EXPECT_EQ(rolled.module().version(), v3);
   EXPECT_TRUE(absl::StrContains(rolled.message(), "mean run time")) << rolled.message();
   // Two more syncs with v3 still desired do not install it again.

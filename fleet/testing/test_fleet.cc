@@ -30,7 +30,8 @@ absl::StatusOr<std::unique_ptr<TestFleet>> TestFleet::Create(const Options& opti
       std::make_unique<EnrollmentTokens>(fleet->db.get(), options.clock, fleet->ca->pin());
   fleet->pacer = std::make_unique<SyncPacer>(absl::Seconds(30), 1000, options.clock);
   if (options.assignments) {
-    fleet->assignments = std::make_unique<Assignments>(fleet->db.get(), options.clock);
+    fleet->assignments = std::make_unique<Assignments>(fleet->db.get(), options.clock, nullptr,
+                                                       options.overrides);
   }
   fleet->devices = std::make_unique<DeviceRegistry>(
       DeviceRegistryOptions{.database = fleet->db.get(),

@@ -30,6 +30,7 @@ struct TestFleet {
     const Clock* clock = nullptr;
     std::vector<const store::ComponentMigrations*> more_components;
     bool assignments = true;  // false: the device registry resolves no desired modules
+    OverrideLookup overrides = nullptr;  // what rollouts add to the assignments
   };
   static absl::StatusOr<std::unique_ptr<TestFleet>> Create(const Options& options);
 

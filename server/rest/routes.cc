@@ -42,6 +42,16 @@ absl::Status QueryInt(const RestRequest& r, const std::string& key, int64_t* out
   return absl::OkStatus();
 }
 
+// A numeric id in the path (rollouts are numbered).
+absl::StatusOr<int64_t> PathId(const RestRequest& r, const std::string& key) {
+  int64_t id = 0;
+  if (!absl::SimpleAtoi(r.path.at(key), &id) || id <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("{", key, "} in the path must be a positive integer"));
+  }
+  return id;
+}
+
 std::string Query(const RestRequest& r, const std::string& key) {
   auto it = r.query.find(key);
   return it == r.query.end() ? "" : it->second;
@@ -338,6 +348,52 @@ Router BuildRouter(Api* api, ServerMetrics* metrics, std::function<absl::Status(
                    m->set_id(r.path.at("id"));
                    return absl::OkStatus();
                  }));
+  // Rollouts: the create body is the RolloutSpec; actions take an optional {reason}.
+  router.Add("POST", "/v1/rollouts", RouteKind::kJson,
+             Json<v1::RolloutSpec, v1::Rollout>(api, &Api::CreateRollout, Body, 201));
+  router.Add("GET", "/v1/rollouts", RouteKind::kJson,
+             Json<v1::ListRolloutsRequest, v1::ListRolloutsResponse>(
+                 api, &Api::ListRollouts, [](const RestRequest& r, v1::ListRolloutsRequest* m) {
+                   m->set_model(Query(r, "model"));
+                   m->set_active_only(Query(r, "active") == "true" || Query(r, "active") == "1");
+                   return Page(r, m);
+                 }));
+  router.Add("GET", "/v1/rollouts/{id}", RouteKind::kJson,
+             Json<v1::GetRolloutRequest, v1::Rollout>(
+                 api, &Api::GetRollout, [](const RestRequest& r, v1::GetRolloutRequest* m) {
+                   ASSIGN_OR_RETURN(int64_t id, PathId(r, "id"));
+                   m->set_id(id);
+                   return absl::OkStatus();
+                 }));
+  router.Add("GET", "/v1/rollouts/{id}/events", RouteKind::kJson,
+             Json<v1::ListRolloutEventsRequest, v1::ListRolloutEventsResponse>(
+                 api, &Api::ListRolloutEvents,
+                 [](const RestRequest& r, v1::ListRolloutEventsRequest* m) {
+                   ASSIGN_OR_RETURN(int64_t id, PathId(r, "id"));
+                   int64_t after = 0, size = 0;
+                   RETURN_IF_ERROR(QueryInt(r, "after", &after));
+                   RETURN_IF_ERROR(QueryInt(r, "pageSize", &size));
+                   m->set_id(id);
+                   m->set_after(after);
+                   m->set_page_size(static_cast<int32_t>(std::clamp<int64_t>(size, 0, 1000)));
+                   return absl::OkStatus();
+                 }));
+  using RolloutAction = absl::StatusOr<v1::Rollout> (Api::*)(const Principal&,
+                                                             const v1::RolloutActionRequest&);
+  for (const auto& [verb, method] : std::vector<std::pair<std::string, RolloutAction>>{
+           {"pause", &Api::PauseRollout},
+           {"resume", &Api::ResumeRollout},
+           {"abort", &Api::AbortRollout},
+           {"promote", &Api::PromoteRollout}}) {
+    router.Add("POST", absl::StrCat("/v1/rollouts/{id}:", verb), RouteKind::kJson,
+               Json<v1::RolloutActionRequest, v1::Rollout>(
+                   api, method, [](const RestRequest& r, v1::RolloutActionRequest* m) {
+                     if (!r.body.empty()) RETURN_IF_ERROR(Body(r, m));
+                     ASSIGN_OR_RETURN(int64_t id, PathId(r, "id"));
+                     m->set_id(id);  // the path names the rollout, not the body
+                     return absl::OkStatus();
+                   }));
+  }
   router.Add("GET", "/v1/ping", RouteKind::kJson,
              Json<v1::PingRequest, v1::PingResponse>(api, &Api::Ping, Body));
   return router;
