@@ -433,8 +433,34 @@ absl::StatusOr<bool> Controller::Write(RolloutRecord& r, const Transition& t) {
        {"wave", t.wave},
        {"reason", t.reason}});
   r = std::move(updated);
+  {
+    std::lock_guard lock(counts_mu_);
+    ++transitions_[t.to_state];
+  }
   if (touch) Notify();
   return true;
+}
+
+absl::StatusOr<std::map<std::string, int64_t>> Controller::StateCounts() {
+  return RolloutStore::CountByState(*options_.database);
+}
+
+absl::StatusOr<std::vector<v1::Rollout>> Controller::Current(absl::Duration recent) {
+  ASSIGN_OR_RETURN(
+      std::vector<RolloutRecord> records,
+      RolloutStore::List(*options_.database, 0, false, std::numeric_limits<int64_t>::max(), 100));
+  const int64_t since_ms = absl::ToUnixMillis(options_.clock->Now() - recent);
+  std::vector<v1::Rollout> out;
+  for (const RolloutRecord& r : records) {
+    if (!Unfinished(r.state) && r.updated_at_ms < since_ms) continue;
+    ASSIGN_OR_RETURN(out.emplace_back(), ToProto(r));
+  }
+  return out;
+}
+
+std::map<std::string, int64_t> Controller::TransitionsWritten() {
+  std::lock_guard lock(counts_mu_);
+  return transitions_;
 }
 
 absl::StatusOr<v1::Rollout> Controller::Act(

@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -69,6 +70,13 @@ class Controller {
   absl::StatusOr<v1::Rollout> Promote(const v1::RolloutActionRequest& request,
                                       const std::string& actor);
 
+  /// Rollouts per state, and the unfinished ones with those that finished within `recent`
+  /// (at most 100, newest first): what /metrics shows.
+  absl::StatusOr<std::map<std::string, int64_t>> StateCounts();
+  absl::StatusOr<std::vector<v1::Rollout>> Current(absl::Duration recent);
+  /// Transitions this process wrote, by the state they led to.
+  std::map<std::string, int64_t> TransitionsWritten();
+
   /// One pass of the control loop over every unfinished rollout (tests call it with a fake
   /// clock; Start() calls it every tick).
   absl::Status ReconcileAll();
@@ -96,6 +104,8 @@ class Controller {
   void Loop();
 
   ControllerOptions options_;
+  std::mutex counts_mu_;
+  std::map<std::string, int64_t> transitions_;  // guarded by counts_mu_
   std::mutex mu_;
   std::condition_variable wake_;
   bool stop_ = false;

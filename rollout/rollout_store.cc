@@ -225,6 +225,13 @@ absl::StatusOr<int64_t> RolloutStore::ReleasedSince(store::Reader& db, int64_t r
   return rows[0].Int("n");
 }
 
+absl::StatusOr<std::map<std::string, int64_t>> RolloutStore::CountByState(store::Reader& db) {
+  ASSIGN_OR_RETURN(Rows rows, db.Query("SELECT state, COUNT(*) AS n FROM rollouts GROUP BY state"));
+  std::map<std::string, int64_t> out;
+  for (const store::Row& row : rows) out[row.Text("state")] = row.Int("n");
+  return out;
+}
+
 absl::StatusOr<std::vector<v1::RolloutEvent>> RolloutStore::Events(store::Reader& db,
                                                                    int64_t rollout_id,
                                                                    int64_t after, int limit) {

@@ -93,6 +93,9 @@ class RolloutStore {
   static absl::StatusOr<int64_t> ReleasedSince(store::Reader& db, int64_t rollout_id,
                                                int64_t since_ms);
 
+  /// Rollouts per state.
+  static absl::StatusOr<std::map<std::string, int64_t>> CountByState(store::Reader& db);
+
   /// Events with id above `after`, oldest first, at most `limit`.
   static absl::StatusOr<std::vector<v1::RolloutEvent>> Events(store::Reader& db, int64_t rollout_id,
                                                               int64_t after, int limit);

@@ -18,7 +18,7 @@ const store::ComponentMigrations& Migrations() {
           {13, "rollouts", R"sql(
 CREATE TABLE rollouts (
   id {{SERIAL}},
-  model_id BIGINT NOT NULL REFERENCES models(id),
+  model_id BIGINT NOT NULL,
   version BIGINT NOT NULL,
   replaced_version BIGINT NOT NULL,
   selector TEXT NOT NULL,

@@ -19,12 +19,16 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
 
 ServerMetrics::ServerMetrics(registry::Registry* registry, fleet::DeviceRegistry* devices,
                              const telemetry::TelemetryIngest* ingest,
-                             const telemetry::TelemetryQueries* queries)
+                             const telemetry::TelemetryQueries* queries,
+                             rollout::Controller* rollouts)
     : registry_(registry),
       devices_(devices),
       prometheus_(std::make_shared<prometheus::Registry>()),
       telemetry_(
-          std::make_unique<TelemetryMetrics>(*prometheus_, ingest, queries, SystemClock::Get())) {
+          std::make_unique<TelemetryMetrics>(*prometheus_, ingest, queries, SystemClock::Get())),
+      rollouts_(rollouts == nullptr ? nullptr
+                                    : std::make_unique<RolloutMetrics>(*prometheus_, rollouts,
+                                                                       SystemClock::Get())) {
   http_requests_ = &prometheus::BuildCounter()
                         .Name("edgeloop_http_requests_total")
                         .Help("REST requests by method, route template and HTTP status code.")
@@ -59,6 +63,12 @@ ServerMetrics::ServerMetrics(registry::Registry* registry, fleet::DeviceRegistry
                         .Help("Device Watch streams open on this replica.")
                         .Register(*prometheus_)
                         .Add({});
+  leader_ = &prometheus::BuildGauge()
+                 .Name("edgeloop_leader")
+                 .Help("1 on the replica that runs the rollout controller (holds the leader "
+                       "lock), 0 on the others.")
+                 .Register(*prometheus_)
+                 .Add({});
   devices_gauge_ = &prometheus::BuildGauge()
                         .Name("edgeloop_devices")
                         .Help("Enrolled devices by status, target class and connectivity.")
@@ -118,6 +128,7 @@ std::string ServerMetrics::Render() {
   registry_errors_->Set(sizes.ok() ? 0 : 1);
   RefreshDevices();
   telemetry_->Refresh();
+  if (rollouts_) rollouts_->Refresh();
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, prometheus_->Collect());
   return out.str() + ProcessMetricsText();

@@ -14,6 +14,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "registry/registry.h"
+#include "server/rollout_metrics.h"
 #include "server/telemetry_metrics.h"
 
 namespace edgeloop::server {
@@ -29,13 +30,16 @@ class ServerMetrics {
  public:
   ServerMetrics(registry::Registry* registry, fleet::DeviceRegistry* devices,
                 const telemetry::TelemetryIngest* ingest,
-                const telemetry::TelemetryQueries* queries);
+                const telemetry::TelemetryQueries* queries, rollout::Controller* rollouts);
 
   void ObserveHttp(absl::string_view method, absl::string_view route, int code,
                    absl::Duration elapsed);
   void ObserveGrpc(absl::string_view method, absl::string_view code, absl::Duration elapsed);
   /// Device Watch streams open now.
   void SetWatchStreams(size_t open) { watch_streams_->Set(static_cast<double>(open)); }
+
+  /// Whether this replica leads (runs the rollout controller).
+  void SetLeader(bool leading) { leader_->Set(leading ? 1 : 0); }
 
   /// The text exposition (format 0.0.4) of everything, sizes read at call time.
   std::string Render();
@@ -55,7 +59,9 @@ class ServerMetrics {
   prometheus::Gauge* aliases_;
   prometheus::Gauge* registry_errors_;
   prometheus::Gauge* watch_streams_;
+  prometheus::Gauge* leader_;
   std::unique_ptr<TelemetryMetrics> telemetry_;
+  std::unique_ptr<RolloutMetrics> rollouts_;
   prometheus::Family<prometheus::Gauge>* devices_gauge_;
   std::mutex devices_mu_;
   std::map<std::string, prometheus::Gauge*> device_series_;  // every label set ever exported

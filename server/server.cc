@@ -4,7 +4,10 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -35,6 +38,7 @@
 #include "server/schema.h"
 #include "store/blob_store.h"
 #include "store/database.h"
+#include "store/leader_lock.h"
 #include "store/migrations.h"
 #include "telemetry/ingest.h"
 #include "telemetry/monitoring_specs.h"
@@ -57,6 +61,12 @@ struct Server::Impl {
   std::unique_ptr<fleet::Assignments> assignments;
   std::unique_ptr<fleet::DeviceRegistry> devices;
   std::unique_ptr<rollout::Controller> rollouts;
+  // Which replica runs the rollout controller; its thread takes or renews the lock.
+  std::unique_ptr<store::LeaderLock> leader;
+  std::thread leader_thread;
+  std::mutex leader_mu;
+  std::condition_variable leader_wake;
+  bool leader_stop = false;
   std::unique_ptr<ServerMetrics> metrics;
   std::unique_ptr<Api> api;
   rest::Router router;
@@ -76,6 +86,35 @@ struct Server::Impl {
   int grpc_port = 0;
   int device_port = 0;
   bool started = false;
+
+  // Takes the lead when free and keeps it while the lease renews; runs the rollout controller
+  // only while leading.
+  void LeaderLoop() {
+    bool leading = false;
+    bool first = true;
+    std::unique_lock lock(leader_mu);
+    while (!leader_stop) {
+      lock.unlock();
+      const bool lead = leader->TryHold();
+      if (lead != leading || first) {
+        first = false;
+        if (lead) {
+          rollouts->Start();
+        } else if (leading) {
+          rollouts->Shutdown();
+        }
+        Log(LogLevel::kInfo, lead ? "leading: this replica runs the rollout controller"
+                                  : "following: another replica runs the rollout controller",
+            {{"shared_database", leader->shared() ? "yes" : "no"}});
+        leading = lead;
+        metrics->SetLeader(lead);
+      }
+      lock.lock();
+      leader_wake.wait_for(lock, std::chrono::seconds(1), [this] { return leader_stop; });
+    }
+    lock.unlock();
+    if (leading) rollouts->Shutdown();
+  }
 
   absl::Status Readiness() {
     RETURN_IF_ERROR(db->Ping());
@@ -102,6 +141,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
                         .pool_size = options.db_pool_size,
                         .acquire_timeout = absl::Seconds(options.db_acquire_timeout_seconds),
                         .statement_timeout = absl::Seconds(options.db_statement_timeout_seconds)}));
+  // SQLite serves one node: a second server on the same file stops here, saying so.
+  if (options.role != "worker") {
+    ASSIGN_OR_RETURN(s->leader, store::LeaderLock::Create(options.db));
+  }
   ASSIGN_OR_RETURN(int schema, store::ApplyMigrations(*s->db, ServerSchema()));
   store::BlobStoreOptions blob_options;
   blob_options.url = options.blobs;
@@ -200,7 +243,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
       .tick = absl::Milliseconds(std::max(10, options.rollout_interval_ms))});
 
   s->metrics = std::make_unique<ServerMetrics>(s->registry.get(), s->devices.get(),
-                                               s->telemetry.get(), s->telemetry_queries.get());
+                                               s->telemetry.get(), s->telemetry_queries.get(),
+                                               s->rollouts.get());
 
   // The CI stage: modules are compiled by edgeloop-compile from the same build, next to us.
   ci::CompilePipelineOptions pipeline;
@@ -287,6 +331,10 @@ absl::Status Server::Start() {
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(s.options.grpc_listen, grpc::InsecureServerCredentials(), &s.grpc_port);
+  // gRPC sets SO_REUSEPORT by default, and with it Linux may hand a port-0 bind a port another
+  // process of the same user already listens on, splitting connections between the two. A
+  // listener of its own, or a clear failure to bind.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(s.registry_service.get());
   builder.RegisterService(s.admin_service.get());
   builder.RegisterService(s.fleet_service.get());
@@ -311,6 +359,7 @@ absl::Status Server::Start() {
   grpc::ServerBuilder device_builder;
   device_builder.AddListeningPort(s.options.device_listen, grpc::SslServerCredentials(tls),
                                   &s.device_port);
+  device_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   device_builder.RegisterService(s.device_service.get());
   device_builder.SetMaxReceiveMessageSize(1 << 20);
   // Enroll, Sync, Renew and FetchModule run on threads from this quota (a call beyond it is
@@ -336,7 +385,8 @@ absl::Status Server::Start() {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on --device-listen ", s.options.device_listen));
   }
-  s.rollouts->Start();
+  s.leader_stop = false;
+  s.leader_thread = std::thread([&s] { s.LeaderLoop(); });
   s.started = true;
   RETURN_IF_ERROR(
       WriteFileAtomically(s.options.data_dir + "/ports.json",
@@ -359,7 +409,12 @@ void Server::Shutdown() {
   s.pipeline->Shutdown();
   if (s.options.role == "worker") return;
   Log(LogLevel::kInfo, "shutting down", {{"grace_seconds", s.options.shutdown_grace_seconds}});
-  s.rollouts->Shutdown();
+  {
+    std::lock_guard lock(s.leader_mu);
+    s.leader_stop = true;
+  }
+  s.leader_wake.notify_all();
+  if (s.leader_thread.joinable()) s.leader_thread.join();
   s.device_service->Stop();
   s.device_grpc->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
   // After the device listener: reports still in flight get their answer first.
