@@ -1,4 +1,6 @@
 // edgeloop-server: the control plane's model registry over REST and gRPC.
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -26,6 +28,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   BlockStopSignals();  // before any thread starts
+  // A connection per device on the device port: as many descriptors as the hard limit allows.
+  rlimit files;
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   auto server = server::Server::Create(*options);
   if (!server.ok()) {
