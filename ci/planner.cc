@@ -22,7 +22,8 @@ absl::Status Planner::PlanForNewClasses(store::Transaction& tx, int64_t now_ms) 
   // A class that joined the fleet after a version was planned gets it built too, so that its
   // devices run a module for their own CPU rather than a narrower one. The version stays
   // READY meanwhile; devices swap to the new module when it is signed. The versions that
-  // matter are those devices can be told to run: what an alias or an assignment names.
+  // matter are those devices can be told to run: what an alias, an assignment or a rollout
+  // names.
   ASSIGN_OR_RETURN(const auto classes, fleet::DeviceRegistry::ActiveClasses(tx));
   if (classes.empty()) return absl::OkStatus();
   std::set<std::pair<int64_t, int64_t>> wanted;
@@ -30,6 +31,10 @@ absl::Status Planner::PlanForNewClasses(store::Transaction& tx, int64_t now_ms) 
   ASSIGN_OR_RETURN(const auto pinned, fleet::Assignments::PinnedVersions(tx));
   wanted.insert(aliased.begin(), aliased.end());
   wanted.insert(pinned.begin(), pinned.end());
+  if (options_.more_versions) {
+    ASSIGN_OR_RETURN(const auto more, options_.more_versions(tx));
+    wanted.insert(more.begin(), more.end());
+  }
   for (const auto& [model_id, version] : wanted) {
     auto source = registry::Registry::FindVersion(tx, model_id, version);
     if (absl::IsNotFound(source.status())) continue;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,10 @@ struct PlannerOptions {
   /// How often the planner looks for versions to build for a class that joined the fleet
   /// after they were planned (it reads every device; the events are read every pass).
   absl::Duration new_class_interval = absl::Seconds(10);
+  /// Versions devices can be told to run besides those aliases and assignments name: the
+  /// candidates of rollouts (the rollout component provides them; unset, none).
+  std::function<absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>>(store::Reader&)>
+      more_versions = nullptr;
 };
 
 /// Turns each `version.created` registry event into one durable compile job per target class

@@ -161,6 +161,16 @@ absl::StatusOr<Controller::Observation> Controller::Observe(const RolloutRecord&
   o.counts.resize(o.cumulative.size());
   o.wave_devices.resize(o.cumulative.size());
 
+  // A device is incompatible while the candidate has no module its class runs: the CI stage
+  // may still build one for a class that joined later, and then it installs.
+  ASSIGN_OR_RETURN(std::vector<registry::ArtifactRecord> artifacts,
+                   registry::Registry::Artifacts(db, r.model_id, r.version));
+  auto compatible = [&](const fleet::FleetMember* m) {
+    for (const registry::ArtifactRecord& a : artifacts) {
+      if (m != nullptr && TargetRunsOn(a.target, m->target)) return true;
+    }
+    return false;
+  };
   const int64_t now_ms = absl::ToUnixMillis(options_.clock->Now());
   const int64_t deadline_ms = r.spec.offline_deadline_seconds() > 0
                                   ? r.spec.offline_deadline_seconds() * 1000
@@ -181,7 +191,7 @@ absl::StatusOr<Controller::Observation> Controller::Observe(const RolloutRecord&
         if (s.state() == "rolled back") went_back = true;
       }
     }
-    if (d.incompatible) {
+    if (m != nullptr && !running && !compatible(m)) {
       step = Step::kIncompatible;
     } else if (Undoing(r.state)) {
       step = running ? Step::kActive : d.activated_ms > 0 ? Step::kRolledBack : Step::kPending;
@@ -655,16 +665,8 @@ absl::Status Controller::Reconcile(RolloutRecord& r) {
                   return WaveOrder(r.id, a->id) < WaveOrder(r.id, b->id);
                 });
       candidates.resize(std::min<size_t>(candidates.size(), need));
-      ASSIGN_OR_RETURN(std::vector<registry::ArtifactRecord> artifacts,
-                       registry::Registry::Artifacts(db, r.model_id, r.version));
-      std::vector<std::pair<std::string, bool>> release;
-      for (const fleet::FleetMember* m : candidates) {
-        bool compatible = false;
-        for (const registry::ArtifactRecord& a : artifacts) {
-          compatible = compatible || TargetRunsOn(a.target, m->target);
-        }
-        release.emplace_back(m->id, !compatible);
-      }
+      std::vector<std::string> release;
+      for (const fleet::FleetMember* m : candidates) release.push_back(m->id);
       bool applied = false;
       RETURN_IF_ERROR(store::RunInTransaction(db, [&](store::Transaction& tx) -> absl::Status {
         RolloutRecord copy = r;

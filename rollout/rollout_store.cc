@@ -177,32 +177,29 @@ absl::Status RolloutStore::MarkSuperseded(store::Transaction& tx, int64_t id, in
 
 absl::StatusOr<std::map<std::string, ReleasedDevice>> RolloutStore::Devices(store::Reader& db,
                                                                             int64_t rollout_id) {
-  ASSIGN_OR_RETURN(Rows rows, db.Query("SELECT device_id, wave, incompatible, released_ms, "
-                                       "activated_ms FROM rollout_devices WHERE rollout_id = $1",
+  ASSIGN_OR_RETURN(Rows rows, db.Query("SELECT device_id, wave, released_ms, activated_ms FROM "
+                                       "rollout_devices WHERE rollout_id = $1",
                                        {rollout_id}));
   std::map<std::string, ReleasedDevice> out;
   for (const store::Row& row : rows) {
-    out[row.Text("device_id")] = {static_cast<int>(row.Int("wave")), row.Int("incompatible") != 0,
-                                  row.Int("released_ms"), row.Int("activated_ms")};
+    out[row.Text("device_id")] = {static_cast<int>(row.Int("wave")), row.Int("released_ms"),
+                                  row.Int("activated_ms")};
   }
   return out;
 }
 
 absl::Status RolloutStore::Release(store::Transaction& tx, int64_t rollout_id, int wave,
-                                   const std::vector<std::pair<std::string, bool>>& devices,
-                                   int64_t now_ms) {
+                                   const std::vector<std::string>& devices, int64_t now_ms) {
   std::vector<std::vector<store::Value>> rows;
   rows.reserve(devices.size());
-  for (const auto& [id, incompatible] : devices) {
-    rows.push_back(
-        {rollout_id, id, int64_t{wave}, int64_t{incompatible ? 1 : 0}, now_ms, int64_t{0}});
+  for (const std::string& id : devices) {
+    rows.push_back({rollout_id, id, int64_t{wave}, now_ms, int64_t{0}});
   }
   if (rows.empty()) return absl::OkStatus();
   return tx
-      .BulkInsert(
-          "rollout_devices",
-          {"rollout_id", "device_id", "wave", "incompatible", "released_ms", "activated_ms"}, rows,
-          "ON CONFLICT DO NOTHING")
+      .BulkInsert("rollout_devices",
+                  {"rollout_id", "device_id", "wave", "released_ms", "activated_ms"}, rows,
+                  "ON CONFLICT DO NOTHING")
       .status();
 }
 
@@ -223,6 +220,16 @@ absl::StatusOr<int64_t> RolloutStore::ReleasedSince(store::Reader& db, int64_t r
                                        "rollout_id = $1 AND released_ms > $2",
                                        {rollout_id, since_ms}));
   return rows[0].Int("n");
+}
+
+absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> RolloutStore::Candidates(
+    store::Reader& db) {
+  ASSIGN_OR_RETURN(Rows rows, db.Query("SELECT DISTINCT model_id, version FROM rollouts WHERE "
+                                       "state IN ('PENDING', 'IN_PROGRESS', 'BAKING', 'PAUSED', "
+                                       "'COMPLETED') ORDER BY model_id, version"));
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const store::Row& row : rows) out.emplace_back(row.Int("model_id"), row.Int("version"));
+  return out;
 }
 
 absl::StatusOr<std::map<std::string, int64_t>> RolloutStore::CountByState(store::Reader& db) {
@@ -264,7 +271,7 @@ absl::StatusOr<std::vector<RolloutStore::InForce>> RolloutStore::InForceFor(
       db.Query("SELECT r.model_id, r.version, r.created_at_ms, '' AS selector, 0 AS by_selector "
                "FROM rollout_devices "
                "d JOIN rollouts r ON r.id = d.rollout_id WHERE d.device_id = $1 AND "
-               "d.incompatible = 0 AND r.state IN ('IN_PROGRESS', 'BAKING', 'PAUSED') UNION ALL "
+               "r.state IN ('IN_PROGRESS', 'BAKING', 'PAUSED') UNION ALL "
                "SELECT model_id, version, created_at_ms, selector, 1 AS by_selector FROM rollouts "
                "WHERE state = "
                "'COMPLETED'",

@@ -39,7 +39,6 @@ struct RolloutRecord {
 /// A device a rollout released.
 struct ReleasedDevice {
   int wave = 0;
-  bool incompatible = false;
   int64_t released_ms = 0;
   int64_t activated_ms = 0;  // first seen running the candidate; 0: not yet
 };
@@ -85,14 +84,16 @@ class RolloutStore {
   static absl::StatusOr<std::map<std::string, ReleasedDevice>> Devices(store::Reader& db,
                                                                        int64_t rollout_id);
   static absl::Status Release(store::Transaction& tx, int64_t rollout_id, int wave,
-                              const std::vector<std::pair<std::string, bool>>& devices,
-                              int64_t now_ms);
+                              const std::vector<std::string>& devices, int64_t now_ms);
   static absl::Status MarkActivated(store::Transaction& tx, int64_t rollout_id,
                                     const std::vector<std::string>& devices, int64_t now_ms);
   /// Devices released in the last `since_ms` (for the per-minute limit).
   static absl::StatusOr<int64_t> ReleasedSince(store::Reader& db, int64_t rollout_id,
                                                int64_t since_ms);
 
+  /// (model id, version) of the candidates of unfinished and completed rollouts: versions
+  /// devices may be told to run (the CI stage builds them for classes that join later).
+  static absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> Candidates(store::Reader& db);
   /// Rollouts per state.
   static absl::StatusOr<std::map<std::string, int64_t>> CountByState(store::Reader& db);
 
@@ -101,7 +102,7 @@ class RolloutStore {
                                                               int64_t after, int limit);
 
   /// (model id, version, created_at_ms) of the rollouts that decide what `device_id` runs:
-  /// the unfinished ones that released it (compatible) and the completed ones whose selector
+  /// the unfinished ones that released it and the completed ones whose selector
   /// matches (the caller matches `selector`).
   struct InForce {
     int64_t model_id = 0;

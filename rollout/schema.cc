@@ -41,7 +41,6 @@ CREATE TABLE rollout_devices (
   rollout_id BIGINT NOT NULL REFERENCES rollouts(id),
   device_id TEXT NOT NULL,
   wave BIGINT NOT NULL,
-  incompatible BIGINT NOT NULL,
   released_ms BIGINT NOT NULL,
   activated_ms BIGINT NOT NULL,
   PRIMARY KEY (rollout_id, device_id)

@@ -253,6 +253,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   worker.blobs = s->blobs.get();
   worker.signer = s->signer.get();
   pipeline.planner.database = s->db.get();
+  pipeline.planner.more_versions = [](store::Reader& tx) {
+    return rollout::RolloutStore::Candidates(tx);
+  };
   pipeline.planner.default_targets =
       absl::StrSplit(options.compile_targets, ',', absl::SkipEmpty());
   std::error_code ec;
