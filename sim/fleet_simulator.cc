@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -110,6 +111,12 @@ absl::StatusOr<std::unique_ptr<FleetSimulator>> FleetSimulator::Create(
     const SimulatorOptions& options, ScenarioRules rules) {
   if (options.devices < 1) return absl::InvalidArgumentError("--devices must be at least 1");
   if (options.threads < 1) return absl::InvalidArgumentError("--threads must be at least 1");
+  std::error_code ec;
+  std::filesystem::create_directories(options.work_dir, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot create --work-dir ", options.work_dir, ": ", ec.message()));
+  }
   std::unique_ptr<FleetSimulator> sim(new FleetSimulator(options, std::move(rules)));
   ASSIGN_OR_RETURN(EnrollmentTokenParts token, ParseEnrollmentToken(options.enroll_token));
   ASSIGN_OR_RETURN(sim->ca_pem_, agent::FetchPinnedCa(options.server, token.ca_pin));

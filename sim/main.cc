@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <thread>
 
 #include "common/file_util.h"
@@ -71,8 +70,6 @@ int main(int argc, char** argv) {
                  std::string(rules.status().message()).c_str());
     return 2;
   }
-  std::error_code ec;
-  std::filesystem::create_directories(options.work_dir, ec);
   BlockStopSignals();
   auto simulator = sim::FleetSimulator::Create(options, *std::move(rules));
   if (!simulator.ok()) {

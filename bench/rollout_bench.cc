@@ -1,0 +1,320 @@
+// rollout_bench: a four-wave rollout (1 %, 10 %, 50 %, 100 %) over a fleet of
+// edgeloop-fleetsim's virtual devices on one real server, then a failing rollout rolled back.
+// Reports, side by side with the minimum the waves and bake time allow, the time from create
+// to COMPLETED; devices switched per minute in the largest wave (release to every device
+// running the candidate); the server's CPU per device; and the time from the failing gate to
+// every affected device serving the previous module again. Prints a table, writes JSON.
+//
+//   build/bin/rollout_bench [--devices 10000] [--bake-seconds 10] [--postgres]
+//                           [--json bench/results/rollout_bench.json]
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "bench/load.h"
+#include "common/file_util.h"
+#include "common/flags.h"
+#include "common/proto_json.h"
+#include "common/status.h"
+#include "compiler/testing/onnx_models.h"
+#include "edgeloop/v1/device.pb.h"
+#include "edgeloop/v1/registry.pb.h"
+#include "edgeloop/v1/rollout.pb.h"
+#include "sim/fleet_simulator.h"
+#include "store/testing/postgres_cluster.h"
+#include "tests/testing/http_client.h"
+#include "tests/testing/server_process.h"
+
+namespace edgeloop::bench {
+namespace {
+
+struct Options {
+  int devices = 10000;
+  int bake_seconds = 10;
+  int threads = 8;
+  bool postgres = false;
+  std::string json = "bench/results/rollout_bench.json";
+};
+
+struct Result {
+  double create_to_completed_s = 0;
+  double minimum_s = 0;
+  double largest_wave_devices = 0;
+  double largest_wave_s = 0;  // release of the largest wave to all of it running the candidate
+  double server_cpu_s = 0;    // during the clean rollout
+  double rollback_s = -1;     // failing gate to every affected device back on the old module
+  int64_t rolled_back = 0;
+};
+
+// The server's user + system CPU seconds so far.
+double CpuSeconds(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // Fields after the command's closing parenthesis: state is 3rd, utime 14th, stime 15th.
+  std::istringstream rest(text.substr(text.rfind(')') + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int k = 3; k <= 15 && rest >> field; ++k) {
+    if (k == 14) utime = std::stod(field);
+    if (k == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+class Bench {
+ public:
+  explicit Bench(const Options& options) : options_(options) {}
+
+  absl::Status Start() {
+    tests::ServerProcess::Options server;
+    server.data_dir = dir_.path();
+    if (options_.postgres) {
+      ASSIGN_OR_RETURN(server.db, store::testing::NewTestDatabase());
+      server.blobs = "postgresql";
+    }
+    server.extra_flags = {"--log-level",           "warning", "--sync-interval-seconds", "60",
+                          "--rollout-interval-ms", "250",     "--device-threads",        "64"};
+    server_ = std::make_unique<tests::ServerProcess>(server);
+    RETURN_IF_ERROR(server_->Start());
+    auth_ = {{"Authorization", "Bearer " + server_->admin_token()}};
+    RETURN_IF_ERROR(Call("POST", "/v1/models", R"({"name":"kws"})").status());
+    for (int seed = 1; seed <= 3; ++seed) {
+      ASSIGN_OR_RETURN(int64_t v,
+                       Push(compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, seed)));
+      versions_.push_back(v);
+    }
+    ASSIGN_OR_RETURN(tests::HttpResponse token,
+                     Call("POST", "/v1/enrollment-tokens",
+                          absl::StrCat(R"({"maxUses":)", options_.devices, "}")));
+    v1::CreateEnrollmentTokenResponse created;
+    RETURN_IF_ERROR(ParseProtoJson(token.body, &created));
+    // Every device like this host (so they run the real module); 5 % fail to install v3.
+    ASSIGN_OR_RETURN(sim::ScenarioRules rules,
+                     sim::ScenarioRules::FromJson(absl::StrCat(
+                         R"({"callsPerSecond":1,"faults":[{"kind":"fail_install","share":0.05,)",
+                         R"("version":")", versions_[2], R"("}]})")));
+    sim::SimulatorOptions o;
+    o.server = server_->device_address();
+    o.enroll_token = created.secret();
+    o.devices = options_.devices;
+    o.ramp_up = absl::Seconds(std::max(1, options_.devices / 400));
+    o.threads = options_.threads;
+    o.work_dir = dir_.path() + "/fleetsim";
+    ASSIGN_OR_RETURN(sim_, sim::FleetSimulator::Create(o, std::move(rules)));
+    sim_->Start();
+    std::fprintf(stderr, "enrolling %d devices...\n", options_.devices);
+    if (!Wait([&] { return sim_->counts().enrolled >= options_.devices; }, absl::Minutes(10))) {
+      return absl::DeadlineExceededError(sim_->Summary());
+    }
+    RETURN_IF_ERROR(Call("POST", "/v1/assignments",
+                         absl::StrCat(R"({"model":"kws","selector":"fleetsim","version":")",
+                                      versions_[0], "\"}"))
+                        .status());
+    std::fprintf(stderr, "%d enrolled; assigning v%lld...\n", options_.devices,
+                 static_cast<long long>(versions_[0]));
+    if (!Wait([&] { return Running(versions_[0]) == options_.devices; }, absl::Minutes(10))) {
+      return absl::DeadlineExceededError(sim_->Summary());
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Result> Run() {
+    Result result;
+    result.minimum_s = 4.0 * options_.bake_seconds;
+    const double cpu_before = CpuSeconds(server_->pid());
+    const absl::Time start = absl::Now();
+    ASSIGN_OR_RETURN(int64_t id, Create(versions_[1], "[1,10,50,100]", "pause"));
+    // Poll the rollout: when each wave's devices all run the candidate.
+    absl::Time largest_start = absl::InfinitePast(), largest_done = absl::InfinitePast();
+    v1::Rollout r;
+    while (true) {
+      ASSIGN_OR_RETURN(r, Get(id));
+      if (r.current_wave() == 3 && largest_start == absl::InfinitePast()) {
+        largest_start = absl::Now();
+      }
+      if (r.waves_size() == 4 && largest_done == absl::InfinitePast() && r.waves(3).devices() > 0 &&
+          r.waves(3).counts().active() == r.waves(3).devices()) {
+        largest_done = absl::Now();
+      }
+      if (r.state() == "COMPLETED") break;
+      if (r.state() != "PENDING" && r.state() != "IN_PROGRESS" && r.state() != "BAKING") {
+        return absl::InternalError(
+            absl::StrCat("the clean rollout ended ", r.state(), ": ", r.message()));
+      }
+      if (absl::Now() - start > absl::Minutes(30)) return absl::DeadlineExceededError("rollout");
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    result.create_to_completed_s = absl::ToDoubleSeconds(absl::Now() - start);
+    result.server_cpu_s = CpuSeconds(server_->pid()) - cpu_before;
+    result.largest_wave_devices = static_cast<double>(r.waves(3).devices());
+    result.largest_wave_s = absl::ToDoubleSeconds(largest_done - largest_start);
+
+    // A candidate that 5 % of devices cannot install: the first wave's failed_installs gate
+    // rolls it back.
+    ASSIGN_OR_RETURN(int64_t failing, Create(versions_[2], "[10,100]", "rollback"));
+    absl::Time rolling = absl::InfinitePast();
+    while (absl::Now() - start < absl::Minutes(40)) {
+      ASSIGN_OR_RETURN(r, Get(failing));
+      if (rolling == absl::InfinitePast() &&
+          (r.state() == "ROLLING_BACK" || r.state() == "ROLLED_BACK")) {
+        rolling = absl::Now();
+      }
+      if (rolling != absl::InfinitePast() && Running(versions_[2]) == 0 &&
+          Running(versions_[1]) == options_.devices) {
+        result.rollback_s = absl::ToDoubleSeconds(absl::Now() - rolling);
+        result.rolled_back = r.waves(0).devices();
+        break;
+      }
+      if (r.state() == "COMPLETED") return absl::InternalError("the failing rollout completed");
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return result;
+  }
+
+  void Stop() {
+    if (sim_) sim_->Stop();
+  }
+
+ private:
+  absl::StatusOr<tests::HttpResponse> Call(const std::string& method, const std::string& target,
+                                           const std::string& body = "") {
+    ASSIGN_OR_RETURN(tests::HttpResponse r,
+                     tests::HttpClient(server_->http_port()).Request(method, target, body, auth_));
+    if (r.status >= 300) {
+      return absl::InternalError(absl::StrCat(method, " ", target, ": ", r.status, " ", r.body));
+    }
+    return r;
+  }
+  absl::StatusOr<int64_t> Push(const std::string& onnx) {
+    ASSIGN_OR_RETURN(tests::HttpResponse blob, Call("POST", "/v1/blobs", onnx));
+    v1::Blob b;
+    RETURN_IF_ERROR(ParseProtoJson(blob.body, &b));
+    ASSIGN_OR_RETURN(tests::HttpResponse pushed,
+                     Call("POST", "/v1/models/kws/versions",
+                          absl::StrCat(R"({"onnxDigest":")", b.digest(), "\"}")));
+    v1::ModelVersion v;
+    RETURN_IF_ERROR(ParseProtoJson(pushed.body, &v));
+    v1::ModelVersion settled;
+    if (!Wait(
+            [&] {
+              auto got = Call("GET", absl::StrCat("/v1/models/kws/versions/", v.version()));
+              return got.ok() && ParseProtoJson(got->body, &settled).ok() &&
+                     settled.status() == v1::READY;
+            },
+            absl::Minutes(2))) {
+      return absl::DeadlineExceededError("a version did not become READY");
+    }
+    return v.version();
+  }
+  absl::StatusOr<int64_t> Create(int64_t version, const std::string& waves,
+                                 const std::string& policy) {
+    ASSIGN_OR_RETURN(
+        tests::HttpResponse created,
+        Call("POST", "/v1/rollouts",
+             absl::StrCat(R"({"model":"kws","version":")", version,
+                          R"(","selector":"fleetsim","waves":)", waves, R"(,"bakeSeconds":")",
+                          options_.bake_seconds, R"(","onFailure":")", policy,
+                          R"(","gates":[{"metric":"install_success_ratio","threshold":1},)",
+                          R"({"metric":"failed_installs","threshold":0}]})")));
+    v1::Rollout r;
+    RETURN_IF_ERROR(ParseProtoJson(created.body, &r));
+    return r.id();
+  }
+  absl::StatusOr<v1::Rollout> Get(int64_t id) {
+    ASSIGN_OR_RETURN(tests::HttpResponse got, Call("GET", absl::StrCat("/v1/rollouts/", id)));
+    v1::Rollout r;
+    RETURN_IF_ERROR(ParseProtoJson(got.body, &r));
+    return r;
+  }
+  int64_t Running(int64_t version) {
+    const auto running = sim_->Running();
+    auto it = running.find(absl::StrCat("kws v", version));
+    return it == running.end() ? 0 : it->second;
+  }
+  static bool Wait(const std::function<bool()>& done, absl::Duration timeout) {
+    const absl::Time until = absl::Now() + timeout;
+    while (!done()) {
+      if (absl::Now() > until) return false;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return true;
+  }
+
+  Options options_;
+  tests::TempDir dir_{"edgeloop-rollout-bench"};
+  std::unique_ptr<tests::ServerProcess> server_;
+  std::map<std::string, std::string> auth_;
+  std::vector<int64_t> versions_;
+  std::unique_ptr<sim::FleetSimulator> sim_;
+};
+
+}  // namespace
+}  // namespace edgeloop::bench
+
+int main(int argc, char** argv) {
+  using namespace edgeloop::bench;
+  Options options;
+  edgeloop::FlagSet flags;
+  flags.Int("devices", &options.devices, "virtual devices (default 10000)");
+  flags.Int("bake-seconds", &options.bake_seconds, "bake time of each wave (default 10)");
+  flags.Int("threads", &options.threads, "fleetsim worker threads (default 8)");
+  flags.Bool("postgres", &options.postgres, "run the server on a throwaway PostgreSQL");
+  flags.String("json", &options.json, "results file (default bench/results/rollout_bench.json)");
+  if (std::optional<int> exit_code = ParseFlags(flags, argc, argv)) return *exit_code;
+  if (options.devices < 100 || options.bake_seconds < 0) {
+    std::fprintf(stderr, "rollout_bench: --devices must be >= 100 and --bake-seconds >= 0\n");
+    return 2;
+  }
+  rlimit files;
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
+  Bench bench(options);
+  if (absl::Status s = bench.Start(); !s.ok()) {
+    std::fprintf(stderr, "rollout_bench: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  absl::StatusOr<Result> r = bench.Run();
+  bench.Stop();
+  if (!r.ok()) {
+    std::fprintf(stderr, "rollout_bench: %s\n", r.status().ToString().c_str());
+    return 1;
+  }
+  const double per_minute =
+      r->largest_wave_s > 0 ? 60 * r->largest_wave_devices / r->largest_wave_s : 0;
+  std::printf("\nrollout_bench: %d virtual devices, %s, waves 1/10/50/100 %%, bake %d s\n\n",
+              options.devices, options.postgres ? "PostgreSQL" : "SQLite", options.bake_seconds);
+  std::printf("%-52s %12s %12s\n", "measure", "value", "reference");
+  std::printf("%-52s %12.1f %12.1f\n", "create to COMPLETED (s) vs the bake minimum",
+              r->create_to_completed_s, r->minimum_s);
+  std::printf("%-52s %12.0f %12s\n", "devices switched per minute, largest wave", per_minute,
+              "100000");
+  std::printf("%-52s %12.0f %12s\n", "  (devices in it, seconds)", r->largest_wave_devices,
+              absl::StrFormat("%.2f", r->largest_wave_s).c_str());
+  std::printf("%-52s %12.2f %12s\n", "server CPU per device during the rollout (ms)",
+              1000 * r->server_cpu_s / options.devices, "-");
+  std::printf("%-52s %12.2f %12s\n", "failing gate to old module on every device (s)",
+              r->rollback_s, "-");
+  std::printf("%-52s %12lld %12s\n", "  (devices rolled back)",
+              static_cast<long long>(r->rolled_back), "-");
+  const std::string json = absl::StrCat(
+      "{\"devices\":", options.devices, ",\"database\":\"",
+      options.postgres ? "postgres" : "sqlite", "\",\"bake_seconds\":", options.bake_seconds,
+      ",\"create_to_completed_s\":", r->create_to_completed_s, ",\"minimum_s\":", r->minimum_s,
+      ",\"largest_wave_devices\":", r->largest_wave_devices,
+      ",\"largest_wave_s\":", r->largest_wave_s, ",\"devices_per_minute\":", per_minute,
+      ",\"server_cpu_s\":", r->server_cpu_s, ",\"rollback_s\":", r->rollback_s, "}\n");
+  if (!options.json.empty()) {
+    if (absl::Status s = edgeloop::WriteFileAtomically(options.json, json); !s.ok()) {
+      std::fprintf(stderr, "rollout_bench: %s\n", s.ToString().c_str());
+    }
+  }
+  return r->rollback_s >= 0 ? 0 : 1;
+}
