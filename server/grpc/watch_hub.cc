@@ -53,6 +53,13 @@ class WatchHub::Stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
     {
       std::lock_guard lock(mu_);
       if (finished_) return;
+      // Two check threads can read for one stream at once (it is queued again while a check
+      // reads). Only one write may be in flight, and event_ is its buffer: the later check
+      // looks again once that write is done (a second StartWrite crashed the server).
+      if (writing_) {
+        check_after_write_ = true;
+        return;
+      }
       known_ = desired->desired_generation();
       event_.Clear();
       event_.set_desired_generation(known_);
