@@ -111,8 +111,15 @@ absl::Status ModuleManager::Reconcile(const v1::SyncResponse& desired,
     generation_ = desired.desired_generation();
   }
   absl::Status first;
+  // A module is the same when its bytes and its version are: two versions whose compiles gave
+  // the same bytes are still two versions to the server (a rollout waits for the device to
+  // report the new one), and telemetry counts per version. Such a switch loads the bytes it
+  // has again under the new manifest; nothing is fetched.
+  auto same = [](const v1::ModuleRef& a, const v1::ModuleRef& b) {
+    return a.digest() == b.digest() && a.version() == b.version();
+  };
   for (const v1::ModuleRef& ref : desired.desired_modules()) {
-    if (auto active = host_.Active(ref.model()); active && active->ref().digest() == ref.digest())
+    if (auto active = host_.Active(ref.model()); active && same(active->ref(), ref))
       continue;  // (not held past this line: a drain waits for every reference to go)
     {
       std::lock_guard lock(mu_);
@@ -120,7 +127,7 @@ absl::Status ModuleManager::Reconcile(const v1::SyncResponse& desired,
     }
     // Back to the module kept as previous (a remote rollback): instant, nothing to fetch.
     if (auto previous = host_.Previous(ref.model());
-        previous && previous->ref().digest() == ref.digest() && host_.Rollback(ref.model()).ok()) {
+        previous && same(previous->ref(), ref) && host_.Rollback(ref.model()).ok()) {
       Log(LogLevel::kInfo, "switched back to the previous module",
           {{"model", ref.model()}, {"version", ref.version()}, {"digest", ref.digest()}});
       std::lock_guard lock(mu_);

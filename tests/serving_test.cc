@@ -251,6 +251,47 @@ TEST_P(ServingTest, BadModulesAreReportedAndDownloadsSurviveKill9) {
 // CPU: the module it ran (built for this machine's wider class) is refused before any of its
 // code runs, with the reason; the agent reports its new profile and the server answers with
 // the x86_64-v2 module, which serves.
+// Two versions whose compiles give the same bytes (the same ONNX pushed again): the device
+// serves the new version as itself — rollouts wait for it to report that version, telemetry
+// counts per version — with nothing fetched, and switches back as to any previous module.
+TEST_P(ServingTest, AVersionWithTheSameBytesIsServedAsItself) {
+  auto agent = StartAgent();
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  const std::string onnx = compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1);
+  const int64_t v1 = Push("kws", onnx);
+  const int64_t v2 = Push("kws", onnx);
+  Assign("kws", v1, agent->device_id());
+  client::LocalClient client(agent->state_dir() + "/agent.sock");
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
+  auto before = client.ListModels();
+  ASSERT_TRUE(before.ok() && before->models_size() == 1);
+
+  Assign("kws", v2, agent->device_id());
+  ASSERT_TRUE(WaitServing(client, "kws", v2)) << agent->log();
+  auto after = client.ListModels();
+  ASSERT_TRUE(after.ok() && after->models_size() == 1);
+  EXPECT_EQ(after->models(0).module_digest(), before->models(0).module_digest());  // same bytes
+  auto predicted = client.Predict("kws", {{"input", {1, 16}, Input(16, 1.0f)}});
+  ASSERT_TRUE(predicted.ok()) << predicted.status();
+  EXPECT_EQ(predicted->model_version, v2);
+  // The server hears that the device runs v2.
+  EXPECT_TRUE(Eventually([&] {
+    v1::Device device;
+    if (!ParseProtoJson(Call("GET", "/v1/devices/" + agent->device_id()).body, &device).ok()) {
+      return false;
+    }
+    for (const v1::ModuleStatus& m : device.state().modules()) {
+      if (m.state() == "running" && m.module().version() == v2) return true;
+    }
+    return false;
+  })) << agent->log();
+
+  Assign("kws", v1, agent->device_id());
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent->log();
+  EXPECT_TRUE(absl::StrContains(agent->log(), "switched back to the previous module"))
+      << agent->log();
+}
+
 TEST_P(ServingTest, AModuleForAnotherCpuIsRefusedAndTheOneForThisCpuServes) {
   auto agent = StartAgent();
   v1::Device device;
