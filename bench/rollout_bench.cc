@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/util/time_util.h"
 #include "bench/load.h"
 #include "common/file_util.h"
 #include "common/flags.h"
@@ -129,6 +130,7 @@ class Bench {
     result.minimum_s = 4.0 * options_.bake_seconds;
     const double cpu_before = CpuSeconds(server_->pid());
     const absl::Time start = absl::Now();
+    started_ = start;
     ASSIGN_OR_RETURN(int64_t id, Create(versions_[1], "[1,10,50,100]", "pause"));
     // Poll the rollout: when each wave's devices all run the candidate.
     absl::Time largest_start = absl::InfinitePast(), largest_done = absl::InfinitePast();
@@ -148,12 +150,14 @@ class Bench {
             absl::StrCat("the clean rollout ended ", r.state(), ": ", r.message()));
       }
       if (absl::Now() - start > absl::Minutes(30)) return absl::DeadlineExceededError("rollout");
+      Progress(r);
       absl::SleepFor(absl::Milliseconds(100));
     }
     result.create_to_completed_s = absl::ToDoubleSeconds(absl::Now() - start);
     result.server_cpu_s = CpuSeconds(server_->pid()) - cpu_before;
     result.largest_wave_devices = static_cast<double>(r.waves(3).devices());
     result.largest_wave_s = absl::ToDoubleSeconds(largest_done - largest_start);
+    PrintTimeline(id, start);
 
     // A candidate that 5 % of devices cannot install: the first wave's failed_installs gate
     // rolls it back.
@@ -172,6 +176,7 @@ class Bench {
         break;
       }
       if (r.state() == "COMPLETED") return absl::InternalError("the failing rollout completed");
+      Progress(r);
       absl::SleepFor(absl::Milliseconds(50));
     }
     return result;
@@ -232,6 +237,37 @@ class Bench {
     RETURN_IF_ERROR(ParseProtoJson(got.body, &r));
     return r;
   }
+  // Every 5 s on stderr: where the rollout is and what the fleet has done, so a slow wave
+  // shows whether devices are not told, not syncing or not installing.
+  void Progress(const v1::Rollout& r) {
+    if (absl::Now() - last_progress_ < absl::Seconds(5)) return;
+    last_progress_ = absl::Now();
+    const sim::SimulatorCounts& c = sim_->counts();
+    const v1::WaveCounts w = r.waves_size() > r.current_wave() ? r.waves(r.current_wave()).counts()
+                                                               : v1::WaveCounts();
+    std::fprintf(stderr,
+                 "  %5.1fs %s wave %d: pending %lld downloading %lld active %lld failed %lld | fleetsim: "
+                 "watch events %lld syncs %lld installs %lld\n",
+                 absl::ToDoubleSeconds(absl::Now() - started_), r.state().c_str(), r.current_wave(),
+                 static_cast<long long>(w.pending()),
+                 static_cast<long long>(w.downloading()), static_cast<long long>(w.active()),
+                 static_cast<long long>(w.failed()), static_cast<long long>(c.watch_events.load()),
+                 static_cast<long long>(c.syncs.load()), static_cast<long long>(c.installs.load()));
+  }
+  // The rollout's transitions from its event log, in seconds since create: where the time
+  // beyond the bake minimum went.
+  void PrintTimeline(int64_t id, absl::Time start) {
+    auto got = Call("GET", absl::StrCat("/v1/rollouts/", id, "/events"));
+    v1::ListRolloutEventsResponse events;
+    if (!got.ok() || !ParseProtoJson(got->body, &events).ok()) return;
+    for (const v1::RolloutEvent& e : events.events()) {
+      const absl::Time at = absl::FromUnixMillis(
+          google::protobuf::util::TimeUtil::TimestampToMilliseconds(e.time()));
+      std::fprintf(stderr, "  %6.2fs wave %d %s -> %s: %s\n",
+                   absl::ToDoubleSeconds(at - start), e.wave(), e.from_state().c_str(),
+                   e.to_state().c_str(), e.reason().c_str());
+    }
+  }
   int64_t Running(int64_t version) {
     const auto running = sim_->Running();
     auto it = running.find(absl::StrCat("kws v", version));
@@ -252,6 +288,7 @@ class Bench {
   std::map<std::string, std::string> auth_;
   std::vector<int64_t> versions_;
   std::unique_ptr<sim::FleetSimulator> sim_;
+  absl::Time started_, last_progress_ = absl::InfinitePast();
 };
 
 }  // namespace

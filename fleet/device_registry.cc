@@ -328,6 +328,29 @@ void DeviceRegistry::SetChangeListener(std::function<void(absl::string_view)> li
 
 void DeviceRegistry::WakeAllWatchers() { Notify(""); }
 
+void DeviceRegistry::WakeWatchers(const std::vector<std::string>& device_ids) {
+  for (const std::string& id : device_ids) Notify(id);
+}
+
+absl::Status DeviceRegistry::TouchDevices(store::Transaction& tx,
+                                          const std::vector<std::string>& ids) {
+  // In statements of at most 500 ids: one round trip per batch, under every engine's limit on
+  // bound parameters.
+  constexpr size_t kBatch = 500;
+  for (size_t from = 0; from < ids.size(); from += kBatch) {
+    const size_t n = std::min(kBatch, ids.size() - from);
+    std::string sql = "UPDATE devices SET generation = generation + 1 WHERE id IN (";
+    std::vector<store::Value> params;
+    for (size_t i = 0; i < n; ++i) {
+      absl::StrAppend(&sql, i == 0 ? "" : ", ", "$", i + 1);
+      params.emplace_back(ids[from + i]);
+    }
+    sql += ")";
+    RETURN_IF_ERROR(tx.Execute(sql, params).status());
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::ListDevicesResponse> DeviceRegistry::List(
     const v1::ListDevicesRequest& request) {
   ASSIGN_OR_RETURN(Selector selector, Selector::Parse(request.selector()));
@@ -357,28 +380,61 @@ absl::StatusOr<v1::ListDevicesResponse> DeviceRegistry::List(
 }
 
 absl::StatusOr<std::vector<FleetMember>> DeviceRegistry::Members(store::Reader& db,
-                                                                 const Selector& selector) {
+                                                                 const Selector& selector,
+                                                                 MemberCache* cache) {
   constexpr int64_t kBatch = 1000;
+  std::unique_lock<std::mutex> lock;
+  absl::flat_hash_map<std::string, MemberCache::Entry> fresh;  // the cache after this read
+  if (cache != nullptr) lock = std::unique_lock(cache->mu_);
   std::vector<FleetMember> members;
   std::string after;
   while (true) {
-    ASSIGN_OR_RETURN(Rows rows, db.Query(absl::StrCat("SELECT ", kColumns,
-                                                      " FROM devices WHERE id > $1 AND status = "
-                                                      "'ACTIVE' ORDER BY id LIMIT $2"),
+    // Not kColumns: the profile is large and a member does not need it.
+    ASSIGN_OR_RETURN(Rows rows, db.Query("SELECT id, labels, state, last_seen_ms, target, arch, "
+                                         "ram_mb, storage_mb, cores, accel FROM devices WHERE "
+                                         "id > $1 AND status = 'ACTIVE' ORDER BY id LIMIT $2",
                                          {after, kBatch}));
     for (const store::Row& row : rows) {
-      ASSIGN_OR_RETURN(Attributes attributes, AttributesOf(row));
-      if (!selector.Matches(attributes)) continue;
-      FleetMember& m = members.emplace_back();
-      m.id = row.Text("id");
-      m.target = row.Text("target");
-      m.attributes = std::move(attributes);
-      m.last_seen_ms = row.Int("last_seen_ms");
-      RETURN_IF_ERROR(ParseProtoJson(row.Text("state"), &m.state, true));
+      const std::string id = row.Text("id");
+      std::string text;
+      const FleetMember* member = nullptr;
+      FleetMember parsed;
+      if (cache != nullptr) {
+        text = absl::StrCat(row.Text("labels"), "\n", row.Text("target"), "\n",
+                            row.Text("arch"), "\n", row.Text("ram_mb"), "\n",
+                            row.Text("storage_mb"), "\n", row.Text("cores"), "\n",
+                            row.Text("accel"), "\n", row.Text("state"));
+        auto it = cache->entries_.find(id);
+        if (it != cache->entries_.end() && it->second.text == text) {
+          auto& kept = fresh[id] = std::move(it->second);
+          kept.member.last_seen_ms = row.Int("last_seen_ms");
+          member = &kept.member;
+        }
+      }
+      if (member == nullptr) {
+        parsed.id = id;
+        parsed.target = row.Text("target");
+        ASSIGN_OR_RETURN(parsed.attributes, AttributesOf(row));
+        parsed.last_seen_ms = row.Int("last_seen_ms");
+        RETURN_IF_ERROR(ParseProtoJson(row.Text("state"), &parsed.state, true));
+        if (cache != nullptr) {
+          member = &(fresh[id] = {std::move(text), std::move(parsed)}).member;
+        } else {
+          member = &parsed;
+        }
+      }
+      if (!selector.Matches(member->attributes)) continue;
+      if (cache != nullptr) {
+        members.push_back(*member);
+      } else {
+        members.push_back(std::move(parsed));
+      }
     }
-    if (static_cast<int64_t>(rows.size()) < kBatch) return members;
+    if (static_cast<int64_t>(rows.size()) < kBatch) break;
     after = rows.back().Text("id");
   }
+  if (cache != nullptr) cache->entries_ = std::move(fresh);
+  return members;
 }
 
 absl::StatusOr<v1::Device> DeviceRegistry::Get(absl::string_view device_id) {

@@ -3,9 +3,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/clock.h"
@@ -47,6 +49,20 @@ struct FleetMember {
   Attributes attributes;
   int64_t last_seen_ms = 0;
   v1::DeviceState state;  // as it reported on its last sync
+};
+
+/// Members() results kept between calls, for a reader of the whole fleet every few hundred
+/// milliseconds (the rollout controller): a row whose labels, hardware fields and reported
+/// state are the text they were at the last read is not parsed again. Thread-safe.
+class MemberCache {
+ private:
+  friend class DeviceRegistry;
+  struct Entry {
+    std::string text;  // labels, hardware fields and state, as read
+    FleetMember member;
+  };
+  std::mutex mu_;
+  absl::flat_hash_map<std::string, Entry> entries_;  // by device id
 };
 
 /// Device counts for metrics.
@@ -92,6 +108,8 @@ class DeviceRegistry {
   void SetChangeListener(std::function<void(absl::string_view device_id)> listener);
   /// Tells the listener that every device's desired state may have changed.
   void WakeAllWatchers();
+  /// Tells the listener that these devices' desired state may have changed.
+  void WakeWatchers(const std::vector<std::string>& device_ids);
 
   absl::StatusOr<v1::ListDevicesResponse> List(const v1::ListDevicesRequest& request);
   absl::StatusOr<v1::Device> Get(absl::string_view device_id);
@@ -103,9 +121,15 @@ class DeviceRegistry {
   /// PERMISSION_DENIED (decommissioned) as CheckActive.
   static absl::StatusOr<DeviceFacts> Facts(store::Reader& db, absl::string_view device_id);
   /// The active devices `selector` matches, in id order. The table is read in batches, so
-  /// memory holds the matches, not the fleet.
+  /// memory holds the matches, not the fleet. With a cache, rows unchanged since its last
+  /// read are not parsed again (it keeps every active device, matched or not).
   static absl::StatusOr<std::vector<FleetMember>> Members(store::Reader& db,
-                                                          const Selector& selector);
+                                                          const Selector& selector,
+                                                          MemberCache* cache = nullptr);
+  /// Moves these devices' desired-state generation on, in the caller's transaction: for a
+  /// change that decides what some devices run (a rollout releasing them) without touching
+  /// the rest of the fleet's generation, so only their watchers look again.
+  static absl::Status TouchDevices(store::Transaction& tx, const std::vector<std::string>& ids);
   /// Target classes of the active devices, with how many devices each has (the CI stage builds
   /// every version for these).
   static absl::StatusOr<std::map<std::string, int64_t>> ActiveClasses(store::Reader& db);

@@ -426,6 +426,68 @@ TEST_P(DeviceRegistryTest, LabelEditsBumpTheGenerationAndWakeWatchers) {
   EXPECT_TRUE((*counts)[0].online);
 }
 
+TEST_P(DeviceRegistryTest, CachedMembersFollowStateLabelsAndDecommissions) {
+  auto a = Enroll(Token(1, {{"site", "a"}}), Pi4(), "A");
+  auto b = Enroll(Token(1, {{"site", "b"}}), Pi4(), "B");
+  ASSERT_TRUE(a.ok() && b.ok());
+  MemberCache cache;
+  auto site_a = Selector::Parse("site=a");
+  ASSERT_TRUE(site_a.ok());
+  auto read = [&](const Selector& s) {
+    auto members = DeviceRegistry::Members(*fleet_->db, s, &cache);
+    EXPECT_TRUE(members.ok()) << members.status();
+    // The cache answers exactly what an uncached read does.
+    auto uncached = DeviceRegistry::Members(*fleet_->db, s);
+    EXPECT_TRUE(uncached.ok());
+    EXPECT_EQ(members->size(), uncached->size());
+    for (size_t i = 0; i < members->size() && i < uncached->size(); ++i) {
+      EXPECT_EQ((*members)[i].id, (*uncached)[i].id);
+      EXPECT_EQ((*members)[i].attributes, (*uncached)[i].attributes);
+      EXPECT_EQ((*members)[i].last_seen_ms, (*uncached)[i].last_seen_ms);
+      EXPECT_EQ((*members)[i].state.DebugString(), (*uncached)[i].state.DebugString());
+    }
+    return *std::move(members);
+  };
+  EXPECT_EQ(read(*site_a).size(), 1u);
+  // A new reported state and a later last-seen time are read, not the cached ones.
+  clock_.Advance(absl::Seconds(7));
+  v1::SyncRequest sync;
+  sync.mutable_state()->set_agent_version("9.9");
+  ASSERT_TRUE(fleet_->devices->Sync(a->device_id(), sync).ok());
+  std::vector<FleetMember> now = read(Selector());
+  ASSERT_EQ(now.size(), 2u);
+  for (const FleetMember& m : now) {
+    if (m.id == a->device_id()) {
+      EXPECT_EQ(m.state.agent_version(), "9.9");
+    }
+  }
+  // So is a label edit, and a decommissioned device leaves.
+  v1::UpdateDeviceRequest update;
+  update.set_id(b->device_id());
+  (*update.mutable_labels())["site"] = "a";
+  ASSERT_TRUE(fleet_->devices->Update(update).ok());
+  EXPECT_EQ(read(*site_a).size(), 2u);
+  ASSERT_TRUE(fleet_->devices->Decommission(a->device_id()).ok());
+  EXPECT_EQ(read(*site_a).size(), 1u);
+}
+
+TEST_P(DeviceRegistryTest, TouchingDevicesMovesOnlyTheirGeneration) {
+  auto a = Enroll(Token(1), Pi4(), "A");
+  auto b = Enroll(Token(1), Pi4(), "B");
+  ASSERT_TRUE(a.ok() && b.ok());
+  const int64_t a0 = *fleet_->devices->Generation(a->device_id());
+  const int64_t b0 = *fleet_->devices->Generation(b->device_id());
+  ASSERT_TRUE(store::RunInTransaction(*fleet_->db, [&](store::Transaction& tx) {
+                return DeviceRegistry::TouchDevices(tx, {a->device_id()});
+              }).ok());
+  EXPECT_EQ(*fleet_->devices->Generation(a->device_id()), a0 + 1);
+  EXPECT_EQ(*fleet_->devices->Generation(b->device_id()), b0);
+  std::vector<std::string> told;
+  fleet_->devices->SetChangeListener([&](absl::string_view id) { told.emplace_back(id); });
+  fleet_->devices->WakeWatchers({a->device_id(), b->device_id()});
+  EXPECT_EQ(told, (std::vector<std::string>{a->device_id(), b->device_id()}));
+}
+
 TEST_P(DeviceRegistryTest, AssignmentsTellEachDeviceItsBestModule) {
   const std::string token = Token(2);
   auto pi = Enroll(token, Pi4(), "pi");       // aarch64-v8

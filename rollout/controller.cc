@@ -146,7 +146,7 @@ absl::StatusOr<Controller::Observation> Controller::Observe(const RolloutRecord&
   Observation o;
   store::Database& db = *options_.database;
   ASSIGN_OR_RETURN(fleet::Selector selector, fleet::Selector::Parse(r.spec.selector()));
-  ASSIGN_OR_RETURN(o.all, fleet::DeviceRegistry::Members(db, fleet::Selector()));
+  ASSIGN_OR_RETURN(o.all, fleet::DeviceRegistry::Members(db, fleet::Selector(), &members_));
   for (const fleet::FleetMember& m : o.all) {
     o.device[m.id] = &m;
     if (selector.Matches(m.attributes)) o.members.push_back(m);
@@ -215,8 +215,39 @@ absl::StatusOr<Controller::Observation> Controller::Observe(const RolloutRecord&
   return o;
 }
 
-absl::StatusOr<v1::Rollout> Controller::ToProto(const RolloutRecord& r) {
+v1::Rollout Controller::Observed(const RolloutRecord& r, const Observation& o, int64_t now_ms) {
   v1::Rollout out;
+  const int64_t matching = o.cumulative.empty() ? 0 : o.cumulative.back();
+  out.set_matching_devices(matching);
+  out.set_wave_total(static_cast<int32_t>(o.cumulative.size()));
+  *out.mutable_observe_time() = TimeUtil::MillisecondsToTimestamp(now_ms);
+  std::map<int, int64_t> first_release;
+  for (const auto& [id, d] : o.released) {
+    auto [it, fresh] = first_release.emplace(d.wave, d.released_ms);
+    if (!fresh) it->second = std::min(it->second, d.released_ms);
+  }
+  absl::StatusOr<WavePlan> plan = WavePlan::FromSpec(r.spec);  // checked at create
+  for (size_t i = 0; i < o.cumulative.size(); ++i) {
+    v1::WaveStatus* w = out.add_waves();
+    w->set_index(static_cast<int32_t>(i));
+    if (plan.ok()) w->set_target(plan->Label(static_cast<int>(i), matching));
+    w->set_devices(o.wave_devices[i]);
+    *w->mutable_counts() = o.counts[i];
+    if (auto it = first_release.find(static_cast<int>(i)); it != first_release.end()) {
+      *w->mutable_start_time() = TimeUtil::MillisecondsToTimestamp(it->second);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Rollout> Controller::ToProto(const RolloutRecord& r, bool live) {
+  v1::Rollout out;
+  if (live || r.observed_at_ms == 0) {
+    ASSIGN_OR_RETURN(Observation o, Observe(r));
+    out = Observed(r, o, absl::ToUnixMillis(options_.clock->Now()));
+  } else {
+    out = r.observed;
+  }
   out.set_id(r.id);
   *out.mutable_spec() = r.spec;
   out.set_version(r.version);
@@ -231,27 +262,8 @@ absl::StatusOr<v1::Rollout> Controller::ToProto(const RolloutRecord& r) {
   if (r.wave_started_ms > 0) {
     *out.mutable_wave_start_time() = TimeUtil::MillisecondsToTimestamp(r.wave_started_ms);
   }
+  out.clear_gates();
   for (const v1::GateResult& g : r.gates) *out.add_gates() = g;
-  ASSIGN_OR_RETURN(Observation o, Observe(r));
-  ASSIGN_OR_RETURN(WavePlan plan, WavePlan::FromSpec(r.spec));
-  const int64_t matching = o.cumulative.empty() ? 0 : o.cumulative.back();
-  out.set_matching_devices(matching);
-  out.set_wave_total(static_cast<int32_t>(o.cumulative.size()));
-  std::map<int, int64_t> first_release;
-  for (const auto& [id, d] : o.released) {
-    auto [it, fresh] = first_release.emplace(d.wave, d.released_ms);
-    if (!fresh) it->second = std::min(it->second, d.released_ms);
-  }
-  for (size_t i = 0; i < o.cumulative.size(); ++i) {
-    v1::WaveStatus* w = out.add_waves();
-    w->set_index(static_cast<int32_t>(i));
-    w->set_target(plan.Label(static_cast<int>(i), matching));
-    w->set_devices(o.wave_devices[i]);
-    *w->mutable_counts() = o.counts[i];
-    if (auto it = first_release.find(static_cast<int>(i)); it != first_release.end()) {
-      *w->mutable_start_time() = TimeUtil::MillisecondsToTimestamp(it->second);
-    }
-  }
   return out;
 }
 
@@ -378,7 +390,9 @@ absl::StatusOr<v1::Rollout> Controller::Create(const v1::RolloutSpec& request,
 absl::StatusOr<v1::Rollout> Controller::Get(int64_t id) {
   ASSIGN_OR_RETURN(std::optional<RolloutRecord> r, RolloutStore::Load(*options_.database, id));
   if (!r) return absl::NotFoundError(absl::StrCat("rollout ", id, " not found"));
-  return ToProto(*r);
+  // The controller no longer passes over a finished rollout: its devices are counted now
+  // (an aborted rollout's devices going back, late joiners of a completed one).
+  return ToProto(*r, !Unfinished(r->state));
 }
 
 absl::StatusOr<v1::ListRolloutsResponse> Controller::List(const v1::ListRolloutsRequest& request) {
@@ -425,7 +439,10 @@ absl::StatusOr<bool> Controller::Write(RolloutRecord& r, const Transition& t) {
                                r.state == "PAUSED" || r.state == "COMPLETED";
   const bool in_force_after = t.to_state == "IN_PROGRESS" || t.to_state == "BAKING" ||
                               t.to_state == "PAUSED" || t.to_state == "COMPLETED";
-  const bool touch = in_force_before != in_force_after || t.to_state == "COMPLETED";
+  // A rollout that has not started has released no one: starting or aborting it changes
+  // nothing a device runs.
+  const bool touch = (r.state != "PENDING" && in_force_before != in_force_after) ||
+                     t.to_state == "COMPLETED";
   bool applied = false;
   RolloutRecord updated;
   RETURN_IF_ERROR(
@@ -595,16 +612,21 @@ absl::Status Controller::Reconcile(RolloutRecord& r) {
                      Write(r, {"IN_PROGRESS", 0, now_ms, 0, "started", {}, "controller"}));
     if (!applied) return absl::OkStatus();
   }
-  if (r.state != "IN_PROGRESS" && r.state != "BAKING" && r.state != "ROLLING_BACK") {
-    return absl::OkStatus();
-  }
+  if (!Unfinished(r.state)) return absl::OkStatus();
+  // What this pass sees is stored with the rollout (so reading it does not read the fleet),
+  // with the devices first seen running the candidate.
+  auto record = [&](const Observation& seen) {
+    return store::RunInTransaction(db, [&](store::Transaction& tx) -> absl::Status {
+      if (!seen.newly_active.empty()) {
+        RETURN_IF_ERROR(RolloutStore::MarkActivated(tx, r.id, seen.newly_active, now_ms));
+      }
+      return RolloutStore::SaveObserved(tx, r.id, Observed(r, seen, now_ms), now_ms);
+    });
+  };
   ASSIGN_OR_RETURN(Observation o, Observe(r));
-
-  if (!o.newly_active.empty()) {
-    RETURN_IF_ERROR(store::RunInTransaction(db, [&](store::Transaction& tx) {
-      return RolloutStore::MarkActivated(tx, r.id, o.newly_active, now_ms);
-    }));
-  }
+  RETURN_IF_ERROR(record(o));
+  // Paused: devices already released go on installing; nothing else moves.
+  if (r.state == "PAUSED") return absl::OkStatus();
 
   const absl::Duration deadline = r.spec.offline_deadline_seconds() > 0
                                       ? absl::Seconds(r.spec.offline_deadline_seconds())
@@ -673,12 +695,18 @@ absl::Status Controller::Reconcile(RolloutRecord& r) {
         ASSIGN_OR_RETURN(applied, RolloutStore::Bump(tx, copy, now_ms));
         if (!applied) return absl::OkStatus();
         RETURN_IF_ERROR(RolloutStore::Release(tx, r.id, r.wave, release, now_ms));
-        return fleet::Assignments::Touch(tx);
+        // Only the released devices' desired state changes: only their watchers look again.
+        return fleet::DeviceRegistry::TouchDevices(tx, release);
       }));
       if (!applied) return absl::OkStatus();  // another controller acted; the next pass sees it
       r.revision += 1;
-      Notify();
+      if (options_.on_devices_change) {
+        options_.on_devices_change(release);
+      } else {
+        Notify();
+      }
       ASSIGN_OR_RETURN(o, Observe(r));
+      RETURN_IF_ERROR(record(o));
     }
   }
 

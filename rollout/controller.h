@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "edgeloop/v1/rollout.pb.h"
 #include "fleet/assignments.h"
+#include "fleet/device_registry.h"
 #include "fleet/selector.h"
 #include "rollout/rollout_store.h"
 #include "store/database.h"
@@ -26,8 +27,10 @@ struct ControllerOptions {
   store::Database* database = nullptr;                     // not owned
   const Clock* clock = SystemClock::Get();                 // not owned
   const telemetry::TelemetryQueries* telemetry = nullptr;  // not owned; what gates read
-  /// Called (outside any lock) after a change to what devices should run: wakes watchers.
+  /// Called (outside any lock) after a change to what devices should run: wakes watchers,
+  /// of every device or of the devices named.
   std::function<void()> on_desired_change = nullptr;
+  std::function<void(const std::vector<std::string>&)> on_devices_change = nullptr;
   absl::Duration tick = absl::Seconds(1);
   /// Defaults for specs that leave them 0.
   absl::Duration offline_deadline = absl::Hours(24);
@@ -91,7 +94,11 @@ class Controller {
   struct Observation;
   absl::StatusOr<Observation> Observe(const RolloutRecord& record);
   absl::Status Reconcile(RolloutRecord& record);
-  absl::StatusOr<v1::Rollout> ToProto(const RolloutRecord& record);
+  /// The waves with their device counts, as `o` sees them.
+  static v1::Rollout Observed(const RolloutRecord& record, const Observation& o, int64_t now_ms);
+  /// Device counts as the controller's last pass stored them, or read now when `live` (or
+  /// never stored).
+  absl::StatusOr<v1::Rollout> ToProto(const RolloutRecord& record, bool live = false);
   /// Runs an operator action: `decide` returns the transition to apply, or none when the
   /// rollout is already where the action leads; retried when the loop moved it meanwhile.
   absl::StatusOr<v1::Rollout> Act(
@@ -104,6 +111,7 @@ class Controller {
   void Loop();
 
   ControllerOptions options_;
+  fleet::MemberCache members_;  // every pass reads the fleet; unchanged devices are not parsed
   std::mutex counts_mu_;
   std::map<std::string, int64_t> transitions_;  // guarded by counts_mu_
   std::mutex mu_;

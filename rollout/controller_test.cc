@@ -51,7 +51,11 @@ class ControllerTest : public ::testing::TestWithParam<std::string> {
         ControllerOptions{.database = fleet_->db.get(),
                           .clock = &clock_,
                           .telemetry = queries_.get(),
-                          .on_desired_change = [this] { ++notified_; }});
+                          .on_desired_change = [this] { ++notified_; },
+                          .on_devices_change =
+                              [this](const std::vector<std::string>& ids) {
+                                told_.insert(ids.begin(), ids.end());
+                              }});
     // Version 1 runs everywhere; version 2 was built for x86-64 only.
     auto id = fleet_->AddModel("m", compiler::testing::MlpOnnx(4, 4, 2),
                                {{1, {"x86_64-v1", "aarch64-v8"}}, {2, {"x86_64-v1"}}});
@@ -173,7 +177,8 @@ class ControllerTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<telemetry::TelemetryQueries> queries_;
   std::unique_ptr<Controller> controller_;
   std::map<std::string, int64_t> running_;
-  int notified_ = 0;
+  int notified_ = 0;          // fleet-wide wake-ups
+  std::set<std::string> told_;  // devices woken one by one
 };
 
 TEST_P(ControllerTest, CleanRolloutPassesEveryWaveAfterItsBakeTime) {
@@ -194,7 +199,10 @@ TEST_P(ControllerTest, CleanRolloutPassesEveryWaveAfterItsBakeTime) {
   EXPECT_EQ(r.waves(0).devices(), 3);
   std::set<std::string> first = OnCandidate(devices);
   EXPECT_LE(first.size(), 3u);
-  EXPECT_GT(notified_, 0);
+  // Releasing wakes the watchers of the released devices only.
+  EXPECT_EQ(notified_, 0);
+  EXPECT_EQ(told_.size(), 3u);
+  for (const std::string& d : first) EXPECT_TRUE(told_.count(d)) << d;
   SyncAll(devices);
   Sync(pi);
   Reconcile();
@@ -311,6 +319,35 @@ TEST_P(ControllerTest, PausePolicyStopsAndOperatorActionsAreIdempotent) {
   EXPECT_EQ(controller_->Resume(action, "bob").status().code(), absl::StatusCode::kAborted);
   action.set_id(999);
   EXPECT_EQ(controller_->Pause(action, "bob").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(ControllerTest, APausedRolloutKeepsCountingItsReleasedDevices) {
+  std::vector<std::string> devices;
+  for (int i = 0; i < 10; ++i) devices.push_back(Enroll(X86()));
+  AssignAll(1);
+  SyncAll(devices);
+  const int64_t id = Create(Spec({30, 100}, 60, "pause"));
+  Reconcile();
+  const std::set<std::string> canary = OnCandidate(devices);
+  ASSERT_EQ(canary.size(), 3u);
+  // The operator pauses before the canary devices report.
+  v1::RolloutActionRequest action;
+  action.set_id(id);
+  ASSERT_EQ(controller_->Pause(action, "bob")->state(), "PAUSED");
+  const v1::Rollout before = Get(id);
+  EXPECT_EQ(before.waves(0).counts().pending(), 3);
+  // They install anyway (they were told before the pause); the next pass counts them, and
+  // reading the rollout shows what that pass stored.
+  SyncAll(devices);
+  clock_.Advance(absl::Seconds(1));
+  Reconcile();
+  const v1::Rollout after = Get(id);
+  EXPECT_EQ(after.state(), "PAUSED");
+  EXPECT_EQ(after.waves(0).counts().active(), 3);
+  EXPECT_EQ(after.waves(1).devices(), 0);
+  EXPECT_GT(after.observe_time().seconds() * 1000 + after.observe_time().nanos() / 1'000'000,
+            before.observe_time().seconds() * 1000 + before.observe_time().nanos() / 1'000'000);
+  EXPECT_EQ(OnCandidate(devices), canary);
 }
 
 TEST_P(ControllerTest, InconclusiveGateWaitsThenActs) {

@@ -17,7 +17,7 @@ using store::Rows;
 constexpr char kColumns[] =
     "id, model_id, version, replaced_version, spec, state, wave, wave_started_ms, "
     "bake_started_ms, message, gates, revision, superseded_by, created_by, created_at_ms, "
-    "updated_at_ms";
+    "updated_at_ms, observed, observed_at_ms";
 
 // Gate values are stored as the JSON of a message that holds only them.
 std::string GatesJson(const std::vector<v1::GateResult>& gates) {
@@ -56,6 +56,10 @@ absl::StatusOr<std::vector<RolloutRecord>> FromRows(store::Reader& db, const Row
     r.created_by = row.Text("created_by");
     r.created_at_ms = row.Int("created_at_ms");
     r.updated_at_ms = row.Int("updated_at_ms");
+    if (!row.Text("observed").empty()) {
+      RETURN_IF_ERROR(ParseProtoJson(row.Text("observed"), &r.observed, true));
+    }
+    r.observed_at_ms = row.Int("observed_at_ms");
   }
   return out;
 }
@@ -168,6 +172,14 @@ absl::Status RolloutStore::SaveGates(store::Transaction& tx, int64_t id,
   return tx
       .Execute("UPDATE rollouts SET gates = $2, updated_at_ms = $3 WHERE id = $1",
                {id, GatesJson(gates), now_ms})
+      .status();
+}
+
+absl::Status RolloutStore::SaveObserved(store::Transaction& tx, int64_t id,
+                                        const v1::Rollout& observed, int64_t now_ms) {
+  return tx
+      .Execute("UPDATE rollouts SET observed = $2, observed_at_ms = $3 WHERE id = $1",
+               {id, PrintProtoJson(observed), now_ms})
       .status();
 }
 

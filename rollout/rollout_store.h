@@ -34,6 +34,10 @@ struct RolloutRecord {
   std::string created_by;
   int64_t created_at_ms = 0;
   int64_t updated_at_ms = 0;
+  /// What the controller last saw of its devices (waves with counts, matching_devices,
+  /// wave_total), at observed_at_ms; 0: never observed.
+  v1::Rollout observed;
+  int64_t observed_at_ms = 0;
 };
 
 /// A device a rollout released.
@@ -79,6 +83,9 @@ class RolloutStore {
   /// Stores the gate values last judged (no event).
   static absl::Status SaveGates(store::Transaction& tx, int64_t id,
                                 const std::vector<v1::GateResult>& gates, int64_t now_ms);
+  /// Stores what a pass saw of the rollout's devices (no event; not an update of the rollout).
+  static absl::Status SaveObserved(store::Transaction& tx, int64_t id, const v1::Rollout& observed,
+                                   int64_t now_ms);
   static absl::Status MarkSuperseded(store::Transaction& tx, int64_t id, int64_t by);
 
   static absl::StatusOr<std::map<std::string, ReleasedDevice>> Devices(store::Reader& db,

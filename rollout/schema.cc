@@ -63,6 +63,13 @@ CREATE TABLE rollout_model_locks (
   creates BIGINT NOT NULL
 );
 )sql"},
+          // What the controller last saw of a rollout's devices (its waves with their counts,
+          // as the JSON of a Rollout holding only those), so reading a rollout or listing
+          // them does not read the fleet.
+          {14, "rollouts_observed", R"sql(
+ALTER TABLE rollouts ADD COLUMN observed TEXT NOT NULL DEFAULT '';
+ALTER TABLE rollouts ADD COLUMN observed_at_ms BIGINT NOT NULL DEFAULT 0;
+)sql"},
       }};
   return *migrations;
 }

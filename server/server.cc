@@ -240,6 +240,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
       .clock = SystemClock::Get(),
       .telemetry = s->telemetry_queries.get(),
       .on_desired_change = [devices] { devices->WakeAllWatchers(); },
+      .on_devices_change = [devices](const std::vector<std::string>& ids) {
+        devices->WakeWatchers(ids);
+      },
       .tick = absl::Milliseconds(std::max(10, options.rollout_interval_ms))});
 
   s->metrics = std::make_unique<ServerMetrics>(s->registry.get(), s->devices.get(),

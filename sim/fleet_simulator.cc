@@ -49,6 +49,7 @@ struct FleetSimulator::Device {
   std::string id, key_pem, cert_pem, signing_key_pem;
   std::unique_ptr<v1::DeviceService::Stub> stub;
   std::mt19937_64 rng;
+  absl::Duration report_delay;  // after a window closes, before it is sent
 
   std::mutex mu;  // one task of a device at a time; guards what follows
   struct Installed {
@@ -62,8 +63,18 @@ struct FleetSimulator::Device {
   std::map<std::string, Installed> models;
   bool profile_sent = false;
 
-  std::mutex watch_mu;            // guards watch
+  int64_t desired_generation = 0;  // of the desired state last applied
+
+  std::mutex watch_mu;            // guards what follows
   WatchReactor* watch = nullptr;  // the open stream, if any (it deletes itself)
+  std::optional<v1::SyncResponse> pushed;  // the desired state a Watch event carried
+};
+
+// A telemetry report in flight; deleted by its completion.
+struct FleetSimulator::ReportCall {
+  grpc::ClientContext context;
+  v1::ReportTelemetryRequest request;
+  v1::ReportTelemetryResponse response;
 };
 
 // The device's Watch stream: each event makes it sync now (which installs what changed).
@@ -77,7 +88,17 @@ class FleetSimulator::WatchReactor final : public grpc::ClientReadReactor<v1::Wa
   void OnReadDone(bool ok) override {
     if (!ok) return;  // OnDone follows
     ++sim_->counts_.watch_events;
-    sim_->Schedule(device_->index, Task::kSync, absl::Now());
+    // As the agent does: the event's desired state is applied as it is; a sync follows only
+    // to report what changed.
+    if (event_.has_desired()) {
+      {
+        std::lock_guard lock(device_->watch_mu);
+        device_->pushed = std::move(*event_.mutable_desired());
+      }
+      sim_->Schedule(device_->index, Task::kApplyPushed, absl::Now());
+    } else {
+      sim_->Schedule(device_->index, Task::kSync, absl::Now());
+    }
     StartRead(&event_);
   }
   void OnDone(const grpc::Status&) override {
@@ -134,6 +155,8 @@ absl::StatusOr<std::unique_ptr<FleetSimulator>> FleetSimulator::Create(
     auto d = std::make_unique<Device>();
     d->index = i;
     d->rng.seed(0x5eed + i);
+    d->report_delay =
+        options.report_spread * std::uniform_real_distribution<double>(0, 1)(d->rng);
     if (s.groups_size() == 0) {
       d->profile = agent::ReadHardwareProfile({});
       d->profile.set_target(sim->host_target_);
@@ -179,8 +202,10 @@ void FleetSimulator::Stop() {
     std::lock_guard lock(d->watch_mu);
     if (d->watch != nullptr) d->watch->Cancel();
   }
-  // Every stream ends (OnDone) before the devices it points to go away.
-  for (int k = 0; k < 1000 && watches_ > 0; ++k) absl::SleepFor(absl::Milliseconds(10));
+  // Every stream and report ends before the devices (and stubs) they use go away.
+  for (int k = 0; k < 1000 && (watches_ > 0 || reports_in_flight_ > 0); ++k) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
 }
 
 void FleetSimulator::Schedule(int device, Task task, absl::Time at) {
@@ -234,6 +259,9 @@ void FleetSimulator::Work() {
           break;
         case Task::kWatch:
           Watch(d);
+          break;
+        case Task::kApplyPushed:
+          ApplyPushed(d);
           break;
       }
     }
@@ -311,12 +339,35 @@ void FleetSimulator::Sync(Device& d) {
   }
   ++counts_.syncs;
   d.profile_sent = !response.send_profile();
+  const bool changed = ApplyDesired(d, response);
+  if (options_.watch) Watch(d);
+  // Report what changed at once (as an agent's next sync would), then on the server's pacing.
+  Schedule(d.index, Task::kSync,
+           changed ? absl::Now() : absl::Now() + absl::Milliseconds(response.next_sync_ms()));
+  Schedule(d.index, Task::kReport, absl::Now() + absl::Seconds(1));
+}
+
+void FleetSimulator::ApplyPushed(Device& d) {
+  std::optional<v1::SyncResponse> pushed;
+  {
+    std::lock_guard lock(d.watch_mu);
+    pushed.swap(d.pushed);
+  }
+  // Generations only grow: a push older than what a sync brought since is stale.
+  if (!pushed || pushed->desired_generation() <= d.desired_generation) return;
+  if (ApplyDesired(d, *pushed)) Schedule(d.index, Task::kSync, absl::Now());
+}
+
+bool FleetSimulator::ApplyDesired(Device& d, const v1::SyncResponse& response) {
+  d.desired_generation = std::max(d.desired_generation, response.desired_generation());
   std::set<std::string> desired;
   bool changed = false;
   for (const v1::ModuleRef& ref : response.desired_modules()) {
     desired.insert(ref.model());
     auto it = d.models.find(ref.model());
-    const bool have = it != d.models.end() && it->second.ref.digest() == ref.digest();
+    // As the agent does: the same bytes under another version are another module.
+    const bool have = it != d.models.end() && it->second.ref.digest() == ref.digest() &&
+                      it->second.ref.version() == ref.version();
     const bool refused = it != d.models.end() && it->second.failure.has_value() &&
                          it->second.failure->module().digest() == ref.digest();
     if (!have && !refused) {
@@ -325,13 +376,14 @@ void FleetSimulator::Sync(Device& d) {
     }
   }
   for (auto it = d.models.begin(); it != d.models.end();) {
-    it = desired.count(it->first) ? std::next(it) : d.models.erase(it);
+    if (desired.count(it->first)) {
+      ++it;
+    } else {
+      it = d.models.erase(it);
+      changed = true;
+    }
   }
-  if (options_.watch) Watch(d);
-  // Report what changed at once (as an agent's next sync would), then on the server's pacing.
-  Schedule(d.index, Task::kSync,
-           changed ? absl::Now() : absl::Now() + absl::Milliseconds(response.next_sync_ms()));
-  Schedule(d.index, Task::kReport, absl::Now() + absl::Seconds(1));
+  return changed;
 }
 
 void FleetSimulator::Watch(Device& d) {
@@ -449,9 +501,12 @@ void FleetSimulator::Report(Device& d) {
   for (auto& [model, m] : d.models) {
     if (m.ref.digest().empty()) continue;
     const int64_t length = m.window_seconds * 1000;
-    // Windows start on multiples of their length; the first one starts at the install.
-    while (m.window_start_ms + length <= now_ms && request.windows_size() < 64) {
+    // Windows end on multiples of their length; the first one starts at the install. (Its
+    // close is judged by its end, not by start + length: judged so, a window begun mid-second
+    // looked due before it had closed, and its device rescheduled itself in a busy loop.)
+    while (request.windows_size() < 64) {
       const int64_t end = (m.window_start_ms / length + 1) * length;
+      if (end > now_ms) break;
       v1::TelemetryWindow w = Window(d, model, m.window_start_ms, end, d.rng);
       if (w.requests() > 0 && !offline) *request.add_windows() = std::move(w);
       m.window_start_ms = end;
@@ -460,16 +515,27 @@ void FleetSimulator::Report(Device& d) {
   }
   if (request.windows_size() > 0) {
     counts_.windows_sent += request.windows_size();
-    v1::ReportTelemetryResponse response;
-    grpc::Status s = d.stub->ReportTelemetry(Context().get(), request, &response);
-    if (s.ok()) {
-      counts_.windows_stored += response.stored_size();
-    } else {
-      ++counts_.reports_failed;
-    }
+    // On gRPC's callback API: the server answers a report only after its group commit, and a
+    // fleet's reports waiting on that in the workers would hold up the syncs behind them (a
+    // released wave then waited a minute for its devices to hear of it).
+    auto* call = new ReportCall;
+    call->context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+    call->request = std::move(request);
+    ++reports_in_flight_;
+    d.stub->async()->ReportTelemetry(
+        &call->context, &call->request, &call->response, [this, call](grpc::Status s) {
+          if (s.ok()) {
+            counts_.windows_stored += call->response.stored_size();
+          } else {
+            ++counts_.reports_failed;
+          }
+          delete call;
+          --reports_in_flight_;
+        });
   }
-  // A little after the next window ends, so it has closed.
-  Schedule(d.index, Task::kReport, absl::FromUnixMillis(next_ms) + absl::Milliseconds(50));
+  // A little after the next window ends, so it has closed, and after this device's spread.
+  Schedule(d.index, Task::kReport,
+           absl::FromUnixMillis(next_ms) + absl::Milliseconds(50) + d.report_delay);
 }
 
 std::map<std::string, int64_t> FleetSimulator::Running() const {

@@ -29,6 +29,9 @@ struct SimulatorOptions {
   int threads = 4;       // workers making the devices' calls; Watch streams need none
   std::string work_dir;  // where fetched modules are kept
   bool watch = true;     // devices hold a Watch stream, as agents do
+  /// Each device sends a closed window after its own delay within this (as agents do with
+  /// --telemetry-spread-seconds), so a fleet's reports do not all land as the minute turns.
+  absl::Duration report_spread = absl::Seconds(10);
 };
 
 /// What the fleet did, for the summary table.
@@ -40,7 +43,7 @@ struct SimulatorCounts {
 /// Many virtual devices in one process, each with its own key, certificate (enrolled through
 /// the real Enroll), hardware profile and labels, speaking the real device protocol over mTLS
 /// gRPC: Sync on the server's pacing, a Watch stream each (gRPC's callback API: no thread per
-/// device), installs of what they are told — the real module for classes this host runs,
+/// device; telemetry reports the same way), installs of what they are told — the real module for classes this host runs,
 /// verified and loaded as the agent does, an emulated one for the others — and telemetry
 /// windows from the scenario's behaviours, marked `emulated` where the module is. A few worker
 /// threads make every call. Thread-safe.
@@ -62,7 +65,8 @@ class FleetSimulator {
  private:
   struct Device;
   class WatchReactor;
-  enum class Task { kEnroll, kSync, kReport, kWatch };
+  struct ReportCall;
+  enum class Task { kEnroll, kSync, kReport, kWatch, kApplyPushed };
   struct Event {
     absl::Time at;
     int device;
@@ -76,6 +80,10 @@ class FleetSimulator {
   void Enroll(Device& d);
   void Sync(Device& d);
   void Report(Device& d);
+  void ApplyPushed(Device& d);
+  /// Installs what `desired` names and drops what it no longer does; true when that changed
+  /// what the device runs or reports.
+  bool ApplyDesired(Device& d, const v1::SyncResponse& desired);
   void Watch(Device& d);
   void Install(Device& d, const v1::ModuleRef& ref);
   absl::Status Fetch(Device& d, const v1::ModuleRef& ref, const std::string& path);
@@ -99,6 +107,7 @@ class FleetSimulator {
   bool stop_ = false;                                                           // guarded
   std::vector<absl::Time> sync_due_, report_due_;  // guarded: each device's pending event
   std::atomic<int> watches_{0};                    // Watch streams open
+  std::atomic<int> reports_in_flight_{0};          // ReportTelemetry calls not answered yet
   std::vector<std::thread> workers_;
 };
 

@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   flags.Int("devices", &options.devices, "virtual devices (default 100)");
   flags.Duration("ramp-up", &options.ramp_up, "enrollments spread over this long (default 10s)");
   flags.Int("threads", &options.threads, "worker threads making the devices' calls (default 4)");
+  flags.Duration("report-spread", &options.report_spread,
+                 "each device sends a closed window after its own delay within this (default 10s)");
   flags.String("scenario", &scenario_file,
                "JSON scenario: device mix, model behaviour per cohort over time, faults "
                "(docs/fleetsim.md)");

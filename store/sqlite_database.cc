@@ -37,7 +37,7 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view context) {
 class Connection {
  public:
   ~Connection() {
-    for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+    for (auto& [sql, prepared] : statements_) sqlite3_finalize(prepared.stmt);
     sqlite3_close_v2(db_);
   }
 
@@ -70,10 +70,11 @@ class Connection {
   /// Runs one statement with `$N` parameters; returns its rows and sets `changes`.
   absl::StatusOr<Rows> Run(absl::string_view sql, const std::vector<Value>& params,
                            int64_t* changes) {
-    ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql));
+    ASSIGN_OR_RETURN(const Prepared* prepared, Prepare(sql));
+    sqlite3_stmt* stmt = prepared->stmt;
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
-    RETURN_IF_ERROR(Bind(stmt, params));
+    RETURN_IF_ERROR(Bind(*prepared, params));
     Rows rows;
     ColumnNames names;  // made once, on the first row
     while (true) {
@@ -125,34 +126,50 @@ class Connection {
 
   /// True when the statement only reads (sqlite3_stmt_readonly).
   absl::StatusOr<bool> ReadOnly(absl::string_view sql) {
-    ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql));
-    return sqlite3_stmt_readonly(stmt) != 0;
+    ASSIGN_OR_RETURN(const Prepared* prepared, Prepare(sql));
+    return sqlite3_stmt_readonly(prepared->stmt) != 0;
   }
 
  private:
   Connection() = default;
 
-  absl::StatusOr<sqlite3_stmt*> Prepare(absl::string_view sql) {
-    std::string key(sql);
-    auto it = statements_.find(key);
-    if (it != statements_.end()) return it->second;
+  // A statement and, per SQLite parameter slot, the index of the value it takes.
+  struct Prepared {
     sqlite3_stmt* stmt = nullptr;
-    int rc = sqlite3_prepare_v3(db_, key.c_str(), static_cast<int>(key.size()),
-                                SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
-    if (rc != SQLITE_OK) return SqliteError(db_, rc, absl::StrCat("prepare \"", sql, "\""));
-    statements_.emplace(std::move(key), stmt);
-    return stmt;
-  }
+    std::vector<size_t> value_of_slot;  // 1-based $N, 0: not a $N name
+  };
 
   // SQLite treats "$1" as a named parameter; its number says which value it takes, so the
-  // same SQL text works for both drivers.
-  absl::Status Bind(sqlite3_stmt* stmt, const std::vector<Value>& params) {
-    int count = sqlite3_bind_parameter_count(stmt);
+  // same SQL text works for both drivers. The names are read once, at prepare:
+  // sqlite3_bind_parameter_name walks a list, so asking per slot on every run makes binding
+  // a multi-row insert quadratic in its parameters.
+  absl::StatusOr<const Prepared*> Prepare(absl::string_view sql) {
+    std::string key(sql);
+    auto it = statements_.find(key);
+    if (it != statements_.end()) return &it->second;
+    Prepared prepared;
+    int rc = sqlite3_prepare_v3(db_, key.c_str(), static_cast<int>(key.size()),
+                                SQLITE_PREPARE_PERSISTENT, &prepared.stmt, nullptr);
+    if (rc != SQLITE_OK) return SqliteError(db_, rc, absl::StrCat("prepare \"", sql, "\""));
+    const int count = sqlite3_bind_parameter_count(prepared.stmt);
+    prepared.value_of_slot.resize(count + 1, 0);
     for (int i = 1; i <= count; ++i) {
-      const char* name = sqlite3_bind_parameter_name(stmt, i);
+      const char* name = sqlite3_bind_parameter_name(prepared.stmt, i);
       size_t index = 0;
-      if (name == nullptr || name[0] != '$' || !absl::SimpleAtoi(name + 1, &index) || index == 0 ||
-          index > params.size()) {
+      if (name != nullptr && name[0] == '$' && absl::SimpleAtoi(name + 1, &index)) {
+        prepared.value_of_slot[i] = index;
+      }
+    }
+    return &statements_.emplace(std::move(key), std::move(prepared)).first->second;
+  }
+
+  absl::Status Bind(const Prepared& prepared, const std::vector<Value>& params) {
+    sqlite3_stmt* stmt = prepared.stmt;
+    const int count = static_cast<int>(prepared.value_of_slot.size()) - 1;
+    for (int i = 1; i <= count; ++i) {
+      const size_t index = prepared.value_of_slot[i];
+      if (index == 0 || index > params.size()) {
+        const char* name = sqlite3_bind_parameter_name(stmt, i);
         return absl::InternalError(absl::StrCat("statement parameter ", name ? name : "?",
                                                 " has no value (", params.size(), " given)"));
       }
@@ -175,7 +192,7 @@ class Connection {
   }
 
   sqlite3* db_ = nullptr;
-  std::unordered_map<std::string, sqlite3_stmt*> statements_;
+  std::unordered_map<std::string, Prepared> statements_;
 };
 
 using Pool = ConnectionPool<Connection>;

@@ -254,8 +254,13 @@ TEST_P(RolloutTest, BadSpecsAreRefusedWithNothingCreated) {
   ASSERT_TRUE(ParseProtoJson(listed.body, &none).ok()) << listed.body;
   EXPECT_EQ(none.rollouts_size(), 0);
 
-  // One rollout per model and device: a second for the same devices is a conflict.
-  const std::string spec = absl::StrCat(R"({"model":"kws",)", version, R"(,"selector":"site=a"})");
+  // One rollout per model and device: a second for the same devices is a conflict. It has a
+  // device, and bakes for an hour: a rollout with no device to wait for completes at once,
+  // before the pause below could reach it.
+  auto device = StartAgent({"--max-backoff-seconds", "1"}, R"({"site":"a"})");
+  ASSERT_TRUE(device->WaitEnrolled());  // its row exists before its certificate does
+  const std::string spec = absl::StrCat(R"({"model":"kws",)", version,
+                                        R"(,"selector":"site=a","bakeSeconds":"3600"})");
   ASSERT_EQ(Call("POST", "/v1/rollouts", spec).status, 201);
   EXPECT_EQ(Call("POST", "/v1/rollouts", spec).status, 409);
   EXPECT_EQ(Call("POST", "/v1/rollouts/1:pause").status, 200);
