@@ -18,8 +18,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
+#include "agent/hardware_profile.h"
 #include "bench/load.h"
 #include "common/file_util.h"
+#include "common/hardware.h"
 #include "common/flags.h"
 #include "common/proto_json.h"
 #include "common/status.h"
@@ -70,6 +72,10 @@ double CpuSeconds(pid_t pid) {
 
 class Bench {
  public:
+  // The model is new, so its versions are 1, 2 and 3; the scenario (given to the simulator
+  // before they are pushed) makes 5 % of devices fail to install the third.
+  static constexpr int64_t kFailingVersion = 3;
+
   explicit Bench(const Options& options) : options_(options) {}
 
   absl::Status Start() {
@@ -85,11 +91,6 @@ class Bench {
     RETURN_IF_ERROR(server_->Start());
     auth_ = {{"Authorization", "Bearer " + server_->admin_token()}};
     RETURN_IF_ERROR(Call("POST", "/v1/models", R"({"name":"kws"})").status());
-    for (int seed = 1; seed <= 3; ++seed) {
-      ASSIGN_OR_RETURN(int64_t v,
-                       Push(compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, seed)));
-      versions_.push_back(v);
-    }
     ASSIGN_OR_RETURN(tests::HttpResponse token,
                      Call("POST", "/v1/enrollment-tokens",
                           absl::StrCat(R"({"maxUses":)", options_.devices, "}")));
@@ -99,7 +100,7 @@ class Bench {
     ASSIGN_OR_RETURN(sim::ScenarioRules rules,
                      sim::ScenarioRules::FromJson(absl::StrCat(
                          R"({"callsPerSecond":1,"faults":[{"kind":"fail_install","share":0.05,)",
-                         R"("version":")", versions_[2], R"("}]})")));
+                         R"("version":")", kFailingVersion, R"("}]})")));
     sim::SimulatorOptions o;
     o.server = server_->device_address();
     o.enroll_token = created.secret();
@@ -112,6 +113,20 @@ class Bench {
     std::fprintf(stderr, "enrolling %d devices...\n", options_.devices);
     if (!Wait([&] { return sim_->counts().enrolled >= options_.devices; }, absl::Minutes(10))) {
       return absl::DeadlineExceededError(sim_->Summary());
+    }
+    // Pushed once the fleet is there, so each version is built for the devices' class at
+    // push, as in a fleet whose classes are known. (Pushed before, a version would be built
+    // for that class only once assigned or rolled out, and the fleet would be installing
+    // those modules during the rollout measured.)
+    const std::string target = DeriveTargetClass(agent::ReadHardwareProfile({}));
+    for (int seed = 1; seed <= 3; ++seed) {
+      ASSIGN_OR_RETURN(int64_t v,
+                       Push(compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, seed)));
+      if (v != seed) return absl::InternalError(absl::StrCat("pushed v", v, ", not v", seed));
+      if (!HasArtifact(v, target)) {
+        return absl::FailedPreconditionError(absl::StrCat("v", v, " was not built for ", target));
+      }
+      versions_.push_back(v);
     }
     RETURN_IF_ERROR(Call("POST", "/v1/assignments",
                          absl::StrCat(R"({"model":"kws","selector":"fleetsim","version":")",
@@ -236,6 +251,15 @@ class Bench {
     v1::Rollout r;
     RETURN_IF_ERROR(ParseProtoJson(got.body, &r));
     return r;
+  }
+  bool HasArtifact(int64_t version, const std::string& target) {
+    auto got = Call("GET", absl::StrCat("/v1/models/kws/versions/", version, "/artifacts"));
+    v1::ListArtifactsResponse artifacts;
+    if (!got.ok() || !ParseProtoJson(got->body, &artifacts).ok()) return false;
+    for (const v1::Artifact& a : artifacts.artifacts()) {
+      if (a.target() == target) return true;
+    }
+    return false;
   }
   // Every 5 s on stderr: where the rollout is and what the fleet has done, so a slow wave
   // shows whether devices are not told, not syncing or not installing.

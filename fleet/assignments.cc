@@ -9,6 +9,7 @@
 #include "common/hardware.h"
 #include "common/paging.h"
 #include "common/status.h"
+#include "fleet/desired_change.h"
 #include "google/protobuf/util/time_util.h"
 #include "registry/registry.h"
 
@@ -259,7 +260,9 @@ absl::Status Assignments::Touch() {
 }
 
 absl::Status Assignments::Touch(Transaction& tx) {
-  return tx.Execute("UPDATE desired_state SET generation = generation + 1 WHERE id = 1").status();
+  RETURN_IF_ERROR(
+      tx.Execute("UPDATE desired_state SET generation = generation + 1 WHERE id = 1").status());
+  return PublishDesiredChange(tx);  // every device's
 }
 
 }  // namespace edgeloop::fleet

@@ -13,6 +13,7 @@
 #include "common/random.h"
 #include "common/status.h"
 #include "common/x509.h"
+#include "fleet/desired_change.h"
 #include "fleet/profile_validation.h"
 #include "fleet/selector.h"
 #include "google/protobuf/util/time_util.h"
@@ -169,6 +170,7 @@ absl::StatusOr<std::string> DeviceRegistry::EnrollDevice(Transaction& tx,
                                {request.device_id(), token.id(), LabelsJson(labels),
                                 cert_expires, now_ms})
                         .status());
+    RETURN_IF_ERROR(PublishDesiredChange(tx, {request.device_id()}));
     return request.device_id();
   }
 
@@ -297,6 +299,20 @@ absl::StatusOr<int64_t> DeviceRegistry::Generation(absl::string_view device_id) 
   return rows[0].Int("generation") + fleet_generation;
 }
 
+absl::StatusOr<absl::flat_hash_map<std::string, int64_t>> DeviceRegistry::Generations() {
+  // The fleet's part first, as FillDesired does: a change in between shows up as a newer
+  // generation next time, never as a stale one.
+  ASSIGN_OR_RETURN(int64_t fleet_generation, FleetGeneration());
+  ASSIGN_OR_RETURN(Rows rows, options_.database->Query(
+                                  "SELECT id, generation FROM devices WHERE status = 'ACTIVE'"));
+  absl::flat_hash_map<std::string, int64_t> out;
+  out.reserve(rows.size());
+  for (const store::Row& row : rows) {
+    out.emplace(row.Text("id"), row.Int("generation") + fleet_generation);
+  }
+  return out;
+}
+
 absl::StatusOr<int64_t> DeviceRegistry::FleetGeneration() {
   if (options_.assignments == nullptr) return 0;
   return options_.assignments->Generation();
@@ -348,7 +364,7 @@ absl::Status DeviceRegistry::TouchDevices(store::Transaction& tx,
     sql += ")";
     RETURN_IF_ERROR(tx.Execute(sql, params).status());
   }
-  return absl::OkStatus();
+  return PublishDesiredChange(tx, ids);
 }
 
 absl::StatusOr<v1::ListDevicesResponse> DeviceRegistry::List(
@@ -463,10 +479,11 @@ absl::StatusOr<v1::Device> DeviceRegistry::Update(const v1::UpdateDeviceRequest&
     for (const auto& [k, v] : request.labels()) labels[k] = v;
     for (const auto& k : request.remove_labels()) labels.erase(k);
     RETURN_IF_ERROR(ValidateLabels(labels));
-    return tx
-        .Execute("UPDATE devices SET labels = $2, generation = generation + 1 WHERE id = $1",
-                 {request.id(), LabelsJson(labels)})
-        .status();
+    RETURN_IF_ERROR(
+        tx.Execute("UPDATE devices SET labels = $2, generation = generation + 1 WHERE id = $1",
+                   {request.id(), LabelsJson(labels)})
+            .status());
+    return PublishDesiredChange(tx, {request.id()});
   }));
   Notify(request.id());
   return Get(request.id());
@@ -478,7 +495,7 @@ absl::StatusOr<v1::Device> DeviceRegistry::Decommission(absl::string_view device
                                                  "generation = generation + 1 WHERE id = $1",
                                                  {std::string(device_id)}));
     if (changed == 0) return NoSuchDevice(device_id);
-    return absl::OkStatus();
+    return PublishDesiredChange(tx, {std::string(device_id)});
   }));
   Notify(device_id);
   return Get(device_id);

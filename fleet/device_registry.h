@@ -98,6 +98,9 @@ class DeviceRegistry {
   absl::Status CheckActive(absl::string_view device_id);
   /// The device's desired-state generation (changes whenever what it should run may change).
   absl::StatusOr<int64_t> Generation(absl::string_view device_id);
+  /// Every active device's generation (as Generation() gives it), in one read: what the
+  /// watch streams' poll compares against, for a fleet of any size.
+  absl::StatusOr<absl::flat_hash_map<std::string, int64_t>> Generations();
   /// What the device should run now (desired_generation, desired_modules and
   /// module_signing_key of a SyncResponse), without recording anything: pushed to watchers.
   absl::StatusOr<v1::SyncResponse> DesiredState(absl::string_view device_id);

@@ -10,6 +10,7 @@
 #include "common/random.h"
 #include "common/testing/fake_clock.h"
 #include "compiler/testing/onnx_models.h"
+#include "fleet/desired_change.h"
 #include "fleet/schema.h"
 #include "fleet/testing/profiles.h"
 #include "fleet/testing/test_fleet.h"
@@ -138,6 +139,44 @@ class DeviceRegistryTest : public ::testing::TestWithParam<std::string> {
   edgeloop::testing::FakeClock clock_;
   std::unique_ptr<testing::TestFleet> fleet_;
 };
+
+// The transaction's side of the change feed: what PublishDesiredChange asks it to publish.
+class PublishedPayloads final : public store::Transaction {
+ public:
+  absl::StatusOr<store::Rows> Query(absl::string_view, const std::vector<store::Value>&) override {
+    return store::Rows();
+  }
+  absl::StatusOr<int64_t> Execute(absl::string_view, const std::vector<store::Value>&) override {
+    return 0;
+  }
+  absl::Status ExecuteScript(absl::string_view) override { return absl::OkStatus(); }
+  absl::Status Commit() override { return absl::OkStatus(); }
+  absl::Status Publish(absl::string_view channel, absl::string_view payload) override {
+    EXPECT_EQ(channel, kDesiredChangeChannel);
+    payloads.emplace_back(payload);
+    return absl::OkStatus();
+  }
+  std::vector<std::string> payloads;
+};
+
+TEST(DesiredChangeTest, IdsGoSeveralToAPayloadWithinPostgresLimit) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2000; ++i) ids.push_back(absl::StrCat("dev-", RandomHex(8)));
+  PublishedPayloads tx;
+  ASSERT_TRUE(PublishDesiredChange(tx, ids).ok());
+  ASSERT_GT(tx.payloads.size(), 1u);
+  std::vector<std::string> heard;
+  for (const std::string& p : tx.payloads) {
+    EXPECT_LT(p.size(), 8000u);
+    for (std::string& id : ParseDesiredChange(p)) heard.push_back(std::move(id));
+  }
+  EXPECT_EQ(heard, ids);
+  // No ids: every device's, which is the payload a reconnecting feed also gives.
+  PublishedPayloads all;
+  ASSERT_TRUE(PublishDesiredChange(all).ok());
+  EXPECT_EQ(all.payloads, std::vector<std::string>{""});
+  EXPECT_TRUE(ParseDesiredChange("").empty());
+}
 
 TEST_P(DeviceRegistryTest, EnrollIssuesACertificateForTheNewId) {
   v1::HardwareProfile claimed = Pi4();

@@ -26,6 +26,9 @@ void Register(FlagSet& f, ServerOptions& o) {
       "names and addresses agents dial, put in the TLS certificate (default localhost,127.0.0.1)");
   f.Int("rollout-interval-ms", &o.rollout_interval_ms,
         "the rollout controller judges every rollout this often (default 1000)");
+  f.Int("watch-poll-seconds", &o.watch_poll_seconds,
+        "each device Watch stream rereads its desired state this often, beside the changes "
+        "pushed at once from this replica and (PostgreSQL) from the others (default 15)");
   f.Int("telemetry-window-seconds", &o.telemetry_window_seconds,
         "devices summarise what their models see in windows this long (default 60)");
   f.String("telemetry-cohort-label", &o.telemetry_cohort_label,
@@ -129,6 +132,7 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
         {"db-statement-timeout-seconds", options.db_statement_timeout_seconds},
         {"telemetry-window-seconds", options.telemetry_window_seconds},
         {"rollout-interval-ms", options.rollout_interval_ms},
+        {"watch-poll-seconds", options.watch_poll_seconds},
         {"telemetry-max-cohorts", options.telemetry_max_cohorts},
         {"telemetry-bucket-seconds", options.telemetry_bucket_seconds},
         {"telemetry-raw-retention-hours", options.telemetry_raw_retention_hours},

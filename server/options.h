@@ -21,6 +21,9 @@ struct ServerOptions {
   std::string device_hostnames = "localhost,127.0.0.1";
   int sync_interval_seconds = 30;
   int rollout_interval_ms = 1000;    // how often the rollout controller looks at every rollout
+  /// How often each Watch stream rereads its device's generation: the safety net under the
+  /// change feed (PostgreSQL NOTIFY), which pushes changes made on any replica at once.
+  int watch_poll_seconds = 15;
   int telemetry_window_seconds = 60;  // how often devices close a telemetry window
   /// The device label whose value is a telemetry cohort, and how many values get a series.
   std::string telemetry_cohort_label = "site";

@@ -18,6 +18,7 @@
 #include "common/signing.h"
 #include "common/status.h"
 #include "common/x509.h"
+#include "fleet/desired_change.h"
 #include "fleet/device_registry.h"
 #include "fleet/enrollment_tokens.h"
 #include "fleet/sync_pacer.h"
@@ -38,6 +39,7 @@
 #include "server/schema.h"
 #include "store/blob_store.h"
 #include "store/database.h"
+#include "store/change_feed.h"
 #include "store/leader_lock.h"
 #include "store/migrations.h"
 #include "telemetry/ingest.h"
@@ -77,6 +79,8 @@ struct Server::Impl {
   std::unique_ptr<grpc_api::TelemetryService> telemetry_service;
   std::unique_ptr<grpc_api::RolloutService> rollout_service;
   std::unique_ptr<grpc_api::DeviceService> device_service;
+  // After device_service in this list: destroyed first, so it never wakes a stream that is gone.
+  std::unique_ptr<store::ChangeFeed> desired_changes;
   std::unique_ptr<grpc::Server> grpc;
   std::unique_ptr<grpc::Server> device_grpc;
   std::unique_ptr<crypto::SigningKey> signer;
@@ -315,7 +319,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   s->device_service = std::make_unique<grpc_api::DeviceService>(
       s->devices.get(), s->assignments.get(), s->blobs.get(), s->telemetry.get(), s->metrics.get(),
       grpc_api::DeviceServiceOptions{.streams_per_device = options.device_streams_per_device,
-                                     .watch = {}});
+                                     .watch = {.poll_interval = absl::Seconds(
+                                                   options.watch_poll_seconds)}});
+  // Desired-state changes made through any replica wake this one's Watch streams at once.
+  fleet::DeviceRegistry* registry = s->devices.get();
+  ASSIGN_OR_RETURN(s->desired_changes,
+                   store::ChangeFeed::Listen(
+                       options.db, fleet::kDesiredChangeChannel, [registry](absl::string_view p) {
+                         std::vector<std::string> ids = fleet::ParseDesiredChange(p);
+                         if (ids.empty()) {
+                           registry->WakeAllWatchers();
+                         } else {
+                           registry->WakeWatchers(ids);
+                         }
+                       }));
   Log(LogLevel::kInfo, "storage ready",
       {{"db", options.db.substr(0, options.db.find("://") + 3) + "…"},
        {"blobs", options.blobs},

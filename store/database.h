@@ -76,6 +76,10 @@ class Transaction : public Reader {
                                           const std::vector<std::string>& columns,
                                           const std::vector<std::vector<Value>>& rows,
                                           absl::string_view suffix);
+  /// Tells every process listening on `channel` (ChangeFeed) `payload` (at most 7,999
+  /// bytes) when this transaction commits, and nothing when it does not. On SQLite, nothing:
+  /// one process serves it and hears its own changes in process.
+  virtual absl::Status Publish(absl::string_view channel, absl::string_view payload);
   /// Runs several parameterless statements (schema changes).
   virtual absl::Status ExecuteScript(absl::string_view sql) = 0;
   virtual absl::Status Commit() = 0;

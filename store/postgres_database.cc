@@ -178,6 +178,12 @@ class PostgresTransaction final : public Transaction {
       return FromException(e, &broken_);
     }
   }
+  absl::Status Publish(absl::string_view channel, absl::string_view payload) override {
+    // NOTIFY is transactional: delivered at commit, dropped on rollback, and a payload
+    // repeated within one transaction is delivered once.
+    return Query("SELECT pg_notify($1, $2)", {std::string(channel), std::string(payload)})
+        .status();
+  }
   absl::Status ExecuteScript(absl::string_view sql) override {
     try {
       work_->exec(std::string(sql));

@@ -1,6 +1,8 @@
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -10,6 +12,7 @@
 #include "common/status.h"
 #include "gtest/gtest.h"
 #include "store/blob_store.h"
+#include "store/change_feed.h"
 #include "store/database.h"
 #include "store/migrations.h"
 #include "store/testing/postgres_cluster.h"
@@ -232,6 +235,49 @@ TEST_P(DatabaseTest, ARunawayStatementIsCancelledByTheStatementTimeout) {
   EXPECT_TRUE((*db)->Ping().ok());
   // Migrations are exempt: they may legitimately run long.
   EXPECT_TRUE(ApplyMigrations(**db, Schema()).ok());
+}
+
+// What a committed transaction publishes reaches every feed on the channel, after "" for the
+// (re)connection; a rolled-back one publishes nothing. SQLite's feed stays silent.
+TEST_P(DatabaseTest, PublishedChangesReachTheFeedWhenTheirTransactionCommits) {
+  std::mutex mu;
+  std::condition_variable heard_cv;
+  std::vector<std::string> heard;
+  auto feed = ChangeFeed::Listen(url_, "store_test", [&](absl::string_view payload) {
+    std::lock_guard lock(mu);
+    heard.emplace_back(payload);
+    heard_cv.notify_all();
+  });
+  ASSERT_TRUE(feed.ok()) << feed.status();
+  auto wait_for = [&](size_t n) {
+    std::unique_lock lock(mu);
+    return heard_cv.wait_for(lock, std::chrono::seconds(20), [&] { return heard.size() >= n; });
+  };
+  if (GetParam() == "postgres") {
+    ASSERT_TRUE(wait_for(1));  // connected: ""
+  }
+  {
+    auto tx = db_->Begin();
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE((*tx)->Publish("store_test", "dropped").ok());
+  }  // not committed
+  ASSERT_TRUE(RunInTransaction(*db_, [](Transaction& tx) {
+                return tx.Publish("store_test", "dev-1,dev-2");
+              }).ok());
+  ASSERT_TRUE(RunInTransaction(*db_, [](Transaction& tx) {
+                return tx.Publish("another_channel", "elsewhere");
+              }).ok());
+  ASSERT_TRUE(RunInTransaction(*db_, [](Transaction& tx) {
+                return tx.Publish("store_test", "dev-3");
+              }).ok());
+  if (GetParam() == "sqlite") {
+    std::lock_guard lock(mu);
+    EXPECT_TRUE(heard.empty());
+    return;
+  }
+  ASSERT_TRUE(wait_for(3));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(heard, (std::vector<std::string>{"", "dev-1,dev-2", "dev-3"}));
 }
 
 TEST(MergeMigrationsTest, SharedHistoricalStepsRunTogetherAndNewNumbersBelongToOneComponent) {

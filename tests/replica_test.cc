@@ -38,8 +38,9 @@ class ReplicaTest : public ServingTest {
 
   // A second replica on the same database, with the first one's CA and module signing key
   // (replicas share them, as a Helm secret would hand them out).
-  std::unique_ptr<ServerProcess> SecondReplica() {
+  std::unique_ptr<ServerProcess> SecondReplica(std::vector<std::string> more_flags = {}) {
     ServerProcess::Options o = options_;
+    o.extra_flags.insert(o.extra_flags.end(), more_flags.begin(), more_flags.end());
     o.data_dir = NewTempDir("edgeloop-replica");
     fs::copy(options_.data_dir + "/ca", o.data_dir + "/ca", fs::copy_options::recursive);
     for (const char* file : {"signing.key", "signing.key.pub", "admin.token"}) {
@@ -152,6 +153,42 @@ TEST_P(ReplicaTest, TheOtherReplicaFinishesARolloutWhenTheLeaderIsKilled) {
   EXPECT_EQ(done.waves(1).devices(), 2);
   HttpResponse metrics = CallOn(*second_, "GET", "/metrics");
   EXPECT_TRUE(absl::StrContains(metrics.body, "edgeloop_leader 1")) << metrics.body.substr(0, 500);
+}
+
+// A device watching through one replica hears of a change made through another at once:
+// the change feed (NOTIFY) carries it. The second replica's own safety nets — its streams'
+// poll and its devices' periodic sync — are an hour here, so only the feed can deliver it.
+TEST_P(ReplicaTest, AWatchOnOneReplicaHearsAChangeMadeThroughAnother) {
+  if (GetParam() != "postgres") GTEST_SKIP() << "replicas run on PostgreSQL";
+  second_ = SecondReplica({"--watch-poll-seconds", "3600", "--sync-interval-seconds", "3600"});
+  ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
+  const int64_t v1 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  const int64_t v2 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 2));
+  ASSERT_GT(v2, 0);
+  v1::CreateEnrollmentTokenResponse token;
+  ASSERT_TRUE(
+      ParseProtoJson(Call("POST", "/v1/enrollment-tokens", R"({"maxUses":1})").body, &token).ok());
+  AgentProcess::Options o;
+  o.server = second_->device_address();
+  o.state_dir = options_.data_dir + "/agent-watching";
+  o.enroll_token = token.secret();
+  agents_.push_back(std::make_unique<AgentProcess>(o));
+  AgentProcess& agent = *agents_.back();
+  agent.Start();
+  ASSERT_TRUE(agent.WaitEnrolled()) << agent.log();
+  ASSERT_TRUE(Eventually([&] { return absl::StrContains(agent.log(), "\"from\":\"sync\""); }))
+      << agent.log();  // its first sync is done: what follows can only come by Watch
+  client::LocalClient client(agent.state_dir() + "/agent.sock");
+  // Both changes are made through the first replica: an assignment to every device (the
+  // fleet-wide generation), then one for this device alone (its own generation).
+  ASSERT_EQ(Call("POST", "/v1/assignments",
+                 absl::StrCat(R"({"model":"kws","selector":"hw.cores>=1","version":")", v1, "\"}"))
+                .status,
+            201);
+  ASSERT_TRUE(WaitServing(client, "kws", v1)) << agent.log();
+  Assign("kws", v2, agent.device_id());
+  ASSERT_TRUE(WaitServing(client, "kws", v2)) << agent.log();
+  EXPECT_TRUE(absl::StrContains(agent.log(), "\"from\":\"watch\"")) << agent.log();
 }
 
 TEST_P(ReplicaTest, ASecondServerOnOneSqliteDatabaseIsRefused) {

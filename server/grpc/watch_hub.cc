@@ -80,8 +80,13 @@ class WatchHub::Stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
     Finish(ToGrpcStatus(status));
   }
 
-  absl::Time next_poll;  // hub's mu_
-  bool queued = false;   // hub's mu_
+  /// The generation this stream last sent (or the device said it knew).
+  int64_t known() {
+    std::lock_guard lock(mu_);
+    return known_;
+  }
+
+  bool queued = false;  // hub's mu_
 
  private:
   void OnWriteDone(bool ok) override {
@@ -179,7 +184,6 @@ grpc::ServerWriteReactor<v1::WatchEvent>* WatchHub::Open(const std::string& devi
     if (!stopping_) {
       by_device_[device_id].insert(stream);
       metrics_.SetWatchStreams(open_);
-      stream->next_poll = absl::Now() + options_.poll_interval;
       EnqueueLocked(stream);  // the first check answers at once if the device is behind
       return stream;
     }
@@ -227,13 +231,26 @@ void WatchHub::CheckLoop() {
 void WatchHub::PollLoop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    poll_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
-    const absl::Time now = absl::Now();
+    poll_.wait_for(lock, absl::ToChronoNanoseconds(options_.poll_interval),
+                   [&] { return stopping_; });
+    if (stopping_) return;
+    lock.unlock();
+    // One read for the whole fleet, and a check only for the streams whose device moved on
+    // (or left). Checking every stream instead kept the check threads busy with a fleet of
+    // 10,000 (two reads each, every interval), and the changes pushed for a rollout's wave
+    // queued behind them for tens of seconds.
+    absl::StatusOr<absl::flat_hash_map<std::string, int64_t>> generations =
+        devices_.Generations();
+    lock.lock();
+    if (!generations.ok()) {
+      Log(LogLevel::kWarning, "watch poll could not read the generations; trying again",
+          {{"error", generations.status().ToString()}});
+      continue;
+    }
     for (auto& [id, streams] : by_device_) {
+      auto it = generations->find(id);
       for (Stream* s : streams) {
-        if (s->next_poll > now) continue;
-        s->next_poll = now + options_.poll_interval;
-        EnqueueLocked(s);
+        if (it == generations->end() || s->known() != it->second) EnqueueLocked(s);
       }
     }
   }

@@ -21,8 +21,9 @@
 namespace edgeloop::server::grpc_api {
 
 struct WatchHubOptions {
-  /// How often each stream rereads its device's generation, for changes made through other
-  /// replicas (changes made through this one are pushed at once).
+  /// How often the streams' devices' generations are read (one read for all of them), to
+  /// catch changes no notification announced (changes made through this replica, and on
+  /// PostgreSQL through the others, are pushed at once).
   absl::Duration poll_interval = absl::Seconds(15);
   /// Threads that read the database for streams; the streams themselves hold none.
   int check_threads = 2;
@@ -30,8 +31,8 @@ struct WatchHubOptions {
 
 /// The open Watch streams. Each is a gRPC callback reactor that holds no thread while it waits:
 /// when its device's desired state may have changed (DeviceRegistry's change listener, or the
-/// poll), the stream is queued, a check thread rereads the generation and, when it moved,
-/// writes the new desired state. Queuing coalesces: a burst of changes costs one read per stream.
+/// poll finding its generation moved), the stream is queued, a check thread rereads the
+/// generation and, when it moved, writes the new desired state. Queuing coalesces: a burst of changes costs one read per stream.
 /// 10,000 watching devices cost 10,000 small objects and a few threads.
 class WatchHub {
  public:
