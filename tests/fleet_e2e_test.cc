@@ -205,6 +205,7 @@ TEST_P(FleetTest, ABurstOfChangesReachesAWatchStreamInOrder) {
   watch.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   auto stream = stub->Watch(&watch, v1::WatchRequest());
   constexpr int kThreads = 4, kEdits = 40;
+  v1::FleetService::Stub& fleet = Fleet();  // made here: Fleet() creates it unguarded
   std::vector<std::thread> editors;
   for (int t = 0; t < kThreads; ++t) {
     editors.emplace_back([&, t] {
@@ -213,7 +214,7 @@ TEST_P(FleetTest, ABurstOfChangesReachesAWatchStreamInOrder) {
         r.set_id(gw->device_id());
         (*r.mutable_labels())[absl::StrCat("editor", t)] = std::to_string(k);
         v1::Device out;
-        EXPECT_TRUE(Fleet().UpdateDevice(Context().get(), r, &out).ok());
+        EXPECT_TRUE(fleet.UpdateDevice(Context().get(), r, &out).ok());
       }
     });
   }
