@@ -50,7 +50,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options
     modules.download.max_kbps = options.max_download_kbps;
     modules.cache_bytes = options.module_cache_mb << 20;
     modules.memory_budget_bytes = options.memory_budget_kb << 10;
-    agent->modules_ = std::make_unique<ModuleManager>(modules, &agent->host_);
+    agent->modules_ = std::make_unique<ModuleManager>(modules, &agent->host_, &agent->shadow_);
+    agent->host_.SetShadowRunner(&agent->shadow_);
     ModelHost::RollbackPolicy policy;
     policy.enabled = options.rollback_min_calls > 0;
     policy.min_calls = options.rollback_min_calls;

@@ -88,6 +88,7 @@ class Agent {
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
 
   // Serving: the models, what keeps them in line with the desired state, the local API.
+  ShadowRunner shadow_;  // before host_, which offers it calls
   ModelHost host_;
   std::unique_ptr<ModuleManager> modules_;
   std::unique_ptr<DeviceTelemetry> telemetry_;

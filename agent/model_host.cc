@@ -262,6 +262,7 @@ absl::StatusOr<lv1::PredictResponse> ModelHost::Predict(const lv1::PredictReques
       counters ? counters->Record(inputs.data(), outputs.data(), ended - started, ran.ok()) : -1;
   if (slot->probation.load(std::memory_order_relaxed)) Watch(*slot, model);
   RETURN_IF_ERROR(ran);
+  if (shadow_ != nullptr) shadow_->Offer(model, inputs.data(), outputs.data());
   if (m.num_outputs > 0 && (counters == nullptr || !counters->classifier())) {
     const std::string& data = response.outputs(0).data();
     const float* values = reinterpret_cast<const float*>(data.data());

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "agent/prediction_log.h"
 #include "agent/serving_model.h"
+#include "agent/shadow_runner.h"
 #include "edgeloop/v1/local.pb.h"
 
 namespace edgeloop::agent {
@@ -50,6 +51,10 @@ class ModelHost {
   using LabelCallback = std::function<void(uint64_t counters, int64_t predicted, int64_t label,
                                            absl::Time predicted_at)>;
   void SetLabelCallback(LabelCallback on_label) { on_label_ = std::move(on_label); }
+
+  /// Where answered calls are offered for a shadowed candidate (not owned; set before
+  /// serving starts).
+  void SetShadowRunner(ShadowRunner* shadow) { shadow_ = shadow; }
 
   /// Publishes `model` as its model's active module; the one it replaces becomes previous.
   /// Returns the module that was previous until now, so that the caller chooses where its
@@ -138,6 +143,7 @@ class ModelHost {
 
   PredictionLog predictions_;  // for Feedback: per-thread rings, no lock on the call path
   LabelCallback on_label_;
+  ShadowRunner* shadow_ = nullptr;
 };
 
 }  // namespace edgeloop::agent

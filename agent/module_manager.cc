@@ -110,6 +110,15 @@ absl::Status ModuleManager::Reconcile(const v1::SyncResponse& desired,
     signing_key_ = desired.module_signing_key();
     generation_ = desired.desired_generation();
   }
+  // Candidates no longer shadowed go first: one now to be served is loaded afresh, and its
+  // shadow copy would be counted against the memory the new one needs.
+  if (shadow_ != nullptr) {
+    std::set<std::string> shadowed;
+    for (const v1::ShadowModule& s : desired.shadow_modules()) shadowed.insert(s.module().model());
+    for (const auto& c : shadow_->Candidates()) {
+      if (!shadowed.count(c->ref().model())) shadow_->Clear(c->ref().model());
+    }
+  }
   absl::Status first;
   // A module is the same when its bytes and its version are: two versions whose compiles gave
   // the same bytes are still two versions to the server (a rollout waits for the device to
@@ -149,11 +158,68 @@ absl::Status ModuleManager::Reconcile(const v1::SyncResponse& desired,
     RecordFailure(ref, s);
     if (first.ok()) first = s;
   }
+  if (absl::Status s = ReconcileShadows(desired, fetch); !s.ok() && first.ok()) first = s;
   return first;
 }
 
-absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string& signing_key,
-                                    const ModuleStore::Fetcher& fetch) {
+absl::Status ModuleManager::ReconcileShadows(const v1::SyncResponse& desired,
+                                             const ModuleStore::Fetcher& fetch) {
+  if (shadow_ == nullptr) return absl::OkStatus();
+  std::set<std::string> wanted;
+  absl::Status first;
+  for (const v1::ShadowModule& want : desired.shadow_modules()) {
+    const v1::ModuleRef& ref = want.module();
+    wanted.insert(ref.model());
+    bool have = false;
+    for (const auto& c : shadow_->Candidates()) {
+      have = have || (c->ref().model() == ref.model() && c->ref().digest() == ref.digest() &&
+                      c->ref().version() == ref.version());
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (have || refused_.count(ref.digest())) continue;
+    }
+    absl::Status s = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(ModuleFile file, Fetch(ref, desired.module_signing_key(), fetch));
+      // A candidate is an extra: it never makes the served module drain.
+      ASSIGN_OR_RETURN(bool fits, FitsBesideLoaded(ref));
+      if (!fits) {
+        return absl::ResourceExhaustedError(
+            "no memory to load the candidate beside the served module; it is not shadowed");
+      }
+      ASSIGN_OR_RETURN(auto loaded, ServingModel::Load(ref, std::move(file), options_.device_target));
+      shadow_->Set(std::move(loaded), {want.sample_ratio(), want.cpu_budget(), want.tolerance()});
+      return absl::OkStatus();
+    }();
+    std::lock_guard lock(mu_);
+    if (s.ok()) {
+      shadow_failures_.erase(ref.model());
+      Log(LogLevel::kInfo, "shadowing a candidate beside the served module",
+          {{"model", ref.model()},
+           {"version", ref.version()},
+           {"sample_ratio", want.sample_ratio()},
+           {"cpu_budget", want.cpu_budget()}});
+      continue;
+    }
+    Log(LogLevel::kWarning, "candidate not shadowed",
+        {{"model", ref.model()}, {"version", ref.version()}, {"error", s.ToString()}});
+    v1::ModuleStatus& failure = shadow_failures_[ref.model()];
+    *failure.mutable_module() = Brief(ref);
+    failure.set_state("failed");
+    failure.set_message(std::string(s.message()).substr(0, 1000));
+    if (Permanent(s)) refused_[ref.digest()] = std::string(s.message());
+    if (first.ok()) first = s;
+  }
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(shadow_failures_, [&](const auto& f) { return !wanted.count(f.first); });
+  }
+  return first;
+}
+
+absl::StatusOr<ModuleFile> ModuleManager::Fetch(const v1::ModuleRef& ref,
+                                                const std::string& signing_key,
+                                                const ModuleStore::Fetcher& fetch) {
   // The signed manifest is checked before a byte is fetched; the bytes, against the digest it
   // names, before loading. (`ref` does not change in between: checking its signature again
   // would prove nothing new.)
@@ -173,6 +239,24 @@ absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string&
     RETURN_IF_ERROR(store_.Download(ref, fetch, options_.download));
     file = OpenVerifiedModule(ref, store_.SoPath(ref.digest()));
   }
+  return file;
+}
+
+std::set<std::string> ModuleManager::Loaded() const {
+  std::set<std::string> keep;
+  for (const ModelHost::Loaded& m : host_.LoadedModels()) {
+    keep.insert(m.active->ref().digest());
+    if (m.previous) keep.insert(m.previous->ref().digest());
+  }
+  if (shadow_ != nullptr) {
+    for (const auto& c : shadow_->Candidates()) keep.insert(c->ref().digest());
+  }
+  return keep;
+}
+
+absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string& signing_key,
+                                    const ModuleStore::Fetcher& fetch) {
+  absl::StatusOr<ModuleFile> file = Fetch(ref, signing_key, fetch);
   RETURN_IF_ERROR(file.status());
   Failpoint("agent.verified");
   const absl::Time verified = absl::Now();
@@ -218,12 +302,7 @@ absl::Status ModuleManager::Install(const v1::ModuleRef& ref, const std::string&
     RETURN_IF_ERROR(SaveActive());
   }
   Failpoint("agent.recorded");
-  std::set<std::string> keep;
-  for (const ModelHost::Loaded& m : host_.LoadedModels()) {
-    keep.insert(m.active->ref().digest());
-    if (m.previous) keep.insert(m.previous->ref().digest());
-  }
-  return store_.Prune(options_.cache_bytes, keep);
+  return store_.Prune(options_.cache_bytes, Loaded());
 }
 
 void ModuleManager::RecordFailure(const v1::ModuleRef& ref, const absl::Status& why) {
@@ -279,6 +358,9 @@ absl::StatusOr<bool> ModuleManager::FitsBesideLoaded(const v1::ModuleRef& ref) c
       if (m.model == ref.model()) this_model += ModuleMemory(module->ref());
     }
   }
+  if (shadow_ != nullptr) {
+    for (const auto& c : shadow_->Candidates()) loaded += ModuleMemory(c->ref());
+  }
   // Against a budget everything loaded counts; against what the kernel says is available,
   // the loaded modules are already in use and not counted again.
   const int64_t room = options_.memory_budget_bytes > 0 ? options_.memory_budget_bytes - loaded
@@ -326,6 +408,14 @@ void ModuleManager::Report(v1::DeviceState* state) const {
     }
   }
   for (const auto& [model, failure] : failures_) *state->add_modules() = failure;
+  if (shadow_ != nullptr) {
+    for (const auto& c : shadow_->Candidates()) {
+      v1::ModuleStatus* status = state->add_modules();
+      *status->mutable_module() = Brief(c->ref());
+      status->set_state("shadowing");
+    }
+  }
+  for (const auto& [model, failure] : shadow_failures_) *state->add_modules() = failure;
 }
 
 }  // namespace edgeloop::agent

@@ -37,8 +37,9 @@ class ModuleManager {
     /// are drained and unloaded, then run on the new one.
     int64_t memory_budget_bytes = 0;
   };
-  ModuleManager(const Options& options, ModelHost* host)
-      : options_(options), store_(options.state_dir + "/modules"), host_(*host) {}
+  /// `shadow` (optional) runs the desired state's shadow modules (SyncResponse.shadow_modules).
+  ModuleManager(const Options& options, ModelHost* host, ShadowRunner* shadow = nullptr)
+      : options_(options), store_(options.state_dir + "/modules"), host_(*host), shadow_(shadow) {}
 
   /// Loads the modules active (and previous) before the restart.
   absl::Status Restore();
@@ -55,6 +56,14 @@ class ModuleManager {
  private:
   absl::Status Install(const v1::ModuleRef& ref, const std::string& signing_key,
                        const ModuleStore::Fetcher& fetch);
+  /// Downloads (or finds on disk) and verifies `ref` against its signed manifest.
+  absl::StatusOr<ModuleFile> Fetch(const v1::ModuleRef& ref, const std::string& signing_key,
+                                   const ModuleStore::Fetcher& fetch);
+  /// Brings the shadowed candidates to the desired state's: loads new ones beside the active
+  /// modules (never by unloading those: a candidate that does not fit fails), drops the rest.
+  absl::Status ReconcileShadows(const v1::SyncResponse& desired, const ModuleStore::Fetcher& fetch);
+  /// The digests to keep on disk: what is loaded (with mu_ not held).
+  std::set<std::string> Loaded() const;
   absl::Status SaveActive();  // with mu_ held
   /// Reports `ref` failed for `why`, and never retries it when no retry can help. With mu_ held.
   void RecordFailure(const v1::ModuleRef& ref, const absl::Status& why);
@@ -68,7 +77,9 @@ class ModuleManager {
   Options options_;
   ModuleStore store_;
   ModelHost& host_;
+  ShadowRunner* shadow_;
   mutable std::mutex mu_;
+  std::map<std::string, v1::ModuleStatus> shadow_failures_;  // by model; guarded by mu_
   std::map<std::string, v1::ModuleStatus> failures_;  // by model; cleared when it succeeds
   std::map<std::string, std::string> refused_;        // digest → why (not retried)
   std::set<std::string> rolled_back_;                 // digests refused for good (persisted)

@@ -8,14 +8,18 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "agent/model_host.h"
+#include "agent/module_manager.h"
 #include "agent/module_store.h"
 #include "agent/serving_model.h"
+#include "agent/shadow_runner.h"
+#include "agent/window_counters.h"
 #include "agent/thread_priority.h"
 #include "common/file_util.h"
 #include "common/random.h"
@@ -597,6 +601,194 @@ TEST(ThreadPriorityTest, WithoutLeaveToRaiseBackgroundWorkStaysNormal) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to become an unprivileged user";
   GTEST_FLAG_SET(death_test_style, "threadsafe");  // a fresh process: Available() not cached
   EXPECT_EXIT(BackgroundWorkAsNobody(), ::testing::ExitedWithCode(0), "");
+}
+
+
+// ---- The shadow stage: a candidate beside the served module ----
+
+class ShadowTest : public ServingUnitTest {
+ protected:
+  // `ref` loaded from its verified bytes, as the module manager loads it.
+  std::shared_ptr<ServingModel> Load(const v1::ModuleRef& ref) {
+    const std::string path = absl::StrCat(dir_, "/", ref.version(), ".so");
+    EXPECT_TRUE(WriteFileAtomically(path, bytes_.at(ref.digest())).ok());
+    auto file = OpenVerifiedModule(ref, path);
+    EXPECT_TRUE(file.ok()) << file.status();
+    auto loaded = ServingModel::Load(ref, *std::move(file), HostTarget());
+    EXPECT_TRUE(loaded.ok()) << loaded.status();
+    return loaded.ok() ? *loaded : nullptr;
+  }
+  // Serves `active` with its version monitored in windows of a minute.
+  void Serve(const std::shared_ptr<ServingModel>& active) {
+    v1::MonitoringSpec spec;
+    spec.set_model(active->ref().model());
+    spec.set_version(active->ref().version());
+    spec.set_window_seconds(60);
+    counters_ = std::make_shared<WindowCounters>(spec, active->ref().digest(), active->module(),
+                                                 clock_.Now());
+    active->Monitor(counters_);
+    host_.SetShadowRunner(&runner_);
+    host_.Activate(active);
+  }
+  // `n` calls with inputs from a fixed sequence; checks each is answered by the served
+  // version with the served module's own result.
+  void Calls(int n, const std::shared_ptr<ServingModel>& served) {
+    std::mt19937 random(7);
+    std::uniform_real_distribution<float> value(-2, 2);
+    for (int i = 0; i < n; ++i) {
+      std::vector<float> x(8);
+      for (float& v : x) v = value(random);
+      lv1::PredictRequest request;
+      request.set_model("m");
+      lv1::Tensor* t = request.add_inputs();
+      t->set_dtype(lv1::FLOAT32);
+      for (int64_t d : {1, 8}) t->add_dims(d);
+      t->set_data(x.data(), x.size() * 4);
+      auto response = host_.Predict(request);
+      ASSERT_TRUE(response.ok()) << response.status();
+      ASSERT_EQ(response->model_version(), served->ref().version());
+      std::vector<float> own(3);
+      const void* in[] = {x.data()};
+      void* out[] = {own.data()};
+      ASSERT_TRUE(served->Run(in, out).ok());
+      ASSERT_EQ(response->outputs(0).data(), std::string(reinterpret_cast<char*>(own.data()), 12));
+    }
+    runner_.WaitIdle();
+  }
+  // The shadow counts of the window open now.
+  v1::TelemetryWindow::Shadow Window() {
+    clock_.Advance(absl::Seconds(60));
+    auto w = counters_->CloseIfDue(clock_.Now());
+    EXPECT_TRUE(w.has_value());
+    if (!w.has_value() || w->shadows_size() == 0) return {};
+    EXPECT_EQ(w->shadows_size(), 1);
+    return w->shadows(0);
+  }
+  static int64_t Sum(const google::protobuf::RepeatedField<int64_t>& counts) {
+    int64_t total = 0;
+    for (int64_t c : counts) total += c;
+    return total;
+  }
+
+  edgeloop::testing::FakeClock clock_;
+  ShadowRunner runner_{&clock_};
+  ModelHost host_;
+  std::shared_ptr<WindowCounters> counters_;
+};
+
+TEST_F(ShadowTest, TheCandidateRunsBesideTheServedModuleAndIsNeverReturned) {
+  auto served = Load(Module("m", 1, "x86_64-v2", /*seed=*/1));
+  Serve(served);
+  // Version 2 has the same weights (it agrees on every call), version 3 others.
+  runner_.Set(Load(Module("m", 2, "x86_64-v2", /*seed=*/1)), {1.0, 1.0, 0});
+  Calls(200, served);
+  v1::TelemetryWindow::Shadow same = Window();
+  EXPECT_EQ(same.version(), 2);
+  EXPECT_EQ(same.requests() + same.skipped(), 200);  // skipped only when the queue was full
+  EXPECT_GT(same.requests(), 0);
+  EXPECT_EQ(same.agreed(), same.requests());
+  EXPECT_EQ(same.errors(), 0);
+  EXPECT_EQ(Sum(same.latency_counts()), same.requests());
+
+  runner_.Set(Load(Module("m", 3, "x86_64-v2", /*seed=*/9)), {1.0, 1.0, 0});
+  Calls(200, served);
+  v1::TelemetryWindow::Shadow other = Window();
+  EXPECT_EQ(other.version(), 3);
+  EXPECT_GT(other.requests(), 0);
+  EXPECT_LT(other.agreed(), other.requests());
+
+  // Within a tolerance nothing this far off agrees; the same weights always do.
+  runner_.Set(Load(Module("m", 2, "x86_64-v2", /*seed=*/1)), {1.0, 1.0, 1e-6});
+  Calls(50, served);
+  v1::TelemetryWindow::Shadow tolerant = Window();
+  EXPECT_EQ(tolerant.agreed(), tolerant.requests());
+
+  // Cleared: nothing more is shadowed, and the window has no shadow.
+  runner_.Clear("m");
+  Calls(20, served);
+  EXPECT_EQ(Window().requests(), 0);
+  EXPECT_TRUE(runner_.Candidates().empty());
+}
+
+TEST_F(ShadowTest, TheSampleAndTheCpuBudgetBoundTheCost) {
+  auto served = Load(Module("m", 1, "x86_64-v2", /*seed=*/1));
+  Serve(served);
+  // A quarter of the calls, evenly spread.
+  runner_.Set(Load(Module("m", 2, "x86_64-v2", /*seed=*/1)), {0.25, 1.0, 0});
+  Calls(100, served);
+  v1::TelemetryWindow::Shadow quarter = Window();
+  EXPECT_EQ(quarter.requests() + quarter.skipped(), 25);
+
+  // A budget of a millionth of a core holds 0.2 µs: the first shadowed call spends it (and a
+  // few queued before it was charged), and with the clock standing still nothing refills it.
+  runner_.Set(Load(Module("m", 2, "x86_64-v2", /*seed=*/1)), {1.0, 1e-6, 0});
+  Calls(100, served);
+  v1::TelemetryWindow::Shadow starved = Window();
+  EXPECT_EQ(starved.requests() + starved.skipped(), 100);
+  EXPECT_LE(starved.requests(), 9);  // the queue holds 8
+  EXPECT_GE(starved.skipped(), 91);
+  // Time refills it: 100 s at a millionth of a core is 100 µs, a few more calls.
+  clock_.Advance(absl::Seconds(100));
+  Calls(1, served);
+  EXPECT_EQ(Window().requests(), 1);
+}
+
+TEST_F(ShadowTest, TheModuleManagerShadowsWhatTheServerAsksAndReportsIt) {
+  ShadowRunner runner;
+  ModelHost host;
+  host.SetShadowRunner(&runner);
+  ModuleManager::Options options;
+  options.state_dir = dir_ + "/state";
+  options.device_target = HostTarget();
+  ModuleManager manager(options, &host, &runner);
+  v1::SyncResponse desired;
+  desired.set_module_signing_key(key_->public_key_pem());
+  *desired.add_desired_modules() = Module("m", 1, "x86_64-v2", 1);
+  v1::ShadowModule* shadow = desired.add_shadow_modules();
+  *shadow->mutable_module() = Module("m", 2, "x86_64-v2", 9);
+  shadow->set_sample_ratio(0.5);
+  shadow->set_cpu_budget(0.1);
+  ASSERT_TRUE(manager.Reconcile(desired, Fetcher()).ok());
+  auto states = [&] {
+    v1::DeviceState state;
+    manager.Report(&state);
+    std::vector<std::string> out;
+    for (const auto& m : state.modules()) {
+      out.push_back(absl::StrCat(m.module().version(), " ", m.state()));
+    }
+    return out;
+  };
+  EXPECT_EQ(states(), (std::vector<std::string>{"1 running", "2 shadowing"}));
+  EXPECT_EQ(host.Active("m")->ref().version(), 1);
+
+  // The shadow stage passes: version 2 serves, and is no longer shadowed.
+  desired.clear_shadow_modules();
+  desired.clear_desired_modules();
+  *desired.add_desired_modules() = Module("m", 2, "x86_64-v2", 9);
+  ASSERT_TRUE(manager.Reconcile(desired, Fetcher()).ok());
+  EXPECT_EQ(states(), (std::vector<std::string>{"2 running", "1 previous"}));
+  EXPECT_TRUE(runner.Candidates().empty());
+
+  // A candidate that does not verify is reported failed; what serves goes on serving.
+  v1::ShadowModule* bad = desired.add_shadow_modules();
+  *bad->mutable_module() = Module("m", 3, "x86_64-v2", 5);
+  bad->mutable_module()->set_signature(std::string(128, '0'));
+  EXPECT_FALSE(manager.Reconcile(desired, Fetcher()).ok());
+  EXPECT_EQ(states(), (std::vector<std::string>{"2 running", "1 previous", "3 failed"}));
+  EXPECT_EQ(host.Active("m")->ref().version(), 2);
+}
+
+TEST(OutputsAgreeTest, ArgmaxValueOrTolerance) {
+  elm_module m{};
+  m.num_outputs = 1;
+  using T = std::vector<std::vector<float>>;
+  EXPECT_TRUE(OutputsAgree(m, T{{0.1f, 0.7f, 0.2f}}, T{{0.3f, 0.4f, 0.3f}}, 0));
+  EXPECT_FALSE(OutputsAgree(m, T{{0.1f, 0.7f, 0.2f}}, T{{0.5f, 0.4f, 0.1f}}, 0));
+  EXPECT_TRUE(OutputsAgree(m, T{{1.5f}}, T{{1.5f}}, 0));
+  EXPECT_FALSE(OutputsAgree(m, T{{1.5f}}, T{{1.50001f}}, 0));
+  EXPECT_TRUE(OutputsAgree(m, T{{1.5f}}, T{{1.55f}}, 0.1));
+  EXPECT_FALSE(OutputsAgree(m, T{{1.5f, 2.0f}}, T{{1.55f, 2.2f}}, 0.1));
+  EXPECT_FALSE(OutputsAgree(m, T{{NAN}}, T{{NAN}}, 0.1));
 }
 
 }  // namespace

@@ -163,6 +163,27 @@ void WindowCounters::RecordLateLabel() noexcept {
   Bump(shards_[static_cast<size_t>(slot)].cells[kLateLabels], slot < ThreadSlots());
 }
 
+void WindowCounters::RecordShadow(int64_t version, const std::string& digest, bool ok,
+                                  bool agreed, absl::Duration run) {
+  std::lock_guard lock(shadow_mu_);
+  v1::TelemetryWindow::Shadow& s = shadows_[version];
+  if (s.latency_counts_size() == 0) {
+    s.set_version(version);
+    s.mutable_latency_counts()->Resize(static_cast<int>(kLatencyBuckets), 0);
+  }
+  if (s.module_digest().empty()) s.set_module_digest(digest);
+  s.set_requests(s.requests() + 1);
+  if (!ok) s.set_errors(s.errors() + 1);
+  if (ok && agreed) s.set_agreed(s.agreed() + 1);
+  const int bucket = static_cast<int>(LatencyBucket(absl::ToDoubleMicroseconds(run)));
+  s.set_latency_counts(bucket, s.latency_counts(bucket) + 1);
+}
+
+void WindowCounters::RecordShadowSkipped(int64_t version) noexcept {
+  skipped_version_.store(version, std::memory_order_relaxed);
+  shadow_skipped_.fetch_add(1, std::memory_order_relaxed);
+}
+
 absl::Time WindowCounters::window_end() const {
   return absl::FromUnixMillis(window_start_ms_.load()) + window_;
 }
@@ -224,6 +245,22 @@ std::optional<v1::TelemetryWindow> WindowCounters::CloseIfDue(absl::Time now) {
     for (const int64_t c : Take(predicted_labelled_at_, classes_)) w.add_predicted_labelled(c);
   } else if (prediction_edges_ > 0) {
     for (const int64_t c : Take(predictions_at_, prediction_edges_ + 1)) w.add_prediction_counts(c);
+  }
+  {
+    std::lock_guard lock(shadow_mu_);
+    if (const int64_t skipped = shadow_skipped_.exchange(0, std::memory_order_relaxed);
+        skipped > 0) {
+      const int64_t version = skipped_version_.load(std::memory_order_relaxed);
+      v1::TelemetryWindow::Shadow& s = shadows_[version];
+      if (s.latency_counts_size() == 0) {
+        s.set_version(version);
+        s.mutable_latency_counts()->Resize(static_cast<int>(kLatencyBuckets), 0);
+      }
+      s.set_skipped(s.skipped() + skipped);
+    }
+    for (auto& [version, shadow] : shadows_) *w.add_shadows() = std::move(shadow);
+    taken_any_ = taken_any_ || !shadows_.empty();
+    shadows_.clear();
   }
   window_start_ms_ = FloorTo(absl::ToUnixMillis(now), step);
   // Empty only when every count is: a call racing with this close may have its request

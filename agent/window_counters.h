@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -41,6 +43,14 @@ class WindowCounters {
   /// counted as late.
   void RecordLabel(int64_t predicted, int64_t label) noexcept;
   void RecordLateLabel() noexcept;
+
+  /// One call of this version also run on the candidate `version` it shadows (from the
+  /// shadow runner's thread, off the request path: a short lock).
+  void RecordShadow(int64_t version, const std::string& digest, bool ok, bool agreed,
+                    absl::Duration run);
+  /// A call sampled for the candidate `version` but not run on it (the request thread: no
+  /// lock, two relaxed atomic operations).
+  void RecordShadowSkipped(int64_t version) noexcept;
 
   /// When the current window has ended by `now`: takes its counts (resetting them) and
   /// starts the window `now` falls in; the window is returned unless nothing happened in it.
@@ -88,6 +98,10 @@ class WindowCounters {
   std::vector<Shard> shards_;
   std::vector<int64_t> totals_;           // each cell's sum over shards at the last close
   std::atomic<int64_t> window_start_ms_;  // written by Close, read by window_end()
+  std::mutex shadow_mu_;
+  std::map<int64_t, v1::TelemetryWindow::Shadow> shadows_;  // by candidate; guarded
+  // Skipped calls, of the candidate last skipped (one candidate per model at a time).
+  std::atomic<int64_t> shadow_skipped_{0}, skipped_version_{0};
 };
 
 }  // namespace edgeloop::agent

@@ -43,9 +43,11 @@ const char* Usage() {
                  [--on-failure pause|rollback] [--canary SEL] [--max-concurrent N]
                  [--maintenance-window 'CRON' --maintenance-duration 2h --time-zone ZONE]
                  [--offline-deadline 24h] [--inconclusive 1h] [--supersedes ID]
+                 [--shadow 10m [--shadow-sample 0.1] [--shadow-cpu 0.1] [--shadow-tolerance 0]]
                                       ship a version in gated waves; gate metrics:
                                       install_success_ratio failed_installs error_rate
                                       latency_p95_ratio accuracy_delta drifted_feature_ratio
+                                      shadow_agreement (judged in each wave's shadow stage)
   rollout list [--model M] [--active]
   rollout show ID [--watch] [--interval 2s]
                                       waves with their devices, and the gates' values

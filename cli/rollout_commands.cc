@@ -129,6 +129,23 @@ absl::StatusOr<v1::RolloutSpec> SpecFromFlags(const Args& args) {
     ASSIGN_OR_RETURN(int64_t s, Seconds(args.Flag("inconclusive"), "inconclusive"));
     spec.set_inconclusive_seconds(s);
   }
+  if (args.Has("shadow")) {
+    v1::ShadowStage& shadow = *spec.mutable_shadow();
+    ASSIGN_OR_RETURN(int64_t s, Seconds(args.Flag("shadow"), "shadow"));
+    shadow.set_seconds(s);
+    auto number = [&](const char* flag, void (v1::ShadowStage::*set)(double)) -> absl::Status {
+      if (!args.Has(flag)) return absl::OkStatus();
+      double v = 0;
+      if (!absl::SimpleAtod(args.Flag(flag), &v)) {
+        return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be a number"));
+      }
+      (shadow.*set)(v);
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(number("shadow-sample", &v1::ShadowStage::set_sample_ratio));
+    RETURN_IF_ERROR(number("shadow-cpu", &v1::ShadowStage::set_cpu_budget));
+    RETURN_IF_ERROR(number("shadow-tolerance", &v1::ShadowStage::set_tolerance));
+  }
   spec.set_canary_selector(args.Flag("canary"));
   if (args.Has("supersedes")) {
     ASSIGN_OR_RETURN(int64_t id, Number(args.Flag("supersedes"), "--supersedes"));
@@ -148,16 +165,23 @@ void PrintRollout(const v1::Rollout& r, std::ostream& out) {
   out << absl::StrFormat("rollout %d: %s v%d", r.id(), s.model(), r.version());
   if (r.replaced_version() > 0) out << " replacing v" << r.replaced_version();
   out << absl::StrFormat(" on '%s' (%d devices)\n", s.selector(), r.matching_devices());
-  out << absl::StrFormat("state %s, wave %d of %d, on failure %s, bake %ds\n", r.state(),
-                         r.current_wave() + 1, r.wave_total(), s.on_failure(), s.bake_seconds());
+  out << absl::StrFormat("state %s, wave %d of %d%s, on failure %s, bake %ds", r.state(),
+                         r.current_wave() + 1, r.wave_total(),
+                         r.shadowing() ? " (shadow stage)" : "", s.on_failure(), s.bake_seconds());
+  if (s.has_shadow()) {
+    out << absl::StrFormat(", shadow %ds (%g of calls, %g of a core)", s.shadow().seconds(),
+                           s.shadow().sample_ratio(), s.shadow().cpu_budget());
+  }
+  out << "\n";
   if (!r.message().empty()) out << r.message() << "\n";
-  Table waves({"WAVE", "TARGET", "DEVICES", "PENDING", "DOWNLOADING", "ACTIVE", "FAILED",
-               "ROLLED BACK", "INCOMPATIBLE", "OFFLINE", "STARTED"});
+  Table waves({"WAVE", "TARGET", "DEVICES", "PENDING", "DOWNLOADING", "SHADOWING", "ACTIVE",
+               "FAILED", "ROLLED BACK", "INCOMPATIBLE", "OFFLINE", "STARTED"});
   for (const v1::WaveStatus& w : r.waves()) {
     const v1::WaveCounts& c = w.counts();
     waves.Add({absl::StrCat(w.index() + 1, w.index() == r.current_wave() ? " *" : ""), w.target(),
                std::to_string(w.devices()), std::to_string(c.pending()),
-               std::to_string(c.downloading()), std::to_string(c.active()),
+               std::to_string(c.downloading()), std::to_string(c.shadowing()),
+               std::to_string(c.active()),
                std::to_string(c.failed()), std::to_string(c.rolled_back()),
                std::to_string(c.incompatible()), std::to_string(c.offline()),
                w.has_start_time() ? Time(w.start_time()) : "-"});

@@ -54,6 +54,22 @@ void MergeWindow(v1::TelemetryWindow& into, const v1::TelemetryWindow& from, int
   AddCounts(into.mutable_labelled(), from.labelled());
   AddCounts(into.mutable_correct(), from.correct());
   AddCounts(into.mutable_predicted_labelled(), from.predicted_labelled());
+  for (const v1::TelemetryWindow::Shadow& f : from.shadows()) {
+    v1::TelemetryWindow::Shadow* g = nullptr;
+    for (v1::TelemetryWindow::Shadow& candidate : *into.mutable_shadows()) {
+      if (candidate.version() == f.version()) g = &candidate;
+    }
+    if (g == nullptr) {
+      g = into.add_shadows();
+      g->set_version(f.version());
+      g->set_module_digest(f.module_digest());
+    }
+    g->set_requests(g->requests() + f.requests());
+    g->set_agreed(g->agreed() + f.agreed());
+    g->set_errors(g->errors() + f.errors());
+    g->set_skipped(g->skipped() + f.skipped());
+    AddCounts(g->mutable_latency_counts(), f.latency_counts());
+  }
 }
 
 }  // namespace edgeloop

@@ -21,7 +21,7 @@ std::string TelemetryWindowId(absl::string_view model, int64_t version, int64_t 
 /// Adds `from`'s counts to `into`'s, feature by feature (by name), and widens `into`'s end to
 /// cover `from`'s. A histogram empty in `into` takes `from`'s; two of different lengths (binned
 /// on different edges) are not comparable and `into`'s is kept. Raw samples are appended up
-/// to `max_samples` per feature (0 drops them).
+/// to `max_samples` per feature (0 drops them). Shadowed candidates add up by version.
 void MergeWindow(v1::TelemetryWindow& into, const v1::TelemetryWindow& from, int max_samples);
 
 }  // namespace edgeloop

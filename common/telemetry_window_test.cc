@@ -45,5 +45,30 @@ TEST(MergeWindowTest, KeepsSamplesUpToTheCapAndHistogramsOfOtherBinsApart) {
   EXPECT_TRUE(into.features(0).samples().empty());
 }
 
+TEST(MergeWindowTest, ShadowedCandidatesAddUpByVersion) {
+  auto with = [](int64_t version, int64_t requests, int64_t agreed) {
+    v1::TelemetryWindow w = Part(0, 10, {});
+    v1::TelemetryWindow::Shadow* s = w.add_shadows();
+    s->set_version(version);
+    s->set_requests(requests);
+    s->set_agreed(agreed);
+    s->set_skipped(1);
+    for (int64_t c : {requests, int64_t{0}}) s->add_latency_counts(c);
+    return w;
+  };
+  v1::TelemetryWindow sum;
+  MergeWindow(sum, with(2, 4, 3), 0);
+  MergeWindow(sum, with(3, 5, 5), 0);
+  MergeWindow(sum, with(2, 6, 1), 0);
+  ASSERT_EQ(sum.shadows_size(), 2);
+  EXPECT_EQ(sum.shadows(0).version(), 2);
+  EXPECT_EQ(sum.shadows(0).requests(), 10);
+  EXPECT_EQ(sum.shadows(0).agreed(), 4);
+  EXPECT_EQ(sum.shadows(0).skipped(), 2);
+  EXPECT_EQ(sum.shadows(0).latency_counts(0), 10);
+  EXPECT_EQ(sum.shadows(1).version(), 3);
+  EXPECT_EQ(sum.shadows(1).requests(), 5);
+}
+
 }  // namespace
 }  // namespace edgeloop

@@ -1,5 +1,6 @@
 #include "fleet/assignments.h"
 
+#include <algorithm>
 #include <limits>
 #include <map>
 #include <optional>
@@ -141,8 +142,8 @@ absl::StatusOr<v1::ListAssignmentsResponse> Assignments::List(
   return response;
 }
 
-absl::StatusOr<std::vector<v1::ModuleRef>> Assignments::DesiredFor(
-    const std::string& device_id, const Attributes& attributes, const std::string& device_target) {
+absl::Status Assignments::DesiredFor(const std::string& device_id, const Attributes& attributes,
+                                     const std::string& device_target, v1::SyncResponse* out) {
   // The assignments that may apply (this device's own and every selector's), newest first;
   // the first that applies wins its model. Both halves are indexed: other devices' own
   // assignments, which grow with the fleet, are never read.
@@ -157,6 +158,8 @@ absl::StatusOr<std::vector<v1::ModuleRef>> Assignments::DesiredFor(
     std::string alias;
     int64_t ordered_at_ms = 0;
     std::optional<int64_t> override_version;  // a newer rollout's, tried first
+    int64_t override_at_ms = 0;
+    std::optional<DesiredOverride> shadow;    // a newer rollout's, to run beside
   };
   std::map<int64_t, Choice> choices;  // by model id
   for (const store::Row& row : rows) {
@@ -168,16 +171,25 @@ absl::StatusOr<std::vector<v1::ModuleRef>> Assignments::DesiredFor(
       applies = selector.ok() && selector->Matches(attributes);
     }
     if (!applies) continue;
-    choices[model_id] = {row.Int("version"), row.Text("alias"), row.Int("created_at_ms"), {}};
+    Choice& c = choices[model_id];
+    c.version = row.Int("version");
+    c.alias = row.Text("alias");
+    c.ordered_at_ms = row.Int("created_at_ms");
   }
   if (overrides_) {
     ASSIGN_OR_RETURN(std::vector<DesiredOverride> overrides, overrides_(device_id, attributes));
+    // Serving overrides first: a shadow is judged against what they leave.
+    std::stable_partition(overrides.begin(), overrides.end(),
+                          [](const DesiredOverride& o) { return !o.shadow.has_value(); });
     for (const DesiredOverride& o : overrides) {
-      auto it = choices.find(o.model_id);
-      if (it == choices.end()) {
-        choices[o.model_id] = {0, "", 0, o.version};
-      } else if (o.ordered_at_ms >= it->second.ordered_at_ms) {  // a tie goes to the rollout
-        it->second.override_version = o.version;
+      Choice& c = choices[o.model_id];
+      const int64_t newest = std::max(c.ordered_at_ms, c.override_at_ms);
+      if (o.ordered_at_ms < newest) continue;  // a tie goes to the rollout
+      if (o.shadow.has_value()) {
+        c.shadow = o;
+      } else {
+        c.override_version = o.version;
+        c.override_at_ms = o.ordered_at_ms;
       }
     }
   }
@@ -189,35 +201,14 @@ absl::StatusOr<std::vector<v1::ModuleRef>> Assignments::DesiredFor(
   // names sort by level (x86_64-v1 < … < v4, aarch64-v8 < aarch64-v8.2-dotprod), so the last
   // one the device runs is the best.
   auto module_of = [&](int64_t model_id, int64_t version)
-      -> absl::StatusOr<std::optional<registry::ArtifactRecord>> {
+      -> absl::StatusOr<std::optional<v1::ModuleRef>> {
     ASSIGN_OR_RETURN(std::vector<registry::ArtifactRecord> artifacts,
                      registry::Registry::Artifacts(*database_, model_id, version));
-    std::optional<registry::ArtifactRecord> best;
-    for (registry::ArtifactRecord& artifact : artifacts) {
-      if (TargetRunsOn(artifact.target, device_target)) best = std::move(artifact);
+    const registry::ArtifactRecord* best = nullptr;
+    for (const registry::ArtifactRecord& artifact : artifacts) {
+      if (TargetRunsOn(artifact.target, device_target)) best = &artifact;
     }
-    return best;
-  };
-  std::vector<v1::ModuleRef> desired;
-  for (const auto& [model_id, choice] : choices) {
-    if (!names.count(model_id)) continue;
-    std::optional<registry::ArtifactRecord> best;
-    int64_t version = 0;
-    if (choice.override_version.has_value()) {
-      version = *choice.override_version;
-      ASSIGN_OR_RETURN(best, module_of(model_id, version));
-    }
-    if (!best.has_value() && choice.ordered_at_ms > 0) {
-      version = choice.version;
-      if (!choice.alias.empty()) {
-        ASSIGN_OR_RETURN(std::optional<int64_t> target,
-                         registry::Registry::AliasTarget(*database_, model_id, choice.alias));
-        if (!target) continue;
-        version = *target;
-      }
-      ASSIGN_OR_RETURN(best, module_of(model_id, version));
-    }
-    if (!best.has_value()) continue;
+    if (best == nullptr) return std::nullopt;
     v1::ModuleRef ref;
     ref.set_model(names.at(model_id));
     ref.set_version(version);
@@ -226,10 +217,42 @@ absl::StatusOr<std::vector<v1::ModuleRef>> Assignments::DesiredFor(
     ref.set_size(best->module_size);
     ref.set_manifest(best->manifest);
     ref.set_signature(best->signature);
-    if (monitoring_) RETURN_IF_ERROR(monitoring_(model_id, ref));
-    desired.push_back(std::move(ref));
+    return ref;
+  };
+  for (const auto& [model_id, choice] : choices) {
+    if (!names.count(model_id)) continue;
+    std::optional<v1::ModuleRef> active;
+    if (choice.override_version.has_value()) {
+      ASSIGN_OR_RETURN(active, module_of(model_id, *choice.override_version));
+    }
+    if (!active.has_value() && choice.ordered_at_ms > 0) {
+      int64_t version = choice.version;
+      if (!choice.alias.empty()) {
+        ASSIGN_OR_RETURN(std::optional<int64_t> target,
+                         registry::Registry::AliasTarget(*database_, model_id, choice.alias));
+        if (!target) continue;
+        version = *target;
+      }
+      ASSIGN_OR_RETURN(active, module_of(model_id, version));
+    }
+    std::optional<v1::ModuleRef> shadow;
+    if (choice.shadow.has_value()) {
+      ASSIGN_OR_RETURN(shadow, module_of(model_id, choice.shadow->version));
+    }
+    if (!active.has_value()) {
+      active = std::move(shadow);  // nothing to shadow beside: it serves
+      shadow.reset();
+    }
+    if (!active.has_value()) continue;
+    if (monitoring_) RETURN_IF_ERROR(monitoring_(model_id, *active));
+    if (shadow.has_value() && shadow->version() != active->version()) {
+      v1::ShadowModule* s = out->add_shadow_modules();
+      *s = *choice.shadow->shadow;
+      *s->mutable_module() = *std::move(shadow);
+    }
+    *out->add_desired_modules() = *std::move(active);
   }
-  return desired;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<bool> Assignments::IsModule(const std::string& digest) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,10 +22,14 @@ using MonitoringLookup = std::function<absl::Status(int64_t model_id, v1::Module
 /// A version a device should run that comes from outside the direct assignments — a rollout
 /// that has released the device. `ordered_at_ms` (when the rollout was created) orders it
 /// against the assignments: the newer of the two wins.
+///
+/// With `shadow` set, the device runs the version beside the module it would run otherwise
+/// (v1::ShadowModule: sample_ratio, cpu_budget and tolerance filled) instead of serving it.
 struct DesiredOverride {
   int64_t model_id = 0;
   int64_t version = 0;
   int64_t ordered_at_ms = 0;
+  std::optional<v1::ShadowModule> shadow;
 };
 
 /// The overrides in force for a device (the rollout component provides them).
@@ -62,11 +67,13 @@ class Assignments {
   ///  2. a rollout override newer than that assignment replaces it, but only when the
   ///     rollout's version has a module the device runs (an incompatible device keeps 1.);
   ///  3. the version's module for the highest target class the device runs is the answer.
+  ///  4. a shadow override newer than what 1–2 chose adds its version's module to
+  ///     `shadow_modules` beside it; with nothing chosen there is nothing to shadow beside,
+  ///     and the shadow's version is the answer of 3.
   /// A model whose version has no module for the device yet (still compiling, or no such
-  /// target) is left out until it has one.
-  absl::StatusOr<std::vector<v1::ModuleRef>> DesiredFor(const std::string& device_id,
-                                                        const Attributes& attributes,
-                                                        const std::string& device_target);
+  /// target) is left out until it has one. Fills desired_modules and shadow_modules.
+  absl::Status DesiredFor(const std::string& device_id, const Attributes& attributes,
+                          const std::string& device_target, v1::SyncResponse* out);
 
   /// True when `digest` is a module the CI stage built (what devices may fetch).
   absl::StatusOr<bool> IsModule(const std::string& digest);

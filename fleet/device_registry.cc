@@ -328,10 +328,7 @@ absl::Status DeviceRegistry::FillDesired(const store::Row& row, v1::SyncResponse
   *out->mutable_module_signing_key_trust() = options_.module_signing_key;
   if (options_.assignments == nullptr || row.Text("status") != "ACTIVE") return absl::OkStatus();
   ASSIGN_OR_RETURN(Attributes attributes, AttributesOf(row));
-  ASSIGN_OR_RETURN(std::vector<v1::ModuleRef> desired,
-                   options_.assignments->DesiredFor(row.Text("id"), attributes, row.Text("target")));
-  for (v1::ModuleRef& m : desired) *out->add_desired_modules() = std::move(m);
-  return absl::OkStatus();
+  return options_.assignments->DesiredFor(row.Text("id"), attributes, row.Text("target"), out);
 }
 
 void DeviceRegistry::Notify(absl::string_view device_id) {

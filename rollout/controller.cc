@@ -1,6 +1,7 @@
 #include "rollout/controller.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <map>
 #include <set>
@@ -27,7 +28,16 @@ using google::protobuf::util::TimeUtil;
 constexpr int kMaxGates = 16;
 
 // Where a released device is with the candidate.
-enum class Step { kPending, kDownloading, kActive, kFailed, kRolledBack, kIncompatible, kOffline };
+enum class Step {
+  kPending,
+  kDownloading,
+  kActive,
+  kFailed,
+  kRolledBack,
+  kIncompatible,
+  kOffline,
+  kShadowing
+};
 
 bool Undoing(const std::string& state) {
   return state == "ROLLING_BACK" || state == "ROLLED_BACK" || state == "ABORTED";
@@ -66,6 +76,9 @@ void Add(v1::WaveCounts& c, Step step) {
       break;
     case Step::kOffline:
       c.set_offline(c.offline() + 1);
+      break;
+    case Step::kShadowing:
+      c.set_shadowing(c.shadowing() + 1);
       break;
   }
 }
@@ -110,7 +123,27 @@ absl::Status CheckSpec(v1::RolloutSpec& spec) {
   }
   RETURN_IF_ERROR(MaintenanceWindowCheck::Create(spec.maintenance_window()).status());
   if (spec.has_shadow()) {
-    return absl::UnimplementedError("the shadow stage is not available yet");
+    v1::ShadowStage& shadow = *spec.mutable_shadow();
+    if (shadow.sample_ratio() == 0) shadow.set_sample_ratio(0.1);
+    if (shadow.cpu_budget() == 0) shadow.set_cpu_budget(0.1);
+    if (!(shadow.sample_ratio() > 0 && shadow.sample_ratio() <= 1)) {
+      return absl::InvalidArgumentError("shadow.sampleRatio must be above 0 and at most 1");
+    }
+    if (!(shadow.cpu_budget() > 0 && shadow.cpu_budget() <= 1)) {
+      return absl::InvalidArgumentError("shadow.cpuBudget must be above 0 and at most 1");
+    }
+    if (!(shadow.tolerance() >= 0) || !std::isfinite(shadow.tolerance())) {
+      return absl::InvalidArgumentError("shadow.tolerance must be a number, 0 or more");
+    }
+    if (shadow.seconds() < 0 || shadow.seconds() > kMonth) {
+      return absl::InvalidArgumentError("shadow.seconds must be from 0 to 31 days");
+    }
+  }
+  for (const v1::RolloutGate& gate : spec.gates()) {
+    if (gate.metric() == "shadow_agreement" && !spec.has_shadow()) {
+      return absl::InvalidArgumentError(
+          "the shadow_agreement gate needs a shadow stage (shadow: {seconds, sampleRatio, ...})");
+    }
   }
   if (spec.description().size() > 1000) {
     return absl::InvalidArgumentError("description is longer than 1000 bytes");
@@ -182,13 +215,14 @@ absl::StatusOr<Controller::Observation> Controller::Observe(const RolloutRecord&
     // What the agent reports of the candidate: "running"; "failed" (download, verification
     // or self-test); "rolled back" (it served, then the agent swapped the previous module
     // back on its own).
-    bool running = false, failed = false, went_back = false;
+    bool running = false, failed = false, went_back = false, shadowing = false;
     if (m != nullptr) {
       for (const v1::ModuleStatus& s : m->state.modules()) {
         if (s.module().model() != r.model || s.module().version() != r.version) continue;
         if (s.state() == "running") running = true;
         if (s.state() == "failed") failed = true;
         if (s.state() == "rolled back") went_back = true;
+        if (s.state() == "shadowing") shadowing = true;
       }
     }
     if (m != nullptr && !running && !compatible(m)) {
@@ -205,6 +239,9 @@ absl::StatusOr<Controller::Observation> Controller::Observe(const RolloutRecord&
     } else if (went_back || d.activated_ms > 0) {
       step = Step::kFailed;  // it ran the candidate and went back on its own
       o.local_rollbacks.insert(id);
+    } else if (shadowing) {
+      // In the wave's shadow stage; after it, on its way to serving the candidate.
+      step = r.shadowing && d.wave == r.wave ? Step::kShadowing : Step::kDownloading;
     }
     o.steps[id] = step;
     if (d.wave >= 0 && d.wave < static_cast<int>(o.counts.size())) {
@@ -254,6 +291,7 @@ absl::StatusOr<v1::Rollout> Controller::ToProto(const RolloutRecord& r, bool liv
   out.set_replaced_version(r.replaced_version);
   out.set_state(r.state);
   out.set_current_wave(r.wave);
+  out.set_shadowing(r.shadowing && Unfinished(r.state));
   out.set_message(r.message);
   out.set_created_by(r.created_by);
   out.set_superseded_by(r.superseded_by);
@@ -443,13 +481,25 @@ absl::StatusOr<bool> Controller::Write(RolloutRecord& r, const Transition& t) {
   // nothing a device runs.
   const bool touch = (r.state != "PENDING" && in_force_before != in_force_after) ||
                      t.to_state == "COMPLETED";
+  // A wave leaving its shadow stage while the rollout stays in force: its devices switch to
+  // serving the candidate, and only their desired state changes.
+  const bool unshadow = !touch && in_force_after && r.shadowing && t.shadowing == false;
+  std::vector<std::string> switching;
   bool applied = false;
   RolloutRecord updated;
   RETURN_IF_ERROR(
       store::RunInTransaction(*options_.database, [&](store::Transaction& tx) -> absl::Status {
         updated = r;
+        switching.clear();
         ASSIGN_OR_RETURN(applied, RolloutStore::Apply(tx, updated, t, now_ms));
         if (applied && touch) RETURN_IF_ERROR(fleet::Assignments::Touch(tx));
+        if (applied && unshadow) {
+          ASSIGN_OR_RETURN(auto released, RolloutStore::Devices(tx, r.id));
+          for (const auto& [id, d] : released) {
+            if (d.wave == r.wave) switching.push_back(id);
+          }
+          RETURN_IF_ERROR(fleet::DeviceRegistry::TouchDevices(tx, switching));
+        }
         return absl::OkStatus();
       }));
   if (!applied) return false;
@@ -465,6 +515,13 @@ absl::StatusOr<bool> Controller::Write(RolloutRecord& r, const Transition& t) {
     ++transitions_[t.to_state];
   }
   if (touch) Notify();
+  if (!switching.empty()) {
+    if (options_.on_devices_change) {
+      options_.on_devices_change(switching);
+    } else {
+      Notify();
+    }
+  }
   return true;
 }
 
@@ -584,8 +641,22 @@ absl::StatusOr<v1::Rollout> Controller::Promote(const v1::RolloutActionRequest& 
           return Transition{"COMPLETED", r.wave, r.wave_started_ms, r.bake_started_ms, why,
                             r.gates,     actor};
         }
+        if (r.state != "PENDING" && r.shadowing) {
+          // The shadow stage is what is passed: the wave's devices serve the candidate now.
+          return Transition{"IN_PROGRESS",
+                            r.wave,
+                            now_ms,
+                            0,
+                            absl::StrCat("wave ", r.wave + 1, " shadow stage promoted by ", actor,
+                                         request.reason().empty() ? "" : ": ",
+                                         request.reason().substr(0, 500)),
+                            r.gates,
+                            actor,
+                            false};
+        }
         const int next = r.state == "PENDING" ? 0 : r.wave + 1;
-        return Transition{"IN_PROGRESS", next, now_ms, 0, why, r.gates, actor};
+        return Transition{"IN_PROGRESS", next, now_ms, 0, why, r.gates, actor,
+                          r.spec.has_shadow()};
       });
 }
 
@@ -608,8 +679,8 @@ absl::Status Controller::Reconcile(RolloutRecord& r) {
   const absl::Time now = options_.clock->Now();
   const int64_t now_ms = absl::ToUnixMillis(now);
   if (r.state == "PENDING") {
-    ASSIGN_OR_RETURN(bool applied,
-                     Write(r, {"IN_PROGRESS", 0, now_ms, 0, "started", {}, "controller"}));
+    ASSIGN_OR_RETURN(bool applied, Write(r, {"IN_PROGRESS", 0, now_ms, 0, "started", {},
+                                             "controller", r.spec.has_shadow()}));
     if (!applied) return absl::OkStatus();
   }
   if (!Unfinished(r.state)) return absl::OkStatus();
@@ -721,6 +792,12 @@ absl::Status Controller::Reconcile(RolloutRecord& r) {
   std::vector<v1::GateResult> results;
   std::map<int64_t, std::pair<v1::TelemetrySummary, v1::TelemetrySummary>> by_window;
   for (const v1::RolloutGate& gate : r.spec.gates()) {
+    // The shadow stage is judged by how the candidate agrees, the serving one by the rest.
+    if ((gate.metric() == "shadow_agreement") != r.shadowing) continue;
+    if (r.shadowing) {
+      ASSIGN_OR_RETURN(results.emplace_back(), JudgeShadow(r, gate, wave_members, now_ms));
+      continue;
+    }
     const int64_t from_ms = gate.window_seconds() > 0
                                 ? std::max(r.wave_started_ms, now_ms - gate.window_seconds() * 1000)
                                 : r.wave_started_ms;
@@ -776,11 +853,13 @@ absl::Status Controller::Reconcile(RolloutRecord& r) {
       }));
       return absl::OkStatus();
     }
-    ASSIGN_OR_RETURN(bool applied,
-                     Write(r, {"BAKING", r.wave, r.wave_started_ms, now_ms,
-                               absl::StrCat("wave ", r.wave + 1, ": ", m.counts.active(),
-                                            " devices run the candidate; baking"),
-                               results, "controller"}));
+    const std::string why =
+        r.shadowing ? absl::StrCat("wave ", r.wave + 1, ": ", m.counts.shadowing(),
+                                   " devices run the candidate beside their module; shadowing")
+                    : absl::StrCat("wave ", r.wave + 1, ": ", m.counts.active(),
+                                   " devices run the candidate; baking");
+    ASSIGN_OR_RETURN(bool applied, Write(r, {"BAKING", r.wave, r.wave_started_ms, now_ms, why,
+                                             results, "controller"}));
     if (!applied) return absl::OkStatus();
   }
 
@@ -795,11 +874,22 @@ absl::Status Controller::Reconcile(RolloutRecord& r) {
     }
   }
   if (wave_size == 0) all_pass = true;  // a wave a small fleet leaves empty has nothing to judge
-  if (baked >= absl::Seconds(r.spec.bake_seconds()) && all_pass) {
+  const absl::Duration hold =
+      absl::Seconds(r.shadowing ? r.spec.shadow().seconds() : r.spec.bake_seconds());
+  if (baked >= hold && all_pass && r.shadowing) {
+    // The wave's devices switch from shadowing the candidate to serving it; its bake time
+    // and other gates count from now.
+    return Write(r, {"IN_PROGRESS", r.wave, now_ms, 0,
+                     absl::StrCat("wave ", r.wave + 1, ": the shadow stage passed; the candidate "
+                                  "serves"),
+                     results, "controller", false})
+        .status();
+  }
+  if (baked >= hold && all_pass) {
     if (r.wave + 1 < waves) {
       ASSIGN_OR_RETURN(bool applied, Write(r, {"IN_PROGRESS", r.wave + 1, now_ms, 0,
                                                absl::StrCat("wave ", r.wave + 1, " passed"),
-                                               results, "controller"}));
+                                               results, "controller", r.spec.has_shadow()}));
       // The next wave's devices are released in this pass (at most once per wave, so the
       // recursion is bounded by the plan's length).
       return applied ? Reconcile(r) : absl::OkStatus();
@@ -812,7 +902,7 @@ absl::Status Controller::Reconcile(RolloutRecord& r) {
   const absl::Duration limit = r.spec.inconclusive_seconds() > 0
                                    ? absl::Seconds(r.spec.inconclusive_seconds())
                                    : options_.inconclusive_limit;
-  if (!all_pass && baked >= absl::Seconds(r.spec.bake_seconds()) + limit) {
+  if (!all_pass && baked >= hold + limit) {
     return fail(absl::StrCat("wave ", r.wave + 1, ": a gate stayed inconclusive for ",
                              absl::FormatDuration(limit), " after the bake time (", waiting, ")"));
   }
@@ -821,21 +911,56 @@ absl::Status Controller::Reconcile(RolloutRecord& r) {
   });
 }
 
+absl::StatusOr<v1::GateResult> Controller::JudgeShadow(const RolloutRecord& r,
+                                                       const v1::RolloutGate& gate,
+                                                       const std::set<std::string>& devices,
+                                                       int64_t now_ms) {
+  // A device counts the candidate it shadows in the windows of the version it serves: in the
+  // shadow stage, the replaced one.
+  WaveMeasurements m;
+  if (options_.telemetry != nullptr && r.replaced_version > 0) {
+    const int64_t from_ms = gate.window_seconds() > 0
+                                ? std::max(r.wave_started_ms, now_ms - gate.window_seconds() * 1000)
+                                : r.wave_started_ms;
+    ASSIGN_OR_RETURN(v1::TelemetrySummary served,
+                     options_.telemetry->DevicesSummary(r.model_id, r.replaced_version, &devices,
+                                                        from_ms, now_ms + 1));
+    for (const v1::ShadowSummary& shadow : served.shadows()) {
+      if (shadow.version() != r.version) continue;
+      m.shadow = shadow;
+      m.has_shadow = true;
+    }
+  }
+  return JudgeGate(gate, m);
+}
+
 absl::StatusOr<std::vector<fleet::DesiredOverride>> Controller::Overrides(
     store::Reader& db, const std::string& device_id, const fleet::Attributes& attributes) {
   ASSIGN_OR_RETURN(std::vector<RolloutStore::InForce> rows,
                    RolloutStore::InForceFor(db, device_id));
-  std::map<int64_t, fleet::DesiredOverride> newest;
+  // Per model the newest rollout that serves, and the newest one that shadows (when newer).
+  std::map<int64_t, fleet::DesiredOverride> serving, shadowing;
   for (const RolloutStore::InForce& row : rows) {
     if (row.by_selector) {
       absl::StatusOr<fleet::Selector> selector = fleet::Selector::Parse(row.selector);
       if (!selector.ok() || !selector->Matches(attributes)) continue;
     }
-    fleet::DesiredOverride& o = newest[row.model_id];
-    if (row.created_at_ms >= o.ordered_at_ms) o = {row.model_id, row.version, row.created_at_ms};
+    fleet::DesiredOverride& o = (row.shadow.has_value() ? shadowing : serving)[row.model_id];
+    if (row.created_at_ms < o.ordered_at_ms) continue;
+    o = {row.model_id, row.version, row.created_at_ms, std::nullopt};
+    if (row.shadow.has_value()) {
+      v1::ShadowModule& s = o.shadow.emplace();
+      s.set_sample_ratio(row.shadow->sample_ratio());
+      s.set_cpu_budget(row.shadow->cpu_budget());
+      s.set_tolerance(row.shadow->tolerance());
+    }
   }
   std::vector<fleet::DesiredOverride> out;
-  for (auto& [model, o] : newest) out.push_back(o);
+  for (auto& [model, o] : serving) out.push_back(o);
+  for (auto& [model, o] : shadowing) {
+    auto it = serving.find(model);
+    if (it == serving.end() || o.ordered_at_ms >= it->second.ordered_at_ms) out.push_back(o);
+  }
   return out;
 }
 

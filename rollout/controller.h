@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -94,6 +95,10 @@ class Controller {
   struct Observation;
   absl::StatusOr<Observation> Observe(const RolloutRecord& record);
   absl::Status Reconcile(RolloutRecord& record);
+  /// A shadow_agreement gate on the wave's devices (in its shadow stage).
+  absl::StatusOr<v1::GateResult> JudgeShadow(const RolloutRecord& record,
+                                             const v1::RolloutGate& gate,
+                                             const std::set<std::string>& devices, int64_t now_ms);
   /// The waves with their device counts, as `o` sees them.
   static v1::Rollout Observed(const RolloutRecord& record, const Observation& o, int64_t now_ms);
   /// Device counts as the controller's last pass stored them, or read now when `live` (or

@@ -1,6 +1,8 @@
 #include "rollout/controller.h"
 
+#include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -11,8 +13,11 @@
 #include "fleet/testing/profiles.h"
 #include "fleet/testing/test_fleet.h"
 #include "gtest/gtest.h"
+#include "common/latency_buckets.h"
+#include "registry/registry.h"
 #include "rollout/schema.h"
 #include "telemetry/schema.h"
+#include "telemetry/window_store.h"
 
 namespace edgeloop::rollout {
 namespace {
@@ -107,7 +112,51 @@ class ControllerTest : public ::testing::TestWithParam<std::string> {
       }
     }
     if (!fail) running_[device] = want;
+    for (const auto& shadow : ShadowsOf(device)) {
+      v1::ModuleStatus* s = sync.mutable_state()->add_modules();
+      s->mutable_module()->set_model("m");
+      s->mutable_module()->set_version(shadow);
+      s->set_state("shadowing");
+    }
     ASSERT_TRUE(fleet_->devices->Sync(device, sync).ok());
+  }
+  // The versions the device is told to run beside the one it serves.
+  std::vector<int64_t> ShadowsOf(const std::string& device) {
+    auto state = fleet_->devices->DesiredState(device);
+    EXPECT_TRUE(state.ok()) << state.status();
+    std::vector<int64_t> out;
+    for (const auto& s : state->shadow_modules()) out.push_back(s.module().version());
+    return out;
+  }
+  // A minute's window of version `served` from `device`, in which `shadowed` of its calls also
+  // ran on version `candidate` and `agreed` of them agreed.
+  void ReportShadow(const std::string& device, int64_t served, int64_t candidate,
+                    int64_t shadowed, int64_t agreed) {
+    auto model_id = registry::Registry::FindModelId(*fleet_->db, "m");
+    ASSERT_TRUE(model_id.ok() && model_id->has_value());
+    telemetry::IncomingWindow in;
+    in.device_id = device;
+    in.model_id = **model_id;
+    in.target = "x86_64-v1";
+    v1::TelemetryWindow& w = in.window;
+    const int64_t start = (absl::ToUnixMillis(clock_.Now()) - 60'000) / 1000 * 1000;
+    w.set_id(absl::StrCat("m/", served, "/", start));
+    w.set_model("m");
+    w.set_version(served);
+    w.set_start_ms(start);
+    w.set_end_ms(start + 60'000);
+    w.set_requests(shadowed * 2);
+    v1::TelemetryWindow::Shadow* sh = w.add_shadows();
+    sh->set_version(candidate);
+    sh->set_requests(shadowed);
+    sh->set_agreed(agreed);
+    for (size_t b = 0; b < kLatencyBuckets; ++b) sh->add_latency_counts(b == 8 ? shadowed : 0);
+    ASSERT_TRUE(store::RunInTransaction(*fleet_->db, [&](store::Transaction& tx) {
+                  return telemetry::WindowStore::Store(tx, fleet_->db->dialect(), {in},
+                                                       absl::Minutes(1),
+                                                       absl::ToUnixMillis(clock_.Now()))
+                      .status();
+                }).ok());
   }
   // A sync that reports what the device ran before, without installing anything new.
   void Heartbeat(const std::string& device) {
@@ -137,7 +186,7 @@ class ControllerTest : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(listed.ok()) << listed.status();
     std::vector<std::string> out;
     for (const auto& e : listed->events()) {
-      out.push_back(absl::StrCat(e.to_state(), "@", e.wave()));
+      out.push_back(absl::StrCat(e.to_state(), "@", e.wave(), e.shadowing() ? "/shadow" : ""));
     }
     return out;
   }
@@ -477,6 +526,185 @@ TEST_P(ControllerTest, RefusesBadSpecsAndOverlappingRollouts) {
   EXPECT_EQ(Get(first).state(), "ABORTED");
   EXPECT_EQ(Get(first).superseded_by(), second);
   (void)d;
+}
+
+// With a shadow stage each wave first runs the candidate beside the served module; the wave's
+// devices switch to it only once its agreement gate passes.
+TEST_P(ControllerTest, EachWaveShadowsTheCandidateBeforeItServes) {
+  std::vector<std::string> devices;
+  for (int i = 0; i < 10; ++i) devices.push_back(Enroll(X86()));
+  AssignAll(1);
+  SyncAll(devices);
+  v1::RolloutSpec spec = Spec({20, 100}, 60, "rollback");
+  spec.mutable_shadow()->set_seconds(120);
+  spec.mutable_shadow()->set_sample_ratio(0.5);
+  v1::RolloutGate* g = spec.add_gates();
+  g->set_metric("shadow_agreement");
+  g->set_threshold(0.9);
+  g->set_min_samples(50);
+  const int64_t id = Create(spec);
+  EXPECT_EQ(Get(id).spec().shadow().cpu_budget(), 0.1);  // the default, stored with the spec
+  Reconcile();
+  v1::Rollout r = Get(id);
+  EXPECT_EQ(r.state(), "IN_PROGRESS");
+  EXPECT_TRUE(r.shadowing());
+  // Nobody serves the candidate yet; the wave's two devices run it beside version 1.
+  EXPECT_TRUE(OnCandidate(devices).empty());
+  std::vector<std::string> wave;
+  for (const std::string& d : devices) {
+    if (!ShadowsOf(d).empty()) wave.push_back(d);
+  }
+  ASSERT_EQ(wave.size(), 2u);
+  EXPECT_EQ(ShadowsOf(wave[0]), std::vector<int64_t>{2});
+  auto desired = fleet_->devices->DesiredState(wave[0]);
+  ASSERT_TRUE(desired.ok());
+  EXPECT_EQ(desired->shadow_modules(0).sample_ratio(), 0.5);
+  EXPECT_EQ(desired->shadow_modules(0).cpu_budget(), 0.1);
+
+  SyncAll(devices);
+  Reconcile();
+  r = Get(id);
+  EXPECT_EQ(r.state(), "BAKING") << r.message();
+  EXPECT_EQ(r.waves(0).counts().shadowing(), 2);
+  EXPECT_EQ(r.waves(0).counts().active(), 0);
+  // The shadow stage's time is over, but without shadowed calls the gate cannot judge.
+  clock_.Advance(absl::Seconds(120));
+  Reconcile();
+  r = Get(id);
+  EXPECT_EQ(r.state(), "BAKING");
+  ASSERT_EQ(r.gates_size(), 1);  // in the shadow stage only its gate is judged
+  EXPECT_EQ(r.gates(0).verdict(), "INCONCLUSIVE");
+  // 78 of 80 shadowed calls agree: the wave's devices switch to serving version 2.
+  told_.clear();
+  for (const std::string& d : wave) ReportShadow(d, 1, 2, 40, 39);
+  Reconcile();
+  r = Get(id);
+  EXPECT_EQ(r.state(), "IN_PROGRESS") << r.message();
+  EXPECT_FALSE(r.shadowing());
+  EXPECT_EQ(OnCandidate(devices), std::set<std::string>(wave.begin(), wave.end()));
+  EXPECT_EQ(told_, std::set<std::string>(wave.begin(), wave.end()));  // only they are woken
+  for (const std::string& d : wave) EXPECT_TRUE(ShadowsOf(d).empty());
+  SyncAll(devices);
+  Reconcile();
+  r = Get(id);
+  EXPECT_EQ(r.state(), "BAKING");
+  EXPECT_EQ(r.waves(0).counts().active(), 2);
+  // Serving, the other gates are judged and the agreement gate is not.
+  for (const auto& gate : r.gates()) EXPECT_NE(gate.metric(), "shadow_agreement");
+  clock_.Advance(absl::Seconds(60));
+  Reconcile();
+  // Wave 2 shadows in its turn while wave 1 goes on serving.
+  r = Get(id);
+  EXPECT_EQ(r.current_wave(), 1);
+  EXPECT_TRUE(r.shadowing());
+  EXPECT_EQ(OnCandidate(devices).size(), 2u);
+  SyncAll(devices);
+  Reconcile();
+  clock_.Advance(absl::Seconds(120));
+  for (const std::string& d : devices) {
+    if (!ShadowsOf(d).empty()) ReportShadow(d, 1, 2, 10, 10);
+  }
+  Reconcile();
+  SyncAll(devices);
+  Reconcile();
+  clock_.Advance(absl::Seconds(60));
+  Reconcile();
+  r = Get(id);
+  EXPECT_EQ(r.state(), "COMPLETED") << r.message();
+  EXPECT_EQ(OnCandidate(devices).size(), devices.size());
+  EXPECT_EQ(Transitions(id),
+            (std::vector<std::string>{"PENDING@0", "IN_PROGRESS@0/shadow", "BAKING@0/shadow",
+                                      "IN_PROGRESS@0", "BAKING@0", "IN_PROGRESS@1/shadow",
+                                      "BAKING@1/shadow", "IN_PROGRESS@1", "BAKING@1",
+                                      "COMPLETED@1"}));
+}
+
+TEST_P(ControllerTest, ACandidateThatDisagreesInTheShadowIsRolledBackUnserved) {
+  std::vector<std::string> devices;
+  for (int i = 0; i < 10; ++i) devices.push_back(Enroll(X86()));
+  AssignAll(1);
+  SyncAll(devices);
+  v1::RolloutSpec spec = Spec({20, 100}, 60, "rollback");
+  spec.mutable_shadow()->set_seconds(60);
+  v1::RolloutGate* g = spec.add_gates();
+  g->set_metric("shadow_agreement");
+  g->set_threshold(0.9);
+  g->set_min_samples(50);
+  const int64_t id = Create(spec);
+  Reconcile();
+  SyncAll(devices);
+  Reconcile();
+  clock_.Advance(absl::Seconds(60));
+  for (const std::string& d : devices) {
+    if (!ShadowsOf(d).empty()) ReportShadow(d, 1, 2, 40, 20);
+  }
+  Reconcile();
+  v1::Rollout r = Get(id);
+  EXPECT_EQ(r.state(), "ROLLING_BACK") << r.message();
+  EXPECT_NE(r.message().find("shadow_agreement"), std::string::npos) << r.message();
+  ASSERT_EQ(r.gates_size(), 1);
+  EXPECT_EQ(r.gates(0).verdict(), "FAIL");
+  EXPECT_DOUBLE_EQ(r.gates(0).value(), 0.5);
+  // Nobody ever served it, and nobody shadows it any more.
+  for (const std::string& d : devices) {
+    EXPECT_EQ(Desired(d), 1);
+    EXPECT_TRUE(ShadowsOf(d).empty());
+  }
+  SyncAll(devices);
+  Reconcile();
+  r = Get(id);
+  EXPECT_EQ(r.state(), "ROLLED_BACK") << r.message();
+  EXPECT_EQ(r.waves(0).counts().rolled_back(), 0);
+}
+
+TEST_P(ControllerTest, PromotingAShadowStageMakesTheWaveServe) {
+  std::vector<std::string> devices;
+  for (int i = 0; i < 4; ++i) devices.push_back(Enroll(X86()));
+  AssignAll(1);
+  SyncAll(devices);
+  v1::RolloutSpec spec = Spec({50, 100}, 60);
+  spec.mutable_shadow()->set_seconds(3600);
+  const int64_t id = Create(spec);
+  Reconcile();
+  SyncAll(devices);
+  Reconcile();
+  // Paused and resumed, the wave is still in its shadow stage.
+  v1::RolloutActionRequest action;
+  action.set_id(id);
+  ASSERT_TRUE(controller_->Pause(action, "bob").ok());
+  EXPECT_TRUE(Get(id).shadowing());
+  ASSERT_TRUE(controller_->Resume(action, "bob").ok());
+  EXPECT_TRUE(Get(id).shadowing());
+  EXPECT_TRUE(OnCandidate(devices).empty());
+  auto promoted = controller_->Promote(action, "bob");
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  EXPECT_EQ(promoted->state(), "IN_PROGRESS");
+  EXPECT_FALSE(promoted->shadowing());
+  EXPECT_EQ(promoted->current_wave(), 0);
+  EXPECT_EQ(OnCandidate(devices).size(), 2u);
+}
+
+TEST_P(ControllerTest, RefusesBadShadowStages) {
+  Enroll(X86());
+  AssignAll(1);
+  auto code = [&](const v1::RolloutSpec& spec) {
+    return controller_->Create(spec, "a").status().code();
+  };
+  v1::RolloutSpec spec = Spec({100}, 0);
+  spec.add_gates()->set_metric("shadow_agreement");  // without a shadow stage
+  EXPECT_EQ(code(spec), absl::StatusCode::kInvalidArgument);
+  for (auto bad : std::vector<std::function<void(v1::ShadowStage&)>>{
+           [](v1::ShadowStage& s) { s.set_sample_ratio(1.5); },
+           [](v1::ShadowStage& s) { s.set_cpu_budget(-0.1); },
+           [](v1::ShadowStage& s) { s.set_tolerance(NAN); },
+           [](v1::ShadowStage& s) { s.set_seconds(-1); }}) {
+    spec = Spec({100}, 0);
+    bad(*spec.mutable_shadow());
+    EXPECT_EQ(code(spec), absl::StatusCode::kInvalidArgument);
+  }
+  auto listed = controller_->List({});
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->rollouts_size(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, ControllerTest, ::testing::Values("sqlite", "postgres"),

@@ -15,6 +15,7 @@ const std::map<std::string, std::string>& DefaultOps() {
   static const auto* ops = new std::map<std::string, std::string>{
       {"install_success_ratio", ">="}, {"failed_installs", "<="}, {"error_rate", "<="},
       {"latency_p95_ratio", "<="},     {"accuracy_delta", ">="},  {"drifted_feature_ratio", "<="},
+      {"shadow_agreement", ">="},
   };
   return *ops;
 }
@@ -50,7 +51,7 @@ v1::GateResult Compare(v1::GateResult r, const v1::RolloutGate& gate, double val
 const std::vector<std::string>& GateMetrics() {
   static const auto* metrics = new std::vector<std::string>{
       "install_success_ratio", "failed_installs", "error_rate",
-      "latency_p95_ratio",     "accuracy_delta",  "drifted_feature_ratio"};
+      "latency_p95_ratio",     "accuracy_delta",  "drifted_feature_ratio", "shadow_agreement"};
   return *metrics;
 }
 
@@ -156,6 +157,23 @@ v1::GateResult JudgeGate(const v1::RolloutGate& gate, const WaveMeasurements& m)
       return Inconclusive(r, "no monitored features judged against a reference yet");
     }
     return Compare(r, gate, m.candidate.drifted_share(), m.candidate.requests(), "requests");
+  }
+  if (metric == "shadow_agreement") {
+    if (!m.has_shadow || m.shadow.requests() == 0) {
+      return Inconclusive(r, "no call has run on the candidate beside the served module yet");
+    }
+    const v1::Proportion& a = m.shadow.agreement();
+    r.set_low(a.low());
+    r.set_high(a.high());
+    r = Compare(r, gate, a.value(), a.trials(), "shadowed calls");
+    if (r.verdict() != "INCONCLUSIVE") {
+      r.set_detail(absl::StrFormat(
+          "%d of %d agreed; candidate p95 %.0f us, %d errors; %d sampled calls skipped "
+          "(CPU budget)",
+          a.successes(), a.trials(), m.shadow.latency_p95_us(), m.shadow.errors(),
+          m.shadow.skipped()));
+    }
+    return r;
   }
   return Inconclusive(r, "unknown metric");
 }

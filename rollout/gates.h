@@ -19,6 +19,10 @@ struct WaveMeasurements {
   /// The replaced version's windows from every device (none when nothing was replaced).
   v1::TelemetrySummary replaced;
   bool has_replaced = false;
+  /// In the shadow stage: how the candidate compared beside the served module on the wave's
+  /// devices (none before any of them counted a shadowed call).
+  v1::ShadowSummary shadow;
+  bool has_shadow = false;
 };
 
 /// The metrics a gate may read, in the order docs/rollouts.md lists them.

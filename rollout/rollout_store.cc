@@ -17,7 +17,7 @@ using store::Rows;
 constexpr char kColumns[] =
     "id, model_id, version, replaced_version, spec, state, wave, wave_started_ms, "
     "bake_started_ms, message, gates, revision, superseded_by, created_by, created_at_ms, "
-    "updated_at_ms, observed, observed_at_ms";
+    "updated_at_ms, observed, observed_at_ms, shadow";
 
 // Gate values are stored as the JSON of a message that holds only them.
 std::string GatesJson(const std::vector<v1::GateResult>& gates) {
@@ -60,6 +60,7 @@ absl::StatusOr<std::vector<RolloutRecord>> FromRows(store::Reader& db, const Row
       RETURN_IF_ERROR(ParseProtoJson(row.Text("observed"), &r.observed, true));
     }
     r.observed_at_ms = row.Int("observed_at_ms");
+    r.shadowing = !row.Text("shadow").empty();
   }
   return out;
 }
@@ -67,13 +68,13 @@ absl::StatusOr<std::vector<RolloutRecord>> FromRows(store::Reader& db, const Row
 absl::Status InsertEvent(store::Transaction& tx, int64_t rollout_id, int64_t at_ms,
                          const std::string& from, const std::string& to, int wave,
                          const std::string& reason, const std::vector<v1::GateResult>& gates,
-                         const std::string& actor) {
+                         const std::string& actor, bool shadowing) {
   return tx
       .Execute(
           "INSERT INTO rollout_events (rollout_id, at_ms, from_state, to_state, wave, "
-          "reason, gates, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+          "reason, gates, actor, shadowing) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
           {rollout_id, at_ms, from, to, int64_t{wave}, reason.substr(0, 2000), GatesJson(gates),
-           actor})
+           actor, int64_t{shadowing ? 1 : 0}})
       .status();
 }
 
@@ -97,7 +98,8 @@ absl::Status RolloutStore::Insert(store::Transaction& tx, RolloutRecord& r) {
   r.id = rows[0].Int("id");
   r.revision = 1;
   r.updated_at_ms = r.created_at_ms;
-  return InsertEvent(tx, r.id, r.created_at_ms, "", r.state, 0, r.message, {}, r.created_by);
+  return InsertEvent(tx, r.id, r.created_at_ms, "", r.state, 0, r.message, {}, r.created_by,
+                     false);
 }
 
 absl::StatusOr<std::optional<RolloutRecord>> RolloutStore::Load(store::Reader& db, int64_t id) {
@@ -135,16 +137,19 @@ absl::StatusOr<std::vector<RolloutRecord>> RolloutStore::List(store::Reader& db,
 
 absl::StatusOr<bool> RolloutStore::Apply(store::Transaction& tx, RolloutRecord& r,
                                          const Transition& t, int64_t now_ms) {
+  const bool shadowing = t.shadowing.value_or(r.shadowing);
   ASSIGN_OR_RETURN(
       int64_t changed,
       tx.Execute("UPDATE rollouts SET state = $3, wave = $4, wave_started_ms = $5, "
                  "bake_started_ms = $6, message = $7, gates = $8, revision = revision + 1, "
-                 "updated_at_ms = $9 WHERE id = $1 AND revision = $2",
+                 "updated_at_ms = $9, shadow = $10 WHERE id = $1 AND revision = $2",
                  {r.id, r.revision, t.to_state, int64_t{t.wave}, t.wave_started_ms,
-                  t.bake_started_ms, t.reason.substr(0, 2000), GatesJson(t.gates), now_ms}));
+                  t.bake_started_ms, t.reason.substr(0, 2000), GatesJson(t.gates), now_ms,
+                  shadowing ? PrintProtoJson(r.spec.shadow()) : std::string()}));
   if (changed == 0) return false;
-  RETURN_IF_ERROR(
-      InsertEvent(tx, r.id, now_ms, r.state, t.to_state, t.wave, t.reason, t.gates, t.actor));
+  RETURN_IF_ERROR(InsertEvent(tx, r.id, now_ms, r.state, t.to_state, t.wave, t.reason, t.gates,
+                              t.actor, shadowing));
+  r.shadowing = shadowing;
   r.state = t.to_state;
   r.wave = t.wave;
   r.wave_started_ms = t.wave_started_ms;
@@ -255,8 +260,8 @@ absl::StatusOr<std::vector<v1::RolloutEvent>> RolloutStore::Events(store::Reader
                                                                    int64_t rollout_id,
                                                                    int64_t after, int limit) {
   ASSIGN_OR_RETURN(Rows rows,
-                   db.Query("SELECT id, at_ms, from_state, to_state, wave, reason, gates, actor "
-                            "FROM rollout_events WHERE rollout_id = $1 AND id > $2 ORDER BY id "
+                   db.Query("SELECT id, at_ms, from_state, to_state, wave, reason, gates, actor, "
+                            "shadowing FROM rollout_events WHERE rollout_id = $1 AND id > $2 ORDER BY id "
                             "LIMIT $3",
                             {rollout_id, after, int64_t{limit}}));
   std::vector<v1::RolloutEvent> out;
@@ -272,6 +277,7 @@ absl::StatusOr<std::vector<v1::RolloutEvent>> RolloutStore::Events(store::Reader
     ASSIGN_OR_RETURN(std::vector<v1::GateResult> gates, ParseGates(row.Text("gates")));
     for (v1::GateResult& g : gates) *e.add_gates() = std::move(g);
     e.set_actor(row.Text("actor"));
+    e.set_shadowing(row.Int("shadowing") != 0);
   }
   return out;
 }
@@ -280,18 +286,22 @@ absl::StatusOr<std::vector<RolloutStore::InForce>> RolloutStore::InForceFor(
     store::Reader& db, const std::string& device_id) {
   ASSIGN_OR_RETURN(
       Rows rows,
-      db.Query("SELECT r.model_id, r.version, r.created_at_ms, '' AS selector, 0 AS by_selector "
+      db.Query("SELECT r.model_id, r.version, r.created_at_ms, '' AS selector, 0 AS by_selector, "
+               "CASE WHEN d.wave = r.wave THEN r.shadow ELSE '' END AS shadow "
                "FROM rollout_devices "
                "d JOIN rollouts r ON r.id = d.rollout_id WHERE d.device_id = $1 AND "
                "r.state IN ('IN_PROGRESS', 'BAKING', 'PAUSED') UNION ALL "
-               "SELECT model_id, version, created_at_ms, selector, 1 AS by_selector FROM rollouts "
-               "WHERE state = "
-               "'COMPLETED'",
+               "SELECT model_id, version, created_at_ms, selector, 1 AS by_selector, '' AS shadow "
+               "FROM rollouts WHERE state = 'COMPLETED'",
                {device_id}));
   std::vector<InForce> out;
   for (const store::Row& row : rows) {
-    out.push_back({row.Int("model_id"), row.Int("version"), row.Int("created_at_ms"),
-                   row.Text("selector"), row.Int("by_selector") != 0});
+    InForce& f = out.emplace_back(InForce{row.Int("model_id"), row.Int("version"),
+                                          row.Int("created_at_ms"), row.Text("selector"),
+                                          row.Int("by_selector") != 0, std::nullopt});
+    if (!row.Text("shadow").empty()) {
+      RETURN_IF_ERROR(ParseProtoJson(row.Text("shadow"), &f.shadow.emplace(), true));
+    }
   }
   return out;
 }

@@ -30,6 +30,7 @@ struct RolloutRecord {
   std::string message;
   std::vector<v1::GateResult> gates;
   int64_t revision = 0;
+  bool shadowing = false;  // the current wave is in its shadow stage
   int64_t superseded_by = 0;
   std::string created_by;
   int64_t created_at_ms = 0;
@@ -56,6 +57,8 @@ struct Transition {
   std::string reason;
   std::vector<v1::GateResult> gates;
   std::string actor;
+  /// Whether the wave is in its shadow stage afterwards; unset: as before.
+  std::optional<bool> shadowing = std::nullopt;
 };
 
 /// The rollout component's SQL: rollouts, rollout_devices and rollout_events. Static
@@ -117,6 +120,8 @@ class RolloutStore {
     int64_t created_at_ms = 0;
     std::string selector;
     bool by_selector = false;  // completed: applies where `selector` matches
+    /// Released into the current wave while it shadows: the device shadows the candidate.
+    std::optional<v1::ShadowStage> shadow;
   };
   static absl::StatusOr<std::vector<InForce>> InForceFor(store::Reader& db,
                                                          const std::string& device_id);

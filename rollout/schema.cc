@@ -70,6 +70,13 @@ CREATE TABLE rollout_model_locks (
 ALTER TABLE rollouts ADD COLUMN observed TEXT NOT NULL DEFAULT '';
 ALTER TABLE rollouts ADD COLUMN observed_at_ms BIGINT NOT NULL DEFAULT 0;
 )sql"},
+          // While the current wave is in its shadow stage, `shadow` holds the spec's
+          // ShadowStage as JSON (what the wave's devices are told to shadow with); '' when it
+          // is not. Events record whether the wave shadowed after them.
+          {15, "rollouts_shadow", R"sql(
+ALTER TABLE rollouts ADD COLUMN shadow TEXT NOT NULL DEFAULT '';
+ALTER TABLE rollout_events ADD COLUMN shadowing BIGINT NOT NULL DEFAULT 0;
+)sql"},
       }};
   return *migrations;
 }

@@ -101,10 +101,12 @@ void RolloutMetrics::Refresh() {
       sum.set_rolled_back(sum.rolled_back() + c.rolled_back());
       sum.set_incompatible(sum.incompatible() + c.incompatible());
       sum.set_offline(sum.offline() + c.offline());
+      sum.set_shadowing(sum.shadowing() + c.shadowing());
     }
     for (const auto& [status, n] :
          std::vector<std::pair<const char*, int64_t>>{{"pending", sum.pending()},
                                                       {"downloading", sum.downloading()},
+                                                      {"shadowing", sum.shadowing()},
                                                       {"active", sum.active()},
                                                       {"failed", sum.failed()},
                                                       {"rolled_back", sum.rolled_back()},

@@ -41,6 +41,20 @@ int64_t Binomial(int64_t n, double p, std::mt19937_64& rng) {
 
 }  // namespace
 
+// What a device runs of one model.
+struct FleetSimulator::Installed {
+  v1::ModuleRef ref;  // running
+  int64_t window_seconds = 60;
+  bool emulated = false;
+  double run_us = 0;
+  int64_t window_start_ms = 0;              // the open window
+  std::optional<v1::ModuleStatus> failure;  // the last install that failed
+  // A candidate run beside it on a sampled share of the calls (a rollout's shadow stage).
+  std::optional<v1::ShadowModule> shadow;
+  bool shadow_emulated = false;
+  double shadow_run_us = 0;
+};
+
 // One virtual device: its identity, what it runs, and its Watch stream.
 struct FleetSimulator::Device {
   int index = 0;
@@ -52,14 +66,6 @@ struct FleetSimulator::Device {
   absl::Duration report_delay;  // after a window closes, before it is sent
 
   std::mutex mu;  // one task of a device at a time; guards what follows
-  struct Installed {
-    v1::ModuleRef ref;  // running
-    int64_t window_seconds = 60;
-    bool emulated = false;
-    double run_us = 0;
-    int64_t window_start_ms = 0;              // the open window
-    std::optional<v1::ModuleStatus> failure;  // the last install that failed
-  };
   std::map<std::string, Installed> models;
   bool profile_sent = false;
 
@@ -328,6 +334,15 @@ void FleetSimulator::Sync(Device& d) {
       running->mutable_module()->set_target(m.ref.target());
       running->set_state("running");
     }
+    if (m.shadow) {
+      v1::ModuleStatus* shadowing = state.add_modules();
+      *shadowing->mutable_module() = m.shadow->module();
+      shadowing->mutable_module()->clear_manifest();
+      shadowing->mutable_module()->clear_signature();
+      shadowing->mutable_module()->clear_monitoring();
+      shadowing->mutable_module()->clear_monitoring_signature();
+      shadowing->set_state("shadowing");
+    }
     if (m.failure) *state.add_modules() = *m.failure;
   }
   v1::SyncResponse response;
@@ -383,6 +398,28 @@ bool FleetSimulator::ApplyDesired(Device& d, const v1::SyncResponse& response) {
       changed = true;
     }
   }
+  std::set<std::string> shadowed;
+  for (const v1::ShadowModule& shadow : response.shadow_modules()) {
+    auto it = d.models.find(shadow.module().model());
+    if (it == d.models.end() || it->second.ref.digest().empty()) continue;  // nothing serves
+    shadowed.insert(shadow.module().model());
+    const auto& have = it->second.shadow;
+    const bool refused = it->second.failure.has_value() &&
+                         it->second.failure->module().digest() == shadow.module().digest();
+    if ((have && have->module().digest() == shadow.module().digest() &&
+         have->module().version() == shadow.module().version()) ||
+        refused) {
+      continue;
+    }
+    InstallShadow(d, shadow);
+    changed = true;
+  }
+  for (auto& [model, m] : d.models) {
+    if (m.shadow && !shadowed.count(model)) {
+      m.shadow.reset();
+      changed = true;
+    }
+  }
   return changed;
 }
 
@@ -409,51 +446,77 @@ absl::Status FleetSimulator::Fetch(Device& d, const v1::ModuleRef& ref, const st
   return absl::OkStatus();
 }
 
-void FleetSimulator::Install(Device& d, const v1::ModuleRef& ref) {
-  Device::Installed& slot = d.models[ref.model()];
-  auto fail = [&](const std::string& why) {
-    ++counts_.installs_failed;
-    v1::ModuleStatus failure;
-    failure.mutable_module()->set_model(ref.model());
-    failure.mutable_module()->set_version(ref.version());
-    failure.mutable_module()->set_digest(ref.digest());
-    failure.mutable_module()->set_target(ref.target());
-    failure.set_state("failed");
-    failure.set_message(why.substr(0, 500));
-    slot.failure = failure;  // the module it ran keeps serving
-  };
+absl::StatusOr<FleetSimulator::Installed> FleetSimulator::Prepare(Device& d,
+                                                                  const v1::ModuleRef& ref) {
   if (rules_.Faulty("fail_install", d.index, d.cohort, ref.model(), ref.version(), Elapsed())) {
-    return fail("simulated install failure (fleetsim scenario)");
+    return absl::UnavailableError("simulated install failure (fleetsim scenario)");
   }
-  if (absl::Status s = agent::VerifyManifest(ref, d.signing_key_pem); !s.ok()) {
-    return fail(std::string(s.message()));
-  }
-  int64_t window_seconds = 60;
+  RETURN_IF_ERROR(agent::VerifyManifest(ref, d.signing_key_pem));
+  Installed next;
+  next.ref = ref;
   absl::StatusOr<std::optional<v1::MonitoringSpec>> spec =
       agent::VerifyMonitoringSpec(ref, d.signing_key_pem);
   if (spec.ok() && spec->has_value() && (*spec)->window_seconds() > 0) {
-    window_seconds = (*spec)->window_seconds();
+    next.window_seconds = (*spec)->window_seconds();
   }
-  Device::Installed next;
-  next.ref = ref;
-  next.window_seconds = window_seconds;
   if (TargetRunsOn(ref.target(), host_target_)) {
-    absl::StatusOr<ModuleCache::Loaded> loaded = modules_.Get(
-        ref, d.signing_key_pem, [&](const std::string& path) { return Fetch(d, ref, path); });
-    if (!loaded.ok()) return fail(std::string(loaded.status().message()));
-    next.run_us = loaded->mean_run_us;
+    ASSIGN_OR_RETURN(ModuleCache::Loaded loaded,
+                     modules_.Get(ref, d.signing_key_pem,
+                                  [&](const std::string& path) { return Fetch(d, ref, path); }));
+    next.run_us = loaded.mean_run_us;
   } else {
     next.emulated = true;
   }
+  return next;
+}
+
+namespace {
+
+v1::ModuleStatus Failure(const v1::ModuleRef& ref, const absl::Status& why) {
+  v1::ModuleStatus failure;
+  failure.mutable_module()->set_model(ref.model());
+  failure.mutable_module()->set_version(ref.version());
+  failure.mutable_module()->set_digest(ref.digest());
+  failure.mutable_module()->set_target(ref.target());
+  failure.set_state("failed");
+  failure.set_message(std::string(why.message()).substr(0, 500));
+  return failure;
+}
+
+}  // namespace
+
+void FleetSimulator::Install(Device& d, const v1::ModuleRef& ref) {
+  Installed& slot = d.models[ref.model()];
+  absl::StatusOr<Installed> next = Prepare(d, ref);
+  if (!next.ok()) {
+    ++counts_.installs_failed;
+    slot.failure = Failure(ref, next.status());  // the module it ran keeps serving
+    return;
+  }
   const int64_t now_ms = absl::ToUnixMillis(absl::Now());
-  next.window_start_ms = now_ms - now_ms % 1000;
-  slot = std::move(next);
+  next->window_start_ms = now_ms - now_ms % 1000;
+  slot = *std::move(next);
   ++counts_.installs;
+}
+
+void FleetSimulator::InstallShadow(Device& d, const v1::ShadowModule& shadow) {
+  Installed& slot = d.models.at(shadow.module().model());
+  absl::StatusOr<Installed> candidate = Prepare(d, shadow.module());
+  if (!candidate.ok()) {
+    ++counts_.installs_failed;
+    slot.failure = Failure(shadow.module(), candidate.status());
+    slot.shadow.reset();
+    return;
+  }
+  slot.shadow = shadow;
+  slot.shadow_emulated = candidate->emulated;
+  slot.shadow_run_us = candidate->run_us;
+  ++counts_.shadows;
 }
 
 v1::TelemetryWindow FleetSimulator::Window(Device& d, const std::string& model, int64_t start_ms,
                                            int64_t end_ms, std::mt19937_64& rng) {
-  const Device::Installed& m = d.models.at(model);
+  const Installed& m = d.models.at(model);
   const absl::Duration elapsed = Elapsed();
   const ModelBehaviour b = rules_.BehaviourOf(model, m.ref.version(), d.cohort, elapsed);
   const Scenario& s = rules_.scenario();
@@ -486,6 +549,22 @@ v1::TelemetryWindow FleetSimulator::Window(Device& d, const std::string& model, 
   const int64_t labelled = Binomial(calls, s.labelled_share(), rng);
   w.add_labelled(labelled);
   w.add_correct(Binomial(labelled, b.accuracy, rng));
+  if (m.shadow) {
+    // The candidate's own behaviour says how often it agrees and how fast it runs.
+    const v1::ModuleRef& candidate = m.shadow->module();
+    const ModelBehaviour c = rules_.BehaviourOf(model, candidate.version(), d.cohort, elapsed);
+    v1::TelemetryWindow::Shadow* sh = w.add_shadows();
+    sh->set_version(candidate.version());
+    sh->set_module_digest(candidate.digest());
+    const int64_t shadowed = Binomial(calls, m.shadow->sample_ratio(), rng);
+    sh->set_requests(shadowed);
+    sh->set_errors(Binomial(shadowed, c.error_rate, rng));
+    sh->set_agreed(Binomial(shadowed - sh->errors(), c.agreement, rng));
+    std::vector<int64_t> run(kLatencyBuckets, 0);
+    const double candidate_us = m.shadow_emulated ? c.latency_us : m.shadow_run_us;
+    run[LatencyBucket(candidate_us * slow)] = shadowed;
+    for (int64_t n : run) sh->add_latency_counts(n);
+  }
   return w;
 }
 
@@ -564,6 +643,7 @@ std::string FleetSimulator::Summary() const {
                                                     {"watch events", c.watch_events.load()},
                                                     {"installs", c.installs.load()},
                                                     {"install failures", c.installs_failed.load()},
+                                                    {"shadows started", c.shadows.load()},
                                                     {"windows sent", c.windows_sent.load()},
                                                     {"windows stored", c.windows_stored.load()},
                                                     {"report failures", c.reports_failed.load()},

@@ -37,7 +37,8 @@ struct SimulatorOptions {
 /// What the fleet did, for the summary table.
 struct SimulatorCounts {
   std::atomic<int64_t> enrolled{0}, enroll_failed{0}, syncs{0}, syncs_failed{0}, watch_events{0},
-      installs{0}, installs_failed{0}, windows_sent{0}, windows_stored{0}, reports_failed{0};
+      installs{0}, installs_failed{0}, shadows{0}, windows_sent{0}, windows_stored{0},
+      reports_failed{0};
 };
 
 /// Many virtual devices in one process, each with its own key, certificate (enrolled through
@@ -64,6 +65,7 @@ class FleetSimulator {
 
  private:
   struct Device;
+  struct Installed;
   class WatchReactor;
   struct ReportCall;
   enum class Task { kEnroll, kSync, kReport, kWatch, kApplyPushed };
@@ -86,6 +88,11 @@ class FleetSimulator {
   bool ApplyDesired(Device& d, const v1::SyncResponse& desired);
   void Watch(Device& d);
   void Install(Device& d, const v1::ModuleRef& ref);
+  /// Verifies (and, for a class the host runs, fetches and loads) `ref`: what a device would
+  /// run of it, or why it cannot.
+  absl::StatusOr<Installed> Prepare(Device& d, const v1::ModuleRef& ref);
+  /// Runs `shadow` beside what the device serves of its model (a rollout's shadow stage).
+  void InstallShadow(Device& d, const v1::ShadowModule& shadow);
   absl::Status Fetch(Device& d, const v1::ModuleRef& ref, const std::string& path);
   v1::TelemetryWindow Window(Device& d, const std::string& model, int64_t start_ms, int64_t end_ms,
                              std::mt19937_64& rng);

@@ -38,9 +38,11 @@ absl::StatusOr<ScenarioRules> ScenarioRules::FromJson(const std::string& json) {
     if (g.target().empty()) return absl::InvalidArgumentError("a group needs a target class");
   }
   for (const sim::Behaviour& b : s.behaviours()) {
-    if (!Share(b.accuracy()) || !Share(b.error_rate()) || b.latency_us() < 0) {
+    if (!Share(b.accuracy()) || !Share(b.error_rate()) || !Share(b.agreement()) ||
+        b.latency_us() < 0) {
       return absl::InvalidArgumentError(
-          "a behaviour's accuracy and errorRate must be 0..1 and latencyUs not negative");
+          "a behaviour's accuracy, errorRate and agreement must be 0..1 and latencyUs not "
+          "negative");
     }
   }
   for (const Fault& f : s.faults()) {
@@ -65,6 +67,7 @@ ModelBehaviour ScenarioRules::BehaviourOf(const std::string& model, int64_t vers
     out.accuracy = b.accuracy();
     out.error_rate = b.error_rate();
     if (b.latency_us() > 0) out.latency_us = b.latency_us();
+    if (b.agreement() > 0) out.agreement = b.agreement();
   }
   return out;
 }

@@ -14,6 +14,7 @@ struct ModelBehaviour {
   double accuracy = 0.9;
   double error_rate = 0;
   double latency_us = 1000;
+  double agreement = 0.98;  // with the served version, when shadowed beside it
 };
 
 /// A scenario with its defaults filled in, and the questions the simulator asks of it.

@@ -94,6 +94,16 @@ v1::TelemetrySummary Summarize(const v1::TelemetryWindow& sum, int64_t windows,
   SetProportion(Total(sum.correct()), Total(sum.labelled()), s.mutable_accuracy());
   s.set_late_labels(sum.late_labels());
   *s.mutable_class_counts() = sum.class_counts();
+  for (const v1::TelemetryWindow::Shadow& shadow : sum.shadows()) {
+    v1::ShadowSummary* out = s.add_shadows();
+    out->set_version(shadow.version());
+    out->set_requests(shadow.requests());
+    SetProportion(shadow.agreed(), shadow.requests(), out->mutable_agreement());
+    out->set_errors(shadow.errors());
+    out->set_skipped(shadow.skipped());
+    const std::vector<int64_t> run(shadow.latency_counts().begin(), shadow.latency_counts().end());
+    if (Total(run) > 0) out->set_latency_p95_us(LatencyQuantile(run, 0.95).value_or(0));
+  }
   if (reference == nullptr) return s;
 
   std::map<std::string, const v1::TelemetryWindow::Feature*> measured;

@@ -223,6 +223,15 @@ TEST_P(IngestTest, AggregatesSumEachSeriesAndBucket) {
   EXPECT_TRUE(plant2[1].summary.features(0).samples().empty());
 }
 
+// `requests` of the window's calls also ran on `version`, `agreed` of them agreeing.
+void Shadow(v1::TelemetryWindow& w, int64_t version, int64_t requests, int64_t agreed) {
+  v1::TelemetryWindow::Shadow* s = w.add_shadows();
+  s->set_version(version);
+  s->set_requests(requests);
+  s->set_agreed(agreed);
+  for (size_t b = 0; b < kLatencyBuckets; ++b) s->add_latency_counts(b == 3 ? requests : 0);
+}
+
 TEST_P(IngestTest, RefusesWhatNoAgentSendsAndStoresTheRest) {
   StartIngest();
   const std::string device = Device("plant-1");
@@ -275,6 +284,17 @@ TEST_P(IngestTest, RefusesWhatNoAgentSendsAndStoresTheRest) {
          w.set_id(absl::StrCat(kModel, "/1/", w.start_ms()));
        },
        Refusal::kStale},
+      {"a shadow agreeing more than it ran",
+       [](auto& w) { Shadow(w, 2, 5, 6); }, Refusal::kInvalid},
+      {"a shadow of its own version", [](auto& w) { Shadow(w, 1, 5, 5); }, Refusal::kInvalid},
+      {"a shadow of more calls than the window's",
+       [](auto& w) { Shadow(w, 2, w.requests() + 5000, 0); }, Refusal::kInvalid},
+      {"one candidate shadowed twice",
+       [](auto& w) {
+         Shadow(w, 2, 1, 1);
+         Shadow(w, 2, 1, 1);
+       },
+       Refusal::kInvalid},
       {"past the retention",
        [](auto& w) {
          w.set_start_ms(w.start_ms() - 8 * 24 * 3600 * 1000LL);
@@ -285,6 +305,7 @@ TEST_P(IngestTest, RefusesWhatNoAgentSendsAndStoresTheRest) {
   };
   // Good ones among them: a whole window, and one cut short (its agent stopped inside it).
   std::vector<v1::TelemetryWindow> windows = {Window(t, 10), Window(t - kWindowMs, 10)};
+  Shadow(windows[0], 2, 5, 4);  // a candidate run beside it, as the agent counts one
   windows[1].set_end_ms(windows[1].start_ms() + kWindowMs / 3);
   constexpr size_t kGood = 2;
   for (size_t i = 0; i < cases.size(); ++i) {

@@ -90,6 +90,29 @@ absl::Status CheckWindow(const v1::TelemetryWindow& w, const v1::MonitoringSpec&
                                                    ": not counts"));
   }
   RETURN_IF_ERROR(CheckHistogram(w.latency_counts(), kLatencyBuckets, requests, max, "latency"));
+  // Candidates shadowed beside this version: a few (one per rollout at a time), each a subset
+  // of this version's calls.
+  constexpr int kMaxShadows = 4;
+  if (w.shadows_size() > kMaxShadows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(w.shadows_size(), " shadowed candidates, at most ", kMaxShadows));
+  }
+  std::set<int64_t> shadowed;
+  for (const v1::TelemetryWindow::Shadow& sh : w.shadows()) {
+    const std::string what = absl::StrCat("shadow of version ", sh.version());
+    if (sh.version() <= 0 || sh.version() == w.version() || !shadowed.insert(sh.version()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": not another version, or twice"));
+    }
+    if (sh.requests() < 0 || sh.requests() > requests + kInFlight || sh.agreed() < 0 ||
+        sh.agreed() > sh.requests() || sh.errors() < 0 || sh.errors() > sh.requests() ||
+        sh.skipped() < 0 || sh.skipped() > requests + kInFlight) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": requests ", sh.requests(), ", agreed ", sh.agreed(), ", errors ", sh.errors(),
+          ", skipped ", sh.skipped(), " do not fit ", requests, " requests"));
+    }
+    RETURN_IF_ERROR(
+        CheckHistogram(sh.latency_counts(), kLatencyBuckets, sh.requests(), max, what));
+  }
 
   std::map<std::string, const v1::MonitoringSpec::Feature*> features;
   for (const v1::MonitoringSpec::Feature& f : spec.features()) features[f.feature().name()] = &f;

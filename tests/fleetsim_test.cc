@@ -156,6 +156,39 @@ TEST_P(FleetsimTest, FailingInstallsPauseTheRolloutAndTheRestNeverSwitch) {
   EXPECT_GT(sim_->counts().installs_failed, 0);
 }
 
+TEST_P(FleetsimTest, ACandidateThatDisagreesOnOneCohortInTheShadowNeverServes) {
+  // Beside version 1, version 2 agrees on half of site b's calls (98 % elsewhere).
+  StartFleet(R"(,{"version":"2","cohort":"b","agreement":0.5}])");
+  ASSERT_FALSE(HasFailure());
+  HttpResponse created = Call(
+      "POST", "/v1/rollouts",
+      absl::StrCat(R"({"model":"kws","version":")", v2_,
+                   R"(","selector":"fleetsim","waves":[10,100],"bakeSeconds":"20",)",
+                   R"("onFailure":"rollback","shadow":{"seconds":"5","sampleRatio":0.5},)",
+                   R"("gates":[{"metric":"shadow_agreement","threshold":0.9,"minSamples":"200"}]})"));
+  ASSERT_EQ(created.status, 201) << created.body;
+  v1::Rollout r;
+  ASSERT_TRUE(ParseProtoJson(created.body, &r).ok());
+  const int64_t id = r.id();
+  ASSERT_TRUE(Eventually([&] { return Rollout(id).waves(0).counts().shadowing() > 0; },
+                         absl::Seconds(60)))
+      << Rollout(id).DebugString() << sim_->Summary();
+  EXPECT_EQ(Running(v2_), 0);
+  ASSERT_TRUE(Eventually([&] { return Rollout(id).state() == "ROLLED_BACK"; }, absl::Seconds(120)))
+      << Rollout(id).DebugString() << sim_->Summary();
+  r = Rollout(id);
+  EXPECT_EQ(r.waves(0).devices(), kDevices / 10);
+  EXPECT_EQ(r.waves(1).devices(), 0);
+  EXPECT_EQ(r.waves(0).counts().active() + r.waves(0).counts().rolled_back(), 0);
+  bool failed = false;
+  for (const auto& g : r.gates()) {
+    if (g.metric() == "shadow_agreement") failed = g.verdict() == "FAIL" && g.value() < 0.9;
+  }
+  EXPECT_TRUE(failed) << r.DebugString();
+  EXPECT_EQ(Running(v1_), kDevices) << sim_->Summary();
+  EXPECT_GE(sim_->counts().shadows, kDevices / 10);
+}
+
 INSTANTIATE_TEST_SUITE_P(Storage, FleetsimTest, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 

@@ -12,6 +12,7 @@
 #include "agent/client/local_client.h"
 #include "compiler/testing/onnx_models.h"
 #include "edgeloop/v1/rollout.pb.h"
+#include "edgeloop/v1/telemetry.pb.h"
 #include "tests/testing/serving_fixture.h"
 
 namespace edgeloop::tests {
@@ -228,6 +229,91 @@ TEST_P(RolloutTest, ALessAccurateCandidateIsRolledBackFromTheCanaryAndNoOtherDev
   EXPECT_EQ(done.waves(1).devices(), 0);
 }
 
+// With a shadow stage the canary runs the candidate beside v1 on half of its application's
+// calls: one that disagrees is rolled back without ever answering a call; one that agrees
+// goes on to serve.
+TEST_P(RolloutTest, TheShadowStageJudgesACandidateBeforeItAnswersAnyCall) {
+  StartFleet();
+  ASSERT_FALSE(HasFailure());
+  StartApplications();
+  auto create = [&](int64_t version) {
+    CommandResult created = Cli({"-o", "json", "rollout", "create", "--model", "kws",
+                                 "--version", std::to_string(version), "--waves", "1",
+                                 "--canary", "site=a", "--bake", "1s", "--on-failure",
+                                 "rollback", "--shadow", "3s", "--shadow-sample", "0.5",
+                                 "--gate", "shadow_agreement>=0.9:min=50", "--gate",
+                                 "failed_installs<=0"});
+    EXPECT_EQ(created.exit_code, 0) << created.err;
+    v1::Rollout rollout;
+    EXPECT_TRUE(ParseProtoJson(created.out, &rollout).ok()) << created.out;
+    return rollout.id();
+  };
+  // Other weights: the candidate's argmax differs from v1's on most inputs.
+  const int64_t worse = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 7));
+  ASSERT_GT(worse, 0);
+  const int64_t first = create(worse);
+  ASSERT_GT(first, 0);
+  ASSERT_TRUE(Eventually(
+      [&] {
+        const v1::Rollout r = GetRollout(first);
+        return r.waves_size() > 0 && r.waves(0).counts().shadowing() == 1;
+      },
+      absl::Seconds(60)))
+      << GetRollout(first).DebugString();
+  CommandResult shown = Cli({"rollout", "show", std::to_string(first)});
+  EXPECT_TRUE(absl::StrContains(shown.out, "SHADOWING")) << shown.out;
+  ASSERT_TRUE(WaitState(first, "ROLLED_BACK", absl::Seconds(120)))
+      << GetRollout(first).DebugString();
+  const std::vector<v1::RolloutEvent> events = Events(first);
+  ASSERT_GE(events.size(), 2u);
+  const v1::RolloutEvent& rollback = events[events.size() - 2];
+  EXPECT_EQ(rollback.to_state(), "ROLLING_BACK");
+  EXPECT_TRUE(rollback.shadowing());
+  ASSERT_EQ(rollback.gates_size(), 1) << rollback.DebugString();
+  EXPECT_EQ(rollback.gates(0).metric(), "shadow_agreement");
+  EXPECT_EQ(rollback.gates(0).verdict(), "FAIL");
+  EXPECT_LT(rollback.gates(0).value(), 0.9);
+  EXPECT_GE(rollback.gates(0).samples(), 50);
+  // The canary's telemetry of v1 shows the candidate it ran beside.
+  v1::ModelTelemetry telemetry;
+  ASSERT_TRUE(ParseProtoJson(Call("GET", absl::StrCat("/v1/models/kws/telemetry?version=", v1_)).body,
+                             &telemetry)
+                  .ok());
+  ASSERT_EQ(telemetry.versions_size(), 1);
+  bool shadowed = false;
+  for (const v1::ShadowSummary& sh : telemetry.versions(0).total().shadows()) {
+    if (sh.version() != worse) continue;
+    shadowed = true;
+    EXPECT_GE(sh.requests(), 50);
+    EXPECT_GT(sh.latency_p95_us(), 0);
+    EXPECT_LT(sh.agreement().value(), 0.9);
+  }
+  EXPECT_TRUE(shadowed) << telemetry.DebugString();
+
+  // The same weights as v1: it agrees on every call, and then serves.
+  const int64_t same = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
+  ASSERT_GT(same, 0);
+  const int64_t second = create(same);
+  ASSERT_GT(second, 0);
+  ASSERT_TRUE(WaitState(second, "COMPLETED", absl::Seconds(120)))
+      << GetRollout(second).DebugString();
+  for (auto& [site, agent] : agents_) {
+    EXPECT_TRUE(WaitServing(client::LocalClient(agent->state_dir() + "/agent.sock"), "kws", same))
+        << site;
+  }
+  StopApplications();
+  // No application was ever answered by the candidate that disagreed.
+  for (const char* site : {"a", "b", "c"}) EXPECT_FALSE(Served(site).count(worse)) << site;
+  std::vector<std::string> path;
+  for (const v1::RolloutEvent& e : Events(second)) {
+    path.push_back(absl::StrCat(e.to_state(), "@", e.wave(), e.shadowing() ? "/shadow" : ""));
+  }
+  EXPECT_EQ(path, (std::vector<std::string>{"PENDING@0", "IN_PROGRESS@0/shadow",
+                                            "BAKING@0/shadow", "IN_PROGRESS@0", "BAKING@0",
+                                            "IN_PROGRESS@1/shadow", "BAKING@1/shadow",
+                                            "IN_PROGRESS@1", "BAKING@1", "COMPLETED@1"}));
+}
+
 TEST_P(RolloutTest, BadSpecsAreRefusedWithNothingCreated) {
   ASSERT_EQ(Call("POST", "/v1/models", R"({"name":"kws"})").status, 201);
   const int64_t v1 = Push("kws", compiler::testing::MlpOnnx(std::vector<int>{16, 32, 4}, 1));
@@ -243,6 +329,9 @@ TEST_P(RolloutTest, BadSpecsAreRefusedWithNothingCreated) {
            absl::StrCat(R"({"model":"kws",)", version, R"(,"onFailure":"shrug"})"),
            std::string(R"({"model":"kws"})"),
            std::string(R"({"model":"kws","version":"1","bakeSeconds":"x"})"),
+           absl::StrCat(R"({"model":"kws",)", version,
+                        R"(,"gates":[{"metric":"shadow_agreement","threshold":0.9}]})"),
+           absl::StrCat(R"({"model":"kws",)", version, R"(,"shadow":{"sampleRatio":2}})"),
        }) {
     HttpResponse r = Call("POST", "/v1/rollouts", body);
     EXPECT_EQ(r.status, 400) << body << " → " << r.body;
