@@ -7,11 +7,11 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
 #include "agent/agent_options.h"
 #include "agent/hardware_profile.h"
 #include "common/logging.h"
+#include "common/mutex_checks.h"
 #include "common/proto_json.h"
 #include "common/status.h"
 #include "common/stop_signal.h"
@@ -50,11 +50,7 @@ int main(int argc, char** argv) {
   // whenever it was starved (hotswap_bench: p99 1.45x steady while only syncing). With
   // "poll", each wait polls only its own connections. An operator's setting still wins.
   ::setenv("GRPC_POLL_STRATEGY", "poll", /*overwrite=*/0);
-  // Debian builds Abseil without NDEBUG, so every absl::Mutex lock (gRPC takes many per call)
-  // also records lock order in one process-wide graph behind a spin lock: CPU on every call,
-  // and a lock the idle-priority background thread holds while the serving threads wait
-  // for it. Lock-order checking belongs in tests (TSan), not on devices.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  DisableMutexDeadlockDetection();
 
   auto agent = agent::Agent::Create(*options);
   if (!agent.ok()) {

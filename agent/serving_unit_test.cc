@@ -727,7 +727,8 @@ TEST_F(ShadowTest, TheSampleAndTheCpuBudgetBoundTheCost) {
   EXPECT_EQ(starved.requests() + starved.skipped(), 100);
   EXPECT_LE(starved.requests(), 9);  // the queue holds 8
   EXPECT_GE(starved.skipped(), 91);
-  // Time refills it: 100 s at a millionth of a core is 100 µs, a few more calls.
+  // Time refills it: 100 s at a millionth of a core pays off what was overspent and fills it
+  // again (to its cap of 0.2 µs), so the next sampled call runs.
   clock_.Advance(absl::Seconds(100));
   Calls(1, served);
   EXPECT_EQ(Window().requests(), 1);

@@ -272,12 +272,7 @@ int Main(int argc, char** argv) {
             r.opencv_diff, r.torch_diff));
   }
   absl::StrAppend(&json, "\n]}\n");
-  if (!options.json.empty()) {
-    std::filesystem::path parent = std::filesystem::path(options.json).parent_path();
-    if (!parent.empty()) std::filesystem::create_directories(parent);
-    std::ofstream(options.json) << json;
-    std::printf("wrote %s\n", options.json.c_str());
-  }
+  WriteResults(options.json, json);
   // The engines must agree, or the timings compare different computations.
   for (const Row& r : rows) {
     if (!(r.opencv_diff < 1e-4 && r.torch_diff < 1e-4)) {

@@ -290,10 +290,6 @@ int main(int argc, char** argv) {
     seen = seen && t.api_s >= 0 && (options.no_metrics || t.metrics_s >= 0);
   }
   absl::StrAppend(&json, "]}\n");
-  if (!options.json.empty()) {
-    if (absl::Status s = edgeloop::WriteFileAtomically(options.json, json); !s.ok()) {
-      std::fprintf(stderr, "drift_delay_bench: %s\n", s.ToString().c_str());
-    }
-  }
+  edgeloop::bench::WriteResults(options.json, json);
   return seen ? 0 : 1;
 }

@@ -558,12 +558,7 @@ int Main(int argc, char** argv) {
       &json, absl::StrFormat("\n],\"verified_to_serving_us\":{\"n\":%d,\"p50\":%.0f,\"p99\":%.0f},"
                              "\"predict_p50_us\":%.1f,\"in_process_p50_us\":%.2f}\n",
                              verified.n, verified.p50, verified.p99, rpc.p50, local.p50));
-  if (!options.json.empty()) {
-    const std::filesystem::path parent = std::filesystem::path(options.json).parent_path();
-    if (!parent.empty()) std::filesystem::create_directories(parent);
-    std::ofstream(options.json) << json;
-    std::printf("wrote %s\n", options.json.c_str());
-  }
+  WriteResults(options.json, json);
   for (const RunResult& r : runs) {
     if (r.failed > 0) return 1;  // the one result that is not a number to look at
   }

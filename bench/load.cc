@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/file_util.h"
 
 namespace edgeloop::bench {
 
@@ -78,6 +80,19 @@ std::string MeasurementJson(const Measurement& m) {
   return absl::StrFormat(
       R"({"ops":%d,"errors":%d,"seconds":%.3f,"ops_per_second":%.1f,"p50_ms":%.3f,"p99_ms":%.3f})",
       m.ops, m.errors, m.seconds, m.rate(), m.p50_ms, m.p99_ms);
+}
+
+bool WriteResults(const std::string& path, const std::string& json) {
+  if (path.empty()) return true;
+  std::error_code error;
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, error);
+  if (absl::Status s = WriteFileAtomically(path, json); !s.ok()) {
+    std::fprintf(stderr, "could not write the results: %s\n", s.ToString().c_str());
+    return false;
+  }
+  std::printf("wrote %s\n", path.c_str());
+  return true;
 }
 
 }  // namespace edgeloop::bench

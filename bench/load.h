@@ -41,6 +41,10 @@ std::optional<int> ParseFlags(FlagSet& flags, int argc, char** argv);
 std::optional<int> ParseRunSettings(int argc, char** argv, RunSettings* settings,
                                     const std::function<void(FlagSet&)>& extra = {});
 
+/// Writes a benchmark's results to `path` (atomically, creating its directory; nothing when
+/// `path` is empty) and says where, or why not, on stdout or stderr. False when it failed.
+bool WriteResults(const std::string& path, const std::string& json);
+
 /// {"ops":…,"errors":…,"seconds":…,"ops_per_second":…,"p50_ms":…,"p99_ms":…}
 std::string MeasurementJson(const Measurement& m);
 

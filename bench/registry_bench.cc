@@ -230,9 +230,8 @@ int main(int argc, char** argv) {
             ratio));
   }
   json += "\n]\n";
-  std::filesystem::create_directories(std::filesystem::path(options.json).parent_path());
-  std::ofstream(options.json) << json;
-  std::printf("\nwrote %s\n", options.json.c_str());
+  std::printf("\n");
+  WriteResults(options.json, json);
   int64_t errors = 0;
   for (const Row& r : rows) errors += r.op.errors + r.baseline.errors;
   return errors == 0 ? 0 : 1;

@@ -256,8 +256,6 @@ int main(int argc, char** argv) {
       absl::StrFormat(R"("agent":{"idle_rss_kb":%d,"binary_bytes":%d,"stripped_bytes":%d}})",
                       agent_rss_kb, unstripped_bytes, stripped_bytes),
       "\n");
-  std::filesystem::create_directories(std::filesystem::path(options.json).parent_path());
-  std::ofstream(options.json) << json;
-  std::printf("wrote %s\n", options.json.c_str());
+  WriteResults(options.json, json);
   return errors == 0 ? 0 : 1;
 }

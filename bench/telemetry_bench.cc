@@ -173,7 +173,7 @@ absl::Status Run(double seconds, int rounds, std::string work_dir, const std::st
     }
   }
   json += "]\n";
-  if (!json_path.empty()) RETURN_IF_ERROR(WriteFileAtomically(json_path, json));
+  if (!WriteResults(json_path, json)) return absl::InternalError("the results were not written");
   std::filesystem::remove_all(work_dir);
   return absl::OkStatus();
 }

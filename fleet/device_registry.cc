@@ -229,7 +229,8 @@ absl::StatusOr<v1::SyncResponse> DeviceRegistry::Sync(absl::string_view device_i
     profile.set_target(DeriveTargetClass(profile));
     ASSIGN_OR_RETURN(
         rows,
-        options_.database->Query(
+        sync_writes_.Run(
+            std::string(device_id),
             absl::StrCat(
                 "UPDATE devices SET state = $2, last_seen_ms = $3, profile = $4, profile_hash = "
                 "$5, target = $6, arch = $7, ram_mb = $8, storage_mb = $9, cores = $10, accel = "
@@ -241,7 +242,8 @@ absl::StatusOr<v1::SyncResponse> DeviceRegistry::Sync(absl::string_view device_i
   } else {
     ASSIGN_OR_RETURN(
         rows,
-        options_.database->Query(
+        sync_writes_.Run(
+            std::string(device_id),
             absl::StrCat("UPDATE devices SET state = $2, last_seen_ms = $3 WHERE id = $1 AND "
                          "status = 'ACTIVE' RETURNING ",
                          kColumns, ", profile_hash"),

@@ -18,6 +18,7 @@
 #include "fleet/selector.h"
 #include "fleet/sync_pacer.h"
 #include "store/database.h"
+#include "store/group_commit.h"
 
 namespace edgeloop::fleet {
 
@@ -78,7 +79,8 @@ struct FleetCount {
 /// methods take the device id that the caller's client certificate proved. Thread-safe.
 class DeviceRegistry {
  public:
-  explicit DeviceRegistry(const DeviceRegistryOptions& options) : options_(options) {}
+  explicit DeviceRegistry(const DeviceRegistryOptions& options)
+      : options_(options), sync_writes_(options.database) {}
 
   /// Spends one use of the token, records the device with the token's labels over its own,
   /// and signs its CSR with CN = the new device id, all in one transaction. The token's secret
@@ -150,6 +152,9 @@ class DeviceRegistry {
   void Notify(absl::string_view device_id);
 
   DeviceRegistryOptions options_;
+  // Each sync writes what the device reports and when it was seen; a fleet's syncs share
+  // commits (one fsync for all that arrive together) rather than queue one commit each.
+  store::GroupCommit sync_writes_;
   std::function<void(absl::string_view)> on_change_;  // set before serving, then read only
 };
 

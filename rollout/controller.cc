@@ -478,29 +478,30 @@ absl::StatusOr<bool> Controller::Write(RolloutRecord& r, const Transition& t) {
   const bool in_force_after = t.to_state == "IN_PROGRESS" || t.to_state == "BAKING" ||
                               t.to_state == "PAUSED" || t.to_state == "COMPLETED";
   // A rollout that has not started has released no one: starting or aborting it changes
-  // nothing a device runs.
-  const bool touch = (r.state != "PENDING" && in_force_before != in_force_after) ||
-                     t.to_state == "COMPLETED";
+  // nothing a device runs. One that stops applying before it completed (rolled back,
+  // aborted) changes only what its released devices run; completing applies it to every
+  // device its selector matches, the ones that join later too.
+  const bool changes = r.state != "PENDING" && in_force_before != in_force_after;
+  const bool fleet_wide = t.to_state == "COMPLETED" || (changes && r.state == "COMPLETED");
   // A wave leaving its shadow stage while the rollout stays in force: its devices switch to
   // serving the candidate, and only their desired state changes.
-  const bool unshadow = !touch && in_force_after && r.shadowing && t.shadowing == false;
-  std::vector<std::string> switching;
+  const bool unshadow = !changes && in_force_after && r.shadowing && t.shadowing == false;
+  std::vector<std::string> moved;  // the devices whose desired state this changes
   bool applied = false;
   RolloutRecord updated;
   RETURN_IF_ERROR(
       store::RunInTransaction(*options_.database, [&](store::Transaction& tx) -> absl::Status {
         updated = r;
-        switching.clear();
+        moved.clear();
         ASSIGN_OR_RETURN(applied, RolloutStore::Apply(tx, updated, t, now_ms));
-        if (applied && touch) RETURN_IF_ERROR(fleet::Assignments::Touch(tx));
-        if (applied && unshadow) {
-          ASSIGN_OR_RETURN(auto released, RolloutStore::Devices(tx, r.id));
-          for (const auto& [id, d] : released) {
-            if (d.wave == r.wave) switching.push_back(id);
-          }
-          RETURN_IF_ERROR(fleet::DeviceRegistry::TouchDevices(tx, switching));
+        if (!applied) return absl::OkStatus();
+        if (fleet_wide) return fleet::Assignments::Touch(tx);
+        if (!changes && !unshadow) return absl::OkStatus();
+        ASSIGN_OR_RETURN(auto released, RolloutStore::Devices(tx, r.id));
+        for (const auto& [id, d] : released) {
+          if (changes || d.wave == r.wave) moved.push_back(id);
         }
-        return absl::OkStatus();
+        return fleet::DeviceRegistry::TouchDevices(tx, moved);
       }));
   if (!applied) return false;
   Log(LogLevel::kInfo, "rollout transition",
@@ -514,10 +515,10 @@ absl::StatusOr<bool> Controller::Write(RolloutRecord& r, const Transition& t) {
     std::lock_guard lock(counts_mu_);
     ++transitions_[t.to_state];
   }
-  if (touch) Notify();
-  if (!switching.empty()) {
+  if (fleet_wide) Notify();
+  if (!moved.empty()) {
     if (options_.on_devices_change) {
-      options_.on_devices_change(switching);
+      options_.on_devices_change(moved);
     } else {
       Notify();
     }

@@ -206,6 +206,17 @@ class ControllerTest : public ::testing::TestWithParam<std::string> {
     g->set_threshold(0);
     return spec;
   }
+  // Waves of 20 % and 100 % with a shadow stage of `seconds`, whose agreement must be 90 %
+  // over at least 50 calls; rolled back otherwise.
+  static v1::RolloutSpec ShadowSpec(int64_t seconds) {
+    v1::RolloutSpec spec = Spec({20, 100}, 60, "rollback");
+    spec.mutable_shadow()->set_seconds(seconds);
+    v1::RolloutGate* g = spec.add_gates();
+    g->set_metric("shadow_agreement");
+    g->set_threshold(0.9);
+    g->set_min_samples(50);
+    return spec;
+  }
   int64_t Create(const v1::RolloutSpec& spec) {
     auto r = controller_->Create(spec, "alice");
     EXPECT_TRUE(r.ok()) << r.status();
@@ -309,9 +320,14 @@ TEST_P(ControllerTest, FailedInstallsRollBackOnlyTheWaveThatTookIt) {
   ASSERT_EQ(canary.size(), 2u);
   // One canary device fails its install.
   SyncAll(devices, {*canary.begin()});
+  told_.clear();
+  const int fleet_wide = notified_;
   Reconcile();
   v1::Rollout r = Get(id);
   EXPECT_EQ(r.state(), "ROLLING_BACK") << r.message();
+  // Only the devices it released are woken to go back, not every watcher.
+  EXPECT_EQ(told_, canary);
+  EXPECT_EQ(notified_, fleet_wide);
   EXPECT_NE(r.message().find("failed_installs"), std::string::npos) << r.message();
   // Every device is told to run version 1 again; none outside the canary ever got 2.
   EXPECT_TRUE(OnCandidate(devices).empty());
@@ -535,13 +551,8 @@ TEST_P(ControllerTest, EachWaveShadowsTheCandidateBeforeItServes) {
   for (int i = 0; i < 10; ++i) devices.push_back(Enroll(X86()));
   AssignAll(1);
   SyncAll(devices);
-  v1::RolloutSpec spec = Spec({20, 100}, 60, "rollback");
-  spec.mutable_shadow()->set_seconds(120);
+  v1::RolloutSpec spec = ShadowSpec(120);
   spec.mutable_shadow()->set_sample_ratio(0.5);
-  v1::RolloutGate* g = spec.add_gates();
-  g->set_metric("shadow_agreement");
-  g->set_threshold(0.9);
-  g->set_min_samples(50);
   const int64_t id = Create(spec);
   EXPECT_EQ(Get(id).spec().shadow().cpu_budget(), 0.1);  // the default, stored with the spec
   Reconcile();
@@ -624,13 +635,7 @@ TEST_P(ControllerTest, ACandidateThatDisagreesInTheShadowIsRolledBackUnserved) {
   for (int i = 0; i < 10; ++i) devices.push_back(Enroll(X86()));
   AssignAll(1);
   SyncAll(devices);
-  v1::RolloutSpec spec = Spec({20, 100}, 60, "rollback");
-  spec.mutable_shadow()->set_seconds(60);
-  v1::RolloutGate* g = spec.add_gates();
-  g->set_metric("shadow_agreement");
-  g->set_threshold(0.9);
-  g->set_min_samples(50);
-  const int64_t id = Create(spec);
+  const int64_t id = Create(ShadowSpec(60));
   Reconcile();
   SyncAll(devices);
   Reconcile();

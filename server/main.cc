@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/logging.h"
+#include "common/mutex_checks.h"
 #include "common/stop_signal.h"
 #include "server/options.h"
 #include "server/server.h"
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   BlockStopSignals();  // before any thread starts
+  DisableMutexDeadlockDetection();
   // A connection per device on the device port: as many descriptors as the hard limit allows.
   rlimit files;
   if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {

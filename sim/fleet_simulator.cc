@@ -70,10 +70,21 @@ struct FleetSimulator::Device {
   bool profile_sent = false;
 
   int64_t desired_generation = 0;  // of the desired state last applied
+  bool syncing = false;     // a sync is in flight
+  bool sync_again = false;  // ... and another was asked for meanwhile
 
   std::mutex watch_mu;            // guards what follows
   WatchReactor* watch = nullptr;  // the open stream, if any (it deletes itself)
   std::optional<v1::SyncResponse> pushed;  // the desired state a Watch event carried
+  std::unique_ptr<SyncCall> synced;        // an answered sync, for the next kSyncDone
+};
+
+// A sync in flight; its answer is applied by a worker (Task::kSyncDone).
+struct FleetSimulator::SyncCall {
+  grpc::ClientContext context;
+  v1::SyncRequest request;
+  v1::SyncResponse response;
+  grpc::Status status;
 };
 
 // A telemetry report in flight; deleted by its completion.
@@ -94,6 +105,10 @@ class FleetSimulator::WatchReactor final : public grpc::ClientReadReactor<v1::Wa
   void OnReadDone(bool ok) override {
     if (!ok) return;  // OnDone follows
     ++sim_->counts_.watch_events;
+    {
+      std::lock_guard lock(sim_->watch_times_mu_);
+      sim_->watch_times_.push_back(absl::Now());
+    }
     // As the agent does: the event's desired state is applied as it is; a sync follows only
     // to report what changed.
     if (event_.has_desired()) {
@@ -209,9 +224,21 @@ void FleetSimulator::Stop() {
     if (d->watch != nullptr) d->watch->Cancel();
   }
   // Every stream and report ends before the devices (and stubs) they use go away.
-  for (int k = 0; k < 1000 && (watches_ > 0 || reports_in_flight_ > 0); ++k) {
+  for (int k = 0; k < 1000 && (watches_ > 0 || reports_in_flight_ > 0 || syncs_in_flight_ > 0);
+       ++k) {
     absl::SleepFor(absl::Milliseconds(10));
   }
+}
+
+absl::Duration FleetSimulator::Lag() {
+  std::lock_guard lock(mu_);
+  if (events_.empty()) return absl::ZeroDuration();
+  return std::max(absl::ZeroDuration(), absl::Now() - events_.top().at);
+}
+
+std::vector<absl::Time> FleetSimulator::WatchEventTimes() const {
+  std::lock_guard lock(watch_times_mu_);
+  return watch_times_;
 }
 
 void FleetSimulator::Schedule(int device, Task task, absl::Time at) {
@@ -259,6 +286,9 @@ void FleetSimulator::Work() {
           break;
         case Task::kSync:
           Sync(d);
+          break;
+        case Task::kSyncDone:
+          SyncDone(d);
           break;
         case Task::kReport:
           Report(d);
@@ -320,7 +350,13 @@ void FleetSimulator::Sync(Device& d) {
     Schedule(d.index, Task::kSync, absl::Now() + absl::Seconds(1));
     return;
   }
-  v1::SyncRequest request;
+  if (d.syncing) {  // what it reports may have changed since that one was sent
+    d.sync_again = true;
+    return;
+  }
+  auto call = std::make_unique<SyncCall>();
+  call->context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+  v1::SyncRequest& request = call->request;
   v1::DeviceState& state = *request.mutable_state();
   state.set_agent_version("fleetsim");
   state.set_profile_hash(ProfileHash(d.profile));
@@ -345,20 +381,46 @@ void FleetSimulator::Sync(Device& d) {
     }
     if (m.failure) *state.add_modules() = *m.failure;
   }
-  v1::SyncResponse response;
-  grpc::Status s = d.stub->Sync(Context().get(), request, &response);
-  if (!s.ok()) {
+  // On gRPC's callback API, as the reports: a worker blocked on each sync's round trip held
+  // up every device behind it (a wave's devices took seconds to report what they installed).
+  d.syncing = true;
+  ++syncs_in_flight_;
+  SyncCall* raw = call.release();
+  d.stub->async()->Sync(&raw->context, &raw->request, &raw->response,
+                        [this, &d, raw](grpc::Status s) {
+                          raw->status = std::move(s);
+                          {
+                            std::lock_guard lock(d.watch_mu);
+                            d.synced.reset(raw);
+                          }
+                          Schedule(d.index, Task::kSyncDone, absl::Now());
+                          --syncs_in_flight_;
+                        });
+}
+
+void FleetSimulator::SyncDone(Device& d) {
+  std::unique_ptr<SyncCall> call;
+  {
+    std::lock_guard lock(d.watch_mu);
+    call = std::move(d.synced);
+  }
+  if (call == nullptr) return;
+  d.syncing = false;
+  const bool again = std::exchange(d.sync_again, false);
+  if (!call->status.ok()) {
     ++counts_.syncs_failed;
     Schedule(d.index, Task::kSync, absl::Now() + kRetry);
     return;
   }
   ++counts_.syncs;
+  const v1::SyncResponse& response = call->response;
   d.profile_sent = !response.send_profile();
   const bool changed = ApplyDesired(d, response);
   if (options_.watch) Watch(d);
   // Report what changed at once (as an agent's next sync would), then on the server's pacing.
   Schedule(d.index, Task::kSync,
-           changed ? absl::Now() : absl::Now() + absl::Milliseconds(response.next_sync_ms()));
+           changed || again ? absl::Now()
+                            : absl::Now() + absl::Milliseconds(response.next_sync_ms()));
   Schedule(d.index, Task::kReport, absl::Now() + absl::Seconds(1));
 }
 

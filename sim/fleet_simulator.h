@@ -62,13 +62,19 @@ class FleetSimulator {
   std::map<std::string, int64_t> Running() const;
   /// The table printed at the end and on SIGINT.
   std::string Summary() const;
+  /// How far the workers are behind: the age of the oldest task that is due (0 when none is).
+  /// A benchmark waits for the simulator to catch up before it measures the server.
+  absl::Duration Lag();
+  /// When each Watch event arrived, in order (how fast the server notified the fleet).
+  std::vector<absl::Time> WatchEventTimes() const;
 
  private:
   struct Device;
   struct Installed;
   class WatchReactor;
   struct ReportCall;
-  enum class Task { kEnroll, kSync, kReport, kWatch, kApplyPushed };
+  struct SyncCall;
+  enum class Task { kEnroll, kSync, kSyncDone, kReport, kWatch, kApplyPushed };
   struct Event {
     absl::Time at;
     int device;
@@ -81,6 +87,8 @@ class FleetSimulator {
   void Work();
   void Enroll(Device& d);
   void Sync(Device& d);
+  /// Applies the answer of the device's sync in flight (on a worker, as every task).
+  void SyncDone(Device& d);
   void Report(Device& d);
   void ApplyPushed(Device& d);
   /// Installs what `desired` names and drops what it no longer does; true when that changed
@@ -115,6 +123,9 @@ class FleetSimulator {
   std::vector<absl::Time> sync_due_, report_due_;  // guarded: each device's pending event
   std::atomic<int> watches_{0};                    // Watch streams open
   std::atomic<int> reports_in_flight_{0};          // ReportTelemetry calls not answered yet
+  std::atomic<int> syncs_in_flight_{0};            // Sync calls not answered yet
+  mutable std::mutex watch_times_mu_;
+  std::vector<absl::Time> watch_times_;  // guarded by watch_times_mu_
   std::vector<std::thread> workers_;
 };
 

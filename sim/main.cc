@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/file_util.h"
+#include "common/mutex_checks.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/stop_signal.h"
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   BlockStopSignals();
+  DisableMutexDeadlockDetection();  // (common/mutex_checks.h)
   auto simulator = sim::FleetSimulator::Create(options, *std::move(rules));
   if (!simulator.ok()) {
     std::fprintf(stderr, "edgeloop-fleetsim: %s\n",

@@ -14,6 +14,7 @@
 #include "store/blob_store.h"
 #include "store/change_feed.h"
 #include "store/database.h"
+#include "store/group_commit.h"
 #include "store/migrations.h"
 #include "store/testing/postgres_cluster.h"
 
@@ -199,6 +200,47 @@ TEST_P(DatabaseTest, ConcurrentTransactionsLoseNoUpdate) {
   auto rows = db_->Query("SELECT last_sequence FROM counter", {});
   ASSERT_TRUE(rows.ok());
   EXPECT_EQ((*rows)[0].Int("last_sequence"), kThreads * kIncrements);
+}
+
+// Many callers' writes share commits; each caller gets its own statement's rows, and a bad
+// statement in a group fails only its caller.
+TEST_P(DatabaseTest, GroupCommitServesEachCallerItsOwnRows) {
+  ASSERT_TRUE(RunInTransaction(*db_, [](Transaction& tx) {
+                return tx.ExecuteScript(
+                    "CREATE TABLE seen (id TEXT PRIMARY KEY, n BIGINT NOT NULL CHECK (n >= 0));");
+              }).ok());
+  GroupCommit group(db_.get());
+  constexpr int kThreads = 8, kWrites = 40;
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0}, refused{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kWrites; ++i) {
+        const std::string id = absl::StrCat("d", t);
+        // Every tenth write breaks the CHECK constraint: it alone fails.
+        const int64_t n = i % 10 == 9 ? -1 : i;
+        auto rows = group.Run(id,
+                              "INSERT INTO seen (id, n) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE "
+                              "SET n = excluded.n RETURNING id, n",
+                              {id, n});
+        if (n < 0) {
+          refused += !rows.ok();
+          continue;
+        }
+        if (!rows.ok() || rows->size() != 1 || (*rows)[0].Text("id") != id ||
+            (*rows)[0].Int("n") != n) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(refused, kThreads * kWrites / 10);
+  auto rows = db_->Query("SELECT COUNT(*) AS c, SUM(n) AS s FROM seen", {});
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ((*rows)[0].Int("c"), kThreads);
+  EXPECT_EQ((*rows)[0].Int("s"), kThreads * (kWrites - 2));  // each ends on its write 38
 }
 
 TEST_P(DatabaseTest, SyntaxErrorIsReportedNotThrown) {

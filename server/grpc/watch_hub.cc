@@ -86,7 +86,8 @@ class WatchHub::Stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
     return known_;
   }
 
-  bool queued = false;  // hub's mu_
+  bool queued = false;         // in queue_; hub's mu_
+  bool queued_urgent = false;  // in urgent_; hub's mu_
 
  private:
   void OnWriteDone(bool ok) override {
@@ -103,7 +104,7 @@ class WatchHub::Stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
     }
     if (again) {
       std::lock_guard lock(hub_.mu_);
-      hub_.EnqueueLocked(this);
+      hub_.EnqueueLocked(this, /*urgent=*/true);
     }
   }
   void OnCancel() override { FinishOnce(absl::CancelledError("the device ended the watch")); }
@@ -166,6 +167,7 @@ WatchHub::~WatchHub() {
   lock.unlock();
   for (std::thread& t : threads_) t.join();
   for (Stream* s : queue_) s->Unref();
+  for (Stream* s : urgent_) s->Unref();
 }
 
 grpc::ServerWriteReactor<v1::WatchEvent>* WatchHub::Open(const std::string& device_id,
@@ -184,7 +186,7 @@ grpc::ServerWriteReactor<v1::WatchEvent>* WatchHub::Open(const std::string& devi
     if (!stopping_) {
       by_device_[device_id].insert(stream);
       metrics_.SetWatchStreams(open_);
-      EnqueueLocked(stream);  // the first check answers at once if the device is behind
+      EnqueueLocked(stream, false);  // the first check answers at once if the device is behind
       return stream;
     }
   }
@@ -192,11 +194,11 @@ grpc::ServerWriteReactor<v1::WatchEvent>* WatchHub::Open(const std::string& devi
   return stream;
 }
 
-void WatchHub::EnqueueLocked(Stream* stream) {
-  if (stream->queued || stopping_) return;
-  stream->queued = true;
+void WatchHub::EnqueueLocked(Stream* stream, bool urgent) {
+  if (stopping_ || stream->queued_urgent || (!urgent && stream->queued)) return;
+  (urgent ? stream->queued_urgent : stream->queued) = true;
   stream->Ref();
-  queue_.push_back(stream);
+  (urgent ? urgent_ : queue_).push_back(stream);
   work_.notify_one();
 }
 
@@ -204,23 +206,35 @@ void WatchHub::Notify(absl::string_view device_id) {
   std::lock_guard lock(mu_);
   if (device_id.empty()) {
     for (auto& [id, streams] : by_device_)
-      for (Stream* s : streams) EnqueueLocked(s);
+      for (Stream* s : streams) EnqueueLocked(s, false);
     return;
   }
   auto it = by_device_.find(device_id);
   if (it == by_device_.end()) return;
-  for (Stream* s : it->second) EnqueueLocked(s);
+  for (Stream* s : it->second) EnqueueLocked(s, true);
 }
 
 void WatchHub::CheckLoop() {
   std::unique_lock lock(mu_);
   while (true) {
-    work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    work_.wait(lock, [&] { return stopping_ || !queue_.empty() || !urgent_.empty(); });
     if (stopping_) return;
-    Stream* stream = queue_.front();
-    queue_.pop_front();
-    // Unqueued before the read: a change that lands during it queues the stream again.
+    // Changes named for a device first: a wave's release is not held up behind a fleet-wide
+    // check (a build finishing wakes every stream) of thousands of streams.
+    const bool urgent = !urgent_.empty();
+    std::deque<Stream*>& from = urgent ? urgent_ : queue_;
+    Stream* stream = from.front();
+    from.pop_front();
+    if (!(urgent ? stream->queued_urgent : stream->queued)) {  // checked since, from the other
+      lock.unlock();
+      stream->Unref();
+      lock.lock();
+      continue;
+    }
+    // Unqueued before the read: a change that lands during it queues the stream again. A
+    // check serves the stream's place in both queues.
     stream->queued = false;
+    stream->queued_urgent = false;
     lock.unlock();
     stream->Check();
     stream->Unref();
@@ -250,7 +264,7 @@ void WatchHub::PollLoop() {
     for (auto& [id, streams] : by_device_) {
       auto it = generations->find(id);
       for (Stream* s : streams) {
-        if (it == generations->end() || s->known() != it->second) EnqueueLocked(s);
+        if (it == generations->end() || s->known() != it->second) EnqueueLocked(s, false);
       }
     }
   }

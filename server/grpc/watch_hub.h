@@ -53,8 +53,10 @@ class WatchHub {
 
  private:
   class Stream;
-  /// Queues `stream` for a check unless it is queued already; mu_ held.
-  void EnqueueLocked(Stream* stream);
+  /// Queues `stream` for a check unless it is queued already; mu_ held. Urgent checks (a
+  /// change named for the stream's device) are taken before the others (fleet-wide changes,
+  /// the poll, new streams).
+  void EnqueueLocked(Stream* stream, bool urgent);
   void CheckLoop();
   void PollLoop();
   /// Called by a stream's OnDone: it is never queued or listed again.
@@ -72,7 +74,8 @@ class WatchHub {
   bool stopping_ = false;
   std::map<std::string, std::set<Stream*>, std::less<>> by_device_;  // every open stream
   size_t open_ = 0;
-  std::deque<Stream*> queue_;  // each holds a reference
+  std::deque<Stream*> queue_;   // each holds a reference
+  std::deque<Stream*> urgent_;  // each holds a reference
   std::vector<std::thread> threads_;
 };
 
