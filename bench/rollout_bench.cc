@@ -43,6 +43,7 @@ struct Options {
   int devices = 10000;
   int bake_seconds = 10;
   int threads = 8;
+  int watch_check_threads = 0;  // 0: the server's default
   bool postgres = false;
   std::string json = "bench/results/rollout_bench.json";
 };
@@ -90,6 +91,10 @@ class Bench {
     }
     server.extra_flags = {"--log-level",           "warning", "--sync-interval-seconds", "60",
                           "--rollout-interval-ms", "250",     "--device-threads",        "64"};
+    if (options_.watch_check_threads > 0) {
+      server.extra_flags.push_back("--watch-check-threads");
+      server.extra_flags.push_back(std::to_string(options_.watch_check_threads));
+    }
     server_ = std::make_unique<tests::ServerProcess>(server);
     RETURN_IF_ERROR(server_->Start());
     auth_ = {{"Authorization", "Bearer " + server_->admin_token()}};
@@ -362,6 +367,8 @@ int main(int argc, char** argv) {
   flags.Int("bake-seconds", &options.bake_seconds, "bake time of each wave (default 10)");
   flags.Int("threads", &options.threads, "fleetsim worker threads (default 8)");
   flags.Bool("postgres", &options.postgres, "run the server on a throwaway PostgreSQL");
+  flags.Int("watch-check-threads", &options.watch_check_threads,
+            "the server's --watch-check-threads (default: the server's default)");
   flags.String("json", &options.json, "results file (default bench/results/rollout_bench.json)");
   if (std::optional<int> exit_code = ParseFlags(flags, argc, argv)) return *exit_code;
   if (options.devices < 100 || options.bake_seconds < 0) {

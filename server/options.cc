@@ -29,6 +29,9 @@ void Register(FlagSet& f, ServerOptions& o) {
   f.Int("watch-poll-seconds", &o.watch_poll_seconds,
         "each device Watch stream rereads its desired state this often, beside the changes "
         "pushed at once from this replica and (PostgreSQL) from the others (default 15)");
+  f.Int("watch-check-threads", &o.watch_check_threads,
+        "threads that read a watching device's new desired state and push it; they wait on the "
+        "database as much as they compute (default 2)");
   f.Int("telemetry-window-seconds", &o.telemetry_window_seconds,
         "devices summarise what their models see in windows this long (default 60)");
   f.String("telemetry-cohort-label", &o.telemetry_cohort_label,
@@ -133,6 +136,7 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
         {"telemetry-window-seconds", options.telemetry_window_seconds},
         {"rollout-interval-ms", options.rollout_interval_ms},
         {"watch-poll-seconds", options.watch_poll_seconds},
+        {"watch-check-threads", options.watch_check_threads},
         {"telemetry-max-cohorts", options.telemetry_max_cohorts},
         {"telemetry-bucket-seconds", options.telemetry_bucket_seconds},
         {"telemetry-raw-retention-hours", options.telemetry_raw_retention_hours},

@@ -24,6 +24,8 @@ struct ServerOptions {
   /// How often each Watch stream rereads its device's generation: the safety net under the
   /// change feed (PostgreSQL NOTIFY), which pushes changes made on any replica at once.
   int watch_poll_seconds = 15;
+  /// Threads that answer Watch streams: each reads a device's desired state and writes it.
+  int watch_check_threads = 2;
   int telemetry_window_seconds = 60;  // how often devices close a telemetry window
   /// The device label whose value is a telemetry cohort, and how many values get a series.
   std::string telemetry_cohort_label = "site";

@@ -320,7 +320,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
       s->devices.get(), s->assignments.get(), s->blobs.get(), s->telemetry.get(), s->metrics.get(),
       grpc_api::DeviceServiceOptions{.streams_per_device = options.device_streams_per_device,
                                      .watch = {.poll_interval = absl::Seconds(
-                                                   options.watch_poll_seconds)}});
+                                                   options.watch_poll_seconds),
+                                               .check_threads = options.watch_check_threads}});
   // Desired-state changes made through any replica wake this one's Watch streams at once.
   fleet::DeviceRegistry* registry = s->devices.get();
   ASSIGN_OR_RETURN(s->desired_changes,

@@ -28,7 +28,9 @@ class WatchHub::Stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
 
   /// On a check thread: writes the desired state when the generation moved since the last
   /// one this stream sent. A decommissioned or deleted device ends the stream with the reason.
-  void Check() {
+  /// `named`: a change named this device, so it has most likely moved: the desired state is
+  /// read at once (its generation with it) instead of after a read of the generation alone.
+  void Check(bool named) {
     int64_t known;
     {
       std::lock_guard lock(mu_);
@@ -39,10 +41,15 @@ class WatchHub::Stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
       }
       known = known_;
     }
-    absl::StatusOr<int64_t> generation = hub_.devices_.Generation(device_id_);
-    if (generation.ok() && *generation == known) return;
-    absl::StatusOr<v1::SyncResponse> desired =
-        generation.ok() ? hub_.devices_.DesiredState(device_id_) : generation.status();
+    absl::StatusOr<v1::SyncResponse> desired = absl::UnknownError("");
+    if (named) {
+      desired = hub_.devices_.DesiredState(device_id_);
+    } else {
+      absl::StatusOr<int64_t> generation = hub_.devices_.Generation(device_id_);
+      if (generation.ok() && *generation == known) return;
+      desired = generation.ok() ? hub_.devices_.DesiredState(device_id_) : generation.status();
+    }
+    if (desired.ok() && desired->desired_generation() == known) return;
     if (!desired.ok()) {
       // A database that is briefly away is not the device's fault: the next poll tries again.
       if (absl::IsUnavailable(desired.status()) || absl::IsDeadlineExceeded(desired.status()))
@@ -236,7 +243,7 @@ void WatchHub::CheckLoop() {
     stream->queued = false;
     stream->queued_urgent = false;
     lock.unlock();
-    stream->Check();
+    stream->Check(urgent);
     stream->Unref();
     lock.lock();
   }
