@@ -1,5 +1,6 @@
 #include "fleet/device_registry.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -348,7 +349,11 @@ void DeviceRegistry::WakeWatchers(const std::vector<std::string>& device_ids) {
 }
 
 absl::Status DeviceRegistry::TouchDevices(store::Transaction& tx,
-                                          const std::vector<std::string>& ids) {
+                                          const std::vector<std::string>& unordered) {
+  // In id order, as the syncs' group commits take the same rows: two transactions never wait
+  // for each other's rows the other way round.
+  std::vector<std::string> ids = unordered;
+  std::sort(ids.begin(), ids.end());
   // In statements of at most 500 ids: one round trip per batch, under every engine's limit on
   // bound parameters.
   constexpr size_t kBatch = 500;

@@ -157,13 +157,16 @@ TEST_P(FleetsimTest, FailingInstallsPauseTheRolloutAndTheRestNeverSwitch) {
 }
 
 TEST_P(FleetsimTest, ACandidateThatDisagreesOnOneCohortInTheShadowNeverServes) {
-  // Beside version 1, version 2 agrees on half of site b's calls (98 % elsewhere).
+  // Beside version 1, version 2 agrees on half of site b's calls (98 % elsewhere). The canary
+  // wave is site b: a wave drawn from both sites may, by the draw and by whose windows come in
+  // first, have too few of site b's calls to fail the gate.
   StartFleet(R"(,{"version":"2","cohort":"b","agreement":0.5}])");
   ASSERT_FALSE(HasFailure());
   HttpResponse created = Call(
       "POST", "/v1/rollouts",
       absl::StrCat(R"({"model":"kws","version":")", v2_,
-                   R"(","selector":"fleetsim","waves":[10,100],"bakeSeconds":"20",)",
+                   R"(","selector":"fleetsim","waves":[10,100],"canarySelector":"site=b",)",
+                   R"("bakeSeconds":"20",)",
                    R"("onFailure":"rollback","shadow":{"seconds":"5","sampleRatio":0.5},)",
                    R"("gates":[{"metric":"shadow_agreement","threshold":0.9,"minSamples":"200"}]})"));
   ASSERT_EQ(created.status, 201) << created.body;
@@ -177,7 +180,7 @@ TEST_P(FleetsimTest, ACandidateThatDisagreesOnOneCohortInTheShadowNeverServes) {
   ASSERT_TRUE(Eventually([&] { return Rollout(id).state() == "ROLLED_BACK"; }, absl::Seconds(120)))
       << Rollout(id).DebugString() << sim_->Summary();
   r = Rollout(id);
-  EXPECT_EQ(r.waves(0).devices(), kDevices / 10);
+  EXPECT_EQ(r.waves(0).devices(), kDevices / 2);
   EXPECT_EQ(r.waves(1).devices(), 0);
   EXPECT_EQ(r.waves(0).counts().active() + r.waves(0).counts().rolled_back(), 0);
   bool failed = false;
@@ -186,7 +189,7 @@ TEST_P(FleetsimTest, ACandidateThatDisagreesOnOneCohortInTheShadowNeverServes) {
   }
   EXPECT_TRUE(failed) << r.DebugString();
   EXPECT_EQ(Running(v1_), kDevices) << sim_->Summary();
-  EXPECT_GE(sim_->counts().shadows, kDevices / 10);
+  EXPECT_GE(sim_->counts().shadows, kDevices / 2);
 }
 
 INSTANTIATE_TEST_SUITE_P(Storage, FleetsimTest, ::testing::Values("sqlite", "postgres"),
