@@ -482,7 +482,7 @@ absl::StatusOr<bool> Controller::Write(RolloutRecord& r, const Transition& t) {
   // aborted) changes only what its released devices run; completing applies it to every
   // device its selector matches, the ones that join later too.
   const bool changes = r.state != "PENDING" && in_force_before != in_force_after;
-  const bool fleet_wide = t.to_state == "COMPLETED" || (changes && r.state == "COMPLETED");
+  const bool fleet_wide = t.to_state == "COMPLETED";
   // A wave leaving its shadow stage while the rollout stays in force: its devices switch to
   // serving the candidate, and only their desired state changes.
   const bool unshadow = !changes && in_force_after && r.shadowing && t.shadowing == false;
